@@ -1,0 +1,18 @@
+"""The kyphosis specialist: lateral film, healthy vs hyperkyphosis."""
+
+from spinescan import hookimpl
+from spinescan.spec import ModelSpec, TrainDefaults, default_builder
+
+
+@hookimpl
+def register_models(register):
+    register(
+        ModelSpec(
+            name="kyphosis",
+            description="Lateral film: healthy vs hyperkyphosis (specialist).",
+            view="lateral",
+            classes=("healthy", "kyphosis"),
+            build=default_builder,
+            train=TrainDefaults(target_accuracy=0.9),
+        )
+    )

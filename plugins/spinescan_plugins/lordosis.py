@@ -1,0 +1,18 @@
+"""The lordosis specialist: lateral film, healthy vs hyperlordosis."""
+
+from spinescan import hookimpl
+from spinescan.spec import ModelSpec, TrainDefaults, default_builder
+
+
+@hookimpl
+def register_models(register):
+    register(
+        ModelSpec(
+            name="lordosis",
+            description="Lateral film: healthy vs hyperlordosis (specialist).",
+            view="lateral",
+            classes=("healthy", "lordosis"),
+            build=default_builder,
+            train=TrainDefaults(target_accuracy=0.9),
+        )
+    )

@@ -1,0 +1,25 @@
+"""Spine Scan: classify spinal radiographs with a plugin model zoo and edge export.
+
+The package root stays light: it imports neither TensorFlow nor onnxruntime, so that
+``import spinescan`` is cheap on any install.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spinescan.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "hookimpl", "predict_image"]
+
+
+def predict_image(path: str, model: str = "generalist", models_dir: str | None = None) -> Any:
+    """Classify one image with an exported ONNX model, without TensorFlow.
+
+    Mirrors the original notebook's ``predict_image(image_path, model)``; see
+    :func:`spinescan.predictor.predict_image`.
+    """
+    from spinescan.predictor import predict_image as _predict  # noqa: PLC0415
+
+    return _predict(path, model=model, models_dir=models_dir)

@@ -1,0 +1,3 @@
+from spinescan.cli import main
+
+main()

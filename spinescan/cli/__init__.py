@@ -1,0 +1,91 @@
+"""The ``spinescan`` command line: argument parsing only; the work lives in the core modules.
+
+Each area has its own module here (``models``, ``synth``, ``data``, ``train``, ``bench``,
+``export``); plugins add more through the ``register_commands`` hook. User errors
+(:class:`~spinescan.errors.SpineScanError`) become one-line messages with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+
+from spinescan import __version__
+from spinescan.errors import SpineScanError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="spinescan")
+def cli() -> None:
+    """Spine Scan: a plugin model zoo for spinal radiographs.
+
+    Typical flow: synth -> train -> bench -> export -> spinescan-predict.
+    """
+
+
+def _add_builtin_commands(group: click.Group) -> None:
+    from spinescan.cli import bench, data, export, models, synth, train  # noqa: PLC0415
+
+    for module in (models, synth, data, train, bench, export):
+        for command in module.COMMANDS:
+            group.add_command(command)
+
+
+def _add_plugin_commands(group: click.Group) -> None:
+    """Let plugins add commands, one plugin at a time so a broken one is isolated."""
+    from spinescan.registry import get_registry  # noqa: PLC0415
+
+    registry = get_registry()
+    builtin = set(group.commands)
+    for impl in registry.manager.hook.register_commands.get_hookimpls():
+        try:
+            impl.function(cli=group)
+        except Exception as exc:  # noqa: BLE001
+            registry.report(impl.plugin_name, exc, "failed in register_commands")
+        clobbered = builtin & {n for n, c in group.commands.items() if c.callback is not None}
+        for name in clobbered:
+            if group.commands[name] is not _BUILTIN_COMMANDS.get(name):
+                group.commands[name] = _BUILTIN_COMMANDS[name]
+                registry.report(impl.plugin_name, ValueError(name), "tried to replace a built-in command")
+
+
+_BUILTIN_COMMANDS: dict[str, click.Command] = {}
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    return f"Warning: {message}\n"
+
+
+def build_cli() -> click.Group:
+    _add_builtin_commands(cli)
+    _BUILTIN_COMMANDS.update(cli.commands)
+    _add_plugin_commands(cli)
+    return cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    warnings.formatwarning = _format_warning
+    try:
+        group = build_cli()
+        group.main(args=argv, prog_name="spinescan", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except SpineScanError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted. Files already saved are intact.", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

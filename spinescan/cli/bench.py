@@ -1,0 +1,3 @@
+"""Placeholder for the `bench` commands (being implemented)."""
+
+COMMANDS: list = []

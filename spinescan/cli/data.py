@@ -1,0 +1,3 @@
+"""Placeholder for the `data` commands (being implemented)."""
+
+COMMANDS: list = []

@@ -1,0 +1,3 @@
+"""Placeholder for the `export` commands (being implemented)."""
+
+COMMANDS: list = []

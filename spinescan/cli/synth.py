@@ -1,0 +1,3 @@
+"""Placeholder for the `synth` commands (being implemented)."""
+
+COMMANDS: list = []

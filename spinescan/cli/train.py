@@ -1,0 +1,3 @@
+"""Placeholder for the `train` commands (being implemented)."""
+
+COMMANDS: list = []

@@ -1,0 +1,147 @@
+"""The one preprocessing function, shared by training, evaluation and the ONNX predictor.
+
+This module is part of the light "predictor island": it imports numpy and OpenCV only, never
+TensorFlow. The training pipeline calls :func:`preprocess` itself (through ``tf.numpy_function``)
+rather than re-implementing it, so the tensors a model is trained on and the tensors the edge
+predictor feeds it cannot drift apart.
+
+Spine films are tall and narrow, and the labels are curvature angles: stretching an image to a
+square changes those angles. The default resize therefore preserves the aspect ratio and pads
+(letterbox). ``crop`` instead takes a centred window of the target aspect ratio, which removes the
+padding width that otherwise tells a CNN how wide the original film was (a framing shortcut on
+the real AP films, see issue 7).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+RESIZE_MODES = ("letterbox", "crop")
+INTENSITY_MODES = ("minmax", "divide255", "percentile")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a decoded grey film becomes the model's input tensor.
+
+    It travels with the model: the spec carries it, training records it in the run, and export
+    writes it into the ONNX metadata, from which the predictor rebuilds it.
+    """
+
+    resize: str = "letterbox"
+    intensity: str = "minmax"
+    pad_value: float = 0.0
+    # For ``percentile`` intensity: the low/high percentiles mapped to 0 and 1.
+    percentiles: tuple[float, float] = field(default=(1.0, 99.0))
+
+    def __post_init__(self) -> None:
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {self.resize!r}")
+        if self.intensity not in INTENSITY_MODES:
+            raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}")
+        object.__setattr__(self, "percentiles", tuple(float(p) for p in self.percentiles))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        known = {k: data[k] for k in ("resize", "intensity", "pad_value", "percentiles") if k in data}
+        return cls(**known)
+
+    def describe(self) -> str:
+        """A one-line human description, used in listings and model cards."""
+        return (
+            f"grey; {self.resize} resize (INTER_AREA), pad {self.pad_value:g}; "
+            f"intensity {self.intensity} to [0, 1]"
+        )
+
+
+def to_grey(image: np.ndarray) -> np.ndarray:
+    """Collapse any channel layout (grey, grey+alpha, RGB, RGBA) to a single grey channel."""
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 2:  # grey + alpha
+        return image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        code = cv2.COLOR_BGR2GRAY if image.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
+        if image.dtype not in (np.uint8, np.uint16, np.float32):
+            image = image.astype(np.float32)
+        return cv2.cvtColor(image, code)
+    raise ValueError(f"unsupported image shape {image.shape}")
+
+
+def scale_intensity(grey: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """Map intensities to [0, 1] as float32.
+
+    Per-image scaling (``minmax``/``percentile``) removes exposure differences between films and
+    between 8- and 16-bit sources; ``divide255`` is kept for 8-bit-only models.
+    """
+    x = grey.astype(np.float32)
+    if prep.intensity == "divide255":
+        if grey.dtype == np.uint16:
+            return x / np.float32(65535.0)
+        return x / np.float32(255.0)
+    if prep.intensity == "percentile":
+        lo, hi = np.percentile(x, prep.percentiles).astype(np.float32)
+    else:
+        lo, hi = np.float32(x.min()), np.float32(x.max())
+    if hi - lo < 1e-6:
+        return np.zeros_like(x, dtype=np.float32)
+    return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def _fit(height: int, width: int, target_h: int, target_w: int, mode: str) -> tuple[int, int]:
+    scale = (min if mode == "letterbox" else max)(target_h / height, target_w / width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize_to(x: np.ndarray, size: tuple[int, int], prep: Preprocessing) -> np.ndarray:
+    """Aspect-preserving resize of a 2-D float image to ``size`` = (height, width)."""
+    target_h, target_w = int(size[0]), int(size[1])
+    h, w = x.shape[:2]
+    new_h, new_w = _fit(h, w, target_h, target_w, prep.resize)
+    resized = cv2.resize(x, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    if prep.resize == "crop":
+        top, left = (new_h - target_h) // 2, (new_w - target_w) // 2
+        return np.ascontiguousarray(resized[top : top + target_h, left : left + target_w])
+    out = np.full((target_h, target_w), prep.pad_value, dtype=np.float32)
+    top, left = (target_h - new_h) // 2, (target_w - new_w) // 2
+    out[top : top + new_h, left : left + new_w] = resized
+    return out
+
+
+def preprocess(
+    image: np.ndarray, input_size: tuple[int, int, int], prep: Preprocessing | None = None
+) -> np.ndarray:
+    """Turn one decoded image (any dtype, any channel layout) into a float32 HxWxC tensor.
+
+    ``input_size`` is the model's (height, width, channels). Channels beyond one repeat the grey
+    image (for backbones that expect three).
+    """
+    prep = prep or Preprocessing()
+    grey = to_grey(np.asarray(image))
+    x = scale_intensity(grey, prep)
+    x = resize_to(x, input_size[:2], prep)
+    channels = int(input_size[2])
+    out = np.repeat(x[:, :, None], channels, axis=2) if channels > 1 else x[:, :, None]
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def preprocess_batch(
+    images: list[np.ndarray], input_size: tuple[int, int, int], prep: Preprocessing | None = None
+) -> np.ndarray:
+    """Stack :func:`preprocess` over several images into an NxHxWxC float32 array."""
+    if not images:
+        return np.zeros((0, *input_size), dtype=np.float32)
+    return np.stack([preprocess(im, input_size, prep) for im in images])

@@ -1,0 +1,124 @@
+"""What a model *is*, in one object: the contract between plugins and the rest of Spine Scan.
+
+Like a timm pretrained config, a :class:`ModelSpec` carries everything the training loop,
+benchmark, exporter and predictor need (view, ordered classes, input size, preprocessing, training
+defaults) so that nothing is hard-coded at a call site. Building the Keras model is deferred to
+``spec.build`` so that a spec can be listed without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from spinescan.errors import SpecError
+from spinescan.preprocess import Preprocessing
+
+if TYPE_CHECKING:
+    import keras
+
+VIEWS = ("lateral", "ap")
+
+
+class ModelBuilder(Protocol):
+    """``build(spec, backbone=..., weights=...) -> keras.Model`` (TensorFlow imported inside)."""
+
+    def __call__(self, spec: ModelSpec, *, backbone: str, weights: str | None) -> keras.Model: ...
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    """Default hyper-parameters; every field can be overridden on the command line."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    backbone: str = "compact"
+    target_accuracy: float = 0.9
+    patience: int = 8
+    min_epochs: int = 6
+    validation_fraction: float = 0.15
+    test_fraction: float = 0.15
+    augment: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model. ``plugin`` is filled in by the registry, not by the plugin."""
+
+    name: str
+    description: str
+    view: str
+    classes: tuple[str, ...]
+    build: ModelBuilder
+    input_size: tuple[int, int, int] = (128, 128, 1)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    train: TrainDefaults = field(default_factory=TrainDefaults)
+    # The label that means "no finding"; the benchmark maps multi-class outputs through it.
+    negative_class: str = "healthy"
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+        problems = []
+        if not self.name or not self.name.replace("-", "_").replace(".", "_").isidentifier():
+            problems.append(f"name {self.name!r} must be a simple identifier")
+        if self.view not in VIEWS:
+            problems.append(f"view must be one of {VIEWS}, got {self.view!r}")
+        if len(self.classes) < 2:
+            problems.append("needs at least two classes")
+        if len(set(self.classes)) != len(self.classes):
+            problems.append(f"classes must be unique, got {self.classes}")
+        if any(not isinstance(c, str) or not c for c in self.classes):
+            problems.append("class names must be non-empty strings")
+        if len(self.input_size) != 3 or min(self.input_size) < 1 or self.input_size[2] not in (1, 3):
+            problems.append(f"input_size must be (height, width, 1 or 3), got {self.input_size}")
+        if not callable(self.build):
+            problems.append("build must be callable")
+        if not isinstance(self.preprocessing, Preprocessing):
+            problems.append("preprocessing must be a spinescan.preprocess.Preprocessing")
+        if not isinstance(self.train, TrainDefaults):
+            problems.append("train must be a spinescan.spec.TrainDefaults")
+        if problems:
+            raise SpecError(f"invalid model spec {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def with_image_size(self, size: int | None) -> ModelSpec:
+        """The same spec at another square input size (``--image-size PX``)."""
+        if not size:
+            return self
+        return replace(self, input_size=(int(size), int(size), self.input_size[2]))
+
+    def with_preprocessing(self, **changes: Any) -> ModelSpec:
+        return replace(self, preprocessing=replace(self.preprocessing, **changes))
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready description (``spinescan models --json``, run configs, ONNX metadata)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "view": self.view,
+            "classes": list(self.classes),
+            "negative_class": self.negative_class,
+            "input_size": list(self.input_size),
+            "preprocessing": self.preprocessing.to_dict(),
+            "train_defaults": self.train.to_dict(),
+            "plugin": self.plugin,
+        }
+
+
+def default_builder(spec: ModelSpec, *, backbone: str, weights: str | None = None) -> keras.Model:
+    """Build the classifier head on one of the core backbones (TensorFlow imported lazily)."""
+    from spinescan.backbones import build_classifier  # noqa: PLC0415
+
+    return build_classifier(spec, backbone=backbone, weights=weights)
+
+
+Builder = Callable[..., Any]

@@ -1,0 +1,33 @@
+"""Shared fixtures: a tiny phantom dataset (generated once per session) and the real films."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests see only the built-in plugins unless a test opts in to more.
+os.environ.setdefault("SPINESCAN_DISABLE_PLUGIN_AUTOLOAD", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DIR = REPO.parent / "shared" / "data" / "real"
+
+
+@pytest.fixture(scope="session")
+def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic dataset, both views, shared by all tests (read-only for them)."""
+    from spinescan.synth import generate
+
+    out = tmp_path_factory.mktemp("phantoms")
+    generate(out, per_class=40, seed=0, size=128, views=("lateral", "ap"), workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    """The real AP films (healthy vs scoliosis) and the lateral sample; skipped when absent."""
+    if not (REAL_DIR / "fraiwan-kauh-dev" / "manifest.csv").is_file():
+        pytest.skip("../shared/data/real is not available")
+    return REAL_DIR
