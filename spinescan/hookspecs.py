@@ -11,7 +11,8 @@ reported (or, with ``SPINESCAN_STRICT_PLUGINS=1``, fails the command) without af
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 

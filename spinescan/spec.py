@@ -8,8 +8,9 @@ defaults) so that nothing is hard-coded at a call site. Building the Keras model
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from spinescan.errors import SpecError
 from spinescan.preprocess import Preprocessing

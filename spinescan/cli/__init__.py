@@ -34,24 +34,24 @@ def _add_builtin_commands(group: click.Group) -> None:
 
 
 def _add_plugin_commands(group: click.Group) -> None:
-    """Let plugins add commands, one plugin at a time so a broken one is isolated."""
+    """Let plugins add commands, one plugin at a time so a broken one is isolated.
+
+    A plugin may add commands but not replace a built-in one: that would silently change what a
+    documented command does, so the built-in is restored and the plugin reported.
+    """
     from spinescan.registry import get_registry  # noqa: PLC0415
 
     registry = get_registry()
-    builtin = set(group.commands)
+    builtins = dict(group.commands)
     for impl in registry.manager.hook.register_commands.get_hookimpls():
         try:
             impl.function(cli=group)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - isolate any plugin failure
             registry.report(impl.plugin_name, exc, "failed in register_commands")
-        clobbered = builtin & {n for n, c in group.commands.items() if c.callback is not None}
-        for name in clobbered:
-            if group.commands[name] is not _BUILTIN_COMMANDS.get(name):
-                group.commands[name] = _BUILTIN_COMMANDS[name]
+        for name, command in builtins.items():
+            if group.commands.get(name) is not command:
+                group.commands[name] = command
                 registry.report(impl.plugin_name, ValueError(name), "tried to replace a built-in command")
-
-
-_BUILTIN_COMMANDS: dict[str, click.Command] = {}
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
@@ -60,7 +60,6 @@ def _format_warning(message, category, filename, lineno, line=None) -> str:  # n
 
 def build_cli() -> click.Group:
     _add_builtin_commands(cli)
-    _BUILTIN_COMMANDS.update(cli.commands)
     _add_plugin_commands(cli)
     return cli
 
