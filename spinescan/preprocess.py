@@ -7,9 +7,10 @@ predictor feeds it cannot drift apart.
 
 Spine films are tall and narrow, and the labels are curvature angles: stretching an image to a
 square changes those angles. The default resize therefore preserves the aspect ratio and pads
-(letterbox). ``crop`` instead takes a centred window of the target aspect ratio, which removes the
-padding width that otherwise tells a CNN how wide the original film was (a framing shortcut on
-the real AP films, see issue 7).
+(letterbox). ``spine_crop`` first cuts every film to one fixed aspect ratio, a window centred on
+the spine column, and only then letterboxes it: the padding is then the same for every film, so
+it no longer tells a CNN how wide the original film was (a framing shortcut on the real AP
+films, where healthy films are narrow crops and scoliosis films mostly full frames).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-RESIZE_MODES = ("letterbox", "crop")
+RESIZE_MODES = ("letterbox", "spine_crop")
 INTENSITY_MODES = ("minmax", "divide255", "percentile")
 
 
@@ -38,6 +39,9 @@ class Preprocessing:
     pad_value: float = 0.0
     # For ``percentile`` intensity: the low/high percentiles mapped to 0 and 1.
     percentiles: tuple[float, float] = field(default=(1.0, 99.0))
+    # For ``spine_crop``: the window's width / height. About 0.3 keeps a full scoliotic spine
+    # (and its lateral deviation) of an AP film while dropping most of the framing.
+    crop_aspect: float = 0.3
 
     def __post_init__(self) -> None:
         if self.resize not in RESIZE_MODES:
@@ -45,6 +49,8 @@ class Preprocessing:
         if self.intensity not in INTENSITY_MODES:
             raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}")
         object.__setattr__(self, "percentiles", tuple(float(p) for p in self.percentiles))
+        if not 0.05 <= float(self.crop_aspect) <= 20:
+            raise ValueError(f"crop_aspect must be in [0.05, 20], got {self.crop_aspect}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,13 +60,17 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        known = {k: data[k] for k in ("resize", "intensity", "pad_value", "percentiles") if k in data}
+        names = ("resize", "intensity", "pad_value", "percentiles", "crop_aspect")
+        known = {k: data[k] for k in names if k in data}
         return cls(**known)
 
     def describe(self) -> str:
         """A one-line human description, used in listings and model cards."""
+        crop = ""
+        if self.resize == "spine_crop":
+            crop = f"crop to w/h {self.crop_aspect:g} around the spine, then "
         return (
-            f"grey; {self.resize} resize (INTER_AREA), pad {self.pad_value:g}; "
+            f"grey; {crop}aspect-preserving letterbox resize (INTER_AREA), pad {self.pad_value:g}; "
             f"intensity {self.intensity} to [0, 1]"
         )
 
@@ -101,20 +111,43 @@ def scale_intensity(grey: np.ndarray, prep: Preprocessing) -> np.ndarray:
     return np.clip((x - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
-def _fit(height: int, width: int, target_h: int, target_w: int, mode: str) -> tuple[int, int]:
-    scale = (min if mode == "letterbox" else max)(target_h / height, target_w / width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
+def spine_column(x: np.ndarray) -> int:
+    """Estimate the spine's column: the brightest wide vertical band in the central half.
+
+    Vertebrae are the densest structure running the whole height of a spine film; a column
+    profile over the middle rows, smoothed over about a vertebra's width, peaks on them.
+    """
+    h, w = x.shape[:2]
+    profile = x[h // 4 : h - h // 4].mean(axis=0).astype(np.float32)
+    k = max(3, (w // 8) | 1)
+    smooth = cv2.GaussianBlur(profile[None, :], (k, 1), 0)[0]
+    lo, hi = w // 4, w - w // 4
+    if hi <= lo:
+        return w // 2
+    return lo + int(np.argmax(smooth[lo:hi]))
+
+
+def crop_to_aspect(x: np.ndarray, aspect: float) -> np.ndarray:
+    """Cut a window of width/height ``aspect``: columns around the spine, or rows around the centre."""
+    h, w = x.shape[:2]
+    if w > h * aspect:  # too wide: keep a band of columns centred on the spine
+        cw = max(1, round(h * aspect))
+        left = int(np.clip(spine_column(x) - cw // 2, 0, w - cw))
+        return x[:, left : left + cw]
+    ch = max(1, round(w / aspect))  # too tall: keep the central rows
+    top = (h - ch) // 2
+    return x[top : top + ch, :]
 
 
 def resize_to(x: np.ndarray, size: tuple[int, int], prep: Preprocessing) -> np.ndarray:
-    """Aspect-preserving resize of a 2-D float image to ``size`` = (height, width)."""
+    """Aspect-preserving resize of a 2-D float image into ``size`` = (height, width), padded."""
+    if prep.resize == "spine_crop":
+        x = crop_to_aspect(x, prep.crop_aspect)
     target_h, target_w = int(size[0]), int(size[1])
     h, w = x.shape[:2]
-    new_h, new_w = _fit(h, w, target_h, target_w, prep.resize)
-    resized = cv2.resize(x, (new_w, new_h), interpolation=cv2.INTER_AREA)
-    if prep.resize == "crop":
-        top, left = (new_h - target_h) // 2, (new_w - target_w) // 2
-        return np.ascontiguousarray(resized[top : top + target_h, left : left + target_w])
+    scale = min(target_h / h, target_w / w)
+    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
+    resized = cv2.resize(np.ascontiguousarray(x), (new_w, new_h), interpolation=cv2.INTER_AREA)
     out = np.full((target_h, target_w), prep.pad_value, dtype=np.float32)
     top, left = (target_h - new_h) // 2, (target_w - new_w) // 2
     out[top : top + new_h, left : left + new_w] = resized
@@ -132,7 +165,8 @@ def preprocess(
     prep = prep or Preprocessing()
     grey = to_grey(np.asarray(image))
     x = scale_intensity(grey, prep)
-    x = resize_to(x, input_size[:2], prep)
+    # INTER_AREA can overshoot [0, 1] by a rounding error; keep the documented range exact.
+    x = np.clip(resize_to(x, input_size[:2], prep), 0.0, 1.0)
     channels = int(input_size[2])
     out = np.repeat(x[:, :, None], channels, axis=2) if channels > 1 else x[:, :, None]
     return np.ascontiguousarray(out, dtype=np.float32)

@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> None:
     warnings.formatwarning = _format_warning
     try:
         group = build_cli()
-        group.main(args=argv, prog_name="spinescan", standalone_mode=False)
+        code = group.main(args=argv, prog_name="spinescan", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)  # ctx.exit(n) returns n when click is not standalone
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -1,3 +1,118 @@
-"""Placeholder for the `bench` commands (being implemented)."""
+"""``spinescan bench``: train or reuse every model on one split, evaluate, and write the report."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+@click.command("bench")
+@click.argument("names", nargs=-1)
+@click.option("--data", type=click.Path(path_type=Path), help="Dataset folder (default: dataset/phantoms).")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds 0..K-1.")
+@click.option(
+    "--folds", type=click.IntRange(min=2), help="K-fold cross-validation (per seed) instead of one split."
+)
+@click.option("--epochs", type=click.IntRange(min=0), help="Override every plugin's epoch count.")
+@click.option("--image-size", type=click.IntRange(min=8), help="Square input size in pixels.")
+@click.option("--out", type=click.Path(path_type=Path), help="Report folder (default: reports/<timestamp>/).")
+@click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--backbone", "backbones", multiple=True, help="Backbone(s) to compare; repeat the option.")
+@click.option(
+    "--target-accuracy", type=click.FloatRange(0, 1), help="Validation accuracy for time-to-target."
+)
+@click.option("--by", "by", metavar="COLUMN", help="Also report metrics per value of a manifest column.")
+@click.option("--no-reuse", is_flag=True, help="Train again even when a matching finished run exists.")
+@click.option("--no-probes", is_flag=True, help="Skip the shortcut probes.")
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    type=click.IntRange(min=100),
+    default=1000,
+    show_default=True,
+    help="Bootstrap replicates for the CIs.",
+)
+@click.option(
+    "--per-class",
+    type=click.IntRange(min=10),
+    default=300,
+    show_default=True,
+    help="Images per class if the default phantom set has to be generated.",
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print leaderboard.json to stdout (progress on stderr)."
+)
+@click.option("-q", "--quiet", is_flag=True, help="No Keras progress bars.")
+def bench_command(
+    names: tuple[str, ...],
+    data: Path | None,
+    seeds: int,
+    folds: int | None,
+    epochs: int | None,
+    image_size: int | None,
+    out: Path | None,
+    runs_dir: Path,
+    backbones: tuple[str, ...],
+    target_accuracy: float | None,
+    by: str | None,
+    no_reuse: bool,
+    no_probes: bool,
+    n_boot: int,
+    per_class: int,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Benchmark models NAME... (default: every registered model) on one shared split.
+
+    Trains each model for every seed (or reuses a matching finished run), evaluates it on the
+    shared test split with bootstrap CIs, runs the paired generalist-vs-specialist study, picks
+    winners on validation accuracy (saved to RUNS/winners.json for `spinescan export --onnx`), and
+    writes leaderboard.json, report.md and plots to --out.
+    """
+    from spinescan.bench import BenchConfig, run_benchmark  # noqa: PLC0415
+
+    config = BenchConfig(
+        models=names,
+        data=data,
+        seeds=seeds,
+        folds=folds,
+        epochs=epochs,
+        image_size=image_size,
+        out=out,
+        runs_dir=runs_dir,
+        reuse=not no_reuse,
+        target_accuracy=target_accuracy,
+        backbones=backbones,
+        by=by,
+        n_boot=n_boot,
+        probes=not no_probes,
+        verbose=0 if quiet else 2 if as_json else 1,
+        per_class=per_class,
+    )
+    leaderboard = run_benchmark(config, echo=lambda msg: click.echo(msg, err=True), quiet_stdout=as_json)
+    if as_json:
+        click.echo(json.dumps(leaderboard, indent=2))
+        return
+    click.echo(summary_lines(leaderboard))
+
+
+def summary_lines(leaderboard: dict) -> str:
+    """A short terminal summary; the full story is in report.md."""
+    lines = []
+    width = max((len(e["key"]) for e in leaderboard["models"]), default=5)
+    for e in leaderboard["models"]:
+        acc, ci = e.get("accuracy"), e.get("accuracy_ci") or [None, None]
+        ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if None not in ci else ""
+        mark = "  winner: " + e["winner_run"] if e.get("winner_run") else ""
+        acc_text = f"{acc:.3f}" if acc is not None else "–"
+        lines.append(f"{e['key']:<{width}}  test accuracy {acc_text} {ci_text}{mark}")
+    study = leaderboard.get("study")
+    if study:
+        lines += ["", study["answer"]]
+    lines += ["", f"Report: {leaderboard.get('report')}"]
+    return "\n".join(lines)
+
+
+COMMANDS = [bench_command]

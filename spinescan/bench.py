@@ -1,0 +1,1106 @@
+"""The benchmark: train (or reuse) every model on one shared split, evaluate, and answer the question.
+
+Spine Scan exists to answer one question: is a generalist (healthy / kyphosis / lordosis) more
+accurate than one specialist per condition? The original notebook compared a 3-class model with
+2-class models at different chance levels, on different images, without confidence intervals.
+Here every model is trained on the same dataset, split and seeds (a split is a property of
+``(dataset, view, seed)``, see :mod:`spinescan.splits`, so a specialist's test images are exactly
+the generalist's test images of its two classes), and the comparison is *paired*:
+
+* **specialist vs generalist**, on the test images of the specialist's two classes. The
+  generalist's 3-class output is mapped to the specialist's binary decision by
+  :data:`MAPPING`: it says "positive" iff its argmax is the specialist's positive class.
+* **the deployment question**: the specialists combined into one 3-class decision by
+  :data:`COMBINATION_RULE`, against the generalist's argmax on the full 3-class test set.
+
+Each comparison reports the accuracy difference with a paired bootstrap CI and an exact McNemar
+test, and a paragraph answering the question is generated from those numbers.
+
+Winners (one run per model) are chosen on *validation* accuracy, ties broken by time to target,
+never on test figures, and written to ``<runs>/winners.json`` for ``spinescan export --onnx``.
+Shortcut probes (:mod:`spinescan.probes`) and ``--by COLUMN`` subgroup metrics are reported beside
+the CNNs. TensorFlow is only imported when a model is trained, loaded or timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from spinescan import metrics as m
+from spinescan.atomic import atomic_write_json
+from spinescan.errors import DataError, SpineScanError
+
+if TYPE_CHECKING:
+    from spinescan.data import Dataset, Sample
+    from spinescan.spec import ModelSpec
+    from spinescan.splits import Split
+
+DEFAULT_DATA = Path("dataset/phantoms")
+DEFAULT_PER_CLASS = 300
+WINNERS = "winners.json"
+
+MAPPING = (
+    "The generalist's 3-class output becomes the specialist's binary decision by its argmax: "
+    "'positive' (the specialist's condition) iff the generalist's most probable class is that "
+    "condition; an image it calls the *other* condition counts as 'not this condition'. Both "
+    "models are scored on exactly the same test images: those of the specialist's two classes."
+)
+COMBINATION_RULE = (
+    "Each specialist gives P(its condition). If any specialist's probability exceeds 0.5, the "
+    "image gets the condition of the most confident one; otherwise it is called healthy (the "
+    "negative class). This 3-class decision is scored against the generalist's argmax on the full "
+    "3-class test set (every test image of the generalist's classes)."
+)
+POOLING = (
+    "With several seeds or folds, accuracies are means over runs, the difference CI resamples each "
+    "run's paired images independently (stratified by true class) and averages the differences, "
+    "and McNemar's exact test uses the discordant pairs pooled over runs. Seeds re-draw the split, "
+    "so an image can appear in several runs' test sets; the per-run tests in leaderboard.json do "
+    "not have that caveat. With k folds every image is tested exactly once per seed."
+)
+
+
+# -- configuration and records ---------------------------------------------------------------------
+@dataclass
+class BenchConfig:
+    """What ``spinescan bench`` was asked to do; ``None`` means "the plugin's default"."""
+
+    models: Sequence[str] = ()
+    data: Path | None = None
+    seeds: int = 1
+    folds: int | None = None
+    epochs: int | None = None
+    image_size: int | None = None
+    out: Path | None = None
+    runs_dir: Path = Path("runs")
+    reuse: bool = True
+    target_accuracy: float | None = None
+    backbones: Sequence[str] = ()
+    by: str | None = None
+    n_boot: int = 1000
+    probes: bool = True
+    verbose: int = 1
+    per_class: int = DEFAULT_PER_CLASS  # size of the default phantom set when it must be generated
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise SpineScanError("--seeds must be at least 1")
+        if self.folds is not None and self.folds < 2:
+            raise SpineScanError("--folds must be at least 2 (or left out for one split per seed)")
+        if self.n_boot < 100:
+            raise SpineScanError("--bootstrap needs at least 100 replicates")
+        self.runs_dir = Path(self.runs_dir)
+        self.data = None if self.data is None else Path(self.data)
+
+
+class Part(NamedTuple):
+    """One split's predictions: rel paths, class indices (spec order) and probabilities."""
+
+    files: list[str]
+    labels: np.ndarray
+    probs: np.ndarray
+
+
+@dataclass
+class RunRecord:
+    """One finished run, read back for evaluation."""
+
+    model: str
+    backbone: str
+    seed: int
+    fold: int | None
+    run_dir: Path
+    classes: tuple[str, ...]
+    view: str
+    negative_class: str
+    val: Part
+    test: Part
+    info: dict[str, Any] = field(default_factory=dict)  # metrics.json
+    reused: bool = False
+    spec: Any = None  # the ModelSpec the run was trained with
+
+    @property
+    def slot(self) -> tuple[int, int | None]:
+        """Runs in the same slot (seed, fold) share one split: the pairing key of the study."""
+        return (self.seed, self.fold)
+
+    @property
+    def val_accuracy(self) -> float:
+        if len(self.val.labels):
+            return m.accuracy(self.val.labels, self.val.probs.argmax(axis=1))
+        value = (self.info.get("val") or {}).get("accuracy")
+        return float("nan") if value is None else float(value)
+
+
+def _part(files: Sequence[str], labels: Sequence[str], probs: np.ndarray, classes: Sequence[str]) -> Part:
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({lab for lab in labels if lab not in index})
+    if unknown:
+        raise SpineScanError(f"predictions name classes {unknown} that the run's spec does not have")
+    return Part(list(files), np.array([index[lab] for lab in labels], dtype=int), np.asarray(probs, float))
+
+
+def load_record(run_dir: str | Path, reused: bool = False) -> RunRecord:
+    """Read a finished run directory (config, metrics and predictions) into a :class:`RunRecord`."""
+    from spinescan import runs  # noqa: PLC0415
+
+    run = runs.load_run(run_dir)
+    if not run.finished:
+        raise SpineScanError(f"{run_dir} is not a finished run")
+    preds = runs.read_predictions(run_dir)
+    empty = ([], [], np.zeros((0, len(run.spec.classes))))
+    args = run.config.get("arguments", {})
+    fold = run.split.fold if run.split is not None else args.get("fold")
+    return RunRecord(
+        model=run.spec.name,
+        backbone=str(args.get("backbone") or run.metrics.get("backbone") or run.spec.train.backbone),
+        seed=int(args.get("seed", 0)),
+        fold=fold,
+        run_dir=Path(run_dir),
+        classes=tuple(run.spec.classes),
+        view=run.spec.view,
+        negative_class=run.spec.negative_class,
+        val=_part(*preds.get("val", empty), run.spec.classes),
+        test=_part(*preds.get("test", empty), run.spec.classes),
+        info=run.metrics or {},
+        reused=reused,
+        spec=run.spec,
+    )
+
+
+# -- the models behind the records (prediction on other images, timing) ----------------------------
+class ModelAccess:
+    """Loads a run's Keras model on demand, to score extra images and to time inference.
+
+    Kept behind one small interface so that the evaluation logic can be tested with fake runs.
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[Path, Any] = {}
+
+    def _model(self, record: RunRecord) -> Any:
+        from spinescan import runs  # noqa: PLC0415
+
+        if record.run_dir not in self._models:
+            self._models[record.run_dir] = runs.load_model(record.run_dir)
+        return self._models[record.run_dir]
+
+    def predict(self, record: RunRecord, samples: Sequence[Sample]) -> np.ndarray:
+        from spinescan import runs  # noqa: PLC0415
+
+        return runs.predict_probs(self._model(record), samples, record.spec)
+
+    def timing(self, record: RunRecord, samples: Sequence[Sample], n: int = 16) -> dict[str, float | None]:
+        """Milliseconds per image: decode + preprocess, and the Keras forward pass at batch 1.
+
+        The forward pass is timed after two warm-up calls, as the median of ``n`` single-image
+        calls on this machine's CPU (TensorFlow's own thread settings).
+        """
+        from spinescan.pipeline import load_image  # noqa: PLC0415
+
+        samples = list(samples)[:n]
+        if not samples or not (record.run_dir / "model.keras").is_file():
+            return {"inference_ms": None, "preprocess_ms": None}
+        spec = record.spec
+        t0 = time.perf_counter()
+        x = np.stack([load_image(s.path, spec.input_size, spec.preprocessing) for s in samples])
+        prep_ms = (time.perf_counter() - t0) * 1000 / len(samples)
+        model = self._model(record)
+        for i in range(2):
+            model(x[i % len(x) : i % len(x) + 1], training=False)
+        times = []
+        for i in range(len(x)):
+            t0 = time.perf_counter()
+            np.asarray(model(x[i : i + 1], training=False))
+            times.append((time.perf_counter() - t0) * 1000)
+        return {"inference_ms": statistics.median(times), "preprocess_ms": prep_ms}
+
+    def release(self) -> None:
+        self._models.clear()
+
+
+# -- small helpers -------------------------------------------------------------------------------------
+def jsonable(obj: Any) -> Any:
+    """numpy scalars/arrays to Python, NaN/inf to None: leaderboard.json must be strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        value = float(obj)
+        return None if math.isnan(value) or math.isinf(value) else round(value, 6)
+    if isinstance(obj, Path):
+        return obj.as_posix()
+    return obj
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    clean = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return float(np.mean(clean)) if clean else None
+
+
+def column_value(sample: Sample, column: str) -> str | None:
+    """A sample's value for ``--by COLUMN``: a manifest column, or label / view / patient_id."""
+    if column in ("label", "view", "patient_id"):
+        return getattr(sample, column)
+    value = sample.extra.get(column)
+    return None if value in (None, "") else str(value)
+
+
+# -- metrics of a group of runs ----------------------------------------------------------------------
+def evaluate_parts(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]], classes: Sequence[str], n_boot: int, seed: int = 0
+) -> dict[str, Any]:
+    """Point metrics (mean, SD, worst over runs), bootstrap CIs, pooled confusion / ROC / calibration.
+
+    ``parts`` holds one ``(labels, probs)`` per run (seed or fold), each on its own test set.
+    """
+    parts = [(np.asarray(y, int), np.asarray(p, float)) for y, p in parts if len(y)]
+    if not parts:
+        return {"n_runs": 0, "n_test": 0}
+    per_run = [m.classification_report(y, p, classes) for y, p in parts]
+    out: dict[str, Any] = {"n_runs": len(parts), "n_test": float(np.mean([len(y) for y, _ in parts]))}
+    cis = m.metric_cis(parts, len(classes), n_boot=n_boot, seed=seed)
+    for name in (*m.CI_METRICS, "ece"):
+        s = m.summarize([r[name] for r in per_run])
+        out[name], out[f"{name}_sd"], out[f"{name}_worst"] = s["mean"], s["sd"], s["worst"]
+        if name in cis:
+            out[f"{name}_ci"] = list(cis[name])
+    out["sensitivity"] = {c: _mean([r["sensitivity"][c] for r in per_run]) for c in classes}
+    out["specificity"] = {c: _mean([r["specificity"][c] for r in per_run]) for c in classes}
+    out["auc_per_class"] = {c: _mean([r["auc_per_class"][c] for r in per_run]) for c in classes}
+    y_all = np.concatenate([y for y, _ in parts])
+    p_all = np.concatenate([p for _, p in parts])
+    out["confusion_matrix"] = np.sum([r["confusion_matrix"] for r in per_run], axis=0).tolist()
+    out["class_counts"] = {c: int((y_all == i).sum()) for i, c in enumerate(classes)}
+    ece_pooled, bins = m.calibration(y_all, p_all)
+    out["ece_pooled"] = ece_pooled
+    out["reliability"] = [b.__dict__ for b in bins]
+    roc = {}
+    for i, c in enumerate(classes):
+        if len(classes) == 2 and i == 0:
+            continue  # a binary model's two one-vs-rest curves mirror each other: show the positive
+        fpr, tpr = m.roc_curve(y_all == i, p_all[:, i])
+        roc[c] = {
+            "fpr": np.round(fpr, 4).tolist(),
+            "tpr": np.round(tpr, 4).tolist(),
+            "auc": m.roc_auc(y_all == i, p_all[:, i]),
+        }
+    out["roc"] = roc
+    out["per_run"] = per_run
+    return out
+
+
+def _subgroups(
+    parts: Sequence[Part], classes: Sequence[str], values: dict[str, str], n_boot: int
+) -> dict[str, dict[str, Any]]:
+    """:func:`evaluate_parts` restricted to each value of the ``--by`` column."""
+    groups: dict[str, dict[str, Any]] = {}
+    for value in sorted(set(values.values())):
+        sub = []
+        for part in parts:
+            rows = [i for i, f in enumerate(part.files) if values.get(f) == value]
+            if rows:
+                sub.append((part.labels[rows], part.probs[rows]))
+        if sub:
+            res = evaluate_parts(sub, classes, n_boot)
+            for heavy in ("roc", "reliability", "per_run"):
+                res.pop(heavy, None)
+            groups[value] = res
+    return groups
+
+
+# -- winners -------------------------------------------------------------------------------------------
+def _winner_key(record: RunRecord) -> tuple[float, float, float, str]:
+    val = record.val_accuracy
+    to_target = record.info.get("seconds_to_target")
+    return (
+        -val if not math.isnan(val) else math.inf,
+        math.inf if to_target is None else float(to_target),
+        float(record.info.get("train_seconds") or math.inf),
+        record.run_dir.as_posix(),
+    )
+
+
+def choose_winners(records: Sequence[RunRecord]) -> dict[str, RunRecord]:
+    """Per model: the best validation accuracy; ties go to the fewer seconds to target.
+
+    Test predictions are deliberately not consulted: choosing on test would make the reported
+    test figures optimistic.
+    """
+    by_model: dict[str, list[RunRecord]] = {}
+    for r in records:
+        by_model.setdefault(r.model, []).append(r)
+    return {model: min(rs, key=_winner_key) for model, rs in sorted(by_model.items())}
+
+
+def write_winners(runs_dir: Path, winners: dict[str, RunRecord]) -> Path:
+    """Merge this benchmark's winners into ``<runs>/winners.json`` (other models keep theirs)."""
+    path = Path(runs_dir) / WINNERS
+    current: dict[str, str] = {}
+    if path.is_file():
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            current = (
+                {k: v for k, v in loaded.items() if isinstance(v, str)} if isinstance(loaded, dict) else {}
+            )
+    current.update({model: r.run_dir.as_posix() for model, r in winners.items()})
+    return atomic_write_json(path, dict(sorted(current.items())))
+
+
+# -- the study -----------------------------------------------------------------------------------------
+def study_groups(specs: Sequence[ModelSpec]) -> list[tuple[ModelSpec, list[ModelSpec]]]:
+    """(generalist, its specialists) pairs: a specialist is a 2-class model of the same view whose
+    classes are the generalist's negative class plus one of its conditions."""
+    groups = []
+    for g in sorted(specs, key=lambda s: s.name):
+        if g.num_classes < 3:
+            continue
+        specialists = [
+            s
+            for s in sorted(specs, key=lambda s: s.name)
+            if s.num_classes == 2
+            and s.view == g.view
+            and set(s.classes) <= set(g.classes)
+            and g.negative_class in s.classes
+            and s.negative_class == g.negative_class
+        ]
+        if specialists:
+            groups.append((g, specialists))
+    return groups
+
+
+def _positive(record: RunRecord) -> str:
+    return next(c for c in record.classes if c != record.negative_class)
+
+
+def _paired_summary(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], n_boot: int
+) -> dict[str, Any]:
+    """Pairs per run of (specialist-side correct, generalist correct, true class) -> the comparison."""
+    pairs = [p for p in pairs if len(p[0])]
+    if not pairs:
+        return {}
+    a = np.concatenate([p[0] for p in pairs])
+    b = np.concatenate([p[1] for p in pairs])
+    per_run_diff = [float(p[0].mean() - p[1].mean()) for p in pairs]
+    lo, hi = m.bootstrap_ci_multi(
+        lambda x, y: float(x.mean() - y.mean()),
+        [(p[0].astype(float), p[1].astype(float)) for p in pairs],
+        n_boot=n_boot,
+        strata=[p[2] for p in pairs],
+    )
+    test = m.mcnemar_exact(a, b)
+    return {
+        "n_images": len(a),
+        "n_runs": len(pairs),
+        "specialist_accuracy": float(np.mean([p[0].mean() for p in pairs])),
+        "generalist_accuracy": float(np.mean([p[1].mean() for p in pairs])),
+        "difference": float(np.mean(per_run_diff)),
+        "difference_ci": [lo, hi],
+        "mcnemar": {
+            "only_specialist_correct": test.b,
+            "only_generalist_correct": test.c,
+            "p_value": test.p_value,
+        },
+    }
+
+
+def _per_run(slot: tuple[int, int | None], a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
+    test = m.mcnemar_exact(a, b)
+    return {
+        "seed": slot[0],
+        "fold": slot[1],
+        "n_images": len(a),
+        "specialist_accuracy": float(a.mean()),
+        "generalist_accuracy": float(b.mean()),
+        "difference": float(a.mean() - b.mean()),
+        "mcnemar_p": test.p_value,
+        "discordant": [test.b, test.c],
+    }
+
+
+def compare_specialist(
+    generalist: Sequence[RunRecord], specialist: Sequence[RunRecord], n_boot: int
+) -> dict[str, Any] | None:
+    """Specialist vs generalist on the test images of the specialist's classes, paired per slot."""
+    g_by_slot = {r.slot: r for r in generalist}
+    pairs, per_run = [], []
+    positive = None
+    for s in sorted(specialist, key=lambda r: (r.seed, r.fold or 0)):
+        g = g_by_slot.get(s.slot)
+        if g is None:
+            continue
+        positive = _positive(s)
+        g_rows = {f: i for i, f in enumerate(g.test.files)}
+        rows = [(i, g_rows[f]) for i, f in enumerate(s.test.files) if f in g_rows]
+        if not rows:
+            continue
+        si, gi = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        truth = np.array(s.classes)[s.test.labels[si]] == positive
+        s_says = np.array(s.classes)[s.test.probs[si].argmax(axis=1)] == positive
+        g_says = np.array(g.classes)[g.test.probs[gi].argmax(axis=1)] == positive
+        a, b = s_says == truth, g_says == truth
+        pairs.append((a, b, truth.astype(int)))
+        per_run.append(_per_run(s.slot, a, b))
+    if not pairs:
+        return None
+    return {
+        "specialist": specialist[0].model,
+        "classes": list(specialist[0].classes),
+        "positive_class": positive,
+        **_paired_summary(pairs, n_boot),
+        "per_run": per_run,
+    }
+
+
+def combine_specialists(
+    positive_probs: dict[str, np.ndarray], classes: Sequence[str], negative: str
+) -> np.ndarray:
+    """:data:`COMBINATION_RULE` as code: class indices (in ``classes`` order) per image."""
+    names = list(positive_probs)
+    stacked = np.stack([positive_probs[c] for c in names], axis=1)  # N x n_specialists
+    best = stacked.argmax(axis=1)
+    confident = stacked.max(axis=1) > 0.5
+    decision = np.where(confident, np.array([classes.index(names[j]) for j in best]), classes.index(negative))
+    return decision.astype(int)
+
+
+def deployment(
+    generalist: Sequence[RunRecord],
+    specialists: dict[str, Sequence[RunRecord]],
+    predict: Callable[[RunRecord, Sequence[str]], np.ndarray],
+    n_boot: int,
+) -> dict[str, Any] | None:
+    """The specialists combined into one 3-class decision vs the generalist, on its full test set.
+
+    ``predict(record, files)`` returns a specialist's probabilities on any test files (the
+    specialist's own predictions cover only the images of its two classes).
+    """
+    if not generalist:
+        return None
+    classes = list(generalist[0].classes)
+    negative = generalist[0].negative_class
+    covered = {_positive(rs[0]) for rs in specialists.values() if rs}
+    if covered != set(classes) - {negative}:
+        return None
+    by_slot = {name: {r.slot: r for r in rs} for name, rs in specialists.items()}
+    pairs, per_run, cms, cms_g, bal, bal_g = [], [], [], [], [], []
+    for g in sorted(generalist, key=lambda r: (r.seed, r.fold or 0)):
+        slot_records = {name: slots.get(g.slot) for name, slots in by_slot.items()}
+        if any(r is None for r in slot_records.values()) or not g.test.files:
+            continue
+        positive_probs = {}
+        for r in slot_records.values():
+            probs = predict(r, g.test.files)
+            positive_probs[_positive(r)] = probs[:, list(r.classes).index(_positive(r))]
+        combined = combine_specialists(positive_probs, classes, negative)
+        g_pred = g.test.probs.argmax(axis=1)
+        a, b = combined == g.test.labels, g_pred == g.test.labels
+        pairs.append((a, b, g.test.labels))
+        per_run.append(_per_run(g.slot, a, b))
+        cms.append(m.confusion_matrix(g.test.labels, combined, len(classes)))
+        cms_g.append(m.confusion_matrix(g.test.labels, g_pred, len(classes)))
+        bal.append(m.balanced_accuracy_from_cm(cms[-1]))
+        bal_g.append(m.balanced_accuracy_from_cm(cms_g[-1]))
+    if not pairs:
+        return None
+    summary = _paired_summary(pairs, n_boot)
+    return {
+        "specialists": sorted(specialists),
+        "classes": classes,
+        "rule": COMBINATION_RULE,
+        "combined_accuracy": summary.pop("specialist_accuracy"),
+        **summary,
+        "combined_balanced_accuracy": float(np.mean(bal)),
+        "generalist_balanced_accuracy": float(np.mean(bal_g)),
+        "combined_confusion_matrix": np.sum(cms, axis=0).tolist(),
+        "generalist_confusion_matrix": np.sum(cms_g, axis=0).tolist(),
+        "per_run": per_run,
+    }
+
+
+def _verdict(diff: float, ci: Sequence[float], p: float) -> str:
+    if ci[0] is not None and ci[0] > 0 and p < 0.05:
+        return "better"
+    if ci[1] is not None and ci[1] < 0 and p < 0.05:
+        return "worse"
+    return "tie"
+
+
+def answer(study: dict[str, Any], synthetic: bool, dataset_desc: str) -> str:
+    """The one-paragraph answer to the research question, written from the study's numbers."""
+    g = study["generalist"]
+    sentences = []
+    comps = study.get("comparisons", [])
+    dep = study.get("deployment")
+    runs = (dep or (comps[0] if comps else {})).get("n_runs", 1)
+    sentences.append(
+        f"Is one {g} model more accurate than specialists? On {dataset_desc}, over {runs} "
+        f"run{'s' if runs != 1 else ''}, paired on the same test images:"
+    )
+    verdicts = []
+    for c in comps:
+        v = _verdict(c["difference"], c["difference_ci"], c["mcnemar"]["p_value"])
+        verdicts.append(v)
+        sentences.append(
+            f"on {' vs '.join(c['classes'])} images (n={c['n_images']}), the {c['specialist']} specialist "
+            f"scored {c['specialist_accuracy']:.3f} and the {g} {c['generalist_accuracy']:.3f} "
+            f"(difference {c['difference']:+.3f}, 95% CI {c['difference_ci'][0]:+.3f} to "
+            f"{c['difference_ci'][1]:+.3f}, exact McNemar p = {_p(c['mcnemar']['p_value'])});"
+        )
+    if dep:
+        v = _verdict(dep["difference"], dep["difference_ci"], dep["mcnemar"]["p_value"])
+        verdicts.append(v)
+        sentences.append(
+            f"combined into one 3-class decision, the specialists scored {dep['combined_accuracy']:.3f} "
+            f"against the {g}'s {dep['generalist_accuracy']:.3f} on all {dep['n_images']} test images "
+            f"(difference {dep['difference']:+.3f}, 95% CI {dep['difference_ci'][0]:+.3f} to "
+            f"{dep['difference_ci'][1]:+.3f}, p = {_p(dep['mcnemar']['p_value'])}; balanced accuracy "
+            f"{dep['combined_balanced_accuracy']:.3f} vs {dep['generalist_balanced_accuracy']:.3f})."
+        )
+    else:
+        sentences[-1] = sentences[-1].rstrip(";") + "."
+    key = verdicts[-1] if dep else None
+    if key == "better":
+        conclusion = (
+            f"So the specialists, deployed together, are more accurate than the {g} on this data, "
+            f"at the cost of {len(dep['specialists'])} models instead of one."
+        )
+    elif key == "worse":
+        conclusion = (
+            f"So the {g} is more accurate than the specialists combined, and it is one model "
+            "instead of several."
+        )
+    elif all(v == "tie" for v in verdicts):
+        bound = max([c["difference_ci"][1] for c in comps] + ([dep["difference_ci"][1]] if dep else []))
+        conclusion = (
+            f"No difference is statistically significant at the 5% level: on this data the {g} is as "
+            f"accurate as the specialists within the precision of the test set (the CIs allow a "
+            f"specialist advantage of at most {bound:+.3f}), and it is one model instead of several."
+        )
+    else:
+        better = [c["specialist"] for c, v in zip(comps, verdicts, strict=False) if v == "better"]
+        worse = [c["specialist"] for c, v in zip(comps, verdicts, strict=False) if v == "worse"]
+        parts = []
+        if better:
+            parts.append(f"the {', '.join(better)} specialist(s) beat the {g} on their own task")
+        if worse:
+            parts.append(f"the {g} beats the {', '.join(worse)} specialist(s) on their own task")
+        tail = "" if dep is None else "; deployed together, the difference is not significant"
+        conclusion = "The answer is mixed: " + " and ".join(parts) + tail + "."
+    caveat = (
+        " These are synthetic phantoms: the answer holds for the phantoms' curvature definitions, not "
+        "yet for real lateral films, of which this project has no labelled set."
+        if synthetic
+        else ""
+    )
+    return " ".join(sentences) + " " + conclusion + caveat
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def run_study(
+    records: Sequence[RunRecord],
+    specs: Sequence[ModelSpec],
+    predict: Callable[[RunRecord, Sequence[str]], np.ndarray],
+    n_boot: int,
+    synthetic: bool,
+    dataset_desc: str,
+) -> dict[str, Any] | None:
+    """The paired study for the first generalist whose specialists were benchmarked too."""
+    present = {r.model for r in records}
+    for g_spec, s_specs in study_groups(specs):
+        s_specs = [s for s in s_specs if s.name in present]
+        if g_spec.name not in present or not s_specs:
+            continue
+        g_runs = [r for r in records if r.model == g_spec.name]
+        comparisons = []
+        for s in s_specs:
+            c = compare_specialist(g_runs, [r for r in records if r.model == s.name], n_boot)
+            if c:
+                comparisons.append(c)
+        dep = deployment(
+            g_runs, {s.name: [r for r in records if r.model == s.name] for s in s_specs}, predict, n_boot
+        )
+        if not comparisons and not dep:
+            continue
+        study = {
+            "generalist": g_spec.name,
+            "backbone": g_runs[0].backbone,
+            "mapping": MAPPING,
+            "pooling": POOLING,
+            "comparisons": comparisons,
+            "deployment": dep,
+        }
+        study["answer"] = answer(study, synthetic, dataset_desc)
+        return study
+    return None
+
+
+# -- evaluation of all records -------------------------------------------------------------------------
+def entry_key(model: str, backbone: str, several_backbones: bool) -> str:
+    return f"{model}@{backbone}" if several_backbones else model
+
+
+def evaluate(
+    records: Sequence[RunRecord],
+    *,
+    specs: Sequence[ModelSpec],
+    samples: dict[str, Sample] | None = None,
+    access: ModelAccess | None = None,
+    n_boot: int = 1000,
+    by: str | None = None,
+    probe_features: Callable[[Sequence[Sample]], np.ndarray] | None = None,
+    synthetic: bool = False,
+    dataset_desc: str = "the test split",
+    echo: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, Any]:
+    """Everything after training: leaderboard entries, probes, subgroups, study and winners.
+
+    ``samples`` maps rel paths to dataset samples (needed for subgroups, probes, timing and the
+    deployment comparison); ``access`` loads models (timing, specialists on other classes' images).
+    """
+    samples = samples or {}
+    several = len({r.backbone for r in records}) > 1
+    winners = choose_winners(records)
+    groups: dict[tuple[str, str], list[RunRecord]] = {}
+    for r in records:
+        groups.setdefault((r.model, r.backbone), []).append(r)
+    by_values: dict[str, str] = {}
+    if by:
+        by_values = {rel: v for rel, s in samples.items() if (v := column_value(s, by)) is not None}
+        if samples and not by_values:
+            raise DataError(f"no image has a value in column {by!r}; {_columns_hint(samples.values())}")
+
+    entries = []
+    for (model, backbone), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: (r.seed, r.fold or 0))
+        key = entry_key(model, backbone, several)
+        echo(f"evaluating {key} ({len(rs)} run{'s' if len(rs) > 1 else ''})")
+        first = rs[0]
+        res = evaluate_parts([(r.test.labels, r.test.probs) for r in rs], first.classes, n_boot)
+        per_run = res.pop("per_run", [])
+        best_in_entry = min(rs, key=_winner_key)
+        timing = {"inference_ms": None, "preprocess_ms": None}
+        if access is not None and samples:
+            timing = access.timing(
+                best_in_entry, [samples[f] for f in best_in_entry.test.files if f in samples]
+            )
+        reached = [r.info.get("epochs_to_target") is not None for r in rs]
+        entry = {
+            "key": key,
+            "name": model,
+            "backbone": backbone,
+            "view": first.view,
+            "classes": list(first.classes),
+            **res,
+            "val_accuracy": _mean([r.val_accuracy for r in rs]),
+            "train_seconds": _mean([r.info.get("train_seconds") for r in rs]),
+            "seconds_to_target": _mean([r.info.get("seconds_to_target") for r in rs]),
+            "epochs_to_target": _mean([r.info.get("epochs_to_target") for r in rs]),
+            "target_accuracy": first.info.get("target_accuracy"),
+            "reached_target": f"{sum(reached)}/{len(rs)} runs",
+            "params": first.info.get("params"),
+            **timing,
+            "winner": winners[model] in rs,
+            "winner_run": winners[model].run_dir.as_posix() if winners[model] in rs else None,
+            "runs": [
+                {
+                    "run_dir": r.run_dir.as_posix(),
+                    "seed": r.seed,
+                    "fold": r.fold,
+                    "reused": r.reused,
+                    "n_test": rep["n"],
+                    "accuracy": rep["accuracy"],
+                    "balanced_accuracy": rep["balanced_accuracy"],
+                    "macro_f1": rep["macro_f1"],
+                    "auc": rep["auc"],
+                    "ece": rep["ece"],
+                    "sensitivity": rep["sensitivity"],
+                    "specificity": rep["specificity"],
+                    "confusion_matrix": rep["confusion_matrix"],
+                    "val_accuracy": r.val_accuracy,
+                    **{
+                        k: r.info.get(k)
+                        for k in (
+                            "train_seconds",
+                            "seconds_to_target",
+                            "epochs_to_target",
+                            "best_epoch",
+                            "epochs_run",
+                            "params",
+                        )
+                    },
+                }
+                for r, rep in zip(rs, per_run, strict=True)
+            ],
+        }
+        if by:
+            entry["subgroups"] = _subgroups([r.test for r in rs], first.classes, by_values, n_boot)
+        entries.append(entry)
+
+    probes = _probe_entries(groups, several, samples, probe_features, n_boot, by_values if by else None, echo)
+
+    def predict(record: RunRecord, files: Sequence[str]) -> np.ndarray:
+        own = {f: i for i, f in enumerate(record.test.files)}
+        if all(f in own for f in files):
+            return record.test.probs[[own[f] for f in files]]
+        if access is None:
+            raise SpineScanError("scoring specialists on other classes' images needs their models")
+        return access.predict(record, [samples[f] for f in files])
+
+    study = None
+    primary = sorted({r.backbone for r in records})
+    for backbone in primary:
+        subset = [r for r in records if r.backbone == backbone]
+        try:
+            study = run_study(subset, specs, predict, n_boot, synthetic, dataset_desc)
+        except (KeyError, SpineScanError) as exc:
+            echo(f"the deployment comparison was skipped: {exc}")
+            study = run_study(subset, specs, _no_predict, n_boot, synthetic, dataset_desc)
+        if study:
+            break
+    return {"models": entries, "probes": probes, "study": study, "winners": winners}
+
+
+def _no_predict(record: RunRecord, files: Sequence[str]) -> np.ndarray:
+    raise SpineScanError("no model access")
+
+
+def _columns_hint(samples: Iterator[Sample] | Any) -> str:
+    cols = sorted({k for s in samples for k in s.extra})
+    return f"columns available: {', '.join(['label', 'view', 'patient_id', *cols])}"
+
+
+def _probe_entries(
+    groups: dict[tuple[str, str], list[RunRecord]],
+    several: bool,
+    samples: dict[str, Sample],
+    probe_features: Callable[[Sequence[Sample]], np.ndarray] | None,
+    n_boot: int,
+    by_values: dict[str, str] | None,
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """Shortcut probes per task, scored on the same test images as the CNN of that task."""
+    if probe_features is None or not samples:
+        return []
+    from spinescan.probes import run_probes  # noqa: PLC0415
+
+    entries = []
+    cache: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
+    for (model, backbone), rs in sorted(groups.items()):
+        first = rs[0]
+        task = (first.view, first.classes)
+        if task not in cache:
+            task_samples = [s for s in samples.values() if s.view == first.view and s.label in first.classes]
+            task_samples.sort(key=lambda s: s.rel)
+            echo(f"shortcut probes for {model} ({len(task_samples)} images)")
+            feats = probe_features(task_samples)
+            labels = [first.classes.index(s.label) for s in task_samples]
+            cache[task] = run_probes(
+                [s.rel for s in task_samples],
+                labels,
+                feats,
+                first.classes,
+                groups=[s.patient_id for s in task_samples],
+            )
+        for probe in cache[task]:
+            parts = []
+            for r in rs:
+                y, p = probe.subset(r.test.files)
+                parts.append(Part([f for f in r.test.files if f in probe.index], y, p))
+            res = evaluate_parts([(pt.labels, pt.probs) for pt in parts], first.classes, n_boot)
+            for heavy in ("roc", "reliability", "per_run"):
+                res.pop(heavy, None)
+            entry = {
+                "key": f"probe:{probe.name}:{entry_key(model, backbone, several)}",
+                "name": f"shortcut probe ({probe.name})",
+                "probe": probe.name,
+                "task": entry_key(model, backbone, several),
+                "features": list(probe.features),
+                "classes": list(first.classes),
+                "cv_folds": probe.folds,
+                **res,
+            }
+            if by_values is not None:
+                entry["subgroups"] = _subgroups(parts, first.classes, by_values, n_boot)
+            entries.append(entry)
+    return entries
+
+
+# -- training -------------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    model: str
+    backbone: str | None
+    seed: int
+    split: Split | None
+    label: str
+
+
+def resolve_specs(
+    names: Sequence[str], dataset: Dataset | None, echo: Callable[[str], None]
+) -> list[ModelSpec]:
+    """The requested specs (default: every registered model whose view and classes have images)."""
+    from spinescan.registry import get_spec, list_models  # noqa: PLC0415
+
+    if names:
+        return [get_spec(n) for n in dict.fromkeys(names)]
+    specs = list_models()
+    if dataset is None:
+        return specs
+    usable = []
+    for spec in specs:
+        have = set(dataset.select(view=spec.view).labels())
+        missing = [c for c in spec.classes if c not in have]
+        if missing:
+            echo(f"skipping {spec.name}: no {spec.view} images of {', '.join(missing)} in {dataset.root}")
+        else:
+            usable.append(spec)
+    if not usable:
+        raise DataError(f"no registered model can be trained on {dataset.root}")
+    return usable
+
+
+def plan_jobs(config: BenchConfig, specs: Sequence[ModelSpec], dataset: Dataset) -> list[Job]:
+    """One job per model x backbone x seed (x fold); folds come from the whole view's images."""
+    from spinescan.splits import kfold_splits  # noqa: PLC0415
+
+    jobs = []
+    fold_cache: dict[tuple[str, int], list[Split]] = {}
+    backbones: Sequence[str | None] = list(config.backbones) or [None]
+    for spec in specs:
+        for backbone in backbones:
+            for seed in range(config.seeds):
+                if not config.folds:
+                    jobs.append(Job(spec.name, backbone, seed, None, f"{spec.name} seed {seed}"))
+                    continue
+                key = (spec.view, seed)
+                if key not in fold_cache:
+                    view_samples = dataset.select(view=spec.view).samples
+                    fold_cache[key] = kfold_splits(view_samples, config.folds, seed)
+                for split in fold_cache[key]:
+                    label = f"{spec.name} seed {seed} fold {split.fold + 1}/{config.folds}"
+                    jobs.append(Job(spec.name, backbone, seed, split, label))
+    for job in jobs:
+        if job.backbone:
+            job.label += f" [{job.backbone}]"
+    return jobs
+
+
+def _train_config(config: BenchConfig, job: Job, data: Path) -> Any:
+    from spinescan.train import TrainConfig  # noqa: PLC0415
+
+    return TrainConfig(
+        model=job.model,
+        data=data,
+        epochs=config.epochs,
+        image_size=config.image_size,
+        seed=job.seed,
+        runs_dir=config.runs_dir,
+        target_accuracy=config.target_accuracy,
+        backbone=job.backbone,
+        split=job.split,
+        verbose=config.verbose,
+    )
+
+
+def train_or_reuse(
+    config: BenchConfig, jobs: Sequence[Job], data: Path, echo: Callable[[str], None]
+) -> list[tuple[Path, bool]]:
+    """Run every job, reusing a finished equivalent run when one exists (``reuse``)."""
+    from spinescan.runs import find_matching_run  # noqa: PLC0415
+    from spinescan.train import train  # noqa: PLC0415
+
+    done = []
+    for i, job in enumerate(jobs, 1):
+        tc = _train_config(config, job, data)
+        match = find_matching_run(config.runs_dir, tc) if config.reuse else None
+        if match is not None:
+            echo(f"[{i}/{len(jobs)}] {job.label}: reusing {match}")
+            done.append((Path(match), True))
+            continue
+        echo(f"[{i}/{len(jobs)}] {job.label}: training")
+        t0 = time.perf_counter()
+        result = train(tc)
+        echo(f"[{i}/{len(jobs)}] {job.label}: done in {time.perf_counter() - t0:.0f} s -> {result.run_dir}")
+        done.append((Path(result.run_dir), False))
+    return done
+
+
+def default_dataset(config: BenchConfig, echo: Callable[[str], None]) -> Path:
+    """``dataset/phantoms``, rendered first if it does not exist yet."""
+    root = DEFAULT_DATA
+    if (root / "manifest.csv").is_file():
+        echo(f"No --data given: using the embedded synthetic phantoms in {root}")
+        return root
+    from spinescan.synth import generate  # noqa: PLC0415
+
+    echo(
+        f"No --data given and {root} does not exist: generating the default synthetic phantom set "
+        f"({config.per_class} images per class, both views) first"
+    )
+    generate(root, per_class=config.per_class, seed=0, progress=config.verbose > 0)
+    return root
+
+
+def _is_synthetic(dataset: Dataset, default: bool) -> bool:
+    if default:
+        return True
+    meta = dataset.root / "synth.json"
+    return meta.is_file() or any("phantom" in part.lower() for part in dataset.root.resolve().parts[-2:])
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
+    """Keep stdout clean for ``--json``: Keras progress bars print to stdout."""
+    if not enabled:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def run_benchmark(
+    config: BenchConfig, echo: Callable[[str], None] | None = None, quiet_stdout: bool = False
+) -> dict[str, Any]:
+    """Train or reuse, evaluate, choose winners, write the report; returns the leaderboard."""
+    from spinescan import __version__  # noqa: PLC0415
+    from spinescan.data import load_dataset  # noqa: PLC0415
+    from spinescan.report import write_report  # noqa: PLC0415
+
+    echo = echo or (lambda msg: print(msg, file=sys.stderr))
+    started = time.perf_counter()
+    is_default = config.data is None
+    data = default_dataset(config, echo) if is_default else Path(config.data)
+    if not data.exists():
+        raise DataError(f"dataset folder {data} does not exist")
+    dataset = load_dataset(data)
+    specs = resolve_specs(config.models, dataset, echo)
+    jobs = plan_jobs(config, specs, dataset)
+    echo(
+        f"benchmark: {len(specs)} model(s) x {config.seeds} seed(s)"
+        + (f" x {config.folds} folds" if config.folds else "")
+        + f" = {len(jobs)} run(s) on {data}"
+    )
+    with _stdout_to_stderr(quiet_stdout):
+        done = train_or_reuse(config, jobs, data, echo)
+    records = [load_record(run_dir, reused) for run_dir, reused in done]
+    samples = {s.rel: s for s in dataset.samples}
+    synthetic = _is_synthetic(dataset, is_default)
+    views = sorted({r.view for r in records})
+    desc = f"{'synthetic phantom' if synthetic else 'the'} {'/'.join(views)} test images of {data}"
+    access = ModelAccess()
+    with _stdout_to_stderr(quiet_stdout):
+        result = evaluate(
+            records,
+            specs=specs,
+            samples=samples,
+            access=access,
+            n_boot=config.n_boot,
+            by=config.by,
+            probe_features=_feature_reader(echo) if config.probes else None,
+            synthetic=synthetic,
+            dataset_desc=desc,
+            echo=echo,
+        )
+    access.release()
+    winners_file = write_winners(config.runs_dir, result["winners"])
+    out = Path(config.out) if config.out else Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    leaderboard = {
+        "schema": 1,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "spinescan_version": __version__,
+        "dataset": {
+            "root": data.as_posix(),
+            "default": is_default,
+            "synthetic": synthetic,
+            "layout": dataset.layout,
+            "counts": dataset.counts(),
+        },
+        "protocol": {
+            "models": [s.name for s in specs],
+            "seeds": list(range(config.seeds)),
+            "folds": config.folds,
+            "epochs": config.epochs,
+            "image_size": config.image_size,
+            "backbones": list(config.backbones),
+            "target_accuracy": config.target_accuracy,
+            "n_boot": config.n_boot,
+            "ci_level": 0.95,
+            "by": config.by,
+            "split": "stratified by class, grouped by patient, computed per (dataset, view, seed); "
+            "every model of a view sees the same test images for a seed (or fold)",
+            "winner_rule": "highest validation accuracy; ties: fewer seconds to target, then less training",
+        },
+        "models": result["models"],
+        "probes": result["probes"],
+        "study": result["study"],
+        "winners": {k: v.run_dir.as_posix() for k, v in result["winners"].items()},
+        "winners_file": winners_file.as_posix(),
+        "elapsed_seconds": time.perf_counter() - started,
+        "notes": _notes(result, synthetic),
+    }
+    leaderboard = jsonable(leaderboard)
+    paths = write_report(leaderboard, out)
+    leaderboard["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(paths["leaderboard"], leaderboard)
+    leaderboard["report"] = paths["report"].as_posix()
+    echo(f"report: {paths['report']}  (leaderboard: {paths['leaderboard']}, winners: {winners_file})")
+    return leaderboard
+
+
+def _feature_reader(echo: Callable[[str], None]) -> Callable[[Sequence[Sample]], np.ndarray]:
+    import click  # noqa: PLC0415
+
+    from spinescan.probes import features_for  # noqa: PLC0415
+
+    def read(samples: Sequence[Sample]) -> np.ndarray:
+        with click.progressbar(
+            length=len(samples), label="probe features", file=click.get_text_stream("stderr")
+        ) as bar:
+            return features_for([s.path for s in samples], progress=bar.update)
+
+    return read
+
+
+def _notes(result: dict[str, Any], synthetic: bool) -> list[str]:
+    notes = [
+        "Accuracy, balanced accuracy, macro-F1 and the confusion matrix use the argmax decision; "
+        "AUC is one-vs-rest (for 2 classes, the positive class); ECE uses 10 equal-width bins of "
+        "top-class confidence.",
+        "Inference ms / image: Keras forward pass at batch 1 on this machine's CPU, median of 16 "
+        "calls after warm-up, preprocessing excluded (reported separately as preprocess_ms).",
+    ]
+    if synthetic:
+        notes.append("The dataset is synthetic: figures describe phantoms, not patients.")
+    for probe in result["probes"]:
+        for entry in result["models"]:
+            if probe["task"] != entry["key"] or probe.get("accuracy") is None or not entry.get("accuracy"):
+                continue
+            if probe["accuracy"] >= entry["accuracy"] - 0.05:
+                notes.append(
+                    f"{entry['key']}: the {probe['probe']} shortcut probe scores {probe['accuracy']:.3f}, "
+                    f"within 0.05 of the CNN's {entry['accuracy']:.3f}: the CNN has not shown that it "
+                    "reads more than the framing."
+                )
+    return notes

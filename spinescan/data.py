@@ -1,0 +1,420 @@
+"""Find the images of a dataset, in the layouts people actually have, and check them.
+
+Three layouts are understood:
+
+* ``DIR/<class>/*`` - the original project's layout. It says nothing about the view, so the
+  caller names it (``default_view``; the trainer passes its plugin's view).
+* ``DIR/<view>/<class>/*`` - what ``spinescan synth`` writes (view folders ``lateral`` and ``ap``).
+* ``DIR/manifest.csv`` with columns ``file, label[, view][, patient_id]`` plus any extra columns
+  (kept in :attr:`Sample.extra`). When present it wins over folder names: labels curated in a
+  spreadsheet beat whatever folder a file happens to sit in.
+
+Only patient ids make a split leak-free; without them each image counts as its own patient.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+import click
+
+from spinescan.errors import DataError, ImageReadError
+from spinescan.imageio import decode_image, is_image_candidate, read_image
+from spinescan.spec import VIEWS
+
+MANIFEST = "manifest.csv"
+UNSPECIFIED_VIEW = "unspecified"
+LAYOUTS = ("class", "view/class", "manifest")
+# Above this max/min class-count ratio within a view, `data check` warns about imbalance.
+IMBALANCE_WARN = 3.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image of the dataset. ``rel`` (posix, relative to the root) is its identity in splits."""
+
+    path: Path
+    rel: str
+    label: str
+    view: str
+    patient_id: str
+    extra: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass
+class Dataset:
+    """The samples found under ``root`` and the layout they were found in."""
+
+    root: Path
+    samples: list[Sample]
+    layout: str
+    # Class folders that held no image: a needed class being empty is an error the trainer
+    # reports by name, so the loader remembers them rather than silently dropping them.
+    empty_folders: list[str] = field(default_factory=list)
+    # Image files a manifest does not list: ignored, but `data check` says so.
+    unlisted: list[str] = field(default_factory=list)
+
+    def select(self, view: str | None = None, classes: Iterable[str] | None = None) -> Dataset:
+        wanted = None if classes is None else set(classes)
+        kept = [
+            s
+            for s in self.samples
+            if (view is None or s.view == view) and (wanted is None or s.label in wanted)
+        ]
+        return Dataset(self.root, kept, self.layout, list(self.empty_folders), list(self.unlisted))
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{view: {label: number of images}}``, both levels sorted by name."""
+        counter = Counter((s.view, s.label) for s in self.samples)
+        out: dict[str, dict[str, int]] = {}
+        for (view, label), n in sorted(counter.items()):
+            out.setdefault(view, {})[label] = n
+        return out
+
+    def labels(self) -> list[str]:
+        return sorted({s.label for s in self.samples})
+
+    def views(self) -> list[str]:
+        return sorted({s.view for s in self.samples})
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+# --- discovery -----------------------------------------------------------------------------------
+
+
+def load_dataset(root: str | Path, default_view: str | None = None) -> Dataset:
+    """Discover the dataset under ``root`` (see the module docstring for the layouts).
+
+    Raises :class:`DataError` when the folder is missing or holds no images.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"dataset folder not found: {root}")
+    if not root.is_dir():
+        raise DataError(f"dataset path is not a folder: {root}")
+    if (root / MANIFEST).is_file():
+        dataset = _from_manifest(root, default_view)
+    else:
+        dataset = _from_folders(root, default_view)
+    if not dataset.samples:
+        raise DataError(
+            f"no images found under {root}; expected {root}/<class>/*, {root}/<view>/<class>/* "
+            f"(views: {', '.join(VIEWS)}) or a {MANIFEST}"
+        )
+    return dataset
+
+
+def _visible_dirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """Image files anywhere below ``folder`` (per-patient subfolders are common), hidden ones
+    and anything inside hidden folders excluded."""
+    found = []
+    for path in folder.rglob("*"):
+        rel_parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in rel_parts):
+            continue
+        if path.is_file() and is_image_candidate(path):
+            found.append(path)
+    return sorted(found)
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def _from_folders(root: Path, default_view: str | None) -> Dataset:
+    top = _visible_dirs(root)
+    # View folders are recognised by name only: a class folder may well contain per-patient
+    # subfolders, which must not be mistaken for classes.
+    is_view_layout = bool(top) and all(d.name in VIEWS for d in top)
+    view_like = [d.name for d in top if d.name in VIEWS and _visible_dirs(d)]
+    if view_like and not is_view_layout:
+        others = [d.name for d in top if d.name not in VIEWS]
+        raise DataError(
+            f"{root} mixes view folders ({', '.join(view_like)}) with other folders ({', '.join(others)}); "
+            f"use {root}/<view>/<class>/* throughout, or a {MANIFEST}"
+        )
+    samples: list[Sample] = []
+    empty: list[str] = []
+    if is_view_layout:
+        pairs = [(view_dir.name, class_dir) for view_dir in top for class_dir in _visible_dirs(view_dir)]
+        layout = "view/class"
+    else:
+        view = default_view or UNSPECIFIED_VIEW
+        pairs = [(view, class_dir) for class_dir in top]
+        layout = "class"
+    for view, class_dir in pairs:
+        files = _images_under(class_dir)
+        if not files:
+            empty.append(_rel(root, class_dir))
+        for path in files:
+            rel = _rel(root, path)
+            samples.append(Sample(path, rel, class_dir.name, view, rel, {}))
+    return Dataset(root, samples, layout, empty)
+
+
+def _from_manifest(root: Path, default_view: str | None) -> Dataset:
+    manifest = root / MANIFEST
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            columns = [(c or "").strip() for c in (reader.fieldnames or [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{manifest}: cannot read ({exc})") from None
+    missing = [c for c in ("file", "label") if c not in columns]
+    if missing:
+        raise DataError(f"{manifest}: missing column(s) {', '.join(missing)} (have: {', '.join(columns)})")
+    samples: list[Sample] = []
+    seen: dict[str, int] = {}
+    for line, raw in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        file, label = row.pop("file"), row.pop("label")
+        if not file and not label:
+            continue  # blank line
+        if not file or not label:
+            raise DataError(f"{manifest}, line {line}: 'file' and 'label' must both be filled in")
+        rel = PurePosixPath(file.replace("\\", "/")).as_posix()
+        if rel.startswith("/") or ".." in PurePosixPath(rel).parts:
+            raise DataError(f"{manifest}, line {line}: file {file!r} must be a path inside the dataset")
+        if rel in seen:
+            raise DataError(f"{manifest}, line {line}: {rel} is already listed on line {seen[rel]}")
+        seen[rel] = line
+        view = row.pop("view", "").lower() or _view_from_path(rel) or default_view or UNSPECIFIED_VIEW
+        patient = row.pop("patient_id", "") or rel
+        samples.append(Sample(root / rel, rel, label, view, patient, row))
+    unlisted = [rel for rel in (_rel(root, p) for p in _images_under(root)) if rel not in seen]
+    return Dataset(root, samples, "manifest", [], unlisted)
+
+
+def _view_from_path(rel: str) -> str | None:
+    first = PurePosixPath(rel).parts[0]
+    return first if first in VIEWS and len(PurePosixPath(rel).parts) > 2 else None
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+@dataclass
+class CheckReport:
+    """What ``spinescan data check`` found. ``ok`` is False only for errors, not warnings."""
+
+    root: str
+    layout: str
+    counts: dict[str, dict[str, int]]
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    duplicates_within: list[list[str]] = field(default_factory=list)
+    duplicates_across: list[list[str]] = field(default_factory=list)
+    too_small: list[tuple[str, str]] = field(default_factory=list)
+    imbalance: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "root": self.root,
+            "layout": self.layout,
+            "ok": self.ok,
+            "counts": self.counts,
+            "total": sum(n for per_view in self.counts.values() for n in per_view.values()),
+            "unreadable": [{"file": rel, "reason": why} for rel, why in self.unreadable],
+            "duplicates_within": self.duplicates_within,
+            "duplicates_across": self.duplicates_across,
+            "too_small": [{"file": rel, "size": size} for rel, size in self.too_small],
+            "imbalance": self.imbalance,
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
+
+
+def _reason(exc: ImageReadError, sample: Sample) -> str:
+    """The error without its path prefix: the report already names the file by ``rel``."""
+    message = str(exc)
+    prefix = f"{sample.path}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def check_dataset(
+    root_or_dataset: str | Path | Dataset,
+    default_view: str | None = None,
+    min_size: int = 32,
+    read: bool = True,
+    progress: bool = False,
+) -> CheckReport:
+    """Counts, unreadable files, exact duplicates, too-small images and class imbalance.
+
+    Duplicates are exact byte copies (md5). The same file under two labels is an error: one of the
+    labels is wrong and, whichever split each copy lands in, the test set is contaminated. Copies
+    within a class are a warning (they can still straddle train and test and inflate scores).
+    With ``read=False`` images are hashed but not decoded (fast, but corrupt content goes unseen).
+    """
+    dataset = (
+        root_or_dataset
+        if isinstance(root_or_dataset, Dataset)
+        else load_dataset(root_or_dataset, default_view)
+    )
+    report = CheckReport(str(dataset.root), dataset.layout, dataset.counts())
+    by_md5: dict[str, list[Sample]] = defaultdict(list)
+    results = _parallel(lambda s: _inspect(s, min_size, read), dataset.samples, "Checking images", progress)
+    for sample, (digest, unreadable, small) in zip(dataset.samples, results, strict=True):
+        if digest:
+            by_md5[digest].append(sample)
+        if unreadable:
+            report.unreadable.append((sample.rel, unreadable))
+        if small:
+            report.too_small.append((sample.rel, small))
+    for group in by_md5.values():
+        if len(group) < 2:
+            continue
+        rels = sorted(s.rel for s in group)
+        if len({s.label for s in group}) > 1:
+            report.duplicates_across.append(rels)
+        else:
+            report.duplicates_within.append(rels)
+    report.duplicates_within.sort()
+    report.duplicates_across.sort()
+    _summarise(dataset, report, min_size)
+    return report
+
+
+def _parallel(fn: Callable[[Sample], T], samples: Sequence[Sample], label: str, progress: bool) -> list[T]:
+    """``[fn(s) for s in samples]`` on a few threads (OpenCV and hashlib release the GIL), in
+    order, with a progress bar on stderr when asked."""
+    if not samples:
+        return []
+    workers = min(4, os.cpu_count() or 1, len(samples))
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        click.progressbar(
+            pool.map(fn, samples),
+            length=len(samples),
+            label=label,
+            file=click.get_text_stream("stderr"),
+            hidden=not progress,
+        ) as bar,
+    ):
+        return list(bar)
+
+
+def _inspect(sample: Sample, min_size: int, read: bool) -> tuple[str | None, str | None, str | None]:
+    """``(md5, why unreadable, "WxH" if too small)`` for one file, reading it only once."""
+    try:
+        data = sample.path.read_bytes()
+    except FileNotFoundError:
+        return None, "file not found", None
+    except OSError as exc:
+        return None, f"cannot read ({exc.strerror or exc})", None
+    if not data:
+        return None, "empty file (0 bytes)", None
+    digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    if not read:
+        return digest, None, None
+    try:
+        image = decode_image(data, str(sample.path))
+    except ImageReadError as exc:
+        return digest, _reason(exc, sample), None
+    height, width = image.shape[:2]
+    return digest, None, (f"{width}x{height}" if min(height, width) < min_size else None)
+
+
+def _summarise(dataset: Dataset, report: CheckReport, min_size: int) -> None:
+    for view, per_label in report.counts.items():
+        if len(per_label) < 2:
+            report.warnings.append(
+                f"view {view!r} has a single class ({next(iter(per_label))}): nothing to classify"
+            )
+        ratio = max(per_label.values()) / max(1, min(per_label.values()))
+        report.imbalance[view] = round(ratio, 3)
+        if ratio > IMBALANCE_WARN:
+            report.warnings.append(
+                f"view {view!r} is imbalanced ({ratio:.1f}:1 largest to smallest class); "
+                "training uses class weights"
+            )
+    for folder in dataset.empty_folders:
+        report.warnings.append(f"class folder {folder} holds no images")
+    if dataset.unlisted:
+        shown = ", ".join(dataset.unlisted[:3]) + (", ..." if len(dataset.unlisted) > 3 else "")
+        report.warnings.append(
+            f"{len(dataset.unlisted)} image file(s) not listed in {MANIFEST}, ignored: {shown}"
+        )
+    if report.unreadable:
+        report.warnings.append(f"{len(report.unreadable)} unreadable file(s); training skips them")
+    if report.too_small:
+        report.warnings.append(f"{len(report.too_small)} image(s) smaller than {min_size} px on a side")
+    if report.duplicates_within:
+        report.warnings.append(
+            f"{len(report.duplicates_within)} group(s) of identical files within a class "
+            "(copies can straddle train and test)"
+        )
+    for group in report.duplicates_across:
+        labels = sorted({s.label for s in dataset.samples if s.rel in set(group)})
+        report.errors.append(
+            f"identical files under different labels ({', '.join(labels)}): {', '.join(group)}"
+        )
+
+
+# --- what a model trains on ----------------------------------------------------------------------
+
+
+def _unreadable_reason(sample: Sample) -> str | None:
+    try:
+        read_image(sample.path)
+    except ImageReadError as exc:
+        return _reason(exc, sample)
+    return None
+
+
+def samples_for_spec(
+    dataset: Dataset,
+    view: str,
+    classes: Sequence[str],
+    skip_unreadable: bool = True,
+    progress: bool = False,
+) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """The usable images of one view and some classes, and the ``(rel, reason)`` of those skipped.
+
+    Every image is decoded once here, so a corrupt file is reported before training starts
+    rather than crashing the input pipeline mid-epoch. Raises :class:`DataError` naming the class
+    when a needed class has no usable image (or, with ``skip_unreadable=False``, when any image
+    is unreadable).
+    """
+    subset = dataset.select(view=view, classes=classes)
+    reasons = _parallel(_unreadable_reason, subset.samples, "Reading images", progress)
+    usable = [s for s, why in zip(subset.samples, reasons, strict=True) if why is None]
+    skipped = [(s.rel, why) for s, why in zip(subset.samples, reasons, strict=True) if why is not None]
+    if skipped and not skip_unreadable:
+        listed = "; ".join(f"{rel}: {why}" for rel, why in skipped[:5])
+        more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+        raise DataError(f"{len(skipped)} unreadable image(s) in {dataset.root}: {listed}{more}")
+    have = Counter(s.label for s in usable)
+    for cls in classes:
+        if have[cls] == 0:
+            present = dataset.select(view=view).labels()
+            hint = (
+                f"classes found for view {view!r}: {', '.join(present)}"
+                if present
+                else (f"no images of view {view!r} at all (views found: {', '.join(dataset.views())})")
+            )
+            unreadable = sum(1 for s in subset.samples if s.label == cls)
+            why = f"all {unreadable} of its images are unreadable" if unreadable else "it has no images"
+            raise DataError(f"class {cls!r} ({view} view) cannot be used: {why} in {dataset.root}; {hint}")
+    return usable, skipped

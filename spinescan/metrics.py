@@ -1,0 +1,420 @@
+"""Evaluation metrics in plain numpy, written out so that each formula can be checked by hand.
+
+The benchmark has to convince a reviewer of a medical-imaging paper (CLAIM / TRIPOD-AI), so
+everything a reviewer asks for lives here: the confusion matrix and the figures derived from it
+(accuracy, balanced accuracy, macro-F1, per-class sensitivity and specificity), one-vs-rest ROC-AUC
+(Mann-Whitney form, ties counted as one half), calibration (expected calibration error and the
+reliability bins behind it), seeded percentile-bootstrap confidence intervals, a paired bootstrap
+for the difference of two classifiers on the same images, and the exact McNemar test.
+
+Conventions: labels are integer class indices ``0..K-1``; ``probs`` is an ``(N, K)`` array of
+class probabilities; confusion matrices have true classes in rows and predictions in columns.
+A metric that is undefined on the data (AUC with one class present, a class with no images) is
+``nan`` rather than an exception, so that one empty subgroup does not sink a whole report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Metric = Callable[..., float]
+
+
+# -- confusion-matrix metrics --------------------------------------------------------------------
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
+    """Counts ``cm[t, p]`` of images of true class ``t`` predicted as ``p``."""
+    t = np.asarray(y_true, dtype=int)
+    p = np.asarray(y_pred, dtype=int)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred differ in length: {t.shape} vs {p.shape}")
+    cm = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(cm, (t, p), 1)
+    return cm
+
+
+def accuracy_from_cm(cm: np.ndarray) -> float:
+    total = cm.sum()
+    return float(np.trace(cm) / total) if total else float("nan")
+
+
+def sensitivity_specificity(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, one-vs-rest: sensitivity TP/(TP+FN) and specificity TN/(TN+FP).
+
+    A class without positives (or without negatives) gets ``nan`` for the undefined figure.
+    """
+    cm = np.asarray(cm, dtype=float)
+    total = cm.sum()
+    tp = np.diag(cm)
+    fn = cm.sum(axis=1) - tp
+    fp = cm.sum(axis=0) - tp
+    tn = total - tp - fn - fp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sens = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
+        spec = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
+    return sens, spec
+
+
+def balanced_accuracy_from_cm(cm: np.ndarray) -> float:
+    """Mean per-class recall over the classes present (sklearn's definition)."""
+    sens, _ = sensitivity_specificity(cm)
+    present = ~np.isnan(sens)
+    return float(sens[present].mean()) if present.any() else float("nan")
+
+
+def macro_f1_from_cm(cm: np.ndarray) -> float:
+    """Unweighted mean of per-class F1 = 2TP / (2TP + FP + FN) over classes seen in truth or output.
+
+    A class that is neither present nor predicted is left out rather than counted as 0 or 1.
+    """
+    cm = np.asarray(cm, dtype=float)
+    tp = np.diag(cm)
+    fn = cm.sum(axis=1) - tp
+    fp = cm.sum(axis=0) - tp
+    denom = 2 * tp + fp + fn
+    seen = denom > 0
+    if not seen.any():
+        return float("nan")
+    return float((2 * tp[seen] / denom[seen]).mean())
+
+
+def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    return float((t == p).mean()) if t.size else float("nan")
+
+
+def balanced_accuracy(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
+    return balanced_accuracy_from_cm(confusion_matrix(y_true, y_pred, n_classes))
+
+
+def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> float:
+    return macro_f1_from_cm(confusion_matrix(y_true, y_pred, n_classes))
+
+
+# -- ROC ---------------------------------------------------------------------------------------------
+def roc_auc(positive: Sequence[bool], scores: Sequence[float]) -> float:
+    """Binary ROC-AUC as the Mann-Whitney probability P(score_pos > score_neg), ties = 1/2.
+
+    Computed from mid-ranks, which is exactly the trapezoid area under the ROC curve.
+    """
+    pos = np.asarray(positive, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = _midranks(s)
+    u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks where tied values share the mean of their ranks."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    first = np.cumsum(counts) - counts + 1  # rank of the first member of each tie group
+    return (first + (counts - 1) / 2.0)[inverse]
+
+
+def roc_curve(positive: Sequence[bool], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """ROC points (fpr, tpr) from (0, 0) to (1, 1), one step per distinct score threshold."""
+    pos = np.asarray(positive, dtype=bool)
+    s = np.asarray(scores, dtype=float)
+    n_pos, n_neg = max(int(pos.sum()), 1), max(int((~pos).sum()), 1)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, pos_sorted = s[order], pos[order]
+    tps = np.cumsum(pos_sorted)
+    fps = np.cumsum(~pos_sorted)
+    # Keep the last point of each run of tied scores: a threshold admits all ties at once.
+    last = np.r_[np.diff(s_sorted) != 0, True] if len(s_sorted) else np.zeros(0, dtype=bool)
+    fpr = np.r_[0.0, fps[last] / n_neg]
+    tpr = np.r_[0.0, tps[last] / n_pos]
+    return fpr, tpr
+
+
+def ovr_auc(y_true: Sequence[int], probs: np.ndarray) -> tuple[float, list[float]]:
+    """One-vs-rest AUC per class and their unweighted mean (over classes where it is defined).
+
+    For two classes this is the ordinary AUC of the positive (second) class for every entry.
+    """
+    t = np.asarray(y_true, dtype=int)
+    p = np.asarray(probs, dtype=float)
+    per_class = [roc_auc(t == k, p[:, k]) for k in range(p.shape[1])]
+    defined = [a for a in per_class if not math.isnan(a)]
+    return (float(np.mean(defined)) if defined else float("nan")), per_class
+
+
+# -- calibration -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReliabilityBin:
+    lower: float
+    upper: float
+    count: int
+    confidence: float  # mean top-class probability in the bin (nan when empty)
+    accuracy: float  # fraction correct in the bin (nan when empty)
+
+
+def calibration(
+    y_true: Sequence[int], probs: np.ndarray, n_bins: int = 10
+) -> tuple[float, list[ReliabilityBin]]:
+    """Expected calibration error of the top-class confidence, and its reliability bins.
+
+    ECE = sum_b (n_b / N) * |accuracy_b - confidence_b| over equal-width bins of confidence
+    (Guo et al. 2017). Bins are right-closed, ``(lo, hi]``, the first also includes 0.
+    """
+    t = np.asarray(y_true, dtype=int)
+    p = np.asarray(probs, dtype=float)
+    if t.size == 0:
+        return float("nan"), []
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == t).astype(float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    bins: list[ReliabilityBin] = []
+    ece = 0.0
+    for b in range(n_bins):
+        mask = idx == b
+        n = int(mask.sum())
+        if n:
+            acc_b, conf_b = float(correct[mask].mean()), float(conf[mask].mean())
+            ece += n / t.size * abs(acc_b - conf_b)
+        else:
+            acc_b = conf_b = float("nan")
+        bins.append(ReliabilityBin(float(edges[b]), float(edges[b + 1]), n, conf_b, acc_b))
+    return float(ece), bins
+
+
+# -- bootstrap -------------------------------------------------------------------------------------
+def _resample_indices(rng: np.random.Generator, n: int, strata: np.ndarray | None) -> np.ndarray:
+    """Indices of one bootstrap replicate; with ``strata``, each stratum keeps its own size."""
+    if strata is None:
+        return rng.integers(0, n, size=n)
+    parts = []
+    for value in np.unique(strata):
+        members = np.flatnonzero(strata == value)
+        parts.append(members[rng.integers(0, len(members), size=len(members))])
+    return np.concatenate(parts)
+
+
+def _percentile_ci(values: np.ndarray, level: float) -> tuple[float, float]:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(values, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(
+    metric: Metric,
+    *arrays: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    strata: Sequence[Any] | None = None,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``metric(*arrays)``, resampling rows of all arrays together.
+
+    ``strata`` (usually the true labels) keeps each class's count fixed in every replicate, so a
+    small test set never loses a class and per-class figures stay defined. Seeded: the same call
+    gives the same interval.
+    """
+    return bootstrap_ci_multi(
+        metric,
+        [tuple(arrays)],
+        n_boot=n_boot,
+        seed=seed,
+        strata=None if strata is None else [strata],
+        level=level,
+    )
+
+
+def bootstrap_ci_multi(
+    metric: Metric,
+    groups: Sequence[tuple[np.ndarray, ...]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    strata: Sequence[Sequence[Any]] | None = None,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """CI of the mean of ``metric`` over several independent test sets (seeds or folds).
+
+    Each replicate resamples every group (run) on its own and averages the metric across groups,
+    so the interval describes the test-sampling uncertainty of the mean-over-runs figure that the
+    leaderboard reports; the spread between runs is reported separately as an SD.
+    """
+    rng = np.random.default_rng(seed)
+    groups = [tuple(np.asarray(a) for a in g) for g in groups]
+    strata_arrays = [None if strata is None else np.asarray(s) for s in (strata or [None] * len(groups))]
+    stats = np.empty(n_boot, dtype=float)
+    for r in range(n_boot):
+        values = []
+        for arrays, st in zip(groups, strata_arrays, strict=True):
+            idx = _resample_indices(rng, len(arrays[0]), st)
+            values.append(metric(*(a[idx] for a in arrays)))
+        stats[r] = np.nanmean(values) if not np.all(np.isnan(values)) else np.nan
+    return _percentile_ci(stats, level)
+
+
+def paired_bootstrap_diff(
+    correct_a: Sequence[bool],
+    correct_b: Sequence[bool],
+    *,
+    n_boot: int = 2000,
+    seed: int = 0,
+    strata: Sequence[Any] | None = None,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """Accuracy difference ``acc(a) - acc(b)`` on the same images, with a paired bootstrap CI.
+
+    Resampling images (not models) keeps each image's pair of outcomes together, which is what
+    makes the interval narrower than two independent CIs when the models agree on most images.
+    """
+    a = np.asarray(correct_a, dtype=float)
+    b = np.asarray(correct_b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError("paired outcomes must have the same length")
+    diff = float(a.mean() - b.mean()) if a.size else float("nan")
+    lo, hi = bootstrap_ci(
+        lambda x, y: float(x.mean() - y.mean()), a, b, n_boot=n_boot, seed=seed, strata=strata, level=level
+    )
+    return diff, lo, hi
+
+
+# -- McNemar ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class McNemar:
+    """Exact McNemar test: ``b`` = only A right, ``c`` = only B right, two-sided ``p``."""
+
+    b: int
+    c: int
+    p_value: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"only_a_correct": self.b, "only_b_correct": self.c, "p_value": self.p_value}
+
+
+def mcnemar_exact_p(b: int, c: int) -> float:
+    """Two-sided exact McNemar p: under H0 the discordant pairs split as Binomial(b + c, 1/2).
+
+    p = min(1, 2 * P(X <= min(b, c))) with X ~ Binomial(b + c, 1/2); b = c = 0 gives p = 1.
+    """
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return float(min(1.0, 2.0 * tail))
+
+
+def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> McNemar:
+    """Exact McNemar test on two classifiers' per-image correctness over the same images."""
+    a = np.asarray(correct_a, dtype=bool)
+    bb = np.asarray(correct_b, dtype=bool)
+    if a.shape != bb.shape:
+        raise ValueError("paired outcomes must have the same length")
+    b = int((a & ~bb).sum())
+    c = int((~a & bb).sum())
+    return McNemar(b, c, mcnemar_exact_p(b, c))
+
+
+# -- aggregation -----------------------------------------------------------------------------------
+def mean_sd(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample SD (ddof=1; 0 for a single value) ignoring ``nan``."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], dtype=float)
+    if v.size == 0:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
+def summarize(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, SD, worst (minimum) and best over runs, for higher-is-better metrics."""
+    clean = [float(x) for x in values if x is not None and not math.isnan(x)]
+    mean, sd = mean_sd(clean)
+    return {
+        "mean": mean,
+        "sd": sd,
+        "worst": min(clean) if clean else float("nan"),
+        "best": max(clean) if clean else float("nan"),
+        "n": len(clean),
+    }
+
+
+# -- everything at once ----------------------------------------------------------------------------
+def classification_report(
+    y_true: Sequence[int], probs: np.ndarray, classes: Sequence[str], n_bins: int = 10
+) -> dict[str, Any]:
+    """All point metrics for one set of predictions (argmax decision), JSON-ready.
+
+    The figures are computed from the confusion matrix reported beside them, so a reader (or a
+    test) can recompute accuracy, sensitivity and specificity from ``confusion_matrix``.
+    """
+    t = np.asarray(y_true, dtype=int)
+    p = np.asarray(probs, dtype=float)
+    k = len(classes)
+    cm = confusion_matrix(t, p.argmax(axis=1) if len(p) else np.zeros(0, int), k)
+    sens, spec = sensitivity_specificity(cm)
+    auc, auc_per_class = ovr_auc(t, p) if len(p) else (float("nan"), [float("nan")] * k)
+    ece, bins = calibration(t, p, n_bins)
+    return {
+        "n": int(t.size),
+        "accuracy": accuracy_from_cm(cm),
+        "balanced_accuracy": balanced_accuracy_from_cm(cm),
+        "macro_f1": macro_f1_from_cm(cm),
+        "auc": auc,
+        "ece": ece,
+        "sensitivity": {c: float(s) for c, s in zip(classes, sens, strict=True)},
+        "specificity": {c: float(s) for c, s in zip(classes, spec, strict=True)},
+        "auc_per_class": {c: float(a) for c, a in zip(classes, auc_per_class, strict=True)},
+        "confusion_matrix": cm.tolist(),
+        "reliability": [b.__dict__ for b in bins],
+    }
+
+
+def _acc(t: np.ndarray, p: np.ndarray) -> float:
+    return accuracy(t, p.argmax(axis=1))
+
+
+def _bacc(k: int) -> Metric:
+    return lambda t, p: balanced_accuracy(t, p.argmax(axis=1), k)
+
+
+def _f1(k: int) -> Metric:
+    return lambda t, p: macro_f1(t, p.argmax(axis=1), k)
+
+
+def _auc(t: np.ndarray, p: np.ndarray) -> float:
+    return ovr_auc(t, p)[0]
+
+
+CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
+
+
+def metric_cis(
+    runs: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_classes: int,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Stratified bootstrap CIs of accuracy, balanced accuracy, macro-F1 and AUC.
+
+    ``runs`` is a list of ``(y_true, probs)``, one per seed or fold; with one run this is the
+    ordinary stratified percentile bootstrap on its test set.
+    """
+    fns: dict[str, Metric] = {
+        "accuracy": _acc,
+        "balanced_accuracy": _bacc(n_classes),
+        "macro_f1": _f1(n_classes),
+        "auc": _auc,
+    }
+    groups = [(np.asarray(t, dtype=int), np.asarray(p, dtype=float)) for t, p in runs]
+    strata = [g[0] for g in groups]
+    return {
+        name: bootstrap_ci_multi(fn, groups, n_boot=n_boot, seed=seed, strata=strata, level=level)
+        for name, fn in fns.items()
+    }

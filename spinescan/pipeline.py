@@ -1,0 +1,269 @@
+"""The tf.data input pipeline: images to batches, with augmentation and class weights.
+
+Two sources feed the same batches. *In memory* (the default) decodes and preprocesses every
+image once with numpy, then serves batches by gathering indices from one array: cheapest on a
+2-core machine, where every cycle spent decoding is a cycle not spent training. *File-backed*
+streams from disk through a parallel ``map`` for datasets that do not fit in memory. Both call
+the one numpy :func:`spinescan.preprocess.preprocess` (file-backed through
+``tf.numpy_function``), so the tensors a model trains on are the tensors the predictor feeds it.
+
+Augmentation runs here, on whole batches, never inside the model (random layers do not export to
+ONNX). It only uses transforms that preserve curvature angles: rotation, shift and *isotropic*
+zoom move or scale the spine as a whole; brightness, contrast, gamma, noise and blur change
+exposure; a horizontal flip mirrors it. Shear and anisotropic stretching are excluded on purpose:
+they change the very angles (Cobb, kyphosis, lordosis) that define the labels.
+
+Randomness is stateless and seeded from ``tf.data.Dataset.random(seed)``, so a run is repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+import numpy as np
+
+from spinescan.errors import require_tensorflow
+from spinescan.imageio import read_image
+from spinescan.preprocess import Preprocessing, preprocess
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    from spinescan.data import Sample
+    from spinescan.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Ranges of the random, angle-preserving transforms (all applied per image)."""
+
+    rotation_deg: float = 7.0
+    shift: float = 0.06  # fraction of the image size
+    zoom: float = 0.10  # isotropic scale in [1 - zoom, 1 + zoom]
+    flip: bool = True
+    brightness: float = 0.08  # additive
+    contrast: float = 0.20  # multiplicative about the image mean
+    gamma: float = 0.25  # gamma in [1 / (1 + g), 1 + g]
+    noise: float = 0.03  # max std of additive Gaussian noise
+    blur_probability: float = 0.3
+
+
+DEFAULT_AUGMENTATION = Augmentation()
+
+
+# -- numpy side: reading and class weights --------------------------------------------------------
+
+
+def encode_labels(samples: Sequence[Sample], classes: Sequence[str]) -> np.ndarray:
+    index = {c: i for i, c in enumerate(classes)}
+    return np.asarray([index[s.label] for s in samples], dtype=np.int32)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Balanced weights ``n / (k * count)``: every class contributes equally to the loss.
+
+    Replaces the original project's copying of minority-class files on disk. A class absent from
+    ``labels`` gets weight 0 (nothing to weigh).
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    weights = np.zeros(num_classes, dtype=np.float32)
+    present = counts > 0
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return weights
+
+
+def load_image(path: str | os.PathLike[str], input_size: Sequence[int], prep: Preprocessing) -> np.ndarray:
+    """Read and preprocess one file (the exact function the predictor uses)."""
+    return preprocess(read_image(path), tuple(input_size), prep)
+
+
+def load_arrays(
+    samples: Sequence[Sample],
+    spec: ModelSpec,
+    progress: bool = False,
+    label: str = "Loading images",
+    workers: int | None = None,
+) -> np.ndarray:
+    """Decode and preprocess ``samples`` into one NxHxWxC float32 array (threads: OpenCV
+    releases the GIL while decoding and resizing)."""
+    x = np.empty((len(samples), *spec.input_size), dtype=np.float32)
+    if not samples:
+        return x
+    workers = workers or min(4, os.cpu_count() or 1)
+
+    def one(i: int) -> int:
+        x[i] = load_image(samples[i].path, spec.input_size, spec.preprocessing)
+        return i
+
+    with ThreadPoolExecutor(workers) as pool, click.progressbar(
+        pool.map(one, range(len(samples))),
+        length=len(samples),
+        label=label,
+        file=click.get_text_stream("stderr"),
+        hidden=not progress,
+    ) as bar:
+        for _ in bar:
+            pass
+    return x
+
+
+# -- TensorFlow side ------------------------------------------------------------------------------
+
+
+def _options(tf: Any) -> Any:
+    options = tf.data.Options()
+    options.deterministic = True
+    # Shard by element, not by file: in-memory sources have no files, and it keeps multi-worker
+    # runs equivalent to single-worker ones.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options
+
+
+def _gaussian_kernel(tf: Any, channels: int, sigma: float = 1.0) -> Any:
+    ax = np.arange(-1, 2, dtype=np.float32)
+    g = np.exp(-(ax**2) / (2 * sigma**2))
+    k = np.outer(g, g)
+    k /= k.sum()
+    kernel = np.repeat(k[:, :, None, None], channels, axis=2)
+    return tf.constant(kernel, dtype=tf.float32)
+
+
+def augment_batch(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation = DEFAULT_AUGMENTATION,
+                  fill_value: float = 0.0) -> tf.Tensor:
+    """Randomly transform a batch ``N x H x W x C`` (float32 in [0, 1]) with stateless seeds.
+
+    ``seed`` is a shape-[2] int tensor; each transform derives its own seed from it.
+    """
+    tf = require_tensorflow()
+    x = tf.convert_to_tensor(images, tf.float32)
+    shape = tf.shape(x)
+    n, h, w = shape[0], shape[1], shape[2]
+    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+    channels = int(x.shape[-1])
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=12)
+
+    def uniform(i: int, lo: float, hi: float, shape_: Any = None) -> tf.Tensor:
+        return tf.random.stateless_uniform(shape_ if shape_ is not None else [n], seeds[i], lo, hi)
+
+    # Geometry: one affine map per image (rotation, isotropic zoom, shift), output -> input.
+    theta = uniform(0, -1.0, 1.0) * (aug.rotation_deg * math.pi / 180.0)
+    scale = uniform(1, 1.0 - aug.zoom, 1.0 + aug.zoom)
+    tx = uniform(2, -aug.shift, aug.shift) * wf
+    ty = uniform(3, -aug.shift, aug.shift) * hf
+    cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
+    cos, sin = tf.cos(theta) / scale, tf.sin(theta) / scale
+    a0, a1 = cos, sin
+    b0, b1 = -sin, cos
+    a2 = cx - a0 * (cx + tx) - a1 * (cy + ty)
+    b2 = cy - b0 * (cx + tx) - b1 * (cy + ty)
+    zeros = tf.zeros_like(a0)
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    x = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x,
+        transforms=transforms,
+        output_shape=tf.stack([h, w]),
+        fill_value=tf.constant(fill_value, tf.float32),
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    if aug.flip:
+        flip = uniform(4, 0.0, 1.0) < 0.5
+        x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
+
+    # Exposure: contrast about the mean, brightness, gamma.
+    per_image = [n, 1, 1, 1]
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    x = (x - mean) * uniform(5, 1.0 - aug.contrast, 1.0 + aug.contrast, per_image) + mean
+    x = x + uniform(6, -aug.brightness, aug.brightness, per_image)
+    x = tf.clip_by_value(x, 0.0, 1.0)
+    log_g = math.log1p(aug.gamma)
+    x = tf.pow(x + 1e-6, tf.exp(uniform(7, -log_g, log_g, per_image)))
+
+    # Blur on some images, then sensor noise (the same for every channel of a grey film).
+    if aug.blur_probability > 0:
+        blurred = tf.nn.depthwise_conv2d(x, _gaussian_kernel(tf, channels), [1, 1, 1, 1], "SAME")
+        do_blur = uniform(8, 0.0, 1.0) < aug.blur_probability
+        x = tf.where(do_blur[:, None, None, None], blurred, x)
+    if aug.noise > 0:
+        sigma = uniform(9, 0.0, aug.noise, per_image)
+        noise = tf.random.stateless_normal(tf.stack([n, h, w, 1]), seeds[10]) * sigma
+        x = x + noise
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def _file_loader(tf: Any, spec: ModelSpec) -> Any:
+    size, prep = tuple(spec.input_size), spec.preprocessing
+
+    def load(path: Any) -> np.ndarray:
+        return load_image(path.decode() if isinstance(path, bytes) else str(path), size, prep)
+
+    def fn(path: tf.Tensor) -> tf.Tensor:
+        image = tf.numpy_function(load, [path], tf.float32, stateful=False)
+        image.set_shape(size)
+        return image
+
+    return fn
+
+
+def make_dataset(
+    source: np.ndarray | Sequence[str | os.PathLike[str]],
+    labels: np.ndarray,
+    spec: ModelSpec,
+    batch_size: int,
+    training: bool = False,
+    augment: bool = False,
+    sample_weights: np.ndarray | None = None,
+    seed: int = 0,
+    augmentation: Augmentation = DEFAULT_AUGMENTATION,
+) -> tf.data.Dataset:
+    """Batches of ``(images, labels[, weights])``.
+
+    ``source`` is either the preprocessed NxHxWxC array (in memory) or a list of file paths
+    (file-backed). ``training`` shuffles (reshuffled each epoch) and drops a ragged last batch so
+    BatchNorm never sees a batch of one; evaluation keeps every image, in order.
+    """
+    tf = require_tensorflow()
+    labels = np.asarray(labels, dtype=np.int32)
+    n = len(labels)
+    in_memory = isinstance(source, np.ndarray)
+    weights = None if sample_weights is None else np.asarray(sample_weights, dtype=np.float32)
+    drop = training and n >= 2 * batch_size
+
+    if in_memory:
+        images = tf.constant(source, dtype=tf.float32)
+        ds = tf.data.Dataset.range(n)
+        if training:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop)
+        y_all = tf.constant(labels)
+        w_all = None if weights is None else tf.constant(weights)
+
+        def gather(idx: tf.Tensor) -> tuple:
+            out = (tf.gather(images, idx), tf.gather(y_all, idx))
+            return out if w_all is None else (*out, tf.gather(w_all, idx))
+
+        ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        paths = [os.fspath(p) for p in source]
+        parts = (paths, labels) if weights is None else (paths, labels, weights)
+        ds = tf.data.Dataset.from_tensor_slices(parts)
+        if training:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        load = _file_loader(tf, spec)
+        ds = ds.map(lambda p, *rest: (load(p), *rest), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop)
+
+    if training and augment:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+        fill = float(spec.preprocessing.pad_value)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda batch, s: (augment_batch(batch[0], s, augmentation, fill), *batch[1:]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(tf))

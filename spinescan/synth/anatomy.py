@@ -1,0 +1,102 @@
+"""Shared anatomy helpers: per-patient body habitus and vertebra-local coordinates.
+
+Habitus (soft-tissue thickness, bone density, organ sizes) is drawn once per phantom from the
+phantom's own random stream, identically for every class: a kyphotic phantom is no fatter, denser
+or larger than a healthy one, so none of these can stand in for the label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spinescan.synth.geometry import Spine, along, normal
+
+
+@dataclass(frozen=True)
+class Habitus:
+    """Body build of one phantom (mm unless stated)."""
+
+    size: float  # overall scale relative to an average adult
+    fat: float  # subcutaneous soft tissue, mm
+    belly: float  # anterior abdominal depth in front of the lumbar bodies, mm
+    chest: float  # anterior chest depth in front of the thoracic bodies, mm
+    shoulders: float  # half-width of the shoulders (AP), mm
+    waist: float  # half-width of the waist (AP), mm
+    hips: float  # half-width at the hips (AP), mm
+    pelvic_tilt: float  # degrees, pelvic incidence = sacral slope + pelvic tilt
+    diaphragm: float  # diaphragm dome level, in vertebra units below T1's top (about 9-11)
+    bone: float  # bone density factor
+    gas: int  # number of bowel gas pockets
+
+
+def sample_habitus(rng: np.random.Generator) -> Habitus:
+    size = float(rng.normal(1.0, 0.06))
+    fat = float(rng.uniform(8.0, 45.0))
+    return Habitus(
+        size=size,
+        fat=fat,
+        belly=float(rng.uniform(90.0, 150.0) * size + 1.5 * fat),
+        chest=float(rng.uniform(120.0, 160.0) * size + fat),
+        shoulders=float(rng.uniform(170.0, 210.0) * size),
+        waist=float(rng.uniform(120.0, 150.0) * size + fat),
+        hips=float(rng.uniform(150.0, 180.0) * size + fat),
+        pelvic_tilt=float(rng.uniform(5.0, 20.0)),
+        diaphragm=float(rng.uniform(8.8, 10.6)),
+        bone=float(rng.uniform(0.8, 1.25)),
+        gas=int(rng.integers(2, 9)),
+    )
+
+
+class Local:
+    """Vertebra ``v``'s own frame: ``at(a, b)`` is ``a`` mm along ``+x`` and ``b`` mm up from its centre."""
+
+    def __init__(self, spine: Spine, v: int) -> None:
+        c = spine.corners[v]
+        self.centre = c.mean(axis=0)
+        phi = float((spine.top_phi[v] + spine.bottom_phi[v]) / 2.0)
+        self.e = along(phi)
+        self.n = normal(phi)
+        self.height = float(np.hypot(*(c[0] - c[2])) + np.hypot(*(c[1] - c[3]))) / 2.0
+        self.width = float(spine.dims.widths[v])
+
+    def at(self, pts: np.ndarray | list) -> np.ndarray:
+        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
+        return self.centre + p[:, :1] * self.e + p[:, 1:] * self.n
+
+
+def stack(
+    start: np.ndarray, below_phi: float, phis: np.ndarray, heights: np.ndarray, widths: np.ndarray,
+    discs: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """Corners (n, 4, 2) of extra vertebrae stacked upwards from an endplate (cervical spine).
+
+    Parallel endplates per body; ``phis`` are the bodies' orientations from the bottom up.
+    """
+    out = np.zeros((len(phis), 4, 2))
+    p, below = np.asarray(start, dtype=np.float64), below_phi
+    for i, phi in enumerate(phis):
+        pb = p + discs[i] * normal((below + phi) / 2.0)
+        pt = pb + heights[i] * normal(phi)
+        half = widths[i] / 2.0 * along(phi)
+        out[i] = [pt - half, pt + half, pb - half, pb + half]
+        p, below = pt, phi
+    return out
+
+
+def quad(c: np.ndarray) -> np.ndarray:
+    """A vertebra's 4 corners (TL, TR, BL, BR order) as a drawable polygon."""
+    return np.asarray(c)[[0, 1, 3, 2]]
+
+
+def rounded_quad(c: np.ndarray, bulge: float = 0.06, n: int = 5) -> np.ndarray:
+    """A body outline with slightly concave sides and softened corners, like a real vertebra."""
+    tl, tr, bl, br = np.asarray(c, dtype=np.float64)
+    pts = []
+    for a, b, inward in ((tl, tr, 0.02), (tr, br, bulge), (br, bl, 0.02), (bl, tl, bulge)):
+        d = b - a
+        outward = np.array([-d[1], d[0]])  # left of a clockwise walk (y up), scaled by the edge length
+        t = np.linspace(0.0, 1.0, n, endpoint=False)
+        pts.append(a + t[:, None] * d - (np.sin(np.pi * t) * inward)[:, None] * outward)
+    return np.concatenate(pts)

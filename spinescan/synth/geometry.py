@@ -1,0 +1,195 @@
+"""Spine geometry: vertebrae stacked along a centreline built from endplate orientations.
+
+The spine is described bottom-up as the orientation (degrees) of every endplate: S1 superior,
+then for L5 up to T1 the inferior and the superior endplate. Each vertebral body is a quad
+between its two endplates, each disc the gap between neighbouring endplates, so every angle is
+exact by construction: a Cobb angle between two endplates is the difference of their
+orientations, whatever the vertebral sizes. Coordinates are millimetres in a patient frame with
+``y`` up; ``+x`` is anterior in the lateral view and the image's right in the AP view.
+
+An orientation ``phi`` tilts an endplate's normal by ``phi`` towards ``+x``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LEVELS = (
+    "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12",
+    "L1", "L2", "L3", "L4", "L5",
+)  # fmt: skip
+N_VERT = len(LEVELS)
+T4, T12, L1 = LEVELS.index("T4"), LEVELS.index("T12"), LEVELS.index("L1")
+N_ENDPLATES = 2 * N_VERT + 1  # S1 superior + (inferior, superior) per vertebra, bottom-up
+
+
+def bottom_index(v: int) -> int:
+    """Index, in the bottom-up endplate sequence, of vertebra ``v``'s inferior endplate."""
+    return 1 + 2 * (N_VERT - 1 - v)
+
+
+def top_index(v: int) -> int:
+    """Index, in the bottom-up endplate sequence, of vertebra ``v``'s superior endplate."""
+    return 2 + 2 * (N_VERT - 1 - v)
+
+
+def normal(phi_deg: np.ndarray | float) -> np.ndarray:
+    """Unit endplate normal (pointing up) for orientation ``phi``."""
+    a = np.radians(phi_deg)
+    return np.stack([np.sin(a), np.cos(a)], axis=-1)
+
+
+def along(phi_deg: np.ndarray | float) -> np.ndarray:
+    """Unit vector along an endplate, towards ``+x``."""
+    a = np.radians(phi_deg)
+    return np.stack([np.cos(a), -np.sin(a)], axis=-1)
+
+
+@dataclass(frozen=True)
+class Dimensions:
+    """Vertebral sizes in mm, T1..L5 (``width`` is the extent seen in the chosen view)."""
+
+    heights: np.ndarray
+    widths: np.ndarray
+    discs: np.ndarray  # disc below each vertebra (L5's is the L5/S1 disc)
+    s1_width: float
+
+
+def sample_dimensions(view: str, rng: np.random.Generator) -> Dimensions:
+    """Adult vertebral dimensions, growing from T1 to L5, scaled by a per-patient size factor.
+
+    Typical values: body height 15-17 mm at T1 to 25-28 mm in the lumbar spine; sagittal depth
+    16 mm (T1) to 35 mm (L5); coronal width 27 mm (T1) to 50 mm (L5); discs 4-5 mm in the upper
+    thoracic to 10-12 mm in the lower lumbar spine.
+    """
+    t = np.linspace(0.0, 1.0, N_VERT) ** 1.3
+    size = float(rng.normal(1.0, 0.07))
+    heights = (16.0 + 11.0 * t) * size * np.exp(rng.normal(0, 0.04, N_VERT))
+    if view == "lateral":
+        widths = (17.0 + 18.0 * t) * size
+        s1_width = 40.0 * size
+    else:
+        widths = (28.0 + 22.0 * t) * size
+        s1_width = 44.0 * size
+    widths = widths * np.exp(rng.normal(0, 0.03, N_VERT))
+    discs = (4.0 + 7.0 * t**1.5) * size * float(rng.uniform(0.8, 1.15)) * np.exp(rng.normal(0, 0.08, N_VERT))
+    return Dimensions(heights, widths, discs, s1_width)
+
+
+@dataclass(frozen=True)
+class Spine:
+    """A built spine: endplate orientations and the resulting corner points (patient frame, mm).
+
+    ``corners[v]`` holds vertebra ``v``'s superior ``-x`` end, superior ``+x`` end, inferior
+    ``-x`` end and inferior ``+x`` end; ``sacrum`` the S1 superior endplate's two ends.
+    """
+
+    phi: np.ndarray  # (N_ENDPLATES,) bottom-up endplate orientations
+    corners: np.ndarray  # (N_VERT, 4, 2)
+    sacrum: np.ndarray  # (2, 2)
+    dims: Dimensions
+
+    @property
+    def top_phi(self) -> np.ndarray:
+        return self.phi[[top_index(v) for v in range(N_VERT)]]
+
+    @property
+    def bottom_phi(self) -> np.ndarray:
+        return self.phi[[bottom_index(v) for v in range(N_VERT)]]
+
+    @property
+    def centres(self) -> np.ndarray:
+        return self.corners.mean(axis=1)
+
+    def endplate_mid(self) -> np.ndarray:
+        """Midpoints of every endplate, bottom-up in the same order as ``phi``."""
+        mids = [self.sacrum.mean(axis=0)]
+        for v in range(N_VERT - 1, -1, -1):
+            mids.append(self.corners[v, 2:].mean(axis=0))
+            mids.append(self.corners[v, :2].mean(axis=0))
+        return np.array(mids)
+
+
+def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
+    """Stack discs and bodies upwards from the S1 endplate, whose midpoint is the origin.
+
+    Each disc and body is walked along the mean normal of its two endplates, so a wedge-shaped
+    disc (endplates at different angles) is thicker on one side, as in a real curve.
+    """
+    phi = np.asarray(phi, dtype=np.float64)
+    if phi.shape != (N_ENDPLATES,):
+        raise ValueError(f"need {N_ENDPLATES} endplate orientations, got {phi.shape}")
+    corners = np.zeros((N_VERT, 4, 2))
+    p = np.zeros(2)
+    below = phi[0]
+    for v in range(N_VERT - 1, -1, -1):
+        b, t = phi[bottom_index(v)], phi[top_index(v)]
+        p_bottom = p + dims.discs[v] * normal((below + b) / 2.0)
+        p_top = p_bottom + dims.heights[v] * normal((b + t) / 2.0)
+        half = dims.widths[v] / 2.0
+        corners[v] = [p_top - half * along(t), p_top + half * along(t),
+                      p_bottom - half * along(b), p_bottom + half * along(b)]  # fmt: skip
+        p, below = p_top, t
+    sacrum = np.array([-dims.s1_width / 2.0 * along(phi[0]), dims.s1_width / 2.0 * along(phi[0])])
+    return Spine(phi, corners, sacrum, dims)
+
+
+def rotate_phi(spine: Spine, angle: float) -> Spine:
+    """The same spine turned rigidly by ``angle`` degrees about the S1 endplate midpoint."""
+    return build_spine(spine.phi + angle, spine.dims)
+
+
+# --- measurement from landmarks (image or patient coordinates) -----------------------------------
+
+
+def edge_angle(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Orientation (degrees, in (-90, 90]) of the line through ``p`` and ``q``, direction-free."""
+    d = np.asarray(q, dtype=np.float64) - np.asarray(p, dtype=np.float64)
+    a = np.degrees(np.arctan2(d[..., 1], d[..., 0]))
+    return (a + 90.0) % 180.0 - 90.0
+
+
+def line_angle_between(a1: np.ndarray | float, a2: np.ndarray | float) -> np.ndarray:
+    """Unsigned angle between two lines given by their orientations, in [0, 90]."""
+    d = np.abs((np.asarray(a1) - np.asarray(a2) + 90.0) % 180.0 - 90.0)
+    return d
+
+
+def kyphosis_from_landmarks(landmarks: np.ndarray) -> float:
+    """T4-T12 Cobb: T4 superior endplate against T12 inferior endplate.
+
+    ``landmarks`` is (68, 2) or (17, 4, 2) in AASCE order (TL, TR, BL, BR per vertebra).
+    """
+    c = np.asarray(landmarks, dtype=np.float64).reshape(N_VERT, 4, 2)
+    return float(line_angle_between(edge_angle(c[T4, 0], c[T4, 1]), edge_angle(c[T12, 2], c[T12, 3])))
+
+
+def lordosis_from_landmarks(landmarks: np.ndarray, sacrum: np.ndarray) -> float:
+    """L1-S1 Cobb: L1 superior endplate against the S1 superior endplate (``sacrum``, 2 points)."""
+    c = np.asarray(landmarks, dtype=np.float64).reshape(N_VERT, 4, 2)
+    s = np.asarray(sacrum, dtype=np.float64).reshape(2, 2)
+    return float(line_angle_between(edge_angle(c[L1, 0], c[L1, 1]), edge_angle(s[0], s[1])))
+
+
+def max_cobb_from_landmarks(landmarks: np.ndarray) -> tuple[float, int, int]:
+    """Largest coronal Cobb angle over all pairs of end vertebrae (upper superior, lower inferior).
+
+    Returns ``(angle, upper, lower)`` vertebra indices, as in the AASCE challenge's evaluation.
+    """
+    c = np.asarray(landmarks, dtype=np.float64).reshape(N_VERT, 4, 2)
+    top = edge_angle(c[:, 0], c[:, 1])
+    bottom = edge_angle(c[:, 2], c[:, 3])
+    diff = line_angle_between(top[:, None], bottom[None, :])
+    diff = np.triu(diff)  # upper vertebra i at or above lower vertebra j
+    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
+    return float(diff[i, j]), int(i), int(j)
+
+
+def max_cobb_from_phi(phi: np.ndarray) -> float:
+    """The same largest Cobb angle, straight from the endplate orientations."""
+    top = phi[[top_index(v) for v in range(N_VERT)]]
+    bottom = phi[[bottom_index(v) for v in range(N_VERT)]]
+    diff = np.abs(top[:, None] - bottom[None, :])
+    return float(np.triu(diff).max())

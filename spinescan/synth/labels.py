@@ -1,0 +1,123 @@
+"""Class labels from angles, by published clinical thresholds, and the angle ranges sampled per class.
+
+Thresholds (degrees, Cobb method: angle between the end vertebrae's endplates, Cobb 1948):
+
+* Thoracic kyphosis, T4 superior to T12 inferior endplate. Normal adults lie roughly 20-40 deg
+  (Fon, Pitt & Thies, "Thoracic kyphosis: range in normal subjects", AJR 1980;134:979-983;
+  Bernhardt & Bridwell, Spine 1989;14:717-721). The literature puts the upper limit of normal
+  between 40 and 50 deg, so hyperkyphosis here is ``> 45`` deg, the middle of that band.
+* Lumbar lordosis, L1 superior to S1 superior endplate. Asymptomatic adults average about
+  60 +/- 10 deg with a wide range (Vialle et al., J Bone Joint Surg Am 2005;87:260-267); the
+  usual teaching range of normal is 40-60 deg and hyperlordosis is placed above 60-70 deg, so
+  hyperlordosis here is ``> 65`` deg.
+* Scoliosis: coronal Cobb angle ``>= 10`` deg, the Scoliosis Research Society definition
+  (Kane, "Scoliosis prevalence: a call for a statement of terms", Clin Orthop 1977;126:43-46).
+
+Because the cut points are contested by a few degrees, every class is sampled at least
+:data:`MARGIN` degrees away from its threshold, so that a label never hinges on a choice the
+literature has not settled. ``borderline`` cases (an opt-in fraction) are drawn from inside that
+margin instead, still on the correct side of the threshold, for studies of behaviour near the
+decision boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KYPHOSIS_THRESHOLD = 45.0  # T4-T12 Cobb above this: hyperkyphosis
+LORDOSIS_THRESHOLD = 65.0  # L1-S1 Cobb above this: hyperlordosis
+SCOLIOSIS_THRESHOLD = 10.0  # coronal Cobb at or above this: scoliosis (SRS)
+MARGIN = 5.0
+# Borderline cases keep this far from the threshold, so a label survives landmark rounding.
+BORDER_GAP = 0.5
+
+#: Physiological bounds of the sampled ranges (outside the thresholds' margins).
+KYPHOSIS_NORMAL_MIN = 20.0  # below: hypokyphosis, not a class here
+KYPHOSIS_MAX = 75.0
+LORDOSIS_NORMAL_MIN = 40.0  # below: hypolordosis, not a class here
+LORDOSIS_MAX = 90.0
+COBB_MAX = 70.0
+
+CLASSES = {"lateral": ("healthy", "kyphosis", "lordosis"), "ap": ("healthy", "scoliosis")}
+VIEWS = tuple(CLASSES)
+
+
+def lateral_label(kyphosis_deg: float, lordosis_deg: float) -> str | None:
+    """The lateral class of a spine, or ``None`` when it fits none of the three classes.
+
+    A spine with both curves abnormal, or with hypokyphosis/hypolordosis, has no class in this
+    project and is never generated.
+    """
+    kyph_normal = KYPHOSIS_NORMAL_MIN <= kyphosis_deg <= KYPHOSIS_THRESHOLD
+    lord_normal = LORDOSIS_NORMAL_MIN <= lordosis_deg <= LORDOSIS_THRESHOLD
+    if kyph_normal and lord_normal:
+        return "healthy"
+    if kyphosis_deg > KYPHOSIS_THRESHOLD and lord_normal:
+        return "kyphosis"
+    if lordosis_deg > LORDOSIS_THRESHOLD and kyph_normal:
+        return "lordosis"
+    return None
+
+
+def ap_label(cobb_deg: float) -> str:
+    """``scoliosis`` at or above the SRS 10 deg Cobb threshold, else ``healthy``."""
+    return "scoliosis" if cobb_deg >= SCOLIOSIS_THRESHOLD else "healthy"
+
+
+@dataclass(frozen=True)
+class LateralAngles:
+    kyphosis_deg: float
+    lordosis_deg: float
+    borderline: bool
+
+
+def _normal(rng: np.random.Generator, low: float, threshold: float, border: bool) -> float:
+    if border:
+        return float(rng.uniform(threshold - MARGIN, threshold - BORDER_GAP))
+    return float(rng.uniform(low, threshold - MARGIN))
+
+
+def _abnormal(rng: np.random.Generator, threshold: float, high: float, border: bool) -> float:
+    if border:
+        return float(rng.uniform(threshold + BORDER_GAP, threshold + MARGIN))
+    return float(rng.uniform(threshold + MARGIN, high))
+
+
+def sample_lateral_angles(label: str, rng: np.random.Generator, borderline: bool = False) -> LateralAngles:
+    """Kyphosis and lordosis for one phantom of ``label``, uniform inside the class's range.
+
+    With ``borderline`` one angle (the abnormal one, or for healthy a random one) is drawn from
+    the margin band next to its threshold.
+    """
+    if label == "healthy":
+        which = int(rng.integers(2)) if borderline else -1
+        k = _normal(rng, KYPHOSIS_NORMAL_MIN, KYPHOSIS_THRESHOLD, which == 0)
+        lo = _normal(rng, LORDOSIS_NORMAL_MIN, LORDOSIS_THRESHOLD, which == 1)
+    elif label == "kyphosis":
+        k = _abnormal(rng, KYPHOSIS_THRESHOLD, KYPHOSIS_MAX, borderline)
+        lo = _normal(rng, LORDOSIS_NORMAL_MIN, LORDOSIS_THRESHOLD, False)
+    elif label == "lordosis":
+        k = _normal(rng, KYPHOSIS_NORMAL_MIN, KYPHOSIS_THRESHOLD, False)
+        lo = _abnormal(rng, LORDOSIS_THRESHOLD, LORDOSIS_MAX, borderline)
+    else:
+        raise ValueError(f"unknown lateral class {label!r}")
+    return LateralAngles(k, lo, borderline)
+
+
+def sample_cobb(label: str, rng: np.random.Generator, borderline: bool = False) -> float:
+    """Coronal Cobb angle for one AP phantom of ``label``.
+
+    Healthy spines are not perfectly straight: they get a small asymmetry of 1 deg up to the
+    margin below the threshold.
+    """
+    if label == "healthy":
+        if borderline:
+            return float(rng.uniform(SCOLIOSIS_THRESHOLD - MARGIN, SCOLIOSIS_THRESHOLD - BORDER_GAP))
+        return float(rng.uniform(1.0, SCOLIOSIS_THRESHOLD - MARGIN))
+    if label == "scoliosis":
+        if borderline:
+            return float(rng.uniform(SCOLIOSIS_THRESHOLD + BORDER_GAP, SCOLIOSIS_THRESHOLD + MARGIN))
+        return float(rng.uniform(SCOLIOSIS_THRESHOLD + MARGIN, COBB_MAX))
+    raise ValueError(f"unknown AP class {label!r}")
