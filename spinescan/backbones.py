@@ -209,7 +209,9 @@ def get_backbone(name: str | None) -> Backbone:
         raise SpineScanError(f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}") from None
 
 
-def build_classifier(spec: ModelSpec, backbone: str = DEFAULT_BACKBONE, weights: str | None = None) -> keras.Model:
+def build_classifier(
+    spec: ModelSpec, backbone: str = DEFAULT_BACKBONE, weights: str | None = None
+) -> keras.Model:
     """Build ``spec``'s classifier on ``backbone``: input ``image``, output ``probabilities``."""
     keras = _keras()
     info = get_backbone(backbone)

@@ -246,17 +246,34 @@ def bootstrap_ci_multi(
     so the interval describes the test-sampling uncertainty of the mean-over-runs figure that the
     leaderboard reports; the spread between runs is reported separately as an SD.
     """
+    stats = bootstrap_stats(metric, groups, n_boot=n_boot, seed=seed, strata=strata)
+    return _percentile_ci(stats[:, 0], level)
+
+
+def bootstrap_stats(
+    metric: Callable[..., float | Sequence[float]],
+    groups: Sequence[tuple[np.ndarray, ...]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    strata: Sequence[Sequence[Any]] | None = None,
+) -> np.ndarray:
+    """``(n_boot, n_stats)`` replicates of ``metric`` (a scalar or a vector of statistics),
+    averaged over groups; one resample serves every statistic the metric returns."""
     rng = np.random.default_rng(seed)
     groups = [tuple(np.asarray(a) for a in g) for g in groups]
     strata_arrays = [None if strata is None else np.asarray(s) for s in (strata or [None] * len(groups))]
-    stats = np.empty(n_boot, dtype=float)
-    for r in range(n_boot):
+    rows = []
+    for _ in range(n_boot):
         values = []
         for arrays, st in zip(groups, strata_arrays, strict=True):
             idx = _resample_indices(rng, len(arrays[0]), st)
-            values.append(metric(*(a[idx] for a in arrays)))
-        stats[r] = np.nanmean(values) if not np.all(np.isnan(values)) else np.nan
-    return _percentile_ci(stats, level)
+            values.append(np.atleast_1d(np.asarray(metric(*(a[idx] for a in arrays)), dtype=float)))
+        block = np.vstack(values)
+        defined = ~np.isnan(block)
+        with np.errstate(invalid="ignore"):
+            rows.append(np.where(defined.any(axis=0), np.nansum(block, axis=0) / defined.sum(axis=0), np.nan))
+    return np.array(rows, dtype=float).reshape(n_boot, -1)
 
 
 def paired_bootstrap_diff(
@@ -374,22 +391,6 @@ def classification_report(
     }
 
 
-def _acc(t: np.ndarray, p: np.ndarray) -> float:
-    return accuracy(t, p.argmax(axis=1))
-
-
-def _bacc(k: int) -> Metric:
-    return lambda t, p: balanced_accuracy(t, p.argmax(axis=1), k)
-
-
-def _f1(k: int) -> Metric:
-    return lambda t, p: macro_f1(t, p.argmax(axis=1), k)
-
-
-def _auc(t: np.ndarray, p: np.ndarray) -> float:
-    return ovr_auc(t, p)[0]
-
-
 CI_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "auc")
 
 
@@ -406,15 +407,11 @@ def metric_cis(
     ``runs`` is a list of ``(y_true, probs)``, one per seed or fold; with one run this is the
     ordinary stratified percentile bootstrap on its test set.
     """
-    fns: dict[str, Metric] = {
-        "accuracy": _acc,
-        "balanced_accuracy": _bacc(n_classes),
-        "macro_f1": _f1(n_classes),
-        "auc": _auc,
-    }
     groups = [(np.asarray(t, dtype=int), np.asarray(p, dtype=float)) for t, p in runs]
-    strata = [g[0] for g in groups]
-    return {
-        name: bootstrap_ci_multi(fn, groups, n_boot=n_boot, seed=seed, strata=strata, level=level)
-        for name, fn in fns.items()
-    }
+
+    def all_four(t: np.ndarray, p: np.ndarray) -> list[float]:
+        cm = confusion_matrix(t, p.argmax(axis=1), n_classes)
+        return [accuracy_from_cm(cm), balanced_accuracy_from_cm(cm), macro_f1_from_cm(cm), ovr_auc(t, p)[0]]
+
+    stats = bootstrap_stats(all_four, groups, n_boot=n_boot, seed=seed, strata=[g[0] for g in groups])
+    return {name: _percentile_ci(stats[:, i], level) for i, name in enumerate(CI_METRICS)}

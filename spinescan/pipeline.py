@@ -101,13 +101,16 @@ def load_arrays(
         x[i] = load_image(samples[i].path, spec.input_size, spec.preprocessing)
         return i
 
-    with ThreadPoolExecutor(workers) as pool, click.progressbar(
-        pool.map(one, range(len(samples))),
-        length=len(samples),
-        label=label,
-        file=click.get_text_stream("stderr"),
-        hidden=not progress,
-    ) as bar:
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        click.progressbar(
+            pool.map(one, range(len(samples))),
+            length=len(samples),
+            label=label,
+            file=click.get_text_stream("stderr"),
+            hidden=not progress,
+        ) as bar,
+    ):
         for _ in bar:
             pass
     return x
@@ -134,8 +137,9 @@ def _gaussian_kernel(tf: Any, channels: int, sigma: float = 1.0) -> Any:
     return tf.constant(kernel, dtype=tf.float32)
 
 
-def augment_batch(images: tf.Tensor, seed: tf.Tensor, aug: Augmentation = DEFAULT_AUGMENTATION,
-                  fill_value: float = 0.0) -> tf.Tensor:
+def augment_batch(
+    images: tf.Tensor, seed: tf.Tensor, aug: Augmentation = DEFAULT_AUGMENTATION, fill_value: float = 0.0
+) -> tf.Tensor:
     """Randomly transform a batch ``N x H x W x C`` (float32 in [0, 1]) with stateless seeds.
 
     ``seed`` is a shape-[2] int tensor; each transform derives its own seed from it.
@@ -260,7 +264,9 @@ def make_dataset(
         ds = ds.batch(batch_size, drop_remainder=drop)
 
     if training and augment:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
+            2, drop_remainder=True
+        )
         fill = float(spec.preprocessing.pad_value)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
             lambda batch, s: (augment_batch(batch[0], s, augmentation, fill), *batch[1:]),

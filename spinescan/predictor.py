@@ -78,7 +78,14 @@ def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
     try:
         classes = tuple(str(c) for c in json.loads(meta["classes"]))
         input_size = tuple(int(v) for v in json.loads(meta["input_size"]))
-        prep = Preprocessing.from_dict(json.loads(meta["preprocessing"]))
+        prep_dict = json.loads(meta["preprocessing"])
+        unknown = sorted(set(prep_dict) - set(Preprocessing().to_dict()))
+        if unknown:
+            raise ModelRefusedError(
+                f"{source}: preprocessing settings {unknown} are unknown to this predictor; "
+                "use the predictor written by the same export (predict.py) or a newer spinescan"
+            )
+        prep = Preprocessing.from_dict(prep_dict)
     except (ValueError, TypeError) as exc:
         raise ModelRefusedError(f"{source}: malformed metadata ({exc})") from None
     if len(classes) < 2 or len(input_size) != 3:

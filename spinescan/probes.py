@@ -60,15 +60,18 @@ def features_for(
     return np.array(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
 
 
-def _cv_splitter(labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int):  # noqa: ANN202
+def _cv_folds(
+    x: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
+    """Stratified folds; grouped by patient when some patient has several images."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # noqa: PLC0415
 
     counts = np.bincount(labels)
-    smallest = int(counts[counts > 0].min())
-    k = max(2, min(folds, smallest))
+    k = max(2, min(folds, int(counts[counts > 0].min())))
     if groups is not None and len(np.unique(groups)) < len(groups):
-        return StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed), k
-    return StratifiedKFold(n_splits=k, shuffle=True, random_state=seed), k
+        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        return list(splitter.split(x, labels, groups)), k
+    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(x, labels)), k
 
 
 def cross_val_probs(
@@ -96,8 +99,8 @@ def cross_val_probs(
     if (counts > 0).sum() < 2 or counts[counts > 0].min() < 2:
         return probs, 0  # nothing a cross-validated classifier can learn from
     g = None if groups is None else np.asarray(groups)
-    splitter, k = _cv_splitter(y, g, folds, seed)
-    for train_idx, test_idx in splitter.split(x, y, g):
+    splits, k = _cv_folds(x, y, g, folds, seed)
+    for train_idx, test_idx in splits:
         if len(np.unique(y[train_idx])) < 2:
             continue
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))

@@ -104,9 +104,7 @@ def plot_roc(roc: dict[str, dict[str, Any]], title: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(4.6, 4.4))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
     for cls, curve in roc.items():
-        ax.step(
-            curve["fpr"], curve["tpr"], where="post", lw=1.8, label=f"{cls} (AUC {fmt(curve.get('auc'))})"
-        )
+        ax.step(curve["fpr"], curve["tpr"], lw=1.8, label=f"{cls} (AUC {fmt(curve.get('auc'))})")
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.set_xlabel("false positive rate (1 - specificity)")
@@ -185,15 +183,22 @@ def plot_training_curves(
         epochs = [e + 1 for e in epochs] if epochs and min(epochs) == 0 else epochs
         for metric, ax in (("accuracy", ax_acc), ("loss", ax_loss)):
             if metric in h:
-                ax.plot(epochs[: len(h[metric])], h[metric], ls=":", color=colour, lw=1.2)
+                ax.plot(epochs[: len(h[metric])], h[metric], ls=":", marker=".", color=colour, lw=1.2)
             if f"val_{metric}" in h:
-                ax.plot(
-                    epochs[: len(h[f"val_{metric}"])], h[f"val_{metric}"], color=colour, lw=1.8, label=label
-                )
+                values = h[f"val_{metric}"]
+                ax.plot(epochs[: len(values)], values, marker="o", ms=3, color=colour, lw=1.8, label=label)
     if target:
         ax_acc.axhline(target, color="grey", ls="--", lw=1, label=f"target {target:g}")
     ax_acc.set_ylim(0, 1.02)
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
+    last = max(len(h.get("val_loss", h.get("loss", []))) for _, h in histories)
     for ax, name in ((ax_acc, "accuracy"), (ax_loss, "loss")):
+        if last <= 12:
+            ax.set_xticks(range(1, max(last, 1) + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0.5, max(last, 1) + 0.5)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
@@ -306,7 +311,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def _speed(entry: dict[str, Any]) -> list[str]:
-    reached = entry.get("reached_target") or ""
+    reached = (entry.get("reached_target") or "").replace(" runs", "")
     return [
         fmt(entry.get("train_seconds"), 1),
         f"{fmt(entry.get('seconds_to_target'), 1)} ({reached})"
@@ -322,7 +327,7 @@ def _leaderboard_table(lb: dict[str, Any]) -> list[str]:
     header = [
         "model",
         "classes",
-        "test n",
+        "test images",
         "accuracy",
         "balanced acc.",
         "macro-F1",
@@ -342,7 +347,7 @@ def _leaderboard_table(lb: dict[str, Any]) -> list[str]:
             [
                 f"**{e['key']}**",
                 ", ".join(e["classes"]),
-                fmt(e.get("n_test"), 0),
+                fmt(e.get("n_test_total")),
                 fmt_metric(e, "accuracy"),
                 fmt_metric(e, "balanced_accuracy"),
                 fmt_metric(e, "macro_f1"),
@@ -359,7 +364,7 @@ def _leaderboard_table(lb: dict[str, Any]) -> list[str]:
                     [
                         f"↳ shortcut probe: {p['probe']}",
                         "",
-                        fmt(p.get("n_test"), 0),
+                        fmt(p.get("n_test_total")),
                         fmt_metric(p, "accuracy"),
                         fmt_metric(p, "balanced_accuracy"),
                         fmt_metric(p, "macro_f1"),
@@ -431,14 +436,16 @@ def _subgroup_tables(lb: dict[str, Any]) -> list[str]:
                 [
                     label,
                     f"`{value}`",
-                    fmt(g.get("n_test"), 0),
+                    fmt(g.get("n_test_total")),
                     fmt_metric(g, "accuracy"),
                     fmt_metric(g, "balanced_accuracy"),
                     fmt_metric(g, "auc"),
                     ", ".join(f"{c}: {n}" for c, n in g.get("class_counts", {}).items()),
                 ]
             )
-    lines += _table(["model", column, "test n", "accuracy", "balanced acc.", "AUC", "classes"], rows)
+    lines += _table(
+        ["model", column, "test images", "accuracy", "balanced acc.", "AUC", "images per class"], rows
+    )
     lines += ["", "AUC is undefined (–) in a subgroup that holds only one class.", ""]
     return lines
 
@@ -446,7 +453,13 @@ def _subgroup_tables(lb: dict[str, Any]) -> list[str]:
 def _study_section(study: dict[str, Any] | None, figures: dict[str, str]) -> list[str]:
     if not study:
         return []
-    lines = ["## Generalist vs specialists (paired, same test images)", "", study["answer"], ""]
+    lines = [
+        "## Generalist vs specialists (paired, same test images)",
+        "",
+        f"Backbone `{study.get('backbone')}`. Positive differences favour the specialist side; "
+        "the answer above is generated from this table.",
+        "",
+    ]
     if figures.get("study"):
         lines += [f"![paired differences]({figures['study']})", ""]
     rows = []
@@ -529,7 +542,8 @@ def render_markdown(lb: dict[str, Any], figures: dict[str, dict[str, str]] | Non
     lines += _leaderboard_table(lb)
     lines += [
         "",
-        "Figures are the mean over runs; with several runs `± SD` is the spread between runs, and the "
+        "Figures are the mean over runs (*test images* counts them over all runs; with k folds each "
+        "image is tested once per seed); with several runs `± SD` is the spread between runs, and the "
         "bracket is the 95% bootstrap CI of the mean (each run's test set resampled, stratified by class). "
         "*Winner*: the run of each model with the best **validation** accuracy (ties: fewer seconds to "
         "the target); test figures never choose it. Shortcut probes are cross-validated logistic "

@@ -59,8 +59,20 @@ PARTS = ("val", "test")
 
 # What must agree for a finished run to stand in for a new one (find_matching_run).
 MATCH_KEYS = (
-    "model", "seed", "epochs", "batch_size", "input_size", "backbone", "weights", "learning_rate",
-    "lr_schedule", "patience", "min_epochs", "augment", "target_accuracy", "init_from",
+    "model",
+    "seed",
+    "epochs",
+    "batch_size",
+    "input_size",
+    "backbone",
+    "weights",
+    "learning_rate",
+    "lr_schedule",
+    "patience",
+    "min_epochs",
+    "augment",
+    "target_accuracy",
+    "init_from",
 )
 
 
@@ -256,7 +268,9 @@ def load_model(run_dir: str | Path) -> keras.Model:
     return keras.models.load_model(path, compile=False, safe_mode=True)
 
 
-def predict_probs(model: keras.Model, samples: Sequence[Sample], spec: ModelSpec, batch_size: int = 64) -> np.ndarray:
+def predict_probs(
+    model: keras.Model, samples: Sequence[Sample], spec: ModelSpec, batch_size: int = 64
+) -> np.ndarray:
     """Class probabilities (N x K, spec order) for ``samples``, read and preprocessed exactly as
     in training, in chunks so memory stays bounded."""
     from spinescan.pipeline import load_arrays  # noqa: PLC0415
@@ -317,7 +331,9 @@ def read_predictions(run_dir: str | Path) -> dict[str, tuple[list[str], list[str
 
 
 def _clean(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 6)
+    return (
+        None if value is None or (isinstance(value, float) and math.isnan(value)) else round(float(value), 6)
+    )
 
 
 def summarize_predictions(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
@@ -331,7 +347,7 @@ def summarize_predictions(labels: np.ndarray, probs: np.ndarray, classes: Sequen
     cm = m.confusion_matrix(labels, probs.argmax(axis=1), k)
     loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-7, 1.0))))
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "accuracy": _clean(m.accuracy_from_cm(cm)),
         "balanced_accuracy": _clean(m.balanced_accuracy_from_cm(cm)),
         "macro_f1": _clean(m.macro_f1_from_cm(cm)),

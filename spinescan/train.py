@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -222,6 +223,50 @@ def make_strategy(name: str) -> tuple[Any, str]:
     raise SpineScanError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
 
 
+def patch_keras_for_multiworker(model: Any, strategy: Any) -> None:
+    """Work around two Keras 3 bugs that break ``fit`` under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585, open; TF 2.21 / Keras 3.15 here).
+
+    1. ``fit`` builds its state from a first batch that it ``strategy.reduce``s as one nested
+       structure, which the collective strategy cannot do ("Attempt to convert a value
+       (PerReplica...)"). Building from this worker's local slice needs no communication.
+    2. Each step's logs are reduced with ``strategy.reduce("MEAN", v, axis=0)``, which fails on the
+       scalar metric results ("Invalid reduction dimension 0"). Those results come from metric
+       variables that are already all-reduced across workers on every update, so the local value
+       is the global one: we take it ("first", as Keras does on TPUs).
+    """
+    tf = require_tensorflow()
+    keras = _keras()
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: PLC0415
+
+    def local(value: Any) -> Any:
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(self: Any, iterator: Any = None, data_batch: Any = None) -> None:
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = keras.tree.map_structure(local, next(it))
+                break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_spinescan_patched", False):
+        return
+
+    def reduce_per_replica(values: Any, strategy_: Any, reduction: str) -> Any:
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy_):
+            reduction = "first"
+        return original(values, strategy_, reduction)
+
+    reduce_per_replica._spinescan_patched = True  # type: ignore[attr-defined]
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def worker_role(strategy: Any) -> tuple[bool, int]:
     """(is_chief, worker index). Outside multi-worker training every process is the chief."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -252,8 +297,9 @@ def _make_recorder(keras: Any) -> type:
         the backup's epoch.
         """
 
-        def __init__(self, out_dir: Path, target: float, history: list[dict], state: dict,
-                     images_per_epoch: int) -> None:
+        def __init__(
+            self, out_dir: Path, target: float, history: list[dict], state: dict, images_per_epoch: int
+        ) -> None:
             super().__init__()
             self.out_dir = out_dir
             self.target = target
@@ -296,8 +342,9 @@ def _make_recorder(keras: Any) -> type:
                     self.model.save(tmp)
                 self.state.update(best_val_accuracy=val_acc, best_val_loss=val_loss, best_epoch=epoch + 1)
             if self.state.get("epochs_to_target") is None and val_acc >= self.target:
-                self.state.update(epochs_to_target=epoch + 1,
-                                  seconds_to_target=round(self.state["train_seconds"], 3))
+                self.state.update(
+                    epochs_to_target=epoch + 1, seconds_to_target=round(self.state["train_seconds"], 3)
+                )
             self.state["epochs_done"] = epoch + 1
             runs.write_history(self.out_dir, self.history)
             runs.write_json(self.out_dir, runs.STATE, self.state)
@@ -357,7 +404,7 @@ def _restore_state(history: list[dict], target: float) -> dict[str, Any]:
     return state
 
 
-# -- the run directory --------------------------------------------------------------------------------------
+# -- the run directory --------------------------------------------------------------------------------
 
 
 @dataclass
@@ -376,7 +423,9 @@ def _prepare_run(config: TrainConfig, spec: ModelSpec, args: dict[str, Any], chi
     model_dir = Path(config.runs_dir) / spec.name
     if config.resume:
         run_dir = (
-            model_dir / config.run_id if config.run_id else runs.latest_unfinished_run(config.runs_dir, spec.name)
+            model_dir / config.run_id
+            if config.run_id
+            else runs.latest_unfinished_run(config.runs_dir, spec.name)
         )
         if run_dir is not None and (run_dir / runs.CONFIG).is_file():
             stored = json.loads((run_dir / runs.CONFIG).read_text(encoding="utf-8"))
@@ -400,7 +449,7 @@ def _echo(config: TrainConfig, message: str) -> None:
         click.echo(message, err=True)
 
 
-# -- training ----------------------------------------------------------------------------------------------------
+# -- training ------------------------------------------------------------------------------------------
 
 
 def train(config: TrainConfig) -> RunResult:
@@ -417,16 +466,15 @@ def train(config: TrainConfig) -> RunResult:
         if runs.is_finished(prepared.run_dir):
             _echo(config, f"Run {prepared.run_dir} already finished; nothing to resume.")
             return RunResult(prepared.run_dir, runs.read_json(prepared.run_dir, runs.METRICS) or {})
-        spec = _spec_for(
-            TrainConfig(model=args["model"], image_size=args["image_size"])
-        )
+        spec = _spec_for(TrainConfig(model=args["model"], image_size=args["image_size"]))
 
     dataset, view_samples = _load_data(Path(args["data"]), spec)
     split = prepared.split or _make_split(config, args, view_samples)
     from spinescan.data import samples_for_spec  # noqa: PLC0415
 
-    samples, skipped = samples_for_spec(dataset, spec.view, spec.classes, skip_unreadable=True,
-                                        progress=config.verbose > 0)
+    samples, skipped = samples_for_spec(
+        dataset, spec.view, spec.classes, skip_unreadable=True, progress=config.verbose > 0
+    )
     if skipped:
         shown = "; ".join(f"{rel} ({why})" for rel, why in skipped[:3])
         more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
@@ -463,33 +511,58 @@ def train(config: TrainConfig) -> RunResult:
             runs.write_json(out_dir, runs.CONFIG, config_doc)
             split.save(out_dir / runs.SPLIT)
     try:
-        return _fit_and_record(config, spec, args, prepared, parts, strategy, chief, out_dir, tf, keras)
+        return _fit_and_record(
+            config, spec, args, prepared, parts, (strategy, strategy_name), chief, out_dir, tf, keras
+        )
     finally:
         if not chief:
             shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def _fit_and_record(config: TrainConfig, spec: ModelSpec, args: dict[str, Any], prepared: _Prepared,
-                    parts: dict[str, list[Sample]], strategy: Any, chief: bool, out_dir: Path,
-                    tf: Any, keras: Any) -> RunResult:
+def _fit_and_record(
+    config: TrainConfig,
+    spec: ModelSpec,
+    args: dict[str, Any],
+    prepared: _Prepared,
+    parts: dict[str, list[Sample]],
+    strategy_and_name: tuple[Any, str],
+    chief: bool,
+    out_dir: Path,
+    tf: Any,
+    keras: Any,
+) -> RunResult:
     from spinescan import pipeline  # noqa: PLC0415
 
+    strategy, strategy_name = strategy_and_name
     classes = spec.classes
     y = {p: pipeline.encode_labels(parts[p], classes) for p in ("train", "val", "test")}
     progress = config.verbose > 0
     if args["in_memory"]:
-        x = {p: pipeline.load_arrays(parts[p], spec, progress=progress, label=f"Loading {p} images")
-             for p in ("train", "val", "test")}
+        x = {
+            p: pipeline.load_arrays(parts[p], spec, progress=progress, label=f"Loading {p} images")
+            for p in ("train", "val", "test")
+        }
     else:
         x = {p: [s.path for s in parts[p]] for p in ("train", "val", "test")}
     weights = pipeline.class_weights(y["train"], len(classes))[y["train"]]
     replicas = int(strategy.num_replicas_in_sync)
     global_batch = args["batch_size"] * replicas
-    train_ds = pipeline.make_dataset(x["train"], y["train"], spec, global_batch, training=True,
-                                     augment=args["augment"], sample_weights=weights, seed=args["seed"])
+    train_ds = pipeline.make_dataset(
+        x["train"],
+        y["train"],
+        spec,
+        global_batch,
+        training=True,
+        augment=args["augment"],
+        sample_weights=weights,
+        seed=args["seed"],
+    )
     val_ds = pipeline.make_dataset(x["val"], y["val"], spec, global_batch)
-    steps = max(1, len(y["train"]) // global_batch) if len(y["train"]) >= 2 * global_batch else \
-        math.ceil(len(y["train"]) / global_batch)
+    steps = (
+        max(1, len(y["train"]) // global_batch)
+        if len(y["train"]) >= 2 * global_batch
+        else math.ceil(len(y["train"]) / global_batch)
+    )
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
     previous_policy = keras.mixed_precision.global_policy().name
@@ -502,27 +575,41 @@ def _fit_and_record(config: TrainConfig, spec: ModelSpec, args: dict[str, Any], 
                 from spinescan.backbones import transfer_weights  # noqa: PLC0415
 
                 copied, skipped_layers = transfer_weights(runs.load_model(args["init_from"]), model)
-                _echo(config, f"Initialised {copied} layers from {args['init_from']} ({skipped_layers} skipped)")
+                _echo(
+                    config, f"Initialised {copied} layers from {args['init_from']} ({skipped_layers} skipped)"
+                )
             model.compile(
                 optimizer=keras.optimizers.Adam(learning_rate=_lr(keras, args, steps)),
                 loss=keras.losses.SparseCategoricalCrossentropy(),
                 metrics=["accuracy"],
                 jit_compile="auto" if gpu else False,
             )
+        if strategy_name == "multiworker":
+            patch_keras_for_multiworker(model, strategy)
         history, state = _history_for_resume(prepared, out_dir, args, chief)
         if state.get("fit_done"):
             _echo(config, "Training had already finished; evaluating the saved best model.")
         else:
-            callbacks = _callbacks(keras, config, args, prepared, out_dir, history, state,
-                                   steps * global_batch, chief)
+            callbacks = _callbacks(
+                keras, config, args, prepared, out_dir, history, state, steps * global_batch, chief
+            )
             verbose = config.verbose
             if verbose == 1 and not sys.stderr.isatty():
                 verbose = 2  # one line per epoch in logs instead of a carriage-return bar
-            _echo(config, f"Training {spec.name} ({args['backbone']}, {model.count_params():,} parameters) on "
-                          f"{len(y['train'])} images, validating on {len(y['val'])}; run: {prepared.run_dir}")
+            _echo(
+                config,
+                f"Training {spec.name} ({args['backbone']}, {model.count_params():,} parameters) on "
+                f"{len(y['train'])} images, validating on {len(y['val'])}; run: {prepared.run_dir}",
+            )
             try:
-                model.fit(train_ds, validation_data=val_ds, epochs=args["epochs"], callbacks=callbacks,
-                          verbose=verbose)
+                model.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=args["epochs"],
+                    callbacks=callbacks,
+                    verbose=verbose,
+                    shuffle=False,
+                )  # the dataset shuffles itself
             except KeyboardInterrupt:
                 raise TrainingInterrupted(_resume_message(config, args, prepared, state)) from None
             state["fit_done"] = True
@@ -549,8 +636,9 @@ def _lr(keras: Any, args: dict[str, Any], steps: int) -> Any:
     )
 
 
-def _history_for_resume(prepared: _Prepared, out_dir: Path, args: dict[str, Any],
-                        chief: bool) -> tuple[list[dict], dict[str, Any]]:
+def _history_for_resume(
+    prepared: _Prepared, out_dir: Path, args: dict[str, Any], chief: bool
+) -> tuple[list[dict], dict[str, Any]]:
     """History and recorder state to continue from: cut back to the backup's last epoch."""
     if not prepared.resuming:
         return [], {}
@@ -572,25 +660,43 @@ def _copy_backup_for_worker(run_dir: Path, out_dir: Path) -> None:
         shutil.copytree(source, out_dir / runs.BACKUP, dirs_exist_ok=True)
 
 
-def _callbacks(keras: Any, config: TrainConfig, args: dict[str, Any], prepared: _Prepared, out_dir: Path,
-               history: list[dict], state: dict[str, Any], images_per_epoch: int, chief: bool) -> list[Any]:
+def _callbacks(
+    keras: Any,
+    config: TrainConfig,
+    args: dict[str, Any],
+    prepared: _Prepared,
+    out_dir: Path,
+    history: list[dict],
+    state: dict[str, Any],
+    images_per_epoch: int,
+    chief: bool,
+) -> list[Any]:
     recorder = _make_recorder(keras)(out_dir, args["target_accuracy"], history, state, images_per_epoch)
     best, wait = _early_stopping_state(history, args["min_epochs"])
     early = _make_early_stopping(keras)(
-        best, wait, monitor="val_accuracy", mode="max", patience=args["patience"],
-        start_from_epoch=args["min_epochs"], restore_best_weights=True,
+        best,
+        wait,
+        monitor="val_accuracy",
+        mode="max",
+        patience=args["patience"],
+        start_from_epoch=args["min_epochs"],
+        restore_best_weights=True,
     )
     callbacks = [
         recorder,
         # Kept after a successful fit (delete_checkpoint=False) until metrics.json is written, so
         # a kill during the final evaluation does not send --resume back to epoch 1.
-        keras.callbacks.BackupAndRestore(str(out_dir / runs.BACKUP), double_checkpoint=True,
-                                         delete_checkpoint=False),
+        keras.callbacks.BackupAndRestore(
+            str(out_dir / runs.BACKUP), double_checkpoint=True, delete_checkpoint=False
+        ),
         early,
     ]
     if args["lr_schedule"] == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss", factor=0.5, patience=max(2, args["patience"] // 3), min_lr=1e-6))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(2, args["patience"] // 3), min_lr=1e-6
+            )
+        )
     if args["tensorboard"] and chief:
         callbacks.append(keras.callbacks.TensorBoard(str(prepared.run_dir / "tensorboard")))
     return callbacks
@@ -598,15 +704,28 @@ def _callbacks(keras: Any, config: TrainConfig, args: dict[str, Any], prepared: 
 
 def _resume_message(config: TrainConfig, args: dict[str, Any], prepared: _Prepared, state: dict) -> str:
     done = state.get("epochs_done", 0)
-    command = (f"spinescan train {args['model']} --resume --run-id {prepared.run_id} "
-               f"--runs {config.runs_dir} --data {args['data']}")
-    return (f"Interrupted after {done} finished epoch(s). The history, the best model so far and the "
-            f"training state are saved in {prepared.run_dir}. Resume with: {command}")
+    command = (
+        f"spinescan train {args['model']} --resume --run-id {prepared.run_id} "
+        f"--runs {config.runs_dir} --data {args['data']}"
+    )
+    return (
+        f"Interrupted after {done} finished epoch(s). The history, the best model so far and the "
+        f"training state are saved in {prepared.run_dir}. Resume with: {command}"
+    )
 
 
-def _finish(config: TrainConfig, spec: ModelSpec, args: dict[str, Any], prepared: _Prepared,
-            parts: dict[str, list[Sample]], x: dict[str, Any], y: dict[str, np.ndarray], model: keras.Model,
-            history: list[dict], state: dict[str, Any]) -> RunResult:
+def _finish(
+    config: TrainConfig,
+    spec: ModelSpec,
+    args: dict[str, Any],
+    prepared: _Prepared,
+    parts: dict[str, list[Sample]],
+    x: dict[str, Any],
+    y: dict[str, np.ndarray],
+    model: keras.Model,
+    history: list[dict],
+    state: dict[str, Any],
+) -> RunResult:
     """Evaluate the *saved* best model (inference mode) and write the remaining run files."""
     run_dir = prepared.run_dir
     if not (run_dir / runs.MODEL).is_file():  # zero epochs: keep what we have

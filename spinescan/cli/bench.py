@@ -18,7 +18,14 @@ import click
 @click.option("--epochs", type=click.IntRange(min=0), help="Override every plugin's epoch count.")
 @click.option("--image-size", type=click.IntRange(min=8), help="Square input size in pixels.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report folder (default: reports/<timestamp>/).")
-@click.option("--runs", "runs_dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option(
+    "--runs",
+    "runs_dir",
+    type=click.Path(path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Runs folder; winners.json is written here.",
+)
 @click.option("--backbone", "backbones", multiple=True, help="Backbone(s) to compare; repeat the option.")
 @click.option(
     "--target-accuracy", type=click.FloatRange(0, 1), help="Validation accuracy for time-to-target."

@@ -1,3 +1,100 @@
-"""Placeholder for the `export` commands (being implemented)."""
+"""``spinescan export --onnx``: argument parsing and the summary; the work is in spinescan.export."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def summary_lines(entry: dict) -> list[str]:
+    """What one exported model looks like: file, size, parity, int8 verdict, warnings."""
+    parity = entry["parity"]
+    lines = [
+        f"{entry['model']}: {entry['file']} ({entry['size_bytes'] / 1e6:.2f} MB, run {entry['run_id']}, "
+        f"{entry.get('backbone') or '?'})",
+        f"  parity on {parity['images']} {parity['split']} images: max |Δp| {parity['max_abs_diff']:.1e}, "
+        f"identical argmax {'yes' if parity['argmax_identical'] else 'no'}"
+        + (f" ({parity['note']})" if parity.get("note") else ""),
+    ]
+    int8 = entry.get("int8")
+    if int8:
+        verdict = f"shipped as {int8['file']}" if int8["shipped"] else "NOT shipped (fp32 only)"
+        lines.append(f"  int8: {verdict}: {int8['reason']}")
+        if int8.get("agreement") is not None:
+            lines.append(
+                f"    size {int8['size_fp32'] / 1e6:.2f} -> {int8['size_int8'] / 1e6:.2f} MB "
+                f"({int8['size_ratio']}x smaller); batch-1 latency {int8['latency_ms_fp32']:.2f} -> "
+                f"{int8['latency_ms_int8']:.2f} ms; test accuracy {int8['accuracy_fp32']:.3f} -> "
+                f"{int8['accuracy_int8']:.3f}"
+            )
+    for warning in entry["conversion"]["warnings"]:
+        lines.append(f"  tf2onnx warning: {warning}")
+    return lines
+
+
+@click.command("export")
+@click.argument("names", nargs=-1)
+@click.option("--onnx", "to_onnx", is_flag=True, default=True, help="Export to ONNX (the only format).")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Export this one run directory.")
+@click.option(
+    "--runs",
+    "runs_dir",
+    type=click.Path(path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Runs folder (holds winners.json).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("exported"),
+    show_default=True,
+    help="Output folder.",
+)
+@click.option(
+    "--quantize",
+    type=click.Choice(["int8"]),
+    help="Also try a static int8 model (shipped only if it passes the gate).",
+)
+@click.option("--opset", type=click.IntRange(13, 21), default=17, show_default=True, help="ONNX opset.")
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="The run's dataset, if it moved since training (for the checks).",
+)
+def export_command(
+    names: tuple[str, ...],
+    to_onnx: bool,
+    run_dir: Path | None,
+    runs_dir: Path,
+    out: Path,
+    quantize: str | None,
+    opset: int,
+    data: Path | None,
+) -> None:
+    """Export models NAME... (their latest finished runs) to ONNX for the edge predictor.
+
+    With no NAME and no --run, exports the benchmark's winners (RUNS/winners.json). Each file
+    carries its classes, input size and preprocessing in its metadata, is checked against Keras
+    on the run's validation images (max |Δp| <= 1e-4, same argmax) and is listed with its sha256
+    in OUT/manifest.json, beside a model card and the standalone OUT/predict.py. A model that
+    fails a check is not written; its previous files stay.
+    """
+    from spinescan.export import export_runs, resolve_runs  # noqa: PLC0415 - TensorFlow comes later
+
+    targets = resolve_runs(names, run_dir, runs_dir)
+    report = export_runs(targets, out, quantize=quantize, opset=opset, data=data, echo=_echo)
+    for entry in report.exported.values():
+        for line in summary_lines(entry):
+            click.echo(line)
+    if report.exported:
+        click.echo(f"Wrote {len(report.exported)} model(s), manifest.json and predict.py to {out}")
+    report.raise_for_failures()
+
+
+COMMANDS = [export_command]

@@ -50,16 +50,12 @@ def sample_habitus(rng: np.random.Generator) -> Habitus:
 
 
 class Local:
-    """Vertebra ``v``'s own frame: ``at(a, b)`` is ``a`` mm along ``+x`` and ``b`` mm up from its centre."""
+    """Vertebra ``v``'s own frame: ``at(pts)`` maps (mm along ``+x``, mm up) from its centre."""
 
     def __init__(self, spine: Spine, v: int) -> None:
-        c = spine.corners[v]
-        self.centre = c.mean(axis=0)
-        phi = float((spine.top_phi[v] + spine.bottom_phi[v]) / 2.0)
-        self.e = along(phi)
-        self.n = normal(phi)
-        self.height = float(np.hypot(*(c[0] - c[2])) + np.hypot(*(c[1] - c[3]))) / 2.0
-        self.width = float(spine.dims.widths[v])
+        f = spine.frames
+        self.centre, self.e, self.n = f.centre[v], f.e[v], f.n[v]
+        self.height, self.width = float(f.height[v]), float(f.width[v])
 
     def at(self, pts: np.ndarray | list) -> np.ndarray:
         p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
@@ -67,9 +63,13 @@ class Local:
 
 
 def stack(
-    start: np.ndarray, below_phi: float, phis: np.ndarray, heights: np.ndarray, widths: np.ndarray,
+    start: np.ndarray,
+    below_phi: float,
+    phis: np.ndarray,
+    heights: np.ndarray,
+    widths: np.ndarray,
     discs: np.ndarray,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """Corners (n, 4, 2) of extra vertebrae stacked upwards from an endplate (cervical spine).
 
     Parallel endplates per body; ``phis`` are the bodies' orientations from the bottom up.
@@ -90,13 +90,19 @@ def quad(c: np.ndarray) -> np.ndarray:
     return np.asarray(c)[[0, 1, 3, 2]]
 
 
-def rounded_quad(c: np.ndarray, bulge: float = 0.06, n: int = 5) -> np.ndarray:
-    """A body outline with slightly concave sides and softened corners, like a real vertebra."""
-    tl, tr, bl, br = np.asarray(c, dtype=np.float64)
-    pts = []
-    for a, b, inward in ((tl, tr, 0.02), (tr, br, bulge), (br, bl, 0.02), (bl, tl, bulge)):
-        d = b - a
-        outward = np.array([-d[1], d[0]])  # left of a clockwise walk (y up), scaled by the edge length
-        t = np.linspace(0.0, 1.0, n, endpoint=False)
-        pts.append(a + t[:, None] * d - (np.sin(np.pi * t) * inward)[:, None] * outward)
-    return np.concatenate(pts)
+_T5 = np.linspace(0.0, 1.0, 5, endpoint=False)
+
+
+def rounded_quads(c: np.ndarray, bulge: float = 0.06) -> list[np.ndarray]:
+    """Body outlines with slightly concave sides and cupped endplates, like real vertebrae.
+
+    ``c`` is (n, 4, 2) corners (TL, TR, BL, BR); all n outlines are computed at once.
+    """
+    c = np.asarray(c, dtype=np.float64).reshape(-1, 4, 2)
+    walk = c[:, [0, 1, 3, 2]]  # clockwise with y up: top edge, right side, bottom edge, left side
+    d = np.roll(walk, -1, axis=1) - walk  # (n, 4, 2) edge vectors
+    outward = np.stack([-d[..., 1], d[..., 0]], axis=-1)  # left of a clockwise walk, edge-length scaled
+    inward = np.array([0.02, bulge, 0.02, bulge])[None, :, None, None]
+    t = _T5[None, None, :, None]
+    pts = walk[:, :, None] + t * d[:, :, None] - inward * np.sin(np.pi * t) * outward[:, :, None]
+    return list(pts.reshape(len(c), -1, 2))

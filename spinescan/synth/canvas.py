@@ -9,6 +9,9 @@ summed with tissue weights when the film is formed.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import cv2
 import numpy as np
 
@@ -33,12 +36,14 @@ class Canvas:
         pts = np.asarray(pts, dtype=np.float64)
         return pts @ self.matrix[:, :2].T + self.matrix[:, 2]
 
-    def _fixed(self, pts: np.ndarray) -> np.ndarray:
-        p = np.asarray(pts, dtype=np.float64) @ self._m[:, :2].T + self._m[:, 2]
+    def _fixed(self, polys: list[np.ndarray]) -> list[np.ndarray]:
+        """Polygons in mm -> OpenCV fixed-point supersampled pixels, in one matrix product."""
+        arrays = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polys]
+        p = np.concatenate(arrays) @ self._m[:, :2].T + self._m[:, 2]
         # Output pixel centres sit at integer coordinates; output pixel i spans supersampled
         # pixels ss*i .. ss*i+ss-1, whose centre is ss*i + (ss-1)/2.
-        p = p + (self.ss - 1) / 2.0
-        return np.round(p * _ONE).astype(np.int32)
+        p = np.round((p + (self.ss - 1) / 2.0) * _ONE).astype(np.int32)
+        return np.split(p, np.cumsum([len(a) for a in arrays])[:-1])
 
     def _len(self, mm: float) -> int:
         return max(1, round(mm * self.mm * self.ss))
@@ -64,20 +69,30 @@ class Canvas:
     def polygons(self, name: str, polys: list[np.ndarray], value: float) -> None:
         """Fill polygons (each (n, 2) in mm)."""
         if polys:
-            cv2.fillPoly(self.layer(name), [self._fixed(p) for p in polys], (float(value),), cv2.LINE_8, _SHIFT)
+            cv2.fillPoly(self.layer(name), self._fixed(polys), (float(value),), cv2.LINE_8, _SHIFT)
 
     def lines(self, name: str, polys: list[np.ndarray], value: float, width_mm: float, closed: bool) -> None:
         """Stroke polylines ``width_mm`` wide."""
         if polys:
             cv2.polylines(
-                self.layer(name), [self._fixed(p) for p in polys], closed, (float(value),),
-                self._len(width_mm), cv2.LINE_8, _SHIFT,
-            )  # fmt: skip
+                self.layer(name),
+                self._fixed(polys),
+                closed,
+                (float(value),),
+                self._len(width_mm),
+                cv2.LINE_8,
+                _SHIFT,
+            )
 
     def ellipse(
-        self, name: str, centre: np.ndarray, axes_mm: tuple[float, float], angle: float, value: float,
+        self,
+        name: str,
+        centre: np.ndarray,
+        axes_mm: tuple[float, float],
+        angle: float,
+        value: float,
         width_mm: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """An ellipse (filled when ``width_mm`` is None) given in mm; ``angle`` in world degrees."""
         pts = ellipse_points(centre, axes_mm, angle)
         if width_mm is None:
@@ -86,26 +101,53 @@ class Canvas:
             self.lines(name, [pts], value, width_mm, True)
 
 
+@functools.lru_cache(maxsize=64)
+def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
+    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    return np.cos(t), np.sin(t)
+
+
 def ellipse_points(centre: np.ndarray, axes: tuple[float, float], angle: float, n: int = 36) -> np.ndarray:
     """Outline of an ellipse as a polygon (world mm), so it goes through the same affine."""
-    t = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
-    a = np.radians(angle)
-    x, y = axes[0] * np.cos(t), axes[1] * np.sin(t)
-    pts = np.stack([x * np.cos(a) - y * np.sin(a), x * np.sin(a) + y * np.cos(a)], axis=1)
-    return pts + np.asarray(centre, dtype=np.float64)
+    cos_t, sin_t = _unit_circle(n)
+    a = math.radians(angle)
+    x, y = axes[0] * cos_t, axes[1] * sin_t
+    pts = np.stack([x * math.cos(a) - y * math.sin(a), x * math.sin(a) + y * math.cos(a)], axis=1)
+    return pts + np.asarray(centre, dtype=np.float64).reshape(2)
+
+
+@functools.lru_cache(maxsize=64)
+def _catmull_rom(m: int, n: int) -> np.ndarray:
+    """(n, m) weights: n points on the uniform Catmull-Rom spline through m control points."""
+    u = np.linspace(0.0, m - 1.0, n)
+    i = np.minimum(np.floor(u).astype(int), m - 2)
+    t = u - i
+    w = 0.5 * np.stack(
+        [-(t**3) + 2 * t**2 - t, 3 * t**3 - 5 * t**2 + 2, -3 * t**3 + 4 * t**2 + t, t**3 - t**2], axis=1
+    )
+    full = np.zeros((n, m + 2))  # columns: phantom start, controls, phantom end
+    for k in range(4):
+        np.add.at(full, (np.arange(n), i + k), w[:, k])
+    # Phantom end points reflect their neighbours: P(-1) = 2 P0 - P1, P(m) = 2 P(m-1) - P(m-2).
+    b = full[:, 1:-1].copy()
+    b[:, 0] += 2 * full[:, 0]
+    b[:, 1] -= full[:, 0]
+    b[:, -1] += 2 * full[:, -1]
+    b[:, -2] -= full[:, -1]
+    return b
 
 
 def smooth_polyline(pts: np.ndarray, n: int = 24) -> np.ndarray:
-    """Catmull-Rom-like resampling through control points, for organic outlines."""
+    """A smooth curve of ``n`` points through the control points (one matrix product).
+
+    Accepts one polyline (m, 2) or a batch (b, m, 2) of polylines with the same m.
+    """
     pts = np.asarray(pts, dtype=np.float64)
-    if len(pts) < 3:
-        return pts
-    d = np.r_[0.0, np.cumsum(np.hypot(*np.diff(pts, axis=0).T))]
-    t = np.linspace(0.0, d[-1], max(n, len(pts)))
-    x = np.interp(t, d, pts[:, 0])
-    y = np.interp(t, d, pts[:, 1])
-    k = np.ones(5) / 5.0
-    xs = np.convolve(np.pad(x, 2, mode="edge"), k, mode="valid")
-    ys = np.convolve(np.pad(y, 2, mode="edge"), k, mode="valid")
-    xs[0], ys[0], xs[-1], ys[-1] = x[0], y[0], x[-1], y[-1]
-    return np.stack([xs, ys], axis=1)
+    batch = pts.ndim == 3
+    pts = pts.reshape(pts.shape[0] if batch else 1, -1, 2)
+    m = pts.shape[1]
+    if m < 3:
+        out = pts
+    else:
+        out = np.einsum("nm,bmd->bnd", _catmull_rom(m, max(n, m)), pts)
+    return out if batch else out[0]

@@ -12,14 +12,31 @@ An orientation ``phi`` tilts an endplate's normal by ``phi`` towards ``+x``.
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 LEVELS = (
-    "T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12",
-    "L1", "L2", "L3", "L4", "L5",
-)  # fmt: skip
+    "T1",
+    "T2",
+    "T3",
+    "T4",
+    "T5",
+    "T6",
+    "T7",
+    "T8",
+    "T9",
+    "T10",
+    "T11",
+    "T12",
+    "L1",
+    "L2",
+    "L3",
+    "L4",
+    "L5",
+)
 N_VERT = len(LEVELS)
 T4, T12, L1 = LEVELS.index("T4"), LEVELS.index("T12"), LEVELS.index("L1")
 N_ENDPLATES = 2 * N_VERT + 1  # S1 superior + (inferior, superior) per vertebra, bottom-up
@@ -37,12 +54,18 @@ def top_index(v: int) -> int:
 
 def normal(phi_deg: np.ndarray | float) -> np.ndarray:
     """Unit endplate normal (pointing up) for orientation ``phi``."""
+    if np.ndim(phi_deg) == 0:
+        a = math.radians(float(phi_deg))
+        return np.array([math.sin(a), math.cos(a)])
     a = np.radians(phi_deg)
     return np.stack([np.sin(a), np.cos(a)], axis=-1)
 
 
 def along(phi_deg: np.ndarray | float) -> np.ndarray:
     """Unit vector along an endplate, towards ``+x``."""
+    if np.ndim(phi_deg) == 0:
+        a = math.radians(float(phi_deg))
+        return np.array([math.cos(a), -math.sin(a)])
     a = np.radians(phi_deg)
     return np.stack([np.cos(a), -np.sin(a)], axis=-1)
 
@@ -57,15 +80,14 @@ class Dimensions:
     s1_width: float
 
 
-def sample_dimensions(view: str, rng: np.random.Generator) -> Dimensions:
+def sample_dimensions(view: str, rng: np.random.Generator, size: float = 1.0) -> Dimensions:
     """Adult vertebral dimensions, growing from T1 to L5, scaled by a per-patient size factor.
 
     Typical values: body height 15-17 mm at T1 to 25-28 mm in the lumbar spine; sagittal depth
     16 mm (T1) to 35 mm (L5); coronal width 27 mm (T1) to 50 mm (L5); discs 4-5 mm in the upper
-    thoracic to 10-12 mm in the lower lumbar spine.
+    thoracic to 10-12 mm in the lower lumbar spine. ``size`` is the patient's overall scale.
     """
     t = np.linspace(0.0, 1.0, N_VERT) ** 1.3
-    size = float(rng.normal(1.0, 0.07))
     heights = (16.0 + 11.0 * t) * size * np.exp(rng.normal(0, 0.04, N_VERT))
     if view == "lateral":
         widths = (17.0 + 18.0 * t) * size
@@ -103,6 +125,10 @@ class Spine:
     def centres(self) -> np.ndarray:
         return self.corners.mean(axis=1)
 
+    @functools.cached_property
+    def frames(self) -> Frames:
+        return Frames(self)
+
     def endplate_mid(self) -> np.ndarray:
         """Midpoints of every endplate, bottom-up in the same order as ``phi``."""
         mids = [self.sacrum.mean(axis=0)]
@@ -110,6 +136,27 @@ class Spine:
             mids.append(self.corners[v, 2:].mean(axis=0))
             mids.append(self.corners[v, :2].mean(axis=0))
         return np.array(mids)
+
+
+class Frames:
+    """Every vertebra's own frame: centre, unit ``e`` (towards ``+x``) and ``n`` (up), sizes."""
+
+    def __init__(self, spine: Spine) -> None:
+        c = spine.corners
+        self.centre = c.mean(axis=1)
+        phi = (spine.top_phi + spine.bottom_phi) / 2.0
+        self.e, self.n = along(phi), normal(phi)
+        self.height = (np.hypot(*(c[:, 0] - c[:, 2]).T) + np.hypot(*(c[:, 1] - c[:, 3]).T)) / 2.0
+        self.width = np.asarray(spine.dims.widths, dtype=np.float64)
+
+    def at(self, v: int | np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Points ``a`` mm along ``e`` and ``b`` mm along ``n`` from vertebra ``v``'s centre.
+
+        ``v`` may be an index array broadcasting against ``a`` and ``b``; returns (..., 2).
+        """
+        v = np.asarray(v)
+        a, b = np.asarray(a, dtype=np.float64)[..., None], np.asarray(b, dtype=np.float64)[..., None]
+        return self.centre[v] + a * self.e[v] + b * self.n[v]
 
 
 def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
@@ -129,8 +176,12 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
         p_bottom = p + dims.discs[v] * normal((below + b) / 2.0)
         p_top = p_bottom + dims.heights[v] * normal((b + t) / 2.0)
         half = dims.widths[v] / 2.0
-        corners[v] = [p_top - half * along(t), p_top + half * along(t),
-                      p_bottom - half * along(b), p_bottom + half * along(b)]  # fmt: skip
+        corners[v] = [
+            p_top - half * along(t),
+            p_top + half * along(t),
+            p_bottom - half * along(b),
+            p_bottom + half * along(b),
+        ]
         p, below = p_top, t
     sacrum = np.array([-dims.s1_width / 2.0 * along(phi[0]), dims.s1_width / 2.0 * along(phi[0])])
     return Spine(phi, corners, sacrum, dims)

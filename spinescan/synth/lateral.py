@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinescan.synth.anatomy import Habitus, Local, rounded_quad, stack
+from spinescan.synth.anatomy import Habitus, Local, rounded_quads, stack
 from spinescan.synth.canvas import Canvas, ellipse_points, smooth_polyline
 from spinescan.synth.geometry import L1, N_VERT, Spine, along, normal
+
+
+def _v(x: float, y: float) -> np.ndarray:
+    return np.array((x, y))
 
 
 def _rot(v: np.ndarray, deg: float) -> np.ndarray:
@@ -54,15 +58,30 @@ def _skin(spine: Spine, neck: np.ndarray, hip: np.ndarray, hab: Habitus) -> np.n
 
     head = neck[-1].mean(axis=0)
     anterior = [
-        hip + [70.0 + fat, -260.0], hip + [75.0 + fat, -60.0], ant(16, hab.belly * 0.85), ant(14, hab.belly),
-        ant(11, hab.chest * 0.95), ant(7, hab.chest), ant(3, hab.chest * 0.9), ant(0, 60.0 + fat),
-        neck[3, 1] + [35.0 + 0.5 * fat, 0.0], head + [80.0, 60.0], head + [60.0, 200.0],
-    ]  # fmt: skip
+        hip + _v(70.0 + fat, -260.0),
+        hip + _v(75.0 + fat, -60.0),
+        ant(16, hab.belly * 0.85),
+        ant(14, hab.belly),
+        ant(11, hab.chest * 0.95),
+        ant(7, hab.chest),
+        ant(3, hab.chest * 0.9),
+        ant(0, 60.0 + fat),
+        neck[3, 1] + [35.0 + 0.5 * fat, 0.0],
+        head + _v(80.0, 60.0),
+        head + _v(60.0, 200.0),
+    ]
     posterior = [
-        head + [-110.0, 200.0], head + [-95.0, 60.0], neck[2, 0] + [-55.0 - 0.5 * fat, 0.0],
-        post(1, 60.0 + fat), post(6, 55.0 + fat), post(12, 55.0 + fat), post(16, 50.0 + fat),
-        hip + [-85.0 - fat, 40.0], hip + [-95.0 - fat, -80.0], hip + [-60.0 - fat, -260.0],
-    ]  # fmt: skip
+        head + _v(-110.0, 200.0),
+        head + _v(-95.0, 60.0),
+        neck[2, 0] + [-55.0 - 0.5 * fat, 0.0],
+        post(1, 60.0 + fat),
+        post(6, 55.0 + fat),
+        post(12, 55.0 + fat),
+        post(16, 50.0 + fat),
+        hip + _v(-85.0 - fat, 40.0),
+        hip + _v(-95.0 - fat, -80.0),
+        hip + _v(-60.0 - fat, -260.0),
+    ]
     return np.concatenate([smooth_polyline(np.array(anterior), 80), smooth_polyline(np.array(posterior), 80)])
 
 
@@ -70,8 +89,12 @@ def _lungs(spine: Spine, hab: Habitus) -> np.ndarray:
     c = spine.corners
     dia = int(np.clip(round(hab.diaphragm), 8, 11))
     back = [c[v, 0] - 22.0 * along(float(spine.top_phi[v])) for v in (1, 4, 8, dia + 1)]
-    front = [c[v, 1] + (hab.chest - 15.0 - hab.fat) * along(float(spine.top_phi[v])) for v in (dia - 1, 6, 3, 1)]
-    apex = c[0, :2].mean(axis=0) + 25.0 * normal(float(spine.top_phi[0])) + 20.0 * along(float(spine.top_phi[0]))
+    front = [
+        c[v, 1] + (hab.chest - 15.0 - hab.fat) * along(float(spine.top_phi[v])) for v in (dia - 1, 6, 3, 1)
+    ]
+    apex = (
+        c[0, :2].mean(axis=0) + 25.0 * normal(float(spine.top_phi[0])) + 20.0 * along(float(spine.top_phi[0]))
+    )
     dome = (c[dia, 1] + front[0]) / 2.0 + 15.0 * normal(float(spine.top_phi[dia]))
     pts = [apex, *back, (back[-1] + dome) / 2.0 - [0.0, 10.0], dome, *front, apex]
     return smooth_polyline(np.array(pts), 60)
@@ -84,7 +107,7 @@ def draw_lateral(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generato
     skin = _skin(spine, neck, hip, hab)
     cv.polygons("soft", [skin], 1.0)
     head = neck[-1].mean(axis=0)
-    cv.ellipse("soft", head + [15.0, 95.0], (95.0, 105.0), 10.0, 1.0)
+    cv.ellipse("soft", head + _v(15.0, 95.0), (95.0, 105.0), 10.0, 1.0)
 
     # Air in the lungs, with the heart's soft tissue in front and below.
     cv.polygons("air", [_lungs(spine, hab)], 1.0)
@@ -93,7 +116,9 @@ def draw_lateral(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generato
     for _ in range(hab.gas):  # bowel gas: dark pockets in the abdomen, anywhere in front of L1-S1
         v = int(rng.integers(L1, N_VERT))
         at = c[v, 1] + rng.uniform(15.0, hab.belly * 0.8) * along(float(spine.top_phi[v]))
-        cv.ellipse("air", at + rng.normal(0, 12, 2), tuple(rng.uniform(6.0, 22.0, 2)), rng.uniform(0, 180), 0.6)
+        cv.ellipse(
+            "air", at + rng.normal(0, 12, 2), tuple(rng.uniform(6.0, 22.0, 2)), rng.uniform(0, 180), 0.6
+        )
 
     # Ribs: both sides nearly superimposed, sweeping forward and down from the spine.
     rib_lines = []
@@ -105,19 +130,41 @@ def draw_lateral(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generato
             p2 = lv.at([hab.chest * 0.35, -70.0 - off])
             p3 = lv.at([hab.chest * 0.75 - hab.fat, -110.0 - 1.5 * off])
             rib_lines.append(smooth_polyline(np.array([p0, p1, p2, p3]), 24))
-    cv.lines("ribs", rib_lines, 1.0, 9.0, False)
-    cv.lines("ribs", rib_lines, 0.45, 5.0, False)
+    cv.lines("ribs", rib_lines, 0.6, 7.0, False)
+    cv.lines("ribs", rib_lines, 0.25, 3.5, False)
+    if rng.random() < 0.65:
+        _arms(cv, spine, hab, rng)
 
     # Vertebral bodies (cancellous fill) and their cortical rims and endplates.
-    bodies = [rounded_quad(c[v]) for v in range(N_VERT)] + [rounded_quad(q) for q in neck]
-    cv.polygons("bone", bodies, 1.0)
+    bodies = rounded_quads(c) + rounded_quads(neck)
+    cv.polygons("bone", bodies, 0.6)
     cv.lines("cortex", bodies, 1.0, 1.6, True)
     _posterior_elements(cv, spine)
     _sacrum_pelvis(cv, spine, hip, hab)
     # Skull: a shell with a thick bright vault.
-    cv.ellipse("bone", head + [20.0, 100.0], (82.0, 92.0), 10.0, 0.45)
-    cv.ellipse("cortex", head + [20.0, 100.0], (82.0, 92.0), 10.0, 1.0, width_mm=7.0)
-    cv.lines("cortex", [np.array([head + [5.0, 20.0], head + [70.0, 10.0], head + [75.0, -35.0]])], 0.8, 8.0, False)
+    cv.ellipse("bone", head + _v(20.0, 100.0), (82.0, 92.0), 10.0, 0.45)
+    cv.ellipse("cortex", head + _v(20.0, 100.0), (82.0, 92.0), 10.0, 1.0, width_mm=7.0)
+    cv.lines(
+        "cortex",
+        [np.array([head + _v(5.0, 20.0), head + _v(70.0, 10.0), head + _v(75.0, -35.0)])],
+        0.8,
+        8.0,
+        False,
+    )
+
+
+def _arms(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> None:
+    """Arms raised forward over the chest, as patients hold them for a lateral full-spine film."""
+    lv = Local(spine, 2)
+    shoulder = lv.at([[lv.width * 0.5 + 25.0, 25.0]])[0]
+    angle = np.radians(rng.uniform(20.0, 80.0))  # from hanging straight down towards horizontal
+    elbow = shoulder + 290.0 * hab.size * np.array([np.sin(angle), -np.cos(angle)])
+    bend = angle + np.radians(rng.uniform(20.0, 70.0))
+    hand = elbow + 260.0 * hab.size * np.array([np.sin(bend), -np.cos(bend)])
+    cv.lines("soft", [np.array([shoulder, elbow, hand])], 1.0, 85.0 + hab.fat, False)
+    cv.lines("pelvis", [np.array([shoulder, elbow])], 0.75, 24.0, False)
+    cv.lines("pelvis", [np.array([elbow, hand])], 0.6, 28.0, False)
+    cv.ellipse("pelvis", shoulder, (25.0, 25.0), 0.0, 0.8)
 
 
 def _posterior_elements(cv: Canvas, spine: Spine) -> None:
@@ -127,18 +174,34 @@ def _posterior_elements(cv: Canvas, spine: Spine) -> None:
         lv = Local(spine, v)
         w, h = lv.width, lv.height
         back = -w / 2.0
-        polys.append(lv.at([[back + 1, 0.45 * h], [back - 0.45 * w, 0.4 * h], [back - 0.45 * w, 0.0],
-                            [back + 1, -0.05 * h]]))  # fmt: skip
-        polys.append(lv.at([[back - 0.4 * w, 0.75 * h], [back - 0.8 * w, 0.8 * h], [back - 0.9 * w, -0.65 * h],
-                            [back - 0.5 * w, -0.8 * h]]))  # fmt: skip
+        polys.append(
+            lv.at(
+                [
+                    [back + 1, 0.45 * h],
+                    [back - 0.45 * w, 0.4 * h],
+                    [back - 0.45 * w, 0.0],
+                    [back + 1, -0.05 * h],
+                ]
+            )
+        )
+        polys.append(
+            lv.at(
+                [
+                    [back - 0.4 * w, 0.75 * h],
+                    [back - 0.8 * w, 0.8 * h],
+                    [back - 0.9 * w, -0.65 * h],
+                    [back - 0.5 * w, -0.8 * h],
+                ]
+            )
+        )
         angle = np.radians(55.0 - 50.0 * max(0.0, (v - 8) / 6.0) if v < L1 + 1 else 8.0)
-        length = 0.9 * w + 12.0
+        length = 0.7 * w + 8.0
         base = back - 0.75 * w
         half = 4.5 if v < L1 else 0.28 * h
         tip = np.array([base - length * np.cos(angle), -length * np.sin(angle)])
-        polys.append(lv.at([[base, half], tip + [0, half * 0.6], tip - [0, half * 0.6], [base, -half]]))
-    cv.polygons("post", polys, 1.0)
-    cv.lines("cortex", polys[2::3], 0.5, 1.2, True)
+        polys.append(lv.at([[base, half], tip + _v(0, half * 0.6), tip - _v(0, half * 0.6), [base, -half]]))
+    cv.polygons("post", polys, 0.8)
+    cv.lines("cortex", polys[2::3], 0.35, 1.2, True)
 
 
 def _sacrum_pelvis(cv: Canvas, spine: Spine, hip: np.ndarray, hab: Habitus) -> None:
@@ -151,17 +214,19 @@ def _sacrum_pelvis(cv: Canvas, spine: Spine, hip: np.ndarray, hab: Habitus) -> N
     half = (s1w / 2.0) * (1.0 - 0.7 * t)
     sacrum = np.concatenate([centre + half[:, None] * e0, (centre - 1.3 * half[:, None] * e0)[::-1]])
     # Iliac wing and ischium project over the sacrum: large, faint, with a bright crest.
-    wing = ellipse_points(hip + [-35.0, 75.0], (60.0 * hab.size, 85.0 * hab.size), -15.0)
+    wing = ellipse_points(hip + _v(-35.0, 75.0), (60.0 * hab.size, 85.0 * hab.size), -15.0)
     cv.polygons("pelvis", [wing], 0.45)
     cv.lines("cortex", [wing[4:20]], 0.5, 3.0, False)
     cv.polygons("pelvis", [sacrum], 1.0)
     cv.lines("cortex", [spine.sacrum], 1.0, 2.0, False)
-    cv.ellipse("pelvis", hip + [-15.0, -50.0], (20.0, 32.0), 10.0, 0.8)
-    cv.ellipse("pelvis", hip + [45.0, -35.0], (26.0, 12.0), -20.0, 0.8)
+    cv.ellipse("pelvis", hip + _v(-15.0, -50.0), (20.0, 32.0), 10.0, 0.8)
+    cv.ellipse("pelvis", hip + _v(45.0, -35.0), (26.0, 12.0), -20.0, 0.8)
     for off in (np.zeros(2), np.array([6.0, -4.0])):
         fh = hip + off
-        shaft = np.array([fh + [-12.0, -20.0], fh + [12.0, -20.0], fh + [20.0, -260.0], fh + [-18.0, -260.0]])
+        shaft = np.array(
+            [fh + _v(-12.0, -20.0), fh + _v(12.0, -20.0), fh + _v(20.0, -260.0), fh + _v(-18.0, -260.0)]
+        )
         cv.polygons("pelvis", [shaft], 0.8)
         cv.ellipse("pelvis", fh, (24.0 * hab.size, 24.0 * hab.size), 0.0, 0.9)
         cv.ellipse("cortex", fh, (24.0 * hab.size, 24.0 * hab.size), 0.0, 0.7, width_mm=2.0)
-    cv.ellipse("cortex", hip + [0.0, 2.0], (30.0, 30.0), 0.0, 0.5, width_mm=2.0)  # acetabular roof
+    cv.ellipse("cortex", hip + _v(0.0, 2.0), (30.0, 30.0), 0.0, 0.5, width_mm=2.0)  # acetabular roof

@@ -54,7 +54,9 @@ def sample_framing(view: str, rng: np.random.Generator) -> Framing:
     )
 
 
-def _matrix(k: float, theta: float, mirror: bool, cx: float, cy: float, width: int, height: int) -> np.ndarray:
+def _matrix(
+    k: float, theta: float, mirror: bool, cx: float, cy: float, width: int, height: int
+) -> np.ndarray:
     c, s = np.cos(np.radians(theta)), np.sin(np.radians(theta))
     m = -1.0 if mirror else 1.0
     # world (x, y up) -> centred, mirrored, y down -> rotated -> scaled -> image centre
@@ -117,18 +119,18 @@ class Exposure:
 
 def sample_exposure(rng: np.random.Generator) -> Exposure:
     return Exposure(
-        gain=float(rng.uniform(1.4, 2.6)),
-        soft=float(rng.uniform(0.45, 0.75)),
-        bone=float(rng.uniform(0.5, 0.85)),
-        air=float(rng.uniform(0.35, 0.6)),
-        gamma=float(rng.uniform(0.7, 1.5)),
-        low=float(rng.uniform(0.0, 0.15)),
-        high=float(rng.uniform(0.8, 1.0)),
-        fog=float(rng.uniform(0.0, 0.1)),
-        heel=float(rng.uniform(-0.12, 0.12)),
-        blur=float(rng.uniform(0.3, 1.6)),
-        noise=float(rng.uniform(0.01, 0.06)),
-        texture=float(rng.uniform(0.1, 0.3)),
+        gain=float(rng.uniform(1.2, 2.2)),
+        soft=float(rng.uniform(0.32, 0.5)),
+        bone=float(rng.uniform(0.22, 0.36)),
+        air=float(rng.uniform(0.45, 0.7)),
+        gamma=float(rng.uniform(0.75, 1.35)),
+        low=float(rng.uniform(0.0, 0.12)),
+        high=float(rng.uniform(0.85, 1.05)),
+        fog=float(rng.uniform(0.0, 0.08)),
+        heel=float(rng.uniform(-0.1, 0.1)),
+        blur=float(rng.uniform(0.4, 1.8)),
+        noise=float(rng.uniform(0.01, 0.05)),
+        texture=float(rng.uniform(0.06, 0.18)),
         invert_background=bool(rng.random() < 0.05),
     )
 
@@ -140,22 +142,24 @@ def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: float
 
 
 def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Generator) -> np.ndarray:
-    """Attenuation layers -> a float image in [0, 1] (bright = dense), with blur and noise."""
+    """Attenuation layers -> a float image in [0, 1] (bright = dense), with blur and noise.
+
+    Transmission falls exponentially with the summed attenuation (Beer-Lambert); the displayed
+    grey is the absorbed fraction, relative to what dense bone over a full body would absorb.
+    """
     h, w = cv.height, cv.width
     mm = cv.mm
     soft_mask = cv.reduced("soft")
     dist = cv2.distanceTransform((soft_mask > 0.5).astype(np.uint8), cv2.DIST_L2, 5)
     thickness = np.sqrt(np.clip(dist / (70.0 * mm), 0.0, 1.0))  # a body is roughly elliptical
-    air = cv2.GaussianBlur(cv.reduced("air"), (0, 0), max(0.5, 5.0 * mm))
-    bones = (
-        cv.reduced("bone") + 0.9 * cv.reduced("cortex") + 0.55 * cv.reduced("post")
-        + 0.35 * cv.reduced("ribs") + 0.7 * cv.reduced("pelvis")
-    )  # fmt: skip
-    tex = 1.0 + exp.texture * _smooth_noise(rng, h, w, max(1.5, 3.0 * mm))
-    density = exp.soft * thickness * (1.0 - exp.air * air) + exp.bone * bone_density * bones * tex
+    air = cv2.GaussianBlur(cv.reduced("air"), (0, 0), max(0.5, 4.0 * mm))
+    tex = 1.0 + exp.texture * _smooth_noise(rng, h, w, max(2.0, 4.0 * mm))
+    spongy = (cv.reduced("bone") + 0.8 * cv.reduced("pelvis") + 0.5 * cv.reduced("post")) * tex
+    bones = spongy + 0.9 * cv.reduced("cortex") + 0.35 * cv.reduced("ribs")
+    density = exp.soft * thickness * (1.0 - exp.air * air) + exp.bone * bone_density * bones
     signal = 1.0 - np.exp(-exp.gain * density)
-    top = 1.0 - np.exp(-exp.gain * (exp.soft + exp.bone * 1.6))
-    x = np.clip((signal / top - exp.low) / (exp.high - exp.low), 0.0, 1.0)
+    ref = 1.0 - np.exp(-exp.gain * (exp.soft + 1.8 * exp.bone))
+    x = np.clip((signal / ref - exp.low) / (exp.high - exp.low), 0.0, 1.0)
     x = x ** np.float32(exp.gamma)
     x = x * (1.0 + exp.heel * np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]) + exp.fog
     if exp.invert_background:
@@ -189,7 +193,7 @@ def annotate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     unit = h / 256.0
     # Lead side marker: a letter, sometimes boxed, near a top corner (or anywhere along the edge).
     letter = "L" if rng.random() < 0.5 else "R"
-    scale = float(rng.uniform(0.35, 0.7)) * unit
+    scale = float(rng.uniform(0.2, 0.42)) * unit
     thick = max(1, round(rng.uniform(0.8, 2.0) * unit))
     (tw, th), _ = cv2.getTextSize(letter, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     x = int(rng.uniform(0.03, 0.3) * w) if rng.random() < 0.5 else int(w - tw - rng.uniform(0.03, 0.3) * w)
@@ -201,11 +205,17 @@ def annotate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # Burned-in text lines along the edges.
     for _ in range(int(rng.integers(0, 4))):
         text = _random_text(rng)
-        s = float(rng.uniform(0.18, 0.32)) * unit
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_PLAIN, s * 2.5, 1)
+        s = float(rng.uniform(0.1, 0.2)) * unit
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_PLAIN, s * 2.0, 1)
         x = int(rng.uniform(0.0, max(1.0, w - tw)))
-        y = int(th + 2 + rng.uniform(0.0, 0.06) * h) if rng.random() < 0.5 else int(h - 3 - rng.uniform(0, 0.06) * h)
-        cv2.putText(img, text, (x, y), cv2.FONT_HERSHEY_PLAIN, s * 2.5, int(rng.integers(150, 256)), 1, cv2.LINE_AA)
+        y = (
+            int(th + 2 + rng.uniform(0.0, 0.06) * h)
+            if rng.random() < 0.5
+            else int(h - 3 - rng.uniform(0, 0.06) * h)
+        )
+        cv2.putText(
+            img, text, (x, y), cv2.FONT_HERSHEY_PLAIN, s * 2.0, int(rng.integers(150, 256)), 1, cv2.LINE_AA
+        )
     # A radiopaque ruler along one side.
     if rng.random() < 0.15:
         x0 = int(rng.uniform(0.02, 0.12) * w) if rng.random() < 0.5 else int(rng.uniform(0.88, 0.98) * w)
@@ -216,7 +226,9 @@ def annotate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     # Seam where two cassettes/detector shots were stitched into one full-spine film.
     if rng.random() < 0.2:
         yy = int(rng.uniform(0.3, 0.7) * h)
-        img[yy : yy + max(1, round(unit)), :] = np.clip(img[yy : yy + max(1, round(unit)), :] * 0.6 + 60, 0, 255)
+        img[yy : yy + max(1, round(unit)), :] = np.clip(
+            img[yy : yy + max(1, round(unit)), :] * 0.6 + 60, 0, 255
+        )
     # Collimation: black bands at the edges.
     if rng.random() < 0.2:
         left, right = int(rng.uniform(0, 0.06) * w), int(rng.uniform(0, 0.06) * w)

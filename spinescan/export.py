@@ -1,0 +1,490 @@
+"""``spinescan export --onnx``: turn finished training runs into files the edge predictor trusts.
+
+For each run: load ``model.keras`` (safe mode), convert it (:mod:`spinescan.onnx_convert`), stamp
+everything the predictor needs into ``metadata_props``, then *prove* the file is faithful: Keras
+and onnxruntime must agree on the run's own validation images (max |Δp| <= 1e-4, identical
+argmax). Optionally quantize to int8 (:mod:`spinescan.quantize`) and ship it only if it passes its
+gate. Finally write the model card, ``manifest.json`` (with each file's sha256, which the
+predictor checks) and the standalone ``predict.py``.
+
+Everything is built in a staging folder first and moved into place only once every check of
+that model has passed, so a failed export leaves the previous good files untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from spinescan import __version__
+from spinescan.atomic import atomic_write_json, atomic_write_text
+from spinescan.errors import ImageReadError, SpineScanError
+from spinescan.imageio import read_image
+from spinescan.modelcard import bootstrap_test_cis, describe_data, model_card
+from spinescan.onnx_convert import DEFAULT_OPSET, ExportError, set_metadata
+from spinescan.predictor import MANIFEST_NAME, OnnxModel, read_manifest, sha256_file
+from spinescan.preprocess import preprocess
+from spinescan.standalone import write_standalone
+
+if TYPE_CHECKING:
+    from spinescan.data import Sample
+    from spinescan.runs import Run
+    from spinescan.spec import ModelSpec
+
+PARITY_TOLERANCE = 1e-4
+PARITY_IMAGES = 64
+CALIBRATION_IMAGES = 128
+QUANTIZE_CHOICES = ("int8",)
+METRIC_KEYS = ("n", "accuracy", "balanced_accuracy", "macro_f1")
+DEFAULT_OUT = Path("exported")
+DEFAULT_RUNS = Path("runs")
+WINNERS = "winners.json"
+
+Echo = Callable[[str], None]
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+# --- which runs -------------------------------------------------------------------------------
+
+
+def resolve_runs(
+    names: Sequence[str] = (), run: str | Path | None = None, runs_dir: str | Path = DEFAULT_RUNS
+) -> list[Path]:
+    """The run directories to export: ``run``; else the named models' latest finished runs; else
+    the benchmark's winners (``<runs>/winners.json``)."""
+    from spinescan.runs import latest_run  # noqa: PLC0415
+
+    runs_dir = Path(runs_dir)
+    if run is not None:
+        if names:
+            raise SpineScanError("give either model names or --run DIR, not both")
+        return [Path(run)]
+    if names:
+        found = []
+        for name in dict.fromkeys(names):
+            latest = latest_run(runs_dir, name)
+            if latest is None:
+                raise SpineScanError(
+                    f"no finished run of {name!r} in {runs_dir}; train it first (spinescan train {name})"
+                )
+            found.append(latest)
+        return found
+    winners_path = runs_dir / WINNERS
+    if not winners_path.is_file():
+        raise SpineScanError(
+            f"no {winners_path}: run `spinescan bench` first, or name the models to export, or pass --run DIR"
+        )
+    try:
+        winners = json.loads(winners_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SpineScanError(f"cannot read {winners_path}: {exc}") from None
+    if not isinstance(winners, dict) or not winners:
+        raise SpineScanError(f"{winners_path} lists no winners")
+    return [_winner_dir(runs_dir, model, str(path)) for model, path in sorted(winners.items())]
+
+
+def _winner_dir(runs_dir: Path, model: str, recorded: str) -> Path:
+    """winners.json records paths as the benchmark saw them; accept them relative to the runs folder too."""
+    path = Path(recorded)
+    for candidate in (path, runs_dir / model / path.name):
+        if candidate.is_dir():
+            return candidate
+    raise SpineScanError(f"winner of {model!r} ({recorded}) is not a run directory any more")
+
+
+# --- images of the run's split ------------------------------------------------------------------
+
+
+@dataclass
+class SplitImages:
+    """Preprocessed images of one part of the run's split, with their labels (class indices)."""
+
+    part: str
+    files: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+
+
+def split_samples(run: Run, data: str | Path | None = None) -> dict[str, list[Sample]]:
+    """The run's train/val/test samples, found in the dataset its ``config.json`` names (or ``data``)."""
+    from spinescan.data import load_dataset  # noqa: PLC0415
+
+    if run.split is None:
+        raise ExportError(
+            f"{run.dir} has no split.json; cannot find its validation images for the parity check"
+        )
+    root = Path(data) if data else Path(run.config.get("dataset", {}).get("root", ""))
+    if not str(root) or not root.is_dir():
+        raise ExportError(
+            f"the run's dataset {str(root)!r} is not available; the parity check needs the run's own "
+            "images (pass --data DIR if the dataset moved)"
+        )
+    spec = run.spec
+    dataset = load_dataset(root, default_view=spec.view).select(view=spec.view, classes=spec.classes)
+    return run.split.assign(dataset.samples)
+
+
+def load_images(
+    samples: Sequence[Sample], spec: ModelSpec, part: str, limit: int | None = None
+) -> SplitImages:
+    """Decode and preprocess (the shared functions) up to ``limit`` samples; unreadable ones are skipped."""
+    index = {c: i for i, c in enumerate(spec.classes)}
+    xs, ys, files, skipped = [], [], [], []
+    for sample in samples:
+        if limit is not None and len(xs) >= limit:
+            break
+        try:
+            xs.append(preprocess(read_image(sample.path), spec.input_size, spec.preprocessing))
+        except ImageReadError:
+            skipped.append(sample.rel)
+            continue
+        ys.append(index[sample.label])
+        files.append(sample.rel)
+    x = np.stack(xs) if xs else np.zeros((0, *spec.input_size), dtype=np.float32)
+    return SplitImages(part, files, x, np.asarray(ys, dtype=int), skipped)
+
+
+def _spread(samples: Sequence[Sample], limit: int) -> list[Sample]:
+    """Up to ``limit`` samples taken evenly across the (label-sorted) list, so every class is seen."""
+    ordered = sorted(samples, key=lambda s: (s.label, s.rel))
+    if len(ordered) <= limit:
+        return ordered
+    picks = np.linspace(0, len(ordered) - 1, limit).round().astype(int)
+    return [ordered[i] for i in dict.fromkeys(picks.tolist())]
+
+
+def parity_images(
+    parts: dict[str, list[Sample]], spec: ModelSpec, limit: int = PARITY_IMAGES
+) -> tuple[SplitImages, str]:
+    """Validation images for the parity check; test, then training images only if there are none."""
+    for part in ("val", "test", "train"):
+        images = load_images(_spread(parts.get(part, []), limit), spec, part)
+        if len(images.x):
+            note = (
+                ""
+                if part == "val"
+                else f"The run has no readable validation images; {part} images were used."
+            )
+            return images, note
+    raise ExportError("the run's split has no readable image for the parity check")
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def parity_check(
+    keras_probs: np.ndarray, onnx_probs: np.ndarray, tolerance: float = PARITY_TOLERANCE
+) -> dict[str, Any]:
+    """Compare two probability arrays: max |Δp| and whether every argmax is identical.
+
+    An image whose two best classes are within ``tolerance`` of each other in the Keras output
+    is a tie: either argmax is faithful there, so it is counted (``ties``) but cannot fail the
+    check. Any other argmax difference fails it.
+    """
+    if keras_probs.shape != onnx_probs.shape:
+        raise ExportError(f"Keras gives shape {keras_probs.shape}, onnxruntime {onnx_probs.shape}")
+    diff = float(np.max(np.abs(keras_probs - onnx_probs))) if keras_probs.size else 0.0
+    differs = keras_probs.argmax(axis=1) != onnx_probs.argmax(axis=1)
+    top2 = np.sort(keras_probs, axis=1)[:, -2:] if keras_probs.size else np.zeros((0, 2))
+    tie = (top2[:, 1] - top2[:, 0]) <= tolerance
+    same = not bool(np.any(differs & ~tie))
+    return {
+        "images": len(keras_probs),
+        "max_abs_diff": diff,
+        "argmax_identical": same,
+        "ties": int(np.sum(tie)),
+        "tolerance": tolerance,
+        "passed": bool(diff <= tolerance and same),
+    }
+
+
+# --- one run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Staged:
+    """A model's files built in the staging folder, not yet in place."""
+
+    name: str
+    files: dict[str, Path]  # final file name -> staged path
+    entry: dict[str, Any]
+    card: str
+
+
+def _metadata(run: Run, spec: ModelSpec, opset: int, source_sha: str, exported: str) -> dict[str, Any]:
+    metrics = run.metrics or {}
+    return {
+        "model_name": spec.name,
+        "description": spec.description,
+        "classes": list(spec.classes),
+        "negative_class": spec.negative_class,
+        "view": spec.view,
+        "input_size": list(spec.input_size),
+        "preprocessing": spec.preprocessing.to_json(),
+        "spinescan_version": __version__,
+        "opset": str(opset),
+        "run_id": str(metrics.get("run_id") or run.config.get("run_id") or run.dir.name),
+        "backbone": str(metrics.get("backbone") or run.config.get("arguments", {}).get("backbone") or ""),
+        "metrics": {p: {k: (metrics.get(p) or {}).get(k) for k in METRIC_KEYS} for p in ("val", "test")},
+        "export_date": exported,
+        "source_sha256": source_sha,
+    }
+
+
+def _write_onnx(proto: Any, path: Path) -> None:
+    path.write_bytes(proto.SerializeToString())
+
+
+def stage_run(
+    run_dir: Path,
+    staging: Path,
+    *,
+    quantize: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    data: str | Path | None = None,
+    echo: Echo = _silent,
+) -> Staged:
+    """Convert, check and (optionally) quantize one run into ``staging``; raise if any check fails."""
+    from spinescan import runs  # noqa: PLC0415
+    from spinescan.onnx_convert import keras_to_onnx  # noqa: PLC0415
+
+    run = runs.load_run(run_dir)
+    if not run.finished:
+        raise ExportError(f"{run_dir} is not a finished run (no finished metrics.json)")
+    spec = run.spec
+    name = spec.name
+    model = runs.load_model(run_dir)
+    if (
+        tuple(model.input_shape[1:]) != tuple(spec.input_size)
+        or int(model.output_shape[-1]) != spec.num_classes
+    ):
+        raise ExportError(
+            f"{run_dir}: model input {model.input_shape} / output {model.output_shape} disagree with "
+            f"the run's spec (input {spec.input_size}, {spec.num_classes} classes)"
+        )
+    exported = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    source_sha = sha256_file(Path(run_dir) / runs.MODEL)
+
+    echo(f"{name}: converting {run_dir} to ONNX (opset {opset})")
+    conversion = keras_to_onnx(model, opset=opset)
+    metadata = _metadata(run, spec, opset, source_sha, exported)
+    set_metadata(conversion.proto, metadata)
+    fp32_name = f"{name}.onnx"
+    fp32_path = staging / fp32_name
+    _write_onnx(conversion.proto, fp32_path)
+
+    echo(f"{name}: parity check, Keras vs onnxruntime")
+    parts = split_samples(run, data)
+    images, note = parity_images(parts, spec)
+    onnx_model = OnnxModel(fp32_path, verify=False)  # the exact bytes that will ship
+    parity = parity_check(runs.predict_arrays(model, images.x), onnx_model.predict(images.x))
+    parity.update(split=images.part, note=note)
+    if not parity["passed"]:
+        raise ExportError(
+            f"{name}: ONNX output differs from Keras on {parity['images']} {images.part} images "
+            f"(max |Δp| {parity['max_abs_diff']:.2e}, limit {PARITY_TOLERANCE:.0e}; identical argmax: "
+            f"{parity['argmax_identical']}); nothing was written"
+        )
+
+    files = {fp32_name: fp32_path}
+    int8_info: dict[str, Any] | None = None
+    if quantize == "int8":
+        int8_info, int8_path = _stage_int8(fp32_path, parts, spec, metadata, echo)
+        if int8_info["shipped"]:
+            files[int8_info["file"]] = int8_path
+
+    data_root = data or run.config.get("dataset", {}).get("root", "")
+    entry = _entry(run, spec, metadata, fp32_path, parity, int8_info, conversion, data_root)
+    return Staged(name, files, entry, model_card(entry))
+
+
+def _stage_int8(
+    fp32_path: Path, parts: dict[str, list[Sample]], spec: ModelSpec, metadata: dict[str, Any], echo: Echo
+) -> tuple[dict[str, Any], Path]:
+    import onnx  # noqa: PLC0415
+
+    from spinescan.quantize import evaluate_int8, quantize_int8  # noqa: PLC0415
+
+    name = spec.name
+    int8_path = fp32_path.with_name(f"{name}.int8.onnx")
+    calibration = load_images(_spread(parts.get("train", []), CALIBRATION_IMAGES), spec, "train")
+    test = load_images(parts.get("test", []), spec, "test")
+    echo(f"{name}: int8 static quantization, calibrated on {len(calibration.x)} training images")
+    if not len(calibration.x):
+        raise ExportError(f"{name}: no readable training images to calibrate int8 quantization on")
+    quantize_int8(fp32_path, int8_path, calibration.x)
+    proto = onnx.load(str(int8_path))
+    set_metadata(
+        proto,
+        {
+            **metadata,
+            "quantization": "int8 static QDQ per-channel (onnxruntime)",
+            "fp32_sha256": sha256_file(fp32_path),
+        },
+    )
+    _write_onnx(proto, int8_path)
+    result = evaluate_int8(fp32_path, int8_path, test.x, test.y, calibration_images=len(calibration.x))
+    info = {"file": int8_path.name, "sha256": sha256_file(int8_path), **result.to_dict()}
+    echo(f"{name}: int8 {'shipped' if result.shipped else 'NOT shipped'}: {result.reason}")
+    return info, int8_path
+
+
+def _entry(
+    run: Run,
+    spec: ModelSpec,
+    metadata: dict[str, Any],
+    fp32_path: Path,
+    parity: dict[str, Any],
+    int8_info: dict[str, Any] | None,
+    conversion: Any,
+    data_root: str | Path,
+) -> dict[str, Any]:
+    from spinescan.runs import read_predictions  # noqa: PLC0415
+
+    metrics = dict(metadata["metrics"])
+    try:
+        _files, labels, probs = read_predictions(run.dir).get(
+            "test", ([], [], np.zeros((0, spec.num_classes)))
+        )
+        metrics["test_ci"] = bootstrap_test_cis(labels, probs, spec.classes)
+    except SpineScanError:
+        metrics["test_ci"] = {}
+    return {
+        "model": spec.name,
+        "description": spec.description,
+        "file": fp32_path.name,
+        "sha256": sha256_file(fp32_path),
+        "size_bytes": fp32_path.stat().st_size,
+        "classes": list(spec.classes),
+        "view": spec.view,
+        "input_size": list(spec.input_size),
+        "preprocessing": spec.preprocessing.to_dict(),
+        "preprocessing_text": spec.preprocessing.describe(),
+        "backbone": metadata["backbone"],
+        "run_id": metadata["run_id"],
+        "run_dir": run.dir.as_posix(),
+        "source_sha256": metadata["source_sha256"],
+        "opset": int(metadata["opset"]),
+        "exported": metadata["export_date"],
+        "spinescan_version": __version__,
+        "data": describe_data(data_root),
+        "counts": (run.metrics or {}).get("counts"),
+        "metrics": metrics,
+        "parity": parity,
+        "int8": int8_info,
+        "conversion": {
+            "warnings": conversion.warnings,
+            "folded_inputs": conversion.folded_inputs,
+            "transpose_nodes": conversion.op_counts().get("Transpose", 0),
+            "nodes": len(conversion.proto.graph.node),
+        },
+        "card": f"{spec.name}.md",
+    }
+
+
+# --- putting files in place -----------------------------------------------------------------------
+
+
+def _readable(path: Path, mode: int = 0o644) -> Path:
+    """Atomic writes create 0600 temporary files; exported files are read by other users
+    (a predictor container, a web server), so they are published world-readable."""
+    os.chmod(path, mode)
+    return path
+
+
+def _commit(staged: Staged, out_dir: Path) -> None:
+    """Move one model's checked files into ``out_dir`` and drop stale ones it no longer ships."""
+    for final_name, path in staged.files.items():
+        os.replace(_readable(path), out_dir / final_name)
+    stale = out_dir / f"{staged.name}.int8.onnx"
+    if stale.name not in staged.files:
+        stale.unlink(missing_ok=True)
+    _readable(atomic_write_text(out_dir / staged.entry["card"], staged.card))
+
+
+def _update_manifest(out_dir: Path, entries: dict[str, dict[str, Any]]) -> Path:
+    manifest = read_manifest(out_dir) or {"models": {}}
+    models = dict(manifest["models"])
+    models.update(entries)
+    written = atomic_write_json(
+        out_dir / MANIFEST_NAME,
+        {
+            "format": 1,
+            "spinescan_version": __version__,
+            "updated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "predictor": "predict.py",
+            "models": dict(sorted(models.items())),
+        },
+    )
+    return _readable(written)
+
+
+@dataclass
+class ExportReport:
+    """What an export did: one manifest entry per exported model, one message per failure."""
+
+    out_dir: Path
+    exported: dict[str, dict[str, Any]]
+    failed: dict[str, str]
+
+    def raise_for_failures(self) -> None:
+        """Fail loudly (non-zero exit) if any run could not be exported."""
+        if self.failed:
+            listed = "; ".join(f"{run}: {why}" for run, why in self.failed.items())
+            total = len(self.failed) + len(self.exported)
+            raise ExportError(
+                f"{len(self.failed)} of {total} export(s) failed, previous files kept ({listed})"
+            )
+
+
+def export_runs(
+    run_dirs: Sequence[Path],
+    out_dir: str | Path = DEFAULT_OUT,
+    *,
+    quantize: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    data: str | Path | None = None,
+    echo: Echo = _silent,
+) -> ExportReport:
+    """Export each run; a run that fails a check is recorded and leaves its previous files alone.
+
+    The others are still exported; call :meth:`ExportReport.raise_for_failures` to fail loudly.
+    """
+    if quantize not in (None, *QUANTIZE_CHOICES):
+        raise SpineScanError(
+            f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE_CHOICES)}"
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    exported: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    for run_dir in run_dirs:
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+        try:
+            staged = stage_run(Path(run_dir), staging, quantize=quantize, opset=opset, data=data, echo=echo)
+            if staged.name in exported:
+                raise ExportError(f"model {staged.name!r} is exported twice in one call")
+            _commit(staged, out_dir)
+            exported[staged.name] = staged.entry
+        except SpineScanError as exc:
+            failed[str(run_dir)] = str(exc)
+            echo(f"FAILED {run_dir}: {exc}")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    if exported:
+        _update_manifest(out_dir, exported)
+        _readable(write_standalone(out_dir), 0o755)
+    return ExportReport(out_dir, exported, failed)

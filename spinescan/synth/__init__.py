@@ -1,0 +1,14 @@
+"""Synthetic spine radiographs with exact ground truth (``spinescan synth``).
+
+Labels come from geometry: each phantom's spine is built from sampled Cobb angles
+(:mod:`~spinescan.synth.curves`), labelled by published thresholds (:mod:`~spinescan.synth.labels`)
+and drawn with class-independent nuisances (:mod:`~spinescan.synth.nuisance`). The manifest keeps
+the angles and the 68 AASCE vertebral corner landmarks of every image.
+
+No TensorFlow anywhere in this package: it needs numpy and OpenCV only.
+"""
+
+from spinescan.synth.labels import CLASSES, ap_label, lateral_label
+from spinescan.synth.writer import MANIFEST, SynthError, generate
+
+__all__ = ["CLASSES", "MANIFEST", "SynthError", "ap_label", "generate", "lateral_label"]

@@ -1,0 +1,250 @@
+"""AP/PA (coronal) anatomy: vertebrae with pedicles and spinous processes turned by axial rotation,
+ribs, clavicles, lungs, heart, sacrum, iliac wings, femoral heads, arms and the body outline.
+``+x`` is the image's right.
+
+In scoliosis the vertebrae rotate axially towards the convexity, which moves the pedicles and the
+spinous process towards the concave side (the Nash-Moe grading reads exactly this). Rotation here
+follows each vertebra's lateral deviation, for healthy and scoliotic spines alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinescan.synth.anatomy import Habitus, Local, rounded_quads
+from spinescan.synth.canvas import Canvas, ellipse_points, smooth_polyline
+from spinescan.synth.geometry import L1, N_VERT, Spine, along, normal
+
+# Half-span (mm) of each rib's posterior arc from the spine, T1..T12 (average adult).
+_RIB_SPAN = np.array([50, 80, 100, 115, 125, 130, 132, 130, 125, 112, 85, 55], dtype=np.float64)
+
+
+def axial_rotation(spine: Spine) -> np.ndarray:
+    """Per-vertebra axial rotation (degrees, sign of the convex side) from lateral deviation."""
+    centres = spine.centres
+    top, bottom = centres[0], spine.sacrum.mean(axis=0)
+    chord = bottom - top
+    rel = centres - top
+    dev = (chord[0] * rel[:, 1] - chord[1] * rel[:, 0]) / np.hypot(*chord)
+    return np.clip(0.6 * dev, -35.0, 35.0)
+
+
+def _body_outline(spine: Spine, hab: Habitus, arms: bool) -> list[np.ndarray]:
+    top = spine.centres[0]
+    s1 = spine.sacrum.mean(axis=0)
+    hip_y = s1[1] - 105.0 * hab.size
+
+    def cx(y: float) -> float:  # the trunk stays over the line from the sacrum to T1
+        t = np.clip((y - s1[1]) / (top[1] - s1[1]), -0.5, 1.5)
+        return float(s1[0] + t * (top[0] - s1[0]))
+
+    y_t1, y_l3 = top[1], spine.centres[14][1]
+    y_t8 = spine.centres[7][1]
+    rows = [  # (y, half width)
+        (hip_y - 320.0, hab.hips * 0.8),
+        (hip_y - 40.0, hab.hips),
+        (y_l3, hab.waist),
+        (y_t8, hab.shoulders - 35.0 + 0.3 * hab.fat),
+        (y_t1 + 10.0, hab.shoulders),
+        (y_t1 + 45.0, hab.shoulders * 0.6),
+        (y_t1 + 70.0, 55.0),
+        (y_t1 + 130.0, 60.0),
+        (y_t1 + 200.0, 80.0),
+        (y_t1 + 330.0, 70.0),
+    ]
+    left = np.array([[cx(y) - hw, y] for y, hw in rows])
+    right = np.array([[cx(y) + hw, y] for y, hw in rows])[::-1]
+    polys = [np.concatenate([smooth_polyline(left, 60), smooth_polyline(right, 60)])]
+    if arms:
+        for sgn in (-1.0, 1.0):
+            x0 = cx(y_t1) + sgn * (hab.shoulders + 10.0)
+            arm = np.array(
+                [
+                    [x0 - 40, y_t1 + 20],
+                    [x0 + 40 * sgn, y_t1 + 10],
+                    [x0 + 55 * sgn, hip_y - 120],
+                    [x0 - 5 * sgn, hip_y - 120],
+                ]
+            )
+            polys.append(arm)
+    return polys
+
+
+def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> None:
+    c = spine.corners
+    arms = bool(rng.random() < 0.5)
+    cv.polygons("soft", _body_outline(spine, hab, arms), 1.0)
+    rot = axial_rotation(spine)
+    _ribs_and_lungs(cv, spine, hab, rng)
+    for _ in range(hab.gas):  # bowel gas over the abdomen, independent of the spine's shape
+        v = int(rng.integers(L1, N_VERT))
+        at = spine.centres[v] + [rng.uniform(-hab.waist * 0.8, hab.waist * 0.8), rng.uniform(-60.0, 20.0)]
+        cv.ellipse("air", at, tuple(rng.uniform(8.0, 25.0, 2)), rng.uniform(0, 180), 0.6)
+    bodies = rounded_quads(c, bulge=0.03)
+    cv.polygons("bone", bodies, 0.6)
+    cv.lines("cortex", bodies, 1.0, 1.6, True)
+    post, rings = [], []
+    for v in range(N_VERT):
+        lv = Local(spine, v)
+        w, h = lv.width, lv.height
+        off = -np.sin(np.radians(rot[v])) * 0.45 * w
+        for sgn in (-1.0, 1.0):
+            ped = ellipse_points(
+                lv.at([[off + sgn * 0.3 * w * np.cos(np.radians(rot[v])), 0.2 * h]])[0],
+                (0.09 * w, 0.17 * h),
+                float(np.degrees(np.arctan2(lv.e[1], lv.e[0]))),
+                16,
+            )
+            rings.append(ped)
+            reach = (0.5 * w + (18.0 if v < L1 else 22.0)) * sgn
+            tp_h = 3.5 if v < L1 else 0.12 * h
+            post.append(
+                lv.at(
+                    [
+                        [off + sgn * 0.3 * w, 0.2 * h + tp_h],
+                        [reach + off, 0.25 * h + tp_h],
+                        [reach + off, 0.25 * h - tp_h],
+                        [off + sgn * 0.3 * w, 0.2 * h - tp_h],
+                    ]
+                )
+            )
+        spinous = ellipse_points(
+            lv.at([[off * 1.3, -0.3 * h]])[0],
+            (0.07 * w, 0.32 * h),
+            float(np.degrees(np.arctan2(lv.e[1], lv.e[0]))),
+            16,
+        )
+        post.append(spinous)
+        rings.append(spinous)
+    cv.polygons("post", post, 0.7)
+    cv.polygons("post", rings, 1.0)
+    cv.lines("cortex", rings, 0.6, 1.2, True)
+    _pelvis(cv, spine, hab)
+
+
+_T14 = np.linspace(0.0, 1.0, 14)
+
+
+def _ribs_and_lungs(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> None:
+    f = spine.frames
+    span = _RIB_SPAN * (hab.shoulders / 190.0)
+    v = np.arange(12)[:, None, None]  # (rib level, side, point along the rib)
+    sgn = np.array([-1.0, 1.0])[None, :, None]
+    t = _T14[None, None, :]
+    x = sgn * (0.5 * f.width[v] + 4.0 + span[v] * t)
+    y = 0.15 * f.height[v] + 14.0 * np.sin(np.pi * t * 0.8) - (25.0 + 2.0 * v) * t**2
+    back = f.at(v, x, y)  # (12, 2, 14, 2): posterior ribs from the costovertebral joints
+    # Anterior ribs: fainter, running medially and down from the lateral wall (upper ten pairs).
+    va, sa = v[:10, :, 0], sgn[:, :, 0]
+    xe, ye = x[:10, :, -1], y[:10, :, -1]
+    ctrl_a = np.stack([xe, xe - sa * span[va] * 0.35, xe - sa * span[va] * 0.6], axis=-1)
+    ctrl_b = np.stack([ye, ye - 35.0, ye - 60.0 - 2.0 * va], axis=-1)
+    front = smooth_polyline(f.at(va[..., None], ctrl_a, ctrl_b).reshape(-1, 3, 2), 12)
+    lung_edge = f.at(v[:, :, 0], x[:, :, -1] - sgn[:, :, 0] * 12.0, y[:, :, -1] + 5.0)  # (12, 2, 2)
+    back_list = list(back.reshape(-1, 14, 2))
+    cv.lines("ribs", back_list, 1.0, 10.0, False)
+    cv.lines("ribs", back_list, 0.45, 5.5, False)
+    cv.lines("ribs", list(front), 0.5, 8.0, False)
+    # Clavicles.
+    lv0 = Local(spine, 0)
+    for sgn in (-1.0, 1.0):
+        cl = lv0.at([[sgn * 20.0, 30.0], [sgn * 70.0, 20.0], [sgn * hab.shoulders * 0.8, 45.0]])
+        cv.lines("ribs", [smooth_polyline(cl, 12)], 1.2, 13.0, False)
+        cv.ellipse("pelvis", lv0.at([[sgn * (hab.shoulders - 5.0), 10.0]])[0], (26.0, 28.0), 0.0, 0.7)
+    # Lungs: between the mediastinum and the ribcage, down to the diaphragm domes.
+    dia = hab.diaphragm
+    polys = []
+    for sgn in (-1.0, 1.0):
+        level = dia + (0.4 if sgn > 0 else 0.0)  # the left (image right) dome sits lower
+        v = int(np.clip(int(level), 8, 11))
+        lv = Local(spine, v)
+        medial = [
+            Local(spine, k).at([[sgn * (0.5 * Local(spine, k).width + 14.0), 0.0]])[0] for k in (1, 4, 7)
+        ]
+        lateral = lung_edge[:v, 0 if sgn < 0 else 1][::-1]
+        dome_lat = lv.at([[sgn * (span[v] * 0.9), -30.0]])[0]
+        dome_mid = lv.at([[sgn * span[v] * 0.45, 10.0 + 8.0 * float(rng.normal())]])[0]
+        dome_med = lv.at([[sgn * (0.5 * lv.width + 16.0), -5.0]])[0]
+        apex = Local(spine, 0).at([[sgn * 45.0, 35.0]])[0]
+        pts = np.array([apex, *medial, dome_med, dome_mid, dome_lat, *lateral[1:], apex])
+        polys.append(smooth_polyline(pts, 60))
+    cv.polygons("air", polys, 1.0)
+    heart = Local(spine, 8).at([[45.0, -5.0]])[0]
+    cv.ellipse("air", heart, (75.0 * hab.size, 58.0), 15.0, 0.3)
+
+
+def _pelvis(cv: Canvas, spine: Spine, hab: Habitus) -> None:
+    phi0 = float(spine.phi[0])
+    e, n = along(phi0), normal(phi0)
+    m = spine.sacrum.mean(axis=0)
+    s = hab.size
+
+    def at(pts: list) -> np.ndarray:
+        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2) * s
+        return m + p[:, :1] * e + p[:, 1:] * n
+
+    half = spine.dims.s1_width / 2.0 / s
+    wings, rims = [], []
+    for sgn in (-1.0, 1.0):
+        wing = at(
+            [
+                [sgn * 45, 5],
+                [sgn * 95, 55],
+                [sgn * 140, 45],
+                [sgn * 155, 5],
+                [sgn * 150, -35],
+                [sgn * 110, -75],
+                [sgn * 95, -95],
+                [sgn * 70, -70],
+                [sgn * 45, -60],
+            ]
+        )
+        wing = smooth_polyline(wing, 40)
+        wings.append(wing)
+        rims.append(wing[:20])
+    cv.polygons("pelvis", wings, 0.5)
+    cv.lines("cortex", rims, 0.6, 3.0, False)
+    sacrum = smooth_polyline(
+        at(
+            [
+                [-half, 0],
+                [-55, -5],
+                [-45, -70],
+                [-12, -115],
+                [0, -125],
+                [12, -115],
+                [45, -70],
+                [55, -5],
+                [half, 0],
+            ]
+        ),
+        40,
+    )
+    cv.polygons("pelvis", [sacrum], 0.85)
+    cv.lines("cortex", [spine.sacrum], 1.0, 2.0, False)
+    foramina = [
+        ellipse_points(at([[sgn * 20, -22 - 22 * i]])[0], (4.5 * s, 4.0 * s), 0.0, 12)
+        for sgn in (-1.0, 1.0)
+        for i in range(4)
+    ]
+    cv.polygons("pelvis", foramina, 0.35)
+    cv.ellipse("cortex", at([[0, -70]])[0], (62.0 * s, 48.0 * s), phi0, 0.6, width_mm=3.0)  # pelvic inlet
+    ring = []
+    for sgn in (-1.0, 1.0):
+        ring.append(
+            smooth_polyline(
+                at(
+                    [[sgn * 95, -105], [sgn * 75, -175], [sgn * 10, -165], [sgn * 40, -130], [sgn * 85, -120]]
+                ),
+                24,
+            )
+        )
+    cv.lines("pelvis", ring, 0.8, 16.0, True)
+    for sgn in (-1.0, 1.0):
+        head = at([[sgn * 90, -105]])[0]
+        neck = at([[sgn * 85, -95], [sgn * 140, -130], [sgn * 130, -155], [sgn * 90, -125]])
+        shaft = at([[sgn * 118, -130], [sgn * 150, -135], [sgn * 140, -420], [sgn * 110, -420]])
+        cv.polygons("pelvis", [neck, shaft], 0.8)
+        cv.ellipse("pelvis", head, (24.0 * s, 24.0 * s), 0.0, 0.95)
+        cv.ellipse("cortex", head, (24.0 * s, 24.0 * s), 0.0, 0.7, width_mm=2.0)
+        cv.lines("cortex", [shaft[[0, 3]], shaft[[1, 2]]], 0.7, 3.0, False)

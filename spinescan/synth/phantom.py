@@ -1,0 +1,120 @@
+"""One phantom: sample the spine for a class, sample the film's nuisances, draw, return image + record.
+
+Three independent random streams are spawned from the image's seed: anatomy (angles, habitus,
+organ details), framing/exposure, and film grain/annotations. Only the anatomy stream's angle
+draws depend on the class; everything else has one distribution for all classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from spinescan.synth.anatomy import sample_habitus
+from spinescan.synth.ap import draw_ap
+from spinescan.synth.canvas import Canvas
+from spinescan.synth.curves import coronal_spine, lateral_spine
+from spinescan.synth.geometry import L1, N_VERT, T4, T12, Spine, bottom_index, sample_dimensions, top_index
+from spinescan.synth.labels import CLASSES, sample_cobb, sample_lateral_angles
+from spinescan.synth.lateral import draw_lateral
+from spinescan.synth.nuisance import annotate, form_film, layout, sample_exposure, sample_framing
+
+SUPERSAMPLE = 2
+
+
+@dataclass(frozen=True)
+class Phantom:
+    image: np.ndarray  # uint8, height x width
+    record: dict[str, Any]  # manifest fields (angles, landmarks, framing, ...)
+
+
+def _landmarks(cv: Canvas, spine: Spine) -> tuple[np.ndarray, np.ndarray]:
+    """AASCE-order corners (TL, TR, BL, BR per vertebra, T1..L5) and the S1 endplate, in pixels."""
+    px = cv.to_pixels(spine.corners)  # (17, 4, 2): top -x, top +x, bottom -x, bottom +x
+    out = np.empty_like(px)
+    for v in range(N_VERT):
+        for pair, slot in (((0, 1), 0), ((2, 3), 2)):
+            a, b = px[v, pair[0]], px[v, pair[1]]
+            out[v, slot], out[v, slot + 1] = (a, b) if a[0] <= b[0] else (b, a)
+    sac = cv.to_pixels(spine.sacrum)
+    if sac[0, 0] > sac[1, 0]:
+        sac = sac[::-1]
+    return out.reshape(-1, 2), sac
+
+
+def _centre_x(view: str, framing: str, spine: Spine, chest: float) -> float:
+    """Horizontal centre of the field: the spine for crops, the body for wider frames."""
+    x = float(np.r_[spine.corners[..., 0].ravel(), spine.sacrum[:, 0]].mean())
+    if view == "lateral" and framing != "spine_crop":
+        x += (0.5 if framing == "torso" else 0.8) * chest * 0.5
+    return x
+
+
+def make_phantom(
+    view: str, label: str, seq: np.random.SeedSequence, size: int = 256, borderline: float = 0.0
+) -> Phantom:
+    """Draw one radiograph of ``label`` in ``view``, deterministically from ``seq``."""
+    if label not in CLASSES.get(view, ()):
+        raise ValueError(f"no class {label!r} in view {view!r}")
+    anatomy_seq, nuisance_seq, film_seq = seq.spawn(3)
+    rng = np.random.default_rng(anatomy_seq)
+    is_border = bool(rng.random() < borderline)
+    hab = sample_habitus(rng)
+    dims = sample_dimensions(view, rng, hab.size)
+    rec: dict[str, Any] = {"borderline": int(is_border)}
+    if view == "lateral":
+        ang = sample_lateral_angles(label, rng, is_border)
+        spine = lateral_spine(ang.kyphosis_deg, ang.lordosis_deg, dims, rng)
+        phi = spine.phi
+        rec.update(
+            thoracic_kyphosis_deg=float(phi[top_index(T4)] - phi[bottom_index(T12)]),
+            lumbar_lordosis_deg=float(phi[0] - phi[top_index(L1)]),
+            cobb_deg=None,
+            sacral_slope_deg=float(phi[0]),
+            curve_type="",
+            apex="",
+            side="",
+        )
+    else:
+        cobb = sample_cobb(label, rng, is_border)
+        spine, curve = coronal_spine(cobb, label == "scoliosis", dims, rng)
+        rec.update(
+            thoracic_kyphosis_deg=None,
+            lumbar_lordosis_deg=None,
+            cobb_deg=cobb,
+            sacral_slope_deg=None,
+            curve_type=curve.curve_type,
+            apex=curve.apex,
+            side=curve.side,
+        )
+
+    nrng = np.random.default_rng(nuisance_seq)
+    framing = sample_framing(view, nrng)
+    exposure = sample_exposure(nrng)
+    keypoints = np.concatenate([spine.corners.reshape(-1, 2), spine.sacrum])
+    matrix, width = layout(framing, keypoints, _centre_x(view, framing.name, spine, hab.chest), size)
+    cv = Canvas(size, width, matrix, ss=SUPERSAMPLE)
+    (draw_lateral if view == "lateral" else draw_ap)(cv, spine, hab, rng)
+
+    frng = np.random.default_rng(film_seq)
+    film = form_film(cv, exposure, hab.bone, frng)
+    image = annotate((film * 255.0 + 0.5).astype(np.uint8), frng)
+    landmarks, sacrum = _landmarks(cv, spine)
+    rec.update(
+        framing=framing.name,
+        width=int(width),
+        height=int(size),
+        facing=_facing(view, framing.mirror),
+        landmarks=landmarks,
+        sacrum=sacrum,
+    )
+    return Phantom(image, rec)
+
+
+def _facing(view: str, mirrored: bool) -> str:
+    """Which image side the patient's front faces (lateral) or ``""`` (AP)."""
+    if view != "lateral":
+        return ""
+    return "left" if mirrored else "right"
