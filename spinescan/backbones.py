@@ -172,7 +172,8 @@ def _resnet50_frozen(x: Any, weights: str | None) -> Any:
     base = _applications_weights(
         "ResNet50", keras.applications.ResNet50, weights, input_shape=tuple(x.shape[1:]), include_top=False
     )
-    base.trainable = False
+    base.trainable = False  # frozen BatchNorm runs in inference mode; momentum set for uniformity
+    _set_bn_momentum(base)
     x = base(x, training=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.layers.Dense(256, activation="relu", name="head_dense")(x)

@@ -700,8 +700,13 @@ def evaluate(
 
     entries = []
     for (model, backbone), rs in sorted(groups.items()):
-        rs = sorted(rs, key=lambda r: (r.seed, r.fold or 0))
         key = entry_key(model, backbone, several)
+        empty = [r for r in rs if not len(r.test.labels)]
+        for r in empty:
+            echo(f"{key}: {r.run_dir} has no test predictions; left out of the leaderboard")
+        rs = sorted((r for r in rs if len(r.test.labels)), key=lambda r: (r.seed, r.fold or 0))
+        if not rs:
+            continue
         echo(f"evaluating {key} ({len(rs)} run{'s' if len(rs) > 1 else ''})")
         first = rs[0]
         res = evaluate_parts([(r.test.labels, r.test.probs) for r in rs], first.classes, n_boot)
@@ -1095,8 +1100,8 @@ def _notes(result: dict[str, Any], synthetic: bool) -> list[str]:
                 continue
             if probe["accuracy"] >= entry["accuracy"] - 0.05:
                 notes.append(
-                    f"{entry['key']}: the {probe['probe']} shortcut probe scores {probe['accuracy']:.3f}, "
-                    f"within 0.05 of the CNN's {entry['accuracy']:.3f}: the CNN has not shown that it "
-                    "reads more than the framing."
+                    f"{entry['key']}: the {probe['probe']} shortcut probe scores {probe['accuracy']:.3f} "
+                    f"against the CNN's {entry['accuracy']:.3f} (not 0.05 or more below it): the CNN "
+                    "has not shown that it reads more than the film's framing and exposure."
                 )
     return notes

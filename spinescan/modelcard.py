@@ -141,7 +141,9 @@ def model_card(entry: dict[str, Any]) -> str:
         "",
         f"- Keras vs onnxruntime on {parity['images']} {parity['split']} images: max |Δp| = "
         f"{parity['max_abs_diff']:.2e} (limit {parity['tolerance']:.0e}), identical argmax: "
-        f"{'yes' if parity['argmax_identical'] else 'no'}."
+        f"{'yes' if parity['argmax_identical'] else 'no'}"
+        + (f" ({parity['ties']} ties within the tolerance)" if parity.get("ties") else "")
+        + "."
         + (f" {parity['note']}" if parity.get("note") else ""),
     ]
     int8 = entry.get("int8")

@@ -299,7 +299,7 @@ def draw_figures(leaderboard: dict[str, Any], out: Path) -> dict[str, dict[str, 
 def run_label(run: dict[str, Any]) -> str:
     label = f"seed {run.get('seed')}"
     if run.get("fold") is not None:
-        label += f" fold {run['fold']}"
+        label += f" fold {run['fold'] + 1}"
     return label
 
 

@@ -268,6 +268,14 @@ def load_model(run_dir: str | Path) -> keras.Model:
     return keras.models.load_model(path, compile=False, safe_mode=True)
 
 
+def save_model(model: keras.Model, run_dir: str | Path) -> Path:
+    """Write ``model.keras`` atomically: a crash mid-save leaves the previous best in place."""
+    target = Path(run_dir) / MODEL
+    with atomic_path(target) as tmp:
+        model.save(tmp)
+    return target
+
+
 def predict_probs(
     model: keras.Model, samples: Sequence[Sample], spec: ModelSpec, batch_size: int = 64
 ) -> np.ndarray:

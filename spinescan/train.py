@@ -149,7 +149,7 @@ def _load_data(root: Path, spec: ModelSpec) -> tuple[Dataset, list[Sample]]:
     if not root.exists():
         hint = (
             " Create synthetic phantoms with `spinescan synth` (writes dataset/phantoms), or pass --data DIR."
-            if Path(root) == DEFAULT_DATA
+            if root.resolve() == DEFAULT_DATA.resolve()
             else " Pass --data DIR pointing at DIR/<class>/*, DIR/<view>/<class>/* or a manifest.csv."
         )
         raise DataError(f"dataset folder not found: {root}.{hint}")
@@ -337,9 +337,7 @@ def _make_recorder(keras: Any) -> type:
             best, best_loss = self.state.get("best_val_accuracy"), self.state.get("best_val_loss")
             improved = best is None or val_acc > best or (val_acc == best and val_loss < best_loss)
             if improved and not math.isnan(val_acc):
-                # Atomic: the previous best stays in place until the new file is complete.
-                with runs.atomic_path(self.out_dir / runs.MODEL) as tmp:
-                    self.model.save(tmp)
+                runs.save_model(self.model, self.out_dir)  # atomic: never a half-written best
                 self.state.update(best_val_accuracy=val_acc, best_val_loss=val_loss, best_epoch=epoch + 1)
             if self.state.get("epochs_to_target") is None and val_acc >= self.target:
                 self.state.update(
@@ -729,8 +727,7 @@ def _finish(
     """Evaluate the *saved* best model (inference mode) and write the remaining run files."""
     run_dir = prepared.run_dir
     if not (run_dir / runs.MODEL).is_file():  # zero epochs: keep what we have
-        with runs.atomic_path(run_dir / runs.MODEL) as tmp:
-            model.save(tmp)
+        runs.save_model(model, run_dir)
     best = runs.load_model(run_dir)
     batch = max(32, args["batch_size"])
     results: dict[str, Any] = {}

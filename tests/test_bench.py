@@ -366,3 +366,13 @@ def test_bench_cli_on_phantoms_two_seeds(phantom_dir: Path, tmp_path: Path) -> N
     lb2 = json.loads(again.stdout)
     assert all(r["reused"] for e in lb2["models"] for r in e["runs"])
     assert lb2["winners"] == lb["winners"]
+
+
+def test_unknown_subgroup_column_is_a_user_error(tmp_path: Path) -> None:
+    from spinescan.errors import DataError
+
+    records, samples = _study_fixture(tmp_path)
+    with pytest.raises(DataError, match="framing"):  # the message lists the columns that exist
+        bench.evaluate(
+            records, specs=[get_spec("generalist")], samples=samples, by="no_such_column", n_boot=100
+        )

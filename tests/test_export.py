@@ -30,8 +30,9 @@ def _make_outputs_vary(model, x: np.ndarray, scale: float = 3.0) -> None:
 
     Fresh backbones lose the input signal (MobileNetV3Small's features are ~1e-10 at init) and a
     one-epoch model is near-constant. So: set every BatchNorm's moving statistics to those of
-    ``x`` (momentum 0, one training-mode call), then point the head in random directions
-    standardised on the features of ``x``, with centred logits.
+    ``x`` (momentum 0, one training-mode call), then point the head in random directions scaled
+    per feature by its magnitude on ``x``, with centred logits. (Scaling by the spread alone makes
+    huge weights on near-constant features, and then float32 rounding alone exceeds 1e-4.)
     """
     import keras
 
@@ -46,15 +47,22 @@ def _make_outputs_vary(model, x: np.ndarray, scale: float = 3.0) -> None:
         layer.momentum = momentum
     head = model.get_layer("logits")
     features = keras.Model(model.input, head.input).predict(x, verbose=0)
+    size = np.abs(features.mean(axis=0)) + features.std(axis=0) + 1e-6
     kernel, _ = head.get_weights()
-    rng = np.random.default_rng(0)
-    w = (
-        rng.normal(size=kernel.shape)
-        / (features.std(axis=0)[:, None] + 1e-6)
-        * scale
-        / np.sqrt(kernel.shape[0])
-    )
+    w = np.random.default_rng(0).normal(size=kernel.shape) / size[:, None] * scale / np.sqrt(kernel.shape[0])
     head.set_weights([w.astype("float32"), (-(features.mean(axis=0) @ w)).astype("float32")])
+
+
+def _films(n: int, size: int) -> np.ndarray:
+    """Smooth random images of different exposures: film-like inputs for the backbone tests."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    x = (
+        rng.random((n, size, size), dtype=np.float32)
+        * np.linspace(0.2, 1.0, n, dtype=np.float32)[:, None, None]
+    )
+    return np.stack([cv2.GaussianBlur(image, (0, 0), 2) for image in x])[..., None]
 
 
 def _train_run(phantom_dir: Path, runs_dir: Path) -> Path:
@@ -204,6 +212,11 @@ def test_export_writes_card_int8_and_standalone(exported: Path) -> None:
     assert int8["n_test"] > 0 and int8["size_int8"] < int8["size_fp32"]
     assert int8["shipped"] == (int8["agreement"] >= 0.99 and int8["accuracy_drop"] <= 0.01)
     assert (exported / "generalist.int8.onnx").is_file() == int8["shipped"]
+    if int8["shipped"]:  # the predictor accepts it (sha checked against the manifest)
+        quantized = OnnxModel(exported / "generalist.int8.onnx")
+        assert quantized.info.classes == ("healthy", "kyphosis", "lordosis")
+        assert "int8" in quantized.info.metadata["quantization"]
+        assert model_paths(exported, int8=True) == [exported / "generalist.int8.onnx"]
     card = (exported / "generalist.md").read_text()
     assert (
         "synthetic phantoms" in card
@@ -289,13 +302,14 @@ def test_every_backbone_exports_with_parity(backbone: str) -> None:
     from spinescan.onnx_convert import keras_to_onnx
     from spinescan.registry import get_spec
 
-    spec = get_spec("generalist").with_image_size(32)
+    # 64 px: at 32 px the deep backbones end on 1x1 feature maps and BatchNorm statistics of a
+    # few images are degenerate. Conversion time hardly depends on the input size.
+    spec = get_spec("generalist").with_image_size(64)
     model = build_classifier(spec, backbone)
-    x = np.random.default_rng(1).random((6, 32, 32, 1), dtype=np.float32)
-    x[:, :, :16] *= np.linspace(0.1, 1.0, 6, dtype=np.float32)[:, None, None, None]
+    x = _films(8, 64)
     _make_outputs_vary(model, x)
     keras_probs = model.predict(x, verbose=0)
-    assert keras_probs.std(axis=0).max() > 1e-3, "outputs must vary for parity to mean anything"
+    assert len(set(keras_probs.argmax(axis=1))) > 1, "outputs must vary for parity to mean anything"
 
     conversion = keras_to_onnx(model)
     graph = conversion.proto.graph

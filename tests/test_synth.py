@@ -223,6 +223,7 @@ def test_cli_writes_layout_and_preview(tmp_path: Path, capsys: pytest.CaptureFix
         ["--size", "8"],
         ["--borderline", "1.5"],
         ["--workers", "0"],
+        ["--seed", "-1"],
     ],
 )
 def test_cli_bad_arguments_give_one_line_errors(

@@ -85,11 +85,6 @@ def stack(
     return out
 
 
-def quad(c: np.ndarray) -> np.ndarray:
-    """A vertebra's 4 corners (TL, TR, BL, BR order) as a drawable polygon."""
-    return np.asarray(c)[[0, 1, 3, 2]]
-
-
 _T5 = np.linspace(0.0, 1.0, 5, endpoint=False)
 
 

@@ -202,7 +202,7 @@ def _pelvis(cv: Canvas, spine: Spine, hab: Habitus) -> None:
         wing = smooth_polyline(wing, 40)
         wings.append(wing)
         rims.append(wing[:20])
-    cv.polygons("pelvis", wings, 0.5)
+    cv.polygons("pelvis", wings, 0.4)
     cv.lines("cortex", rims, 0.6, 3.0, False)
     sacrum = smooth_polyline(
         at(
@@ -239,7 +239,7 @@ def _pelvis(cv: Canvas, spine: Spine, hab: Habitus) -> None:
                 24,
             )
         )
-    cv.lines("pelvis", ring, 0.8, 16.0, True)
+    cv.lines("pelvis", ring, 0.6, 14.0, True)
     for sgn in (-1.0, 1.0):
         head = at([[sgn * 90, -105]])[0]
         neck = at([[sgn * 85, -95], [sgn * 140, -130], [sgn * 130, -155], [sgn * 90, -125]])

@@ -129,14 +129,6 @@ class Spine:
     def frames(self) -> Frames:
         return Frames(self)
 
-    def endplate_mid(self) -> np.ndarray:
-        """Midpoints of every endplate, bottom-up in the same order as ``phi``."""
-        mids = [self.sacrum.mean(axis=0)]
-        for v in range(N_VERT - 1, -1, -1):
-            mids.append(self.corners[v, 2:].mean(axis=0))
-            mids.append(self.corners[v, :2].mean(axis=0))
-        return np.array(mids)
-
 
 class Frames:
     """Every vertebra's own frame: centre, unit ``e`` (towards ``+x``) and ``n`` (up), sizes."""
@@ -185,11 +177,6 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
         p, below = p_top, t
     sacrum = np.array([-dims.s1_width / 2.0 * along(phi[0]), dims.s1_width / 2.0 * along(phi[0])])
     return Spine(phi, corners, sacrum, dims)
-
-
-def rotate_phi(spine: Spine, angle: float) -> Spine:
-    """The same spine turned rigidly by ``angle`` degrees about the S1 endplate midpoint."""
-    return build_spine(spine.phi + angle, spine.dims)
 
 
 # --- measurement from landmarks (image or patient coordinates) -----------------------------------

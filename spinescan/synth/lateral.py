@@ -162,9 +162,13 @@ def _arms(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> N
     bend = angle + np.radians(rng.uniform(20.0, 70.0))
     hand = elbow + 260.0 * hab.size * np.array([np.sin(bend), -np.cos(bend)])
     cv.lines("soft", [np.array([shoulder, elbow, hand])], 1.0, 85.0 + hab.fat, False)
-    cv.lines("pelvis", [np.array([shoulder, elbow])], 0.75, 24.0, False)
-    cv.lines("pelvis", [np.array([elbow, hand])], 0.6, 28.0, False)
-    cv.ellipse("pelvis", shoulder, (25.0, 25.0), 0.0, 0.8)
+    humerus = np.array([shoulder, elbow])
+    cv.lines("pelvis", [humerus], 0.3, 20.0, False)
+    cv.lines("cortex", [humerus + _v(6.0, 0.0), humerus - _v(6.0, 0.0)], 0.3, 3.0, False)
+    forearm = np.array([elbow, hand])
+    side = np.array([np.cos(bend), np.sin(bend)]) * 7.0  # radius and ulna side by side
+    cv.lines("pelvis", [forearm + side, forearm - side], 0.3, 10.0, False)
+    cv.ellipse("pelvis", shoulder, (24.0, 24.0), 0.0, 0.4)
 
 
 def _posterior_elements(cv: Canvas, spine: Spine) -> None:

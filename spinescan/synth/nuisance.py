@@ -229,6 +229,11 @@ def annotate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         img[yy : yy + max(1, round(unit)), :] = np.clip(
             img[yy : yy + max(1, round(unit)), :] * 0.6 + 60, 0, 255
         )
+    # Many archived films were stored as JPEG: block artefacts and softened edges.
+    if rng.random() < 0.4:
+        quality = int(rng.integers(55, 96))
+        _, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        img[:] = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     # Collimation: black bands at the edges.
     if rng.random() < 0.2:
         left, right = int(rng.uniform(0, 0.06) * w), int(rng.uniform(0, 0.06) * w)

@@ -38,10 +38,14 @@ def _tile(root: Path, row: dict[str, str], height: int, landmarks: bool) -> np.n
         pts = np.array(json.loads(row["landmarks"])) * scale
         for x, y in pts:
             cv2.circle(tile, (round(x), round(y)), 1, (0, 200, 255), -1, cv2.LINE_AA)
+    text = _caption(row)
+    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.38, 1)
+    if tile.shape[1] < tw + 4:  # narrow crops: pad so that captions do not run into each other
+        extra = tw + 4 - tile.shape[1]
+        left, right = extra // 2, extra - extra // 2
+        tile = cv2.copyMakeBorder(tile, 0, 0, left, right, cv2.BORDER_CONSTANT, value=(255, 255, 255))
     strip = np.full((_CAPTION, tile.shape[1], 3), 255, np.uint8)
-    cv2.putText(
-        strip, _caption(row), (2, _CAPTION - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA
-    )
+    cv2.putText(strip, text, (2, _CAPTION - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1, cv2.LINE_AA)
     return np.vstack([tile, strip])
 
 
@@ -49,7 +53,7 @@ def contact_sheet(
     root: str | os.PathLike[str],
     out: str | os.PathLike[str],
     per_class: int = 6,
-    height: int = 200,
+    height: int = 180,
     landmarks: bool = False,
 ) -> Path:
     """Write a PNG grid: one row per (view, class), ``per_class`` films each, captioned by angle."""

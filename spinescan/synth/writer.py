@@ -73,7 +73,9 @@ def parse_views(views: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _check(per_class: int, size: int, workers: int, borderline: float) -> None:
+def _check(per_class: int, seed: int, size: int, workers: int, borderline: float) -> None:
+    if not isinstance(seed, int) or seed < 0:
+        raise SynthError(f"--seed must be a non-negative integer, got {seed}")
     if not isinstance(per_class, int) or per_class < 1:
         raise SynthError(f"--per-class must be a positive integer, got {per_class}")
     if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
@@ -110,7 +112,6 @@ def _fmt(value: Any) -> str:
 def _render(job: tuple[Path, int, int, float, tuple[str, int, str, int, int]]) -> dict[str, str]:
     """Worker: draw, encode and write one image; return its manifest row."""
     out, seed, size, borderline, (view, v_idx, label, c_idx, i) = job
-    cv2.setNumThreads(1)
     ph = make_phantom(view, label, np.random.SeedSequence([seed, v_idx, c_idx, i]), size, borderline)
     ok, buf = cv2.imencode(".png", ph.image, PNG_PARAMS)
     if not ok:  # pragma: no cover - OpenCV cannot fail on a uint8 image
@@ -132,13 +133,18 @@ def _render(job: tuple[Path, int, int, float, tuple[str, int, str, int, int]]) -
     return {k: _fmt(row.get(k)) for k in COLUMNS}
 
 
+def _init_worker() -> None:
+    """One OpenCV thread per worker process: the processes already use every core."""
+    cv2.setNumThreads(1)
+
+
 def _run(jobs: list, workers: int) -> Iterator[dict[str, str]]:
     if workers == 1 or len(jobs) < 2:
         yield from map(_render, jobs)
         return
     safe_fork = "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
     ctx = multiprocessing.get_context("fork" if safe_fork else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
         yield from pool.map(_render, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
 
 
@@ -168,7 +174,7 @@ def generate(
     ``size`` is the image height in pixels (the width follows each film's framing, never its
     class). ``borderline`` is the fraction of phantoms drawn near the class thresholds.
     """
-    _check(per_class, size, workers, borderline)
+    _check(per_class, seed, size, workers, borderline)
     views = parse_views(views)
     out = Path(out)
     try:

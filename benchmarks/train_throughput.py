@@ -1,0 +1,142 @@
+"""Training throughput: file-backed tf.data pipeline versus the same images already in memory.
+
+The question it answers: is the input pipeline the bottleneck? Both modes train the same model
+(the default ``compact`` backbone at the spec's default size, batch 32, augmentation on, class
+weights on) on the same images for the same number of steps; only where the images come from
+differs. A ratio (in-memory / file-backed images per second) near 1 means reading and
+preprocessing hide behind training; the goal is < 1.15.
+
+    .venv/bin/python benchmarks/train_throughput.py                  # phantoms generated in a temp dir
+    .venv/bin/python benchmarks/train_throughput.py --data DIR --epochs 3 --json out.json
+
+Warm-up (graph tracing, first file reads) is excluded: one untimed epoch precedes the timed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _dataset(data: Path | None, tmp: Path, per_class: int, size: int) -> Path:
+    if data is not None:
+        return data
+    from spinescan.synth import generate
+
+    out = tmp / "phantoms"
+    generate(out, per_class=per_class, seed=0, size=size, views=("lateral",), workers=2, progress=False)
+    return out
+
+
+def measure(mode: str, x, y, weights, spec, batch: int, epochs: int, seed: int) -> dict:
+    """Train a fresh model; return images/s over ``epochs`` timed epochs after one warm-up."""
+    import keras
+
+    from spinescan import pipeline
+
+    keras.utils.set_random_seed(seed)
+    ds = pipeline.make_dataset(
+        x, y, spec, batch, training=True, augment=True, sample_weights=weights, seed=seed
+    )
+    model = spec.build(spec, backbone="compact", weights=None)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
+    model.fit(ds, epochs=1, verbose=0)  # warm-up: tracing, first reads
+    steps = int(ds.cardinality())
+    times = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.fit(ds, epochs=1, verbose=0)
+        times.append(time.perf_counter() - start)
+    images = steps * batch
+    per_epoch = [images / t for t in times]
+    return {
+        "mode": mode,
+        "images_per_epoch": images,
+        "epoch_seconds": [round(t, 3) for t in times],
+        "images_per_second": round(images * len(times) / sum(times), 1),
+        "images_per_second_per_epoch": [round(v, 1) for v in per_epoch],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data", type=Path, help="dataset (default: lateral phantoms generated in a temp dir)"
+    )
+    parser.add_argument("--model", default="generalist")
+    parser.add_argument("--per-class", type=int, default=200, help="phantoms per class when generating")
+    parser.add_argument("--phantom-size", type=int, default=256, help="phantom film height (synth default)")
+    parser.add_argument("--image-size", type=int, help="model input size (default: the spec's)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per mode")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    args = parser.parse_args(argv)
+
+    from spinescan.data import load_dataset, samples_for_spec
+    from spinescan.pipeline import class_weights, encode_labels, load_arrays
+    from spinescan.registry import get_spec
+
+    spec = get_spec(args.model).with_image_size(args.image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _dataset(args.data, Path(tmp), args.per_class, args.phantom_size)
+        samples, skipped = samples_for_spec(load_dataset(root, spec.view), spec.view, spec.classes)
+        y = encode_labels(samples, spec.classes)
+        w = class_weights(y, spec.num_classes)[y]
+        start = time.perf_counter()
+        arrays = load_arrays(samples, spec)
+        load_seconds = time.perf_counter() - start
+        paths = [s.path for s in samples]
+        results = [
+            measure("file-backed", paths, y, w, spec, args.batch_size, args.epochs, 0),
+            measure("in-memory", arrays, y, w, spec, args.batch_size, args.epochs, 0),
+        ]
+    import keras
+    import tensorflow as tf
+
+    files, memory = results
+    report = {
+        "model": spec.name,
+        "backbone": "compact",
+        "input_size": list(spec.input_size),
+        "batch_size": args.batch_size,
+        "images": len(samples),
+        "skipped": len(skipped),
+        "dataset": str(args.data)
+        if args.data
+        else f"lateral phantoms, {args.per_class}/class, {args.phantom_size} px",
+        "preload_seconds": round(load_seconds, 2),
+        "results": results,
+        "ratio_in_memory_over_file_backed": round(
+            memory["images_per_second"] / files["images_per_second"], 3
+        ),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        from spinescan.atomic import atomic_write_text
+
+        atomic_write_text(args.json, text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
