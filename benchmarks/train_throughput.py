@@ -53,14 +53,20 @@ def measure(mode: str, x, y, weights, spec, batch: int, epochs: int, seed: int) 
         metrics=["accuracy"],
         jit_compile=False,
     )
-    model.fit(ds, epochs=1, verbose=0)  # warm-up: tracing, first reads
-    steps = int(ds.cardinality())
-    times = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        model.fit(ds, epochs=1, verbose=0)
-        times.append(time.perf_counter() - start)
-    images = steps * batch
+    times: list[float] = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.start)
+
+    # One fit, as in real training; the first epoch (tracing, first reads) is the warm-up.
+    model.fit(ds, epochs=1 + epochs, verbose=0, callbacks=[Timer()])
+    times = times[1:]
+    n = len(y)
+    images = (n // batch) * batch if n >= 2 * batch else n  # training drops a ragged last batch
     per_epoch = [images / t for t in times]
     return {
         "mode": mode,

@@ -19,6 +19,7 @@ What it guarantees, and why:
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -130,6 +131,8 @@ def resolve_arguments(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
         "tensorboard": bool(config.tensorboard),
         "split_source": "override" if config.split is not None else "computed",
     }
+    if args["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+        raise SpineScanError("--tensorboard needs the 'tensorboard' package: pip install tensorboard")
     if args["epochs"] < 0 or args["batch_size"] < 1:
         raise SpineScanError("epochs must be >= 0 and batch size >= 1")
     return args
@@ -412,6 +415,7 @@ class _Prepared:
     resuming: bool
     args: dict[str, Any]
     split: Split | None
+    stored: dict[str, Any] = field(default_factory=dict)  # config.json of a resumed run
 
 
 def _prepare_run(config: TrainConfig, spec: ModelSpec, args: dict[str, Any], chief: bool) -> _Prepared:
@@ -430,8 +434,9 @@ def _prepare_run(config: TrainConfig, spec: ModelSpec, args: dict[str, Any], chi
             # The interrupted run's own settings win: resuming with other settings would make
             # the backup invalid (Keras' BackupAndRestore contract).
             resumed_args = {**stored["arguments"], "tensorboard": args["tensorboard"]}
+            _note_ignored(config, args, resumed_args)
             split = Split.load(run_dir / runs.SPLIT) if (run_dir / runs.SPLIT).is_file() else None
-            return _Prepared(run_dir, run_dir.name, True, resumed_args, split)
+            return _Prepared(run_dir, run_dir.name, True, resumed_args, split, stored)
         if config.run_id:
             raise SpineScanError(f"cannot resume: {model_dir / config.run_id} is not a run directory")
         _echo(config, f"No interrupted {spec.name} run under {model_dir}; starting a new run.")
@@ -440,6 +445,18 @@ def _prepare_run(config: TrainConfig, spec: ModelSpec, args: dict[str, Any], chi
     if chief and (run_dir / runs.CONFIG).is_file():
         raise SpineScanError(f"run {run_dir} already exists; use --resume to continue it or another --run-id")
     return _Prepared(run_dir, run_id, False, args, None)
+
+
+def _note_ignored(config: TrainConfig, wanted: dict[str, Any], stored: dict[str, Any]) -> None:
+    """Say which explicitly given settings a resumed run ignores (its own settings win)."""
+    given = {
+        "epochs": config.epochs, "batch_size": config.batch_size, "image_size": config.image_size,
+        "backbone": config.backbone, "learning_rate": config.learning_rate, "patience": config.patience,
+        "min_epochs": config.min_epochs, "augment": config.augment, "target_accuracy": config.target_accuracy,
+    }  # fmt: skip
+    ignored = [f"{k}={wanted[k]}" for k, v in given.items() if v is not None and wanted[k] != stored.get(k)]
+    if ignored:
+        _echo(config, f"Resuming with the run's own settings; ignored: {', '.join(ignored)}")
 
 
 def _echo(config: TrainConfig, message: str) -> None:
@@ -464,9 +481,13 @@ def train(config: TrainConfig) -> RunResult:
         if runs.is_finished(prepared.run_dir):
             _echo(config, f"Run {prepared.run_dir} already finished; nothing to resume.")
             return RunResult(prepared.run_dir, runs.read_json(prepared.run_dir, runs.METRICS) or {})
-        spec = _spec_for(TrainConfig(model=args["model"], image_size=args["image_size"]))
+        spec = runs.spec_from_config(prepared.stored)  # the spec the run started with
 
     dataset, view_samples = _load_data(Path(args["data"]), spec)
+    if prepared.resuming:
+        before = prepared.stored.get("dataset", {}).get("fingerprint")
+        if before and before != runs.dataset_fingerprint(view_samples):
+            _echo(config, f"Warning: the dataset under {args['data']} changed since this run started.")
     split = prepared.split or _make_split(config, args, view_samples)
     from spinescan.data import samples_for_spec  # noqa: PLC0415
 
@@ -556,11 +577,10 @@ def _fit_and_record(
         seed=args["seed"],
     )
     val_ds = pipeline.make_dataset(x["val"], y["val"], spec, global_batch)
-    steps = (
-        max(1, len(y["train"]) // global_batch)
-        if len(y["train"]) >= 2 * global_batch
-        else math.ceil(len(y["train"]) / global_batch)
-    )
+    n_train = len(y["train"])
+    drop = n_train >= 2 * global_batch  # as make_dataset does for training
+    steps = n_train // global_batch if drop else math.ceil(n_train / global_batch)
+    images_per_epoch = steps * global_batch if drop else n_train
 
     gpu = bool(tf.config.list_physical_devices("GPU"))
     previous_policy = keras.mixed_precision.global_policy().name
@@ -589,7 +609,7 @@ def _fit_and_record(
             _echo(config, "Training had already finished; evaluating the saved best model.")
         else:
             callbacks = _callbacks(
-                keras, config, args, prepared, out_dir, history, state, steps * global_batch, chief
+                keras, config, args, prepared, out_dir, history, state, images_per_epoch, chief
             )
             verbose = config.verbose
             if verbose == 1 and not sys.stderr.isatty():
@@ -729,6 +749,9 @@ def _finish(
     if not (run_dir / runs.MODEL).is_file():  # zero epochs: keep what we have
         runs.save_model(model, run_dir)
     best = runs.load_model(run_dir)
+    if any(layer.dtype_policy.name != "float32" for layer in best.layers):
+        best = _to_float32(best, spec, args)
+        runs.save_model(best, run_dir)
     batch = max(32, args["batch_size"])
     results: dict[str, Any] = {}
     predictions = {}
@@ -768,6 +791,20 @@ def _finish(
     with contextlib.suppress(FileNotFoundError):
         (run_dir / runs.STATE).unlink()
     return RunResult(run_dir, metrics)
+
+
+def _to_float32(model: keras.Model, spec: ModelSpec, args: dict[str, Any]) -> keras.Model:
+    """The same weights in an all-float32 model: mixed-precision (GPU) runs must still export and
+    run on CPU predictors in float32. Variables are float32 under mixed precision, so this is exact."""
+    keras = _keras()
+    previous = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        clean = spec.build(spec, backbone=args["backbone"], weights=None)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    clean.set_weights(model.get_weights())
+    return clean
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def test_killed_training_resumes_from_last_finished_epoch(phantom_dir: Path, tmp
     data = _small_copy(phantom_dir, tmp_path / "data", 12)
     runs_dir = tmp_path / "runs"
     run_dir = runs_dir / "generalist" / "r1"
-    epochs = 16
+    epochs = 12
     base = [
         sys.executable,
         "-m",

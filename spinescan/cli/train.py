@@ -91,6 +91,7 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
     "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate."
 )
 @click.option("--patience", type=click.IntRange(min=1), help="Early-stopping patience in epochs.")
+@click.option("--min-epochs", type=click.IntRange(min=0), help="Epochs before early stopping may act.")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "plateau"]), default="cosine", show_default=True)
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--stream", is_flag=True, help="Stream images from disk instead of loading them into memory.")
@@ -117,6 +118,7 @@ def train_command(
     strategy: str,
     learning_rate: float | None,
     patience: int | None,
+    min_epochs: int | None,
     lr_schedule: str,
     no_augment: bool,
     stream: bool,
@@ -144,6 +146,7 @@ def train_command(
         weights=None if weights == "none" else weights,
         learning_rate=learning_rate,
         patience=patience,
+        min_epochs=min_epochs,
         strategy=strategy,
         augment=False if no_augment else None,
         run_id=run_id,
