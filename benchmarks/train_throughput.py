@@ -77,6 +77,18 @@ def measure(mode: str, x, y, weights, spec, batch: int, epochs: int, seed: int) 
     }
 
 
+def _combine(runs: list[dict]) -> dict:
+    seconds = [t for r in runs for t in r["epoch_seconds"]]
+    images = runs[0]["images_per_epoch"]
+    return {
+        "mode": runs[0]["mode"],
+        "images_per_epoch": images,
+        "epoch_seconds": seconds,
+        "images_per_second": round(images * len(seconds) / sum(seconds), 1),
+        "images_per_second_per_run": [r["images_per_second"] for r in runs],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -88,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, help="model input size (default: the spec's)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per mode")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating measurements per mode")
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
 
@@ -96,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     from spinescan.registry import get_spec
 
     spec = get_spec(args.model).with_image_size(args.image_size)
+    load_before = [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         root = _dataset(args.data, Path(tmp), args.per_class, args.phantom_size)
         samples, skipped = samples_for_spec(load_dataset(root, spec.view), spec.view, spec.classes)
@@ -105,10 +119,14 @@ def main(argv: list[str] | None = None) -> int:
         arrays = load_arrays(samples, spec)
         load_seconds = time.perf_counter() - start
         paths = [s.path for s in samples]
-        results = [
-            measure("file-backed", paths, y, w, spec, args.batch_size, args.epochs, 0),
-            measure("in-memory", arrays, y, w, spec, args.batch_size, args.epochs, 0),
+        # Alternate the modes so that load from other processes on a shared machine hits both alike.
+        sources = {"file-backed": paths, "in-memory": arrays}
+        runs = [
+            measure(mode, sources[mode], y, w, spec, args.batch_size, args.epochs, 0)
+            for _ in range(args.repeats)
+            for mode in ("file-backed", "in-memory")
         ]
+        results = [_combine([r for r in runs if r["mode"] == mode]) for mode in sources]
     import keras
     import tensorflow as tf
 
@@ -124,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.data
         else f"lateral phantoms, {args.per_class}/class, {args.phantom_size} px",
         "preload_seconds": round(load_seconds, 2),
+        "load_average_before": load_before,
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "results": results,
         "ratio_in_memory_over_file_backed": round(
             memory["images_per_second"] / files["images_per_second"], 3

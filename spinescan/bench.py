@@ -94,6 +94,10 @@ class BenchConfig:
     probes: bool = True
     verbose: int = 1
     per_class: int = DEFAULT_PER_CLASS  # size of the default phantom set when it must be generated
+    resize: str | None = None  # preprocessing resize override (letterbox | spine_crop)
+    pretrain: str | None = None  # "phantoms" or a run dir: fine-tune every run from it (pretrain.py)
+    pretrain_per_class: int | None = None  # phantoms per class for --pretrain phantoms
+    pretrain_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -923,6 +927,7 @@ def _train_config(config: BenchConfig, job: Job, data: Path) -> Any:
         backbone=job.backbone,
         split=job.split,
         verbose=config.verbose,
+        resize=config.resize,
     )
 
 
@@ -934,8 +939,13 @@ def train_or_reuse(
     from spinescan.train import train  # noqa: PLC0415
 
     done = []
+    pretrained: dict[str, Path] = {}  # model -> pretrain run dir, resolved once for all folds/seeds
     for i, job in enumerate(jobs, 1):
         tc = _train_config(config, job, data)
+        if config.pretrain:
+            if job.model not in pretrained:
+                pretrained[job.model] = _pretrain_run(config, tc, echo)
+            tc.init_from = pretrained[job.model]
         match = find_matching_run(config.runs_dir, tc) if config.reuse else None
         if match is not None:
             echo(f"[{i}/{len(jobs)}] {job.label}: reusing {match}")
@@ -943,10 +953,28 @@ def train_or_reuse(
             continue
         echo(f"[{i}/{len(jobs)}] {job.label}: training")
         t0 = time.perf_counter()
-        result = train(tc)
+        if config.pretrain:
+            from spinescan.pretrain import finetune  # noqa: PLC0415
+
+            result = finetune(tc, tc.init_from)
+        else:
+            result = train(tc)
         echo(f"[{i}/{len(jobs)}] {job.label}: done in {time.perf_counter() - t0:.0f} s -> {result.run_dir}")
         done.append((Path(result.run_dir), False))
     return done
+
+
+def _pretrain_run(config: BenchConfig, tc: Any, echo: Callable[[str], None]) -> Path:
+    from spinescan import pretrain  # noqa: PLC0415
+
+    return pretrain.resolve_pretrain(
+        tc,
+        config.pretrain,
+        phantoms_per_class=config.pretrain_per_class or pretrain.DEFAULT_PER_CLASS,
+        pretrain_epochs=config.pretrain_epochs,
+        reuse=config.reuse,
+        echo=echo,
+    )
 
 
 def default_dataset(config: BenchConfig, echo: Callable[[str], None]) -> Path:
@@ -995,6 +1023,11 @@ def run_benchmark(
     if not data.exists():
         raise DataError(f"dataset folder {data} does not exist")
     dataset = load_dataset(data)
+    if config.by and not any(column_value(s, config.by) is not None for s in dataset.samples):
+        # Checked before training, not after an hour of it.
+        raise DataError(
+            f"--by {config.by}: no image has a value in that column; {_columns_hint(dataset.samples)}"
+        )
     specs = resolve_specs(config.models, dataset, echo)
     jobs = plan_jobs(config, specs, dataset)
     echo(
@@ -1008,7 +1041,7 @@ def run_benchmark(
     samples = {s.rel: s for s in dataset.samples}
     synthetic = _is_synthetic(dataset, is_default)
     views = sorted({r.view for r in records})
-    desc = f"{'synthetic phantom' if synthetic else 'the'} {'/'.join(views)} test images of {data}"
+    desc = f"the {'/'.join(views)} test split of {data}" + (" (synthetic phantoms)" if synthetic else "")
     access = ModelAccess()
     with _stdout_to_stderr(quiet_stdout):
         result = evaluate(
@@ -1044,6 +1077,8 @@ def run_benchmark(
             "epochs": config.epochs,
             "image_size": config.image_size,
             "backbones": list(config.backbones),
+            "resize": config.resize,
+            "pretrain": config.pretrain,
             "target_accuracy": config.target_accuracy,
             "n_boot": config.n_boot,
             "ci_level": 0.95,

@@ -325,7 +325,7 @@ def _stage_int8(
     echo(f"{name}: int8 static quantization, calibrated on {len(calibration.x)} training images")
     if not len(calibration.x):
         raise ExportError(f"{name}: no readable training images to calibrate int8 quantization on")
-    quantize_int8(fp32_path, int8_path, calibration.x)
+    float_nodes = quantize_int8(fp32_path, int8_path, calibration.x)
     proto = onnx.load(str(int8_path))
     set_metadata(
         proto,
@@ -336,7 +336,9 @@ def _stage_int8(
         },
     )
     _write_onnx(proto, int8_path)
-    result = evaluate_int8(fp32_path, int8_path, test.x, test.y, calibration_images=len(calibration.x))
+    result = evaluate_int8(
+        fp32_path, int8_path, test.x, test.y, calibration_images=len(calibration.x), float_nodes=float_nodes
+    )
     info = {"file": int8_path.name, "sha256": sha256_file(int8_path), **result.to_dict()}
     echo(f"{name}: int8 {'shipped' if result.shipped else 'NOT shipped'}: {result.reason}")
     return info, int8_path
@@ -381,6 +383,7 @@ def _entry(
         "exported": metadata["export_date"],
         "spinescan_version": __version__,
         "data": describe_data(data_root),
+        "pretrain": run.config.get("pretrain"),  # phantom pretraining stage, if any (pretrain.py)
         "counts": (run.metrics or {}).get("counts"),
         "metrics": metrics,
         "parity": parity,

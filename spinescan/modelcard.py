@@ -101,6 +101,18 @@ def _limitations(entry: dict[str, Any]) -> list[str]:
     return [f"- {item}" for item in items]
 
 
+def _pretrain_lines(pretrain: dict[str, Any] | None) -> list[str]:
+    """Where the weights started: a model fine-tuned from a phantom pretrain run says so."""
+    if not pretrain:
+        return []
+    source = "synthetic phantoms" if pretrain.get("synthetic") else "the images"
+    return [
+        f"- Pretrained first on {pretrain.get('view_images') or 'n/a'} {source} in "
+        f"`{pretrain.get('dataset')}` (run `{pretrain.get('run_id')}`, validation accuracy "
+        f"{_fmt(pretrain.get('val_accuracy'))} there), then fine-tuned on the data above."
+    ]
+
+
 def model_card(entry: dict[str, Any]) -> str:
     """Markdown for one manifest entry."""
     classes = ", ".join(entry["classes"])
@@ -128,6 +140,7 @@ def model_card(entry: dict[str, Any]) -> str:
         "## Data",
         "",
         f"- {entry['data']['description']}.",
+        *_pretrain_lines(entry.get("pretrain")),
         "- Split: train/validation/test by patient, stratified by label "
         f"(counts: {entry.get('counts') or 'n/a'}).",
         "",
@@ -150,7 +163,7 @@ def model_card(entry: dict[str, Any]) -> str:
     if int8:
         status = "shipped" if int8["shipped"] else "not shipped"
         lines.append(
-            f"- int8 (static QDQ, per-channel): {status}; {int8['reason']}. Size "
+            f"- int8 (static QDQ, per-channel, stem in float): {status}; {int8['reason']}. Size "
             f"{int8['size_fp32'] / 1e6:.2f} MB -> {int8['size_int8'] / 1e6:.2f} MB."
         )
     lines += ["", "## Limitations", "", *_limitations(entry), ""]

@@ -7,6 +7,11 @@ tried for the issue. So an int8 file is only shipped when, on the run's *test* s
 with the fp32 model on at least 99% of argmaxes and loses at most one accuracy point; otherwise
 the export keeps fp32 alone and says why. Calibration uses *training* images, never test ones.
 
+The stem (the first convolutions, up to and including the first one wider than 1x1) stays in
+float: it sees the raw [0, 1] image, and quantizing it alone cost the compact CNN 4.4% argmax
+agreement and 3 accuracy points on the phantom test split, while with it in float the int8 model
+agreed on every test image.
+
 ``quant_pre_process`` runs with ``skip_symbolic_shape=True`` because its symbolic shape inference
 needs sympy, which the project does not depend on.
 """
@@ -17,7 +22,7 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +33,29 @@ MAX_ACCURACY_DROP = 0.01
 CALIBRATION_BATCH = 8
 
 
+def stem_nodes(model: Any) -> list[str]:
+    """Names of the leading Conv nodes, up to and including the first with a kernel wider than 1x1
+    (the ``to_rgb`` 1x1 of the keras.applications backbones, then their stem)."""
+    initializers = {init.name: init for init in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        names.append(node.name)
+        weight = initializers.get(node.input[1]) if len(node.input) > 1 else None
+        if weight is None or any(d > 1 for d in list(weight.dims)[2:]):
+            break
+    return names
+
+
 def quantize_int8(
     fp32_path: Path, int8_path: Path, calibration: np.ndarray, input_name: str = "image"
-) -> None:
-    """Write a static QDQ, per-channel, S8S8 quantization of ``fp32_path`` to ``int8_path``."""
+) -> list[str]:
+    """Write a static QDQ, per-channel, S8S8 quantization of ``fp32_path`` to ``int8_path``.
+
+    Returns the names of the nodes kept in float (the stem).
+    """
+    import onnx  # noqa: PLC0415
     import onnxruntime.quantization as q  # noqa: PLC0415
 
     if len(calibration) == 0:
@@ -50,6 +74,7 @@ def quantize_int8(
     prepared = int8_path.with_name(int8_path.name + ".pre.onnx")
     try:
         q.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        kept_float = stem_nodes(onnx.load(str(prepared)))
         q.quantize_static(
             str(prepared),
             str(int8_path),
@@ -59,9 +84,11 @@ def quantize_int8(
             activation_type=q.QuantType.QInt8,
             weight_type=q.QuantType.QInt8,
             calibrate_method=q.CalibrationMethod.MinMax,
+            nodes_to_exclude=kept_float,
         )
     finally:
         prepared.unlink(missing_ok=True)
+    return kept_float
 
 
 def _session(path: Path) -> Any:
@@ -109,6 +136,7 @@ class Int8Result:
     shipped: bool
     reason: str
     calibration_images: int = 0
+    float_nodes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -143,7 +171,12 @@ def gate(
 
 
 def evaluate_int8(
-    fp32_path: Path, int8_path: Path, x_test: np.ndarray, y_test: np.ndarray, calibration_images: int = 0
+    fp32_path: Path,
+    int8_path: Path,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    calibration_images: int = 0,
+    float_nodes: list[str] | None = None,
 ) -> Int8Result:
     """Compare the two files on the labelled test images and apply :func:`gate`."""
     fp32, int8 = _session(fp32_path), _session(int8_path)
@@ -172,4 +205,5 @@ def evaluate_int8(
         shipped=shipped,
         reason=reason,
         calibration_images=calibration_images,
+        float_nodes=list(float_nodes or []),
     )

@@ -123,19 +123,23 @@ def plot_reliability(bins: Sequence[dict[str, Any]], ece: float | None, title: s
     )
     width = [b["upper"] - b["lower"] for b in bins]
     left = [b["lower"] for b in bins]
-    acc = [0.0 if b["count"] == 0 else b["accuracy"] for b in bins]
-    conf = [b["lower"] + (b["upper"] - b["lower"]) / 2 if b["count"] == 0 else b["confidence"] for b in bins]
-    ax.bar(left, acc, width=width, align="edge", color="#4c72b0", edgecolor="white", label="accuracy")
+    used = [b for b in bins if b["count"]]
     ax.bar(
-        left,
-        [c - a if n["count"] else 0 for c, a, n in zip(conf, acc, bins, strict=True)],
-        bottom=acc,
-        width=width,
+        [b["lower"] for b in used],
+        [b["accuracy"] for b in used],
+        width=[b["upper"] - b["lower"] for b in used],
         align="edge",
-        color="#dd8452",
-        alpha=0.45,
+        color="#4c72b0",
         edgecolor="white",
-        label="gap to confidence",
+        label="accuracy in bin",
+    )
+    ax.plot(
+        [(b["lower"] + b["upper"]) / 2 for b in used],
+        [b["confidence"] for b in used],
+        "D",
+        ms=5,
+        color="#c44e52",
+        label="mean confidence in bin",
     )
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfect calibration")
     ax.set_ylim(0, 1)
@@ -220,6 +224,9 @@ def plot_summary(rows: Sequence[tuple[str, float, Sequence[float] | None, str]],
             ax.plot(ci, [i, i], color=colour, lw=2)
         ax.plot([value], [i], "o" if kind == "model" else "s", color=colour)
     ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)], fontsize=8)
+    for tick, row in zip(ax.get_yticklabels(), reversed(rows), strict=True):
+        tick.set_color("#1f3b63" if row[3] == "model" else "#777777")
+        tick.set_fontweight("bold" if row[3] == "model" else "normal")
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("test accuracy (95% CI)")
     ax.grid(axis="x", alpha=0.3)
@@ -287,7 +294,12 @@ def draw_figures(leaderboard: dict[str, Any], out: Path) -> dict[str, dict[str, 
         for probe in leaderboard.get("probes", []):
             if probe["task"] == entry["key"]:
                 summary_rows.append(
-                    (f"  probe: {probe['probe']}", probe["accuracy"], probe.get("accuracy_ci"), "probe")
+                    (
+                        f"{entry['key']} probe: {probe['probe']}",
+                        probe["accuracy"],
+                        probe.get("accuracy_ci"),
+                        "probe",
+                    )
                 )
     summary = plot_summary(summary_rows, plots / "summary.png")
     study = leaderboard.get("study")

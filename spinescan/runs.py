@@ -73,6 +73,7 @@ MATCH_KEYS = (
     "augment",
     "target_accuracy",
     "init_from",
+    "resize",
 )
 
 

@@ -83,6 +83,7 @@ class TrainConfig:
     verbose: int = 1
     in_memory: bool = True
     lr_schedule: str = "cosine"
+    resize: str | None = None  # preprocessing resize override: letterbox | spine_crop
 
 
 @dataclass
@@ -114,6 +115,7 @@ def resolve_arguments(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
         "batch_size": int(pick(config.batch_size, d.batch_size)),
         "image_size": config.image_size,
         "input_size": list(spec.input_size),
+        "resize": spec.preprocessing.resize,
         "seed": int(config.seed),
         "backbone": get_backbone(pick(config.backbone, d.backbone)).name,
         "weights": normalize_weights(config.weights),
@@ -141,7 +143,14 @@ def resolve_arguments(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
 def _spec_for(config: TrainConfig) -> ModelSpec:
     from spinescan.registry import get_spec  # noqa: PLC0415
 
-    return get_spec(config.model).with_image_size(config.image_size)
+    spec = get_spec(config.model).with_image_size(config.image_size)
+    if config.resize and config.resize != spec.preprocessing.resize:
+        from spinescan.preprocess import RESIZE_MODES  # noqa: PLC0415
+
+        if config.resize not in RESIZE_MODES:
+            raise SpineScanError(f"unknown resize {config.resize!r}; choose one of {', '.join(RESIZE_MODES)}")
+        spec = spec.with_preprocessing(resize=config.resize)
+    return spec
 
 
 def _load_data(root: Path, spec: ModelSpec) -> tuple[Dataset, list[Sample]]:

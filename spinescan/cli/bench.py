@@ -49,6 +49,18 @@ import click
     help="Images per class if the default phantom set has to be generated.",
 )
 @click.option(
+    "--resize", type=click.Choice(["letterbox", "spine_crop"]), help="Resize mode [plugin default]."
+)
+@click.option(
+    "--pretrain",
+    metavar="phantoms|RUN_DIR",
+    help="Fine-tune every run from one phantom pretrain run (done once, reused) or from RUN_DIR.",
+)
+@click.option(
+    "--pretrain-per-class", type=click.IntRange(min=10), help="Phantoms per class for --pretrain phantoms."
+)
+@click.option("--pretrain-epochs", type=click.IntRange(min=1), help="Epochs of the pretraining stage.")
+@click.option(
     "--json", "as_json", is_flag=True, help="Print leaderboard.json to stdout (progress on stderr)."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No Keras progress bars.")
@@ -68,6 +80,10 @@ def bench_command(
     no_probes: bool,
     n_boot: int,
     per_class: int,
+    resize: str | None,
+    pretrain: str | None,
+    pretrain_per_class: int | None,
+    pretrain_epochs: int | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -97,6 +113,10 @@ def bench_command(
         probes=not no_probes,
         verbose=0 if quiet else 2 if as_json else 1,
         per_class=per_class,
+        resize=resize,
+        pretrain=pretrain,
+        pretrain_per_class=pretrain_per_class,
+        pretrain_epochs=pretrain_epochs,
     )
     leaderboard = run_benchmark(config, echo=lambda msg: click.echo(msg, err=True), quiet_stdout=as_json)
     if as_json:

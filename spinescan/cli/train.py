@@ -101,6 +101,25 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
     help="A run directory whose weights initialise the model (layers matched by name).",
 )
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs into the run directory.")
+@click.option(
+    "--resize",
+    type=click.Choice(["letterbox", "spine_crop"]),
+    help="Resize mode, recorded in the run and the ONNX metadata [plugin default].",
+)
+@click.option(
+    "--pretrain",
+    metavar="phantoms|RUN_DIR",
+    help="Pretrain on rendered phantoms of the model's view (reused when they exist), or start from "
+    "RUN_DIR, then fine-tune on --data.",
+)
+@click.option(
+    "--pretrain-per-class",
+    type=click.IntRange(min=10),
+    default=1000,
+    show_default=True,
+    help="Phantoms per class for --pretrain phantoms.",
+)
+@click.option("--pretrain-epochs", type=click.IntRange(min=1), help="Epochs of the pretraining stage [10].")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def train_command(
     name: str,
@@ -124,6 +143,10 @@ def train_command(
     stream: bool,
     init_from: Path | None,
     tensorboard: bool,
+    resize: str | None,
+    pretrain: str | None,
+    pretrain_per_class: int,
+    pretrain_epochs: int | None,
     quiet: bool,
 ) -> None:
     """Train model NAME (see `spinescan models`) with the plugin's defaults for what is not given.
@@ -155,8 +178,20 @@ def train_command(
         verbose=0 if quiet else 1,
         in_memory=not stream,
         lr_schedule=lr_schedule,
+        resize=resize,
     )
-    result = train(config)
+    if pretrain:
+        from spinescan.pretrain import pretrain_and_finetune  # noqa: PLC0415
+
+        result = pretrain_and_finetune(
+            config,
+            pretrain,
+            phantoms_per_class=pretrain_per_class,
+            pretrain_epochs=pretrain_epochs,
+            echo=lambda msg: click.echo(msg, err=True) if not quiet else None,
+        )
+    else:
+        result = train(config)
     if not result.metrics:  # a non-chief worker of a multi-worker run
         click.echo(f"Worker finished; the chief writes {result.run_dir}")
         return
