@@ -146,7 +146,7 @@ def model_card(entry: dict[str, Any]) -> str:
         "",
         "## Metrics",
         "",
-        "Test figures are in brackets with a 95% stratified bootstrap confidence interval.",
+        "Test figures carry a 95% stratified bootstrap confidence interval in parentheses.",
         "",
         *_metrics_table(entry["metrics"]),
         "",
