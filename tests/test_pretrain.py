@@ -140,6 +140,25 @@ def test_bench_fine_tunes_every_fold_from_one_pretrain_run(two_stage: dict, few_
     assert all(set(p["subgroups"]) == {"spine_crop", "fullframe"} for p in lb["probes"])
 
 
+def test_train_cli_starts_from_a_pretrain_run_dir(two_stage: dict, few_films: Path) -> None:
+    from click.testing import CliRunner
+
+    from spinescan.cli import build_cli
+    from spinescan.errors import SpineScanError
+
+    pre_dir = two_stage["first"].metrics["pretrain"]["run_dir"]
+    runs_dir = two_stage["tmp"] / "cli-runs"
+    args = ["train", "scoliosis", "--data", str(few_films), "--epochs", "0", "--image-size", "32"]
+    args += ["--runs", str(runs_dir), "--run-id", "tuned", "--pretrain", pre_dir, "--resize", "letterbox"]
+    result = CliRunner().invoke(build_cli(), [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
+    config = _read(runs_dir / "scoliosis" / "tuned", "config.json")
+    assert config["pretrain"]["run_dir"] == pre_dir and config["arguments"]["resize"] == "letterbox"
+    bad = CliRunner().invoke(build_cli(), [*args[:-4], "--pretrain", str(few_films), "--quiet"])
+    assert bad.exit_code != 0 and "finished run directory" in str(bad.exception)  # a one-line user error
+    assert isinstance(bad.exception, SpineScanError)
+
+
 def test_phantom_pretraining_refuses_classes_the_generator_does_not_draw() -> None:
     from dataclasses import replace
 
