@@ -77,6 +77,21 @@ def measure(mode: str, x, y, weights, spec, batch: int, epochs: int, seed: int) 
     }
 
 
+def pipeline_only(mode: str, x, y, weights, spec, batch: int, seed: int) -> dict:
+    """Images/s of the input pipeline alone (read, preprocess, augment, batch; no model): how much
+    of the machine the pipeline takes away from training."""
+    from spinescan import pipeline
+
+    ds = pipeline.make_dataset(
+        x, y, spec, batch, training=True, augment=True, sample_weights=weights, seed=seed
+    )
+    for _ in ds:  # warm-up epoch
+        pass
+    start = time.perf_counter()
+    n = sum(int(b[0].shape[0]) for b in ds)
+    return {"mode": mode, "images_per_second": round(n / (time.perf_counter() - start), 1)}
+
+
 def _combine(runs: list[dict]) -> dict:
     seconds = [t for r in runs for t in r["epoch_seconds"]]
     images = runs[0]["images_per_epoch"]
@@ -127,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode in ("file-backed", "in-memory")
         ]
         results = [_combine([r for r in runs if r["mode"] == mode]) for mode in sources]
+        alone = [pipeline_only(mode, sources[mode], y, w, spec, args.batch_size, 0) for mode in sources]
     import keras
     import tensorflow as tf
 
@@ -145,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_before": load_before,
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "results": results,
+        "pipeline_only": alone,
         "ratio_in_memory_over_file_backed": round(
             memory["images_per_second"] / files["images_per_second"], 3
         ),

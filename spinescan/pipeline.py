@@ -49,8 +49,8 @@ class Augmentation:
     flip: bool = True
     brightness: float = 0.08  # additive
     contrast: float = 0.20  # multiplicative about the image mean
-    gamma: float = 0.25  # gamma in [1 / (1 + g), 1 + g]
-    noise: float = 0.03  # max std of additive Gaussian noise
+    gamma: float = 0.3  # tone curve y + a*y*(1-y), a in [-g, g] (about gamma 0.77-1.3)
+    noise: float = 0.03  # max std of additive (uniform) noise
     blur_probability: float = 0.3
 
 
@@ -128,13 +128,15 @@ def _options(tf: Any) -> Any:
     return options
 
 
-def _gaussian_kernel(tf: Any, channels: int, sigma: float = 1.0) -> Any:
-    ax = np.arange(-1, 2, dtype=np.float32)
-    g = np.exp(-(ax**2) / (2 * sigma**2))
-    k = np.outer(g, g)
-    k /= k.sum()
-    kernel = np.repeat(k[:, :, None, None], channels, axis=2)
-    return tf.constant(kernel, dtype=tf.float32)
+def _blur(tf: Any, x: tf.Tensor) -> tf.Tensor:
+    """Separable binomial [1, 2, 1] / 4 blur (close to a Gaussian of sigma 0.7 px).
+
+    Written as shifted sums: TensorFlow's CPU convolution with one input and one output channel
+    measured ~40x slower than these element-wise ops.
+    """
+    p = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    rows = 0.25 * p[:, :-2] + 0.5 * p[:, 1:-1] + 0.25 * p[:, 2:]
+    return 0.25 * rows[:, :, :-2] + 0.5 * rows[:, :, 1:-1] + 0.25 * rows[:, :, 2:]
 
 
 def augment_batch(
@@ -142,62 +144,65 @@ def augment_batch(
 ) -> tf.Tensor:
     """Randomly transform a batch ``N x H x W x C`` (float32 in [0, 1]) with stateless seeds.
 
-    ``seed`` is a shape-[2] int tensor; each transform derives its own seed from it.
+    ``seed`` is a shape-[2] int tensor; each transform derives its own seed from it. On 2 CPU
+    cores augmentation competes with training for the same cycles, so it is written to be cheap:
+    flip, rotation, zoom and shift are one resampling; exposure is a handful of element-wise ops
+    (a polynomial tone curve instead of ``pow``); noise is uniform (same variance as Gaussian,
+    far cheaper to draw).
     """
     tf = require_tensorflow()
     x = tf.convert_to_tensor(images, tf.float32)
     shape = tf.shape(x)
     n, h, w = shape[0], shape[1], shape[2]
     hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-    channels = int(x.shape[-1])
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=12)
+    per_image = tf.stack([n, 1, 1, 1])
 
     def uniform(i: int, lo: float, hi: float, shape_: Any = None) -> tf.Tensor:
         return tf.random.stateless_uniform(shape_ if shape_ is not None else [n], seeds[i], lo, hi)
 
-    # Geometry: one affine map per image (rotation, isotropic zoom, shift), output -> input.
-    theta = uniform(0, -1.0, 1.0) * (aug.rotation_deg * math.pi / 180.0)
-    scale = uniform(1, 1.0 - aug.zoom, 1.0 + aug.zoom)
-    tx = uniform(2, -aug.shift, aug.shift) * wf
-    ty = uniform(3, -aug.shift, aug.shift) * hf
-    cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
-    cos, sin = tf.cos(theta) / scale, tf.sin(theta) / scale
-    a0, a1 = cos, sin
-    b0, b1 = -sin, cos
-    a2 = cx - a0 * (cx + tx) - a1 * (cy + ty)
-    b2 = cy - b0 * (cx + tx) - b1 * (cy + ty)
-    zeros = tf.zeros_like(a0)
-    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-    x = tf.raw_ops.ImageProjectiveTransformV3(
-        images=x,
-        transforms=transforms,
-        output_shape=tf.stack([h, w]),
-        fill_value=tf.constant(fill_value, tf.float32),
-        interpolation="BILINEAR",
-        fill_mode="CONSTANT",
-    )
-    if aug.flip:
-        flip = uniform(4, 0.0, 1.0) < 0.5
-        x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
+    # Geometry: one affine map per image, output -> input coordinates:
+    #   p_in = c + A F (p_out - c) - A t,  A = rotation / zoom (a similarity), F = optional mirror.
+    if aug.rotation_deg or aug.zoom or aug.shift or aug.flip:
+        theta = uniform(0, -1.0, 1.0) * (aug.rotation_deg * math.pi / 180.0)
+        scale = uniform(1, 1.0 - aug.zoom, 1.0 + aug.zoom)
+        tx = uniform(2, -aug.shift, aug.shift) * wf
+        ty = uniform(3, -aug.shift, aug.shift) * hf
+        mirror = tf.where(uniform(4, 0.0, 1.0) < 0.5, -1.0, 1.0) if aug.flip else tf.ones([n])
+        cos, sin = tf.cos(theta) / scale, tf.sin(theta) / scale
+        cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
+        a0, a1, b0, b1 = mirror * cos, sin, -mirror * sin, cos
+        a2 = cx - a0 * cx - a1 * cy - (cos * tx + sin * ty)
+        b2 = cy - b0 * cx - b1 * cy - (-sin * tx + cos * ty)
+        zeros = tf.zeros_like(a0)
+        x = tf.raw_ops.ImageProjectiveTransformV3(
+            images=x,
+            transforms=tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1),
+            output_shape=tf.stack([h, w]),
+            fill_value=tf.constant(fill_value, tf.float32),
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )
 
-    # Exposure: contrast about the mean, brightness, gamma.
-    per_image = [n, 1, 1, 1]
-    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-    x = (x - mean) * uniform(5, 1.0 - aug.contrast, 1.0 + aug.contrast, per_image) + mean
-    x = x + uniform(6, -aug.brightness, aug.brightness, per_image)
-    x = tf.clip_by_value(x, 0.0, 1.0)
-    log_g = math.log1p(aug.gamma)
-    x = tf.pow(x + 1e-6, tf.exp(uniform(7, -log_g, log_g, per_image)))
+    # Exposure: contrast about the image mean and brightness, then a gamma-like tone curve
+    # y + a*y*(1-y) (monotone for |a| < 1; a = 0.3 bends mid-grey like gamma 0.77 or 1.3).
+    if aug.contrast or aug.brightness:
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        contrast = uniform(5, 1.0 - aug.contrast, 1.0 + aug.contrast, per_image)
+        brightness = uniform(6, -aug.brightness, aug.brightness, per_image)
+        x = x * contrast + (mean * (1.0 - contrast) + brightness)
+    if aug.gamma:
+        x = tf.clip_by_value(x, 0.0, 1.0)
+        x = x + uniform(7, -aug.gamma, aug.gamma, per_image) * x * (1.0 - x)
 
     # Blur on some images, then sensor noise (the same for every channel of a grey film).
     if aug.blur_probability > 0:
-        blurred = tf.nn.depthwise_conv2d(x, _gaussian_kernel(tf, channels), [1, 1, 1, 1], "SAME")
-        do_blur = uniform(8, 0.0, 1.0) < aug.blur_probability
-        x = tf.where(do_blur[:, None, None, None], blurred, x)
+        blurred = _blur(tf, x)
+        do_blur = tf.cast(uniform(8, 0.0, 1.0, per_image) < aug.blur_probability, tf.float32)
+        x = x + do_blur * (blurred - x)
     if aug.noise > 0:
-        sigma = uniform(9, 0.0, aug.noise, per_image)
-        noise = tf.random.stateless_normal(tf.stack([n, h, w, 1]), seeds[10]) * sigma
-        x = x + noise
+        sigma = uniform(9, 0.0, aug.noise * math.sqrt(3.0), per_image)
+        x = x + tf.random.stateless_uniform(tf.stack([n, h, w, 1]), seeds[10], -1.0, 1.0) * sigma
     return tf.clip_by_value(x, 0.0, 1.0)
 
 

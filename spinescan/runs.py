@@ -74,6 +74,7 @@ MATCH_KEYS = (
     "target_accuracy",
     "init_from",
     "resize",
+    "preprocessing",
 )
 
 

@@ -116,6 +116,7 @@ def resolve_arguments(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
         "image_size": config.image_size,
         "input_size": list(spec.input_size),
         "resize": spec.preprocessing.resize,
+        "preprocessing": json.loads(spec.preprocessing.to_json()),  # all of it, for run matching
         "seed": int(config.seed),
         "backbone": get_backbone(pick(config.backbone, d.backbone)).name,
         "weights": normalize_weights(config.weights),

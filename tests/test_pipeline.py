@@ -124,6 +124,17 @@ def test_augmentation_is_seeded_bounded_and_changes_images() -> None:
     assert not np.allclose(a, x)
 
 
+def test_flip_alone_mirrors_some_images_and_leaves_the_others() -> None:
+    import tensorflow as tf
+
+    x = np.random.default_rng(2).random((16, 20, 24, 1)).astype(np.float32)
+    out = pipeline.augment_batch(tf.constant(x), tf.constant([9, 9]), replace(NO_AUG, flip=True)).numpy()
+    mirrored = [np.abs(o - xi[:, ::-1]).max() < 1e-4 for o, xi in zip(out, x, strict=True)]
+    kept = [np.abs(o - xi).max() < 1e-4 for o, xi in zip(out, x, strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert any(mirrored) and any(kept)
+
+
 def _second_moments(img: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(img > 0.5)
     return np.linalg.eigvalsh(np.cov(np.stack([xs, ys]).astype(float)))

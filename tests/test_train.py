@@ -60,6 +60,7 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square")
 def test_imagenet_weights_fail_offline_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
     import keras
 
