@@ -4,7 +4,7 @@
 # Called by `make demo`, with the project's virtualenv first on PATH.
 set -euo pipefail
 DATA=${SPINESCAN_DEMO_DATA:-dataset/phantoms}
-PER_CLASS=${SPINESCAN_DEMO_PER_CLASS:-300}
+PER_CLASS=${SPINESCAN_DEMO_PER_CLASS:-150}
 EPOCHS=${SPINESCAN_DEMO_EPOCHS:-}
 
 echo "== 1/4 synthetic phantoms ($PER_CLASS per class) -> $DATA"

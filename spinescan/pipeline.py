@@ -1,11 +1,18 @@
 """The tf.data input pipeline: images to batches, with augmentation and class weights.
 
-Two sources feed the same batches. *In memory* (the default) decodes and preprocesses every
-image once with numpy, then serves batches by gathering indices from one array: cheapest on a
-2-core machine, where every cycle spent decoding is a cycle not spent training. *File-backed*
-streams from disk through a parallel ``map`` for datasets that do not fit in memory. Both call
-the one numpy :func:`spinescan.preprocess.preprocess` (file-backed through
-``tf.numpy_function``), so the tensors a model trains on are the tensors the predictor feeds it.
+Three sources feed the same batches, and all of them call the one numpy
+:func:`spinescan.preprocess.preprocess`, so the tensors a model trains on are the tensors the
+predictor feeds it:
+
+* *in memory* (the default): every image is decoded and preprocessed once into one array, and
+  batches gather indices from it. Cheapest on a 2-core machine, where every cycle spent decoding
+  is a cycle not spent training.
+* *file-backed* (:func:`cache_arrays`): the same, but the array is a memory-mapped ``.npy`` file,
+  so a dataset larger than memory is paged in from disk by the OS. Decoding still happens once,
+  which is what keeps the input pipeline from becoming the bottleneck.
+* *streaming* (a list of paths): decode every image every epoch through a parallel ``map`` and
+  ``tf.numpy_function``. Used for one-off passes (evaluation, the real-film parity test); for
+  training it pays the decoding cost every epoch.
 
 Augmentation runs here, on whole batches, never inside the model (random layers do not export to
 ONNX). It only uses transforms that preserve curvature angles: rotation, shift and *isotropic*
@@ -89,10 +96,11 @@ def load_arrays(
     progress: bool = False,
     label: str = "Loading images",
     workers: int | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decode and preprocess ``samples`` into one NxHxWxC float32 array (threads: OpenCV
-    releases the GIL while decoding and resizing)."""
-    x = np.empty((len(samples), *spec.input_size), dtype=np.float32)
+    releases the GIL while decoding and resizing). ``out`` is filled instead when given."""
+    x = np.empty((len(samples), *spec.input_size), dtype=np.float32) if out is None else out
     if not samples:
         return x
     workers = workers or min(4, os.cpu_count() or 1)
@@ -114,6 +122,25 @@ def load_arrays(
         for _ in bar:
             pass
     return x
+
+
+def cache_arrays(
+    samples: Sequence[Sample],
+    spec: ModelSpec,
+    path: str | os.PathLike[str],
+    progress: bool = False,
+    label: str = "Caching images",
+) -> np.memmap:
+    """Preprocess ``samples`` once into a ``.npy`` file and return it memory-mapped read-only.
+
+    The file-backed training source: memory use is bounded by the OS page cache, not the dataset.
+    """
+    shape = (len(samples), *spec.input_size)
+    array = np.lib.format.open_memmap(os.fspath(path), mode="w+", dtype=np.float32, shape=shape)
+    load_arrays(samples, spec, progress=progress, label=label, out=array)
+    array.flush()
+    del array
+    return np.load(os.fspath(path), mmap_mode="r")
 
 
 # -- TensorFlow side ------------------------------------------------------------------------------
@@ -206,6 +233,25 @@ def augment_batch(
     return tf.clip_by_value(x, 0.0, 1.0)
 
 
+def _memmap_gather(tf: Any, array: np.memmap, labels: np.ndarray, weights: np.ndarray | None) -> Any:
+    """Batches read from the memory-mapped cache (rows sorted for locality, then put back)."""
+    image_shape = tuple(array.shape[1:])
+
+    def read(idx: np.ndarray) -> np.ndarray:
+        order = np.argsort(idx)
+        out = np.empty((len(idx), *image_shape), dtype=np.float32)
+        out[order] = array[idx[order]]
+        return out
+
+    def fn(idx: tf.Tensor) -> tuple:
+        images = tf.numpy_function(read, [idx], tf.float32, stateful=False)
+        images.set_shape((None, *image_shape))
+        out = (images, tf.gather(tf.constant(labels), idx))
+        return out if weights is None else (*out, tf.gather(tf.constant(weights), idx))
+
+    return fn
+
+
 def _file_loader(tf: Any, spec: ModelSpec) -> Any:
     size, prep = tuple(spec.input_size), spec.preprocessing
 
@@ -221,7 +267,7 @@ def _file_loader(tf: Any, spec: ModelSpec) -> Any:
 
 
 def make_dataset(
-    source: np.ndarray | Sequence[str | os.PathLike[str]],
+    source: np.ndarray | np.memmap | Sequence[str | os.PathLike[str]],
     labels: np.ndarray,
     spec: ModelSpec,
     batch_size: int,
@@ -233,14 +279,16 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """Batches of ``(images, labels[, weights])``.
 
-    ``source`` is either the preprocessed NxHxWxC array (in memory) or a list of file paths
-    (file-backed). ``training`` shuffles (reshuffled each epoch) and drops a ragged last batch so
-    BatchNorm never sees a batch of one; evaluation keeps every image, in order.
+    ``source`` is the preprocessed NxHxWxC array (in memory), a memory-mapped one from
+    :func:`cache_arrays` (file-backed) or a list of image paths (streaming). ``training``
+    shuffles (reshuffled each epoch) and drops a ragged last batch so BatchNorm never sees a
+    batch of one; evaluation keeps every image, in order.
     """
     tf = require_tensorflow()
     labels = np.asarray(labels, dtype=np.int32)
     n = len(labels)
-    in_memory = isinstance(source, np.ndarray)
+    memmap = isinstance(source, np.memmap)
+    in_memory = isinstance(source, np.ndarray) and not memmap
     weights = None if sample_weights is None else np.asarray(sample_weights, dtype=np.float32)
     drop = training and n >= 2 * batch_size
 
@@ -258,6 +306,12 @@ def make_dataset(
             return out if w_all is None else (*out, tf.gather(w_all, idx))
 
         ds = ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    elif memmap:
+        ds = tf.data.Dataset.range(n)
+        if training:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size, drop_remainder=drop)
+        ds = ds.map(_memmap_gather(tf, source, labels, weights), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         paths = [os.fspath(p) for p in source]
         parts = (paths, labels) if weights is None else (paths, labels, weights)

@@ -479,8 +479,7 @@ def _echo(config: TrainConfig, message: str) -> None:
 
 def train(config: TrainConfig) -> RunResult:
     """Train ``config.model`` and leave a complete run directory; see the module docstring."""
-    tf = require_tensorflow("Training")
-    keras = _keras()
+    require_tensorflow("Training")  # fail early, naming the 'train' extra
     strategy, strategy_name = make_strategy(config.strategy)
     chief, worker = worker_role(strategy)
     spec = _spec_for(config)
@@ -540,9 +539,11 @@ def train(config: TrainConfig) -> RunResult:
             runs.write_json(out_dir, runs.CONFIG, config_doc)
             split.save(out_dir / runs.SPLIT)
     try:
-        return _fit_and_record(
-            config, spec, args, prepared, parts, (strategy, strategy_name), chief, out_dir, tf, keras
-        )
+        with tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir.parent) as cache:
+            where = (out_dir, Path(cache))
+            return _fit_and_record(
+                config, spec, args, prepared, parts, (strategy, strategy_name), chief, where
+            )
     finally:
         if not chief:
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -556,11 +557,15 @@ def _fit_and_record(
     parts: dict[str, list[Sample]],
     strategy_and_name: tuple[Any, str],
     chief: bool,
-    out_dir: Path,
-    tf: Any,
-    keras: Any,
+    where: tuple[Path, Path],
 ) -> RunResult:
+    """Load the images, build and fit the model, then evaluate (chief). ``where`` is the output
+    directory (the run dir, or a scratch dir on non-chief workers) and the image-cache dir."""
     from spinescan import pipeline  # noqa: PLC0415
+
+    tf = require_tensorflow()
+    keras = _keras()
+    out_dir, cache_dir = where
 
     strategy, strategy_name = strategy_and_name
     classes = spec.classes
@@ -571,8 +576,11 @@ def _fit_and_record(
             p: pipeline.load_arrays(parts[p], spec, progress=progress, label=f"Loading {p} images")
             for p in ("train", "val", "test")
         }
-    else:
-        x = {p: [s.path for s in parts[p]] for p in ("train", "val", "test")}
+    else:  # file-backed: decoded once into memory-mapped files, paged in by the OS
+        x = {
+            p: pipeline.cache_arrays(parts[p], spec, cache_dir / f"{p}.npy", progress, f"Caching {p} images")
+            for p in ("train", "val", "test")
+        }
     weights = pipeline.class_weights(y["train"], len(classes))[y["train"]]
     replicas = int(strategy.num_replicas_in_sync)
     global_batch = args["batch_size"] * replicas
@@ -766,10 +774,7 @@ def _finish(
     results: dict[str, Any] = {}
     predictions = {}
     for part in ("val", "test"):
-        if args["in_memory"]:
-            probs = runs.predict_arrays(best, x[part], batch)
-        else:
-            probs = runs.predict_probs(best, parts[part], spec, batch)
+        probs = runs.predict_arrays(best, x[part], batch)
         results[part] = runs.summarize_predictions(y[part], probs, spec.classes)
         predictions[part] = ([s.rel for s in parts[part]], [s.label for s in parts[part]], probs)
     runs.write_predictions(run_dir, spec.classes, predictions)

@@ -66,7 +66,7 @@ def test_class_weights_balance_the_loss() -> None:
     assert w[3] == 0
 
 
-def test_file_backed_and_in_memory_match_numpy_preprocess(tmp_path: Path) -> None:
+def test_every_source_matches_numpy_preprocess(tmp_path: Path) -> None:
     spec = _spec()
     paths = _images(tmp_path)
     labels = np.arange(len(paths)) % 3
@@ -78,6 +78,16 @@ def test_file_backed_and_in_memory_match_numpy_preprocess(tmp_path: Path) -> Non
     x_mem, y_mem = _collect(pipeline.make_dataset(arrays, labels, spec, batch_size=4))
     assert np.abs(x_mem - expected).max() < 1e-6
     assert list(y_mem) == list(labels)
+    cached = pipeline.cache_arrays([_Sample(p) for p in paths], spec, tmp_path / "cache.npy")
+    assert isinstance(cached, np.memmap)
+    x_map, y_map = _collect(pipeline.make_dataset(cached, labels, spec, batch_size=4))
+    assert np.abs(x_map - expected).max() < 1e-6
+    assert list(y_map) == list(labels)
+    # Training order is shuffled, yet every image still travels with its own label.
+    x_tr, y_tr = _collect(pipeline.make_dataset(cached, labels, spec, batch_size=2, training=True, seed=1))
+    for image, label in zip(x_tr, y_tr, strict=True):
+        i = int(np.argmin(np.abs(expected - image).reshape(len(paths), -1).max(axis=1)))
+        assert np.abs(expected[i] - image).max() < 1e-6 and labels[i] == label
 
 
 class _Sample:

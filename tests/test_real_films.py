@@ -2,9 +2,10 @@
 
 tests/test_probes.py already shows the probe scores near 1.0 where size alone decides, near
 chance on lateral phantoms, and finds the framing shortcut on the full real set. Here: the
-second layer of the bias (even among spine crops, scoliosis films are wider), that ``spine_crop``
-preprocessing removes the film's width from the model input while ``letterbox`` keeps it as
-padding, and that the AP phantoms used for pretraining carry no such shortcut.
+second layer of the bias (even among spine crops, scoliosis films are wider), that the scoliosis
+plugin's ``spine_crop`` preprocessing removes the film's width (and its zoom) from the model
+input while ``letterbox`` keeps it as padding, and that the AP phantoms used for pretraining
+carry no such shortcut.
 """
 
 from __future__ import annotations
@@ -28,26 +29,46 @@ def _real_samples(real_dir: Path) -> list:
     return load_dataset(real_dir / "fraiwan-kauh-dev", default_view="ap").samples
 
 
-def _content_width(path: Path, resize: str, size: int = 64) -> int:
-    """Columns of the model input that hold film rather than padding (pad marked as -1)."""
-    from spinescan.imageio import read_image
-    from spinescan.preprocess import Preprocessing, resize_to, scale_intensity, to_grey
+def _model_window(path: Path, prep, size: tuple[int, int]) -> tuple[int, float]:
+    """(columns of the model input that hold film rather than padding, fraction of the film's
+    rows kept). Padding is marked -1; trimmed rows mean the film was zoomed in."""
+    from dataclasses import replace
 
-    prep = Preprocessing(resize=resize, pad_value=-1.0)
-    x = resize_to(scale_intensity(to_grey(read_image(path)), prep), (size, size), prep)
-    return int((~np.all(x == -1.0, axis=0)).sum())
+    from spinescan.imageio import read_image
+    from spinescan.preprocess import crop_to_aspect, resize_to, scale_intensity, to_grey
+
+    prep = replace(prep, pad_value=-1.0)
+    x = scale_intensity(to_grey(read_image(path)), prep)
+    kept = crop_to_aspect(x, prep.crop_aspect).shape[0] / x.shape[0] if prep.resize == "spine_crop" else 1.0
+    window = resize_to(x, size, prep)
+    return int((~np.all(window == -1.0, axis=0)).sum()), kept
 
 
 @pytest.mark.real
-def test_spine_crop_removes_the_film_width_that_letterbox_keeps_as_padding(real_dir: Path) -> None:
+def test_scoliosis_preprocessing_removes_the_film_width_that_letterbox_keeps(real_dir: Path) -> None:
+    from dataclasses import replace
+
+    from spinescan.registry import get_spec
+
+    spec = get_spec("scoliosis")
+    size = spec.input_size[:2]
     samples = _real_samples(real_dir)
     y = np.array([s.label == "scoliosis" for s in samples])
-    letterbox = np.array([_content_width(s.path, "letterbox") for s in samples])
-    crop = np.array([_content_width(s.path, "spine_crop") for s in samples])
+    letterbox = np.array([_model_window(s.path, replace(spec.preprocessing, resize="letterbox"), size)[0]
+                          for s in samples])  # fmt: skip
     # Letterboxed, the padding alone tells the classes apart (the shortcut)...
     assert metrics.roc_auc(y, letterbox) >= 0.75
-    # ...cut to one aspect ratio first, every film fills the same width of the input.
-    assert crop.max() - crop.min() <= 1
+    # ...with the plugin's spine_crop, every film fills the same width of the input, and almost
+    # every film keeps its full height, so narrow healthy crops are not zoomed in more than full
+    # frames (a wider window, 0.3, trims the rows of most healthy crops: a scale shortcut).
+    assert spec.preprocessing.resize == "spine_crop"
+    windows = [_model_window(s.path, spec.preprocessing, size) for s in samples]
+    widths = np.array([w for w, _ in windows])
+    assert widths.max() - widths.min() <= 1
+    assert np.mean([kept < 1.0 for _, kept in windows]) <= 0.1
+    wide = replace(spec.preprocessing, crop_aspect=0.3)
+    healthy = [s for s in samples if s.label == "healthy"]
+    assert np.mean([_model_window(s.path, wide, size)[1] < 1.0 for s in healthy]) >= 0.5
 
 
 @pytest.mark.real

@@ -145,9 +145,9 @@ def test_bad_files_are_skipped_and_misnamed_ones_read_by_content(
     (healthy / "notes.png").write_text("this is not an image\n")
     truncated = sorted((data / "lateral" / "kyphosis").iterdir())[0].read_bytes()
     (data / "lateral" / "kyphosis" / "truncated.png").write_bytes(truncated[: len(truncated) // 2])
-    result = train(
-        TrainConfig("generalist", data=data, epochs=0, image_size=32, runs_dir=tmp_path / "runs", verbose=1)
-    )
+    config = TrainConfig("generalist", data=data, epochs=0, image_size=32, runs_dir=tmp_path / "runs")
+    config.in_memory = False  # also exercises the file-backed (memory-mapped) source
+    result = train(config)
     err = capsys.readouterr().err
     assert "Skipped 3 unreadable image(s)" in err
     config = json.loads((result.run_dir / "config.json").read_text())
@@ -161,6 +161,7 @@ def test_bad_files_are_skipped_and_misnamed_ones_read_by_content(
     used = split["train"] + split["val"] + split["test"]
     assert "lateral/healthy/really_a_png.jpg" in used
     assert sum(result.metrics["counts"].values()) == 3 * 8  # the 24 readable films
+    assert [p.name for p in result.run_dir.parent.iterdir()] == [result.run_dir.name]  # cache removed
 
 
 # -- training on phantoms -----------------------------------------------------------------------------

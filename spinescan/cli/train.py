@@ -94,7 +94,11 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
 @click.option("--min-epochs", type=click.IntRange(min=0), help="Epochs before early stopping may act.")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "plateau"]), default="cosine", show_default=True)
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
-@click.option("--stream", is_flag=True, help="Stream images from disk instead of loading them into memory.")
+@click.option(
+    "--file-backed",
+    is_flag=True,
+    help="Keep the decoded images in memory-mapped files on disk, not in RAM (datasets larger than memory).",
+)
 @click.option(
     "--init-from",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
@@ -140,7 +144,7 @@ def train_command(
     min_epochs: int | None,
     lr_schedule: str,
     no_augment: bool,
-    stream: bool,
+    file_backed: bool,
     init_from: Path | None,
     tensorboard: bool,
     resize: str | None,
@@ -176,7 +180,7 @@ def train_command(
         init_from=init_from,
         tensorboard=tensorboard,
         verbose=0 if quiet else 1,
-        in_memory=not stream,
+        in_memory=not file_backed,
         lr_schedule=lr_schedule,
         resize=resize,
     )
