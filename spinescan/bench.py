@@ -952,6 +952,11 @@ def train_or_reuse(
             done.append((Path(match), True))
             continue
         echo(f"[{i}/{len(jobs)}] {job.label}: training")
+        # Each run builds fresh models and tf.functions; free the previous run's graph state so
+        # memory stays flat and TensorFlow does not warn about retracing across runs.
+        import keras  # noqa: PLC0415
+
+        keras.backend.clear_session()
         t0 = time.perf_counter()
         if config.pretrain:
             from spinescan.pretrain import finetune  # noqa: PLC0415

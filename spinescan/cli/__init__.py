@@ -7,6 +7,7 @@ Each area has its own module here (``models``, ``synth``, ``data``, ``train``, `
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -67,6 +68,8 @@ def build_cli() -> click.Group:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     warnings.formatwarning = _format_warning
+    # TensorFlow's C++ INFO lines drown the progress output; users can still set their own level.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         group = build_cli()
         code = group.main(args=argv, prog_name="spinescan", standalone_mode=False)
