@@ -144,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--pretrain-per-class", type=int, default=None)
     parser.add_argument("--pretrain-epochs", type=int, default=None)
+    parser.add_argument("--pretrain-borderline", type=float, default=None)
+    parser.add_argument("--checkpoint", choices=["best", "last"], default=None, help="[plugin default]")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None, help="Override the plugin's epochs (smoke runs).")
     args = parser.parse_args(argv)
@@ -172,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                 pretrain=pretrain,
                 pretrain_per_class=args.pretrain_per_class,
                 pretrain_epochs=args.pretrain_epochs,
+                pretrain_borderline=args.pretrain_borderline,
+                checkpoint=args.checkpoint,
                 verbose=2,
             ),
             echo=lambda msg: print(msg, file=sys.stderr, flush=True),

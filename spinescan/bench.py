@@ -42,6 +42,7 @@ import numpy as np
 from spinescan import metrics as m
 from spinescan.atomic import atomic_write_json
 from spinescan.errors import DataError, SpineScanError
+from spinescan.runs import BENCHMARK
 
 if TYPE_CHECKING:
     from spinescan.data import Dataset, Sample
@@ -98,6 +99,8 @@ class BenchConfig:
     pretrain: str | None = None  # "phantoms" or a run dir: fine-tune every run from it (pretrain.py)
     pretrain_per_class: int | None = None  # phantoms per class for --pretrain phantoms
     pretrain_epochs: int | None = None
+    pretrain_borderline: float | None = None  # fraction of near-threshold phantoms (pretrain.py default)
+    checkpoint: str | None = None  # best | last: which epoch each run keeps (plugin default)
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -368,6 +371,53 @@ def write_winners(runs_dir: Path, winners: dict[str, RunRecord]) -> Path:
             )
     current.update({model: r.run_dir.as_posix() for model, r in winners.items()})
     return atomic_write_json(path, dict(sorted(current.items())))
+
+
+FIGURE_KEYS = ("n_runs", "n_test_total", "accuracy", "accuracy_sd", "accuracy_worst", "accuracy_ci", "auc",
+               "auc_sd", "auc_worst", "auc_ci", "balanced_accuracy", "balanced_accuracy_ci")  # fmt: skip
+
+
+def _figures(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: entry.get(k) for k in FIGURE_KEYS}
+
+
+def evidence_for(leaderboard: dict[str, Any], model_entry: dict[str, Any], leaderboard_path: Path) -> dict:
+    """What a winning run carries about the benchmark that chose it (its model card quotes it).
+
+    The winner's own test split is one fold of one seed; the honest figures are the benchmark's
+    across every fold and seed, per subgroup, beside the shortcut probes of the same task.
+    """
+    task = model_entry["key"]
+    probes = [p for p in leaderboard.get("probes", []) if p.get("task") in (task, model_entry["name"])]
+    protocol = leaderboard.get("protocol", {})
+    return {
+        "leaderboard": Path(leaderboard_path).as_posix(),
+        "report": leaderboard.get("report"),
+        "created": leaderboard.get("created"),
+        "dataset": leaderboard.get("dataset", {}).get("root"),
+        "synthetic": leaderboard.get("dataset", {}).get("synthetic"),
+        "protocol": {k: protocol.get(k) for k in ("seeds", "folds", "resize", "pretrain", "by")},
+        "figures": _figures(model_entry),
+        "subgroups": {name: _figures(g) for name, g in (model_entry.get("subgroups") or {}).items()},
+        "probes": [
+            {
+                "probe": p["probe"],
+                "features": p.get("features"),
+                "figures": _figures(p),
+                "subgroups": {name: _figures(g) for name, g in (p.get("subgroups") or {}).items()},
+            }
+            for p in probes
+        ],
+    }
+
+
+def record_evidence(leaderboard: dict[str, Any], leaderboard_path: Path) -> None:
+    """Write ``benchmark.json`` into each winning run (atomically; a later benchmark replaces it)."""
+    for entry in leaderboard.get("models", []):
+        if entry.get("winner") and entry.get("winner_run"):
+            run_dir = Path(entry["winner_run"])
+            if run_dir.is_dir():
+                atomic_write_json(run_dir / BENCHMARK, evidence_for(leaderboard, entry, leaderboard_path))
 
 
 # -- the study -----------------------------------------------------------------------------------------
@@ -928,6 +978,7 @@ def _train_config(config: BenchConfig, job: Job, data: Path) -> Any:
         split=job.split,
         verbose=config.verbose,
         resize=config.resize,
+        checkpoint=config.checkpoint,
     )
 
 
@@ -972,14 +1023,10 @@ def train_or_reuse(
 def _pretrain_run(config: BenchConfig, tc: Any, echo: Callable[[str], None]) -> Path:
     from spinescan import pretrain  # noqa: PLC0415
 
-    return pretrain.resolve_pretrain(
-        tc,
-        config.pretrain,
-        phantoms_per_class=config.pretrain_per_class or pretrain.DEFAULT_PER_CLASS,
-        pretrain_epochs=config.pretrain_epochs,
-        reuse=config.reuse,
-        echo=echo,
+    phantoms = pretrain.PhantomStage.from_options(
+        config.pretrain_per_class, config.pretrain_epochs, config.pretrain_borderline, reuse=config.reuse
     )
+    return pretrain.resolve_pretrain(tc, config.pretrain, phantoms, echo)
 
 
 def default_dataset(config: BenchConfig, echo: Callable[[str], None]) -> Path:
@@ -1105,6 +1152,7 @@ def run_benchmark(
     leaderboard["elapsed_seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_json(paths["leaderboard"], leaderboard)
     leaderboard["report"] = paths["report"].as_posix()
+    record_evidence(leaderboard, paths["leaderboard"])
     echo(f"report: {paths['report']}  (leaderboard: {paths['leaderboard']}, winners: {winners_file})")
     return leaderboard
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinescan import __version__
+from spinescan import __version__, runs
 from spinescan.atomic import atomic_write_json, atomic_write_text
 from spinescan.errors import ImageReadError, SpineScanError
 from spinescan.imageio import read_image
@@ -64,7 +64,6 @@ def resolve_runs(
 ) -> list[Path]:
     """The run directories to export: ``run``; else the named models' latest finished runs; else
     the benchmark's winners (``<runs>/winners.json``)."""
-    from spinescan.runs import latest_run  # noqa: PLC0415
 
     runs_dir = Path(runs_dir)
     if run is not None:
@@ -74,7 +73,7 @@ def resolve_runs(
     if names:
         found = []
         for name in dict.fromkeys(names):
-            latest = latest_run(runs_dir, name)
+            latest = runs.latest_run(runs_dir, name)
             if latest is None:
                 raise SpineScanError(
                     f"no finished run of {name!r} in {runs_dir}; train it first (spinescan train {name})"
@@ -258,7 +257,6 @@ def stage_run(
     echo: Echo = _silent,
 ) -> Staged:
     """Convert, check and (optionally) quantize one run into ``staging``; raise if any check fails."""
-    from spinescan import runs  # noqa: PLC0415
     from spinescan.onnx_convert import keras_to_onnx  # noqa: PLC0415
 
     run = runs.load_run(run_dir)
@@ -354,11 +352,9 @@ def _entry(
     conversion: Any,
     data_root: str | Path,
 ) -> dict[str, Any]:
-    from spinescan.runs import read_predictions  # noqa: PLC0415
-
     metrics = dict(metadata["metrics"])
     try:
-        _files, labels, probs = read_predictions(run.dir).get(
+        _files, labels, probs = runs.read_predictions(run.dir).get(
             "test", ([], [], np.zeros((0, spec.num_classes)))
         )
         metrics["test_ci"] = bootstrap_test_cis(labels, probs, spec.classes)
@@ -384,6 +380,7 @@ def _entry(
         "spinescan_version": __version__,
         "data": describe_data(data_root),
         "pretrain": run.config.get("pretrain"),  # phantom pretraining stage, if any (pretrain.py)
+        "benchmark": runs.read_json(run.dir, runs.BENCHMARK),  # the bench that chose this run, if any
         "counts": (run.metrics or {}).get("counts"),
         "metrics": metrics,
         "parity": parity,

@@ -113,6 +113,68 @@ def _pretrain_lines(pretrain: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _cv_cell(fig: dict[str, Any], metric: str) -> str:
+    """``mean ± SD (worst) [CI]`` for one metric of a benchmark figure set."""
+    if fig.get(metric) is None:
+        return "n/a"
+    text = f"{_fmt(fig[metric])}"
+    if fig.get(f"{metric}_sd") is not None:
+        text += f" ± {_fmt(fig[f'{metric}_sd'])} (worst {_fmt(fig.get(f'{metric}_worst'))})"
+    ci = fig.get(f"{metric}_ci")
+    if ci and None not in ci:
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
+
+
+def _benchmark_lines(bench: dict[str, Any] | None) -> list[str]:
+    """The benchmark's figures over every fold and seed, per subgroup, beside the shortcut floor.
+
+    The metrics above are one test split of one run; with a small dataset these are the figures
+    to quote, and the probes show how much of them a classifier could get from framing alone.
+    """
+    if not bench:
+        return []
+    protocol = bench.get("protocol") or {}
+    folds, seeds = protocol.get("folds"), len(protocol.get("seeds") or []) or 1
+    design = f"{folds}-fold x {seeds}-seed cross-validation" if folds else f"{seeds} seed(s) on one split"
+    setup = ", ".join(
+        f"{k} {protocol[k]}" for k in ("resize", "pretrain") if protocol.get(k)
+    )  # what the runs were trained with
+    lines = [
+        "## Benchmark (the figures to quote)",
+        "",
+        f"{design} on `{bench.get('dataset')}`{' (synthetic phantoms)' if bench.get('synthetic') else ''}"
+        f"{f'; {setup}' if setup else ''}; report `{bench.get('report') or bench.get('leaderboard')}`. "
+        "Mean over runs ± SD (worst run), 95% bootstrap CI in brackets; this run was chosen among "
+        "them on validation accuracy.",
+        "",
+        "| classifier | subset | test images (all runs) | accuracy | AUC |",
+        "|---|---|---|---|---|",
+    ]
+
+    def rows(name: str, figures: dict[str, Any], subgroups: dict[str, Any]) -> list[str]:
+        out = []
+        for subset, fig in [("all", figures), *sorted(subgroups.items())]:
+            label = "all films" if subset == "all" else f"{protocol.get('by') or 'subgroup'} = {subset}"
+            out.append(
+                f"| {name} | {label} | {fig.get('n_test_total') or 'n/a'} | {_cv_cell(fig, 'accuracy')} "
+                f"| {_cv_cell(fig, 'auc')} |"
+            )
+        return out
+
+    lines += rows("this model (CNN)", bench.get("figures") or {}, bench.get("subgroups") or {})
+    for probe in bench.get("probes") or []:
+        name = f"shortcut probe: {probe['probe']}"
+        lines += rows(name, probe.get("figures") or {}, probe.get("subgroups") or {})
+    if bench.get("probes"):
+        lines += [
+            "",
+            "A shortcut probe is a trivial classifier on film geometry and global intensity "
+            "statistics only; its score is the floor a framing or exposure shortcut gives.",
+        ]
+    return [*lines, ""]
+
+
 def model_card(entry: dict[str, Any]) -> str:
     """Markdown for one manifest entry."""
     classes = ", ".join(entry["classes"])
@@ -150,6 +212,7 @@ def model_card(entry: dict[str, Any]) -> str:
         "",
         *_metrics_table(entry["metrics"]),
         "",
+        *_benchmark_lines(entry.get("benchmark")),
         "## Export checks",
         "",
         f"- Keras vs onnxruntime on {parity['images']} {parity['split']} images: max |Δp| = "

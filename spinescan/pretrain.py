@@ -22,7 +22,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +36,45 @@ if TYPE_CHECKING:
 
 PHANTOMS = "phantoms"
 DATASET_ROOT = Path("dataset")
-DEFAULT_PER_CLASS = 1000  # 2,000 AP phantoms: about 6 minutes of pretraining on 2 CPU cores
+DEFAULT_PER_CLASS = 1000  # 2,000 AP phantoms: 10 epochs took 1.5-13 min on the shared 2-core machine
 DEFAULT_EPOCHS = 10
 PRETRAIN_SEED = 0  # one pretrain run shared by every seed and fold of a benchmark
+# Fraction of phantoms drawn near the class threshold (e.g. Cobb 5-10 deg healthy, 10-15 deg
+# scoliosis); with none, the pretrained model never sees a mildly asymmetric healthy spine.
+DEFAULT_BORDERLINE = 0.0
 SYNTH_RECORD = "synth.json"  # also how the model card recognises a synthetic dataset
 PRETRAIN_KEY = "pretrain"
+
+
+@dataclass(frozen=True)
+class PhantomStage:
+    """How the phantom stage is made: set size, near-threshold share, epochs, and reuse.
+
+    One object, so the CLI, the benchmark and the library pass the same settings the same way.
+    """
+
+    per_class: int = DEFAULT_PER_CLASS
+    epochs: int | None = None  # None: DEFAULT_EPOCHS
+    borderline: float = DEFAULT_BORDERLINE
+    phantoms_dir: Path | None = None  # None: dataset/pretrain-<view>-<size>-<per_class>[-b<borderline>]
+    reuse: bool = True
+
+    @classmethod
+    def from_options(
+        cls,
+        per_class: int | None = None,
+        epochs: int | None = None,
+        borderline: float | None = None,
+        **kw: Any,
+    ) -> PhantomStage:
+        """From command-line values, where None means "the default"."""
+        return cls(
+            per_class=per_class or DEFAULT_PER_CLASS,
+            epochs=epochs,
+            borderline=DEFAULT_BORDERLINE if borderline is None else float(borderline),
+            **kw,
+        )
+
 
 Echo = Callable[[str], None]
 
@@ -55,8 +89,11 @@ def phantom_size(spec: ModelSpec) -> int:
     return 2 * int(spec.input_size[0])
 
 
-def phantom_dir_for(view: str, size: int, per_class: int, root: Path = DATASET_ROOT) -> Path:
-    return Path(root) / f"pretrain-{view}-{size}-{per_class}"
+def phantom_dir_for(
+    view: str, size: int, per_class: int, borderline: float = 0.0, root: Path = DATASET_ROOT
+) -> Path:
+    suffix = f"-b{borderline:g}" if borderline else ""
+    return Path(root) / f"pretrain-{view}-{size}-{per_class}{suffix}"
 
 
 def ensure_phantoms(
@@ -65,6 +102,7 @@ def ensure_phantoms(
     per_class: int,
     size: int,
     seed: int = 0,
+    borderline: float = 0.0,
     progress: bool = True,
     echo: Echo = _silent,
 ) -> Path:
@@ -72,11 +110,17 @@ def ensure_phantoms(
     from spinescan.synth import generate  # noqa: PLC0415
 
     out = Path(out)
-    wanted = {"view": view, "per_class": int(per_class), "size": int(size), "seed": int(seed)}
+    wanted = {
+        "view": view,
+        "per_class": int(per_class),
+        "size": int(size),
+        "seed": int(seed),
+        "borderline": float(borderline),
+    }
     record = out / SYNTH_RECORD
     if record.is_file() and (out / "manifest.csv").is_file():
         try:
-            stored = json.loads(record.read_text(encoding="utf-8"))
+            stored = {"borderline": 0.0, **json.loads(record.read_text(encoding="utf-8"))}
         except (OSError, json.JSONDecodeError):
             stored = {}
         if {k: stored.get(k) for k in wanted} == wanted:
@@ -86,7 +130,14 @@ def ensure_phantoms(
     echo(f"Rendering {n} {view} phantoms ({size} px) into {out} for pretraining")
     workers = max(1, min(4, os.cpu_count() or 1))
     generate(
-        out, per_class=per_class, seed=seed, size=size, views=(view,), workers=workers, progress=progress
+        out,
+        per_class=per_class,
+        seed=seed,
+        size=size,
+        views=(view,),
+        workers=workers,
+        borderline=borderline,
+        progress=progress,
     )
     atomic_write_json(record, {**wanted, "generator": "spinescan synth", "purpose": "pretraining"})
     return out
@@ -131,13 +182,7 @@ def _new_run_id(runs_dir: Path, model: str, seed: int) -> str:
 
 
 def pretrain_on_phantoms(
-    config: TrainConfig,
-    *,
-    phantoms_dir: Path | None = None,
-    phantoms_per_class: int = DEFAULT_PER_CLASS,
-    pretrain_epochs: int | None = None,
-    reuse: bool = True,
-    echo: Echo = _silent,
+    config: TrainConfig, phantoms: PhantomStage = PhantomStage(), echo: Echo = _silent
 ) -> Path:
     """Render (or reuse) the phantoms and train (or reuse) the pretrain run; returns its run dir."""
     from spinescan.train import _spec_for, train  # noqa: PLC0415
@@ -145,10 +190,18 @@ def pretrain_on_phantoms(
     spec = _spec_for(config)
     _check_classes(spec)
     size = phantom_size(spec)
-    data = Path(phantoms_dir) if phantoms_dir else phantom_dir_for(spec.view, size, phantoms_per_class)
-    ensure_phantoms(data, spec.view, phantoms_per_class, size, progress=config.verbose > 0, echo=echo)
-    stage = pretrain_config(config, data, pretrain_epochs)
-    match = runs.find_matching_run(stage.runs_dir, stage) if reuse else None
+    data = phantoms.phantoms_dir or phantom_dir_for(spec.view, size, phantoms.per_class, phantoms.borderline)
+    ensure_phantoms(
+        Path(data),
+        spec.view,
+        phantoms.per_class,
+        size,
+        borderline=phantoms.borderline,
+        progress=config.verbose > 0,
+        echo=echo,
+    )
+    stage = pretrain_config(config, Path(data), phantoms.epochs)
+    match = runs.find_matching_run(stage.runs_dir, stage) if phantoms.reuse else None
     if match is not None:
         echo(f"Reusing the pretrain run {match}")
         return Path(match)
@@ -158,25 +211,11 @@ def pretrain_on_phantoms(
 
 
 def resolve_pretrain(
-    config: TrainConfig,
-    pretrain: str | Path,
-    *,
-    phantoms_dir: Path | None = None,
-    phantoms_per_class: int = DEFAULT_PER_CLASS,
-    pretrain_epochs: int | None = None,
-    reuse: bool = True,
-    echo: Echo = _silent,
+    config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage(), echo: Echo = _silent
 ) -> Path:
     """``"phantoms"`` -> a (possibly reused) phantom pretrain run; anything else -> that run dir."""
     if str(pretrain) == PHANTOMS:
-        return pretrain_on_phantoms(
-            config,
-            phantoms_dir=phantoms_dir,
-            phantoms_per_class=phantoms_per_class,
-            pretrain_epochs=pretrain_epochs,
-            reuse=reuse,
-            echo=echo,
-        )
+        return pretrain_on_phantoms(config, phantoms, echo)
     run_dir = Path(pretrain)
     if not runs.is_finished(run_dir) or not (run_dir / runs.MODEL).is_file():
         raise SpineScanError(f"--pretrain {pretrain}: expected 'phantoms' or a finished run directory")
@@ -234,24 +273,11 @@ def finetune(config: TrainConfig, pretrain_dir: Path) -> RunResult:
 
 
 def pretrain_and_finetune(
-    config: TrainConfig,
-    pretrain: str | Path,
-    *,
-    phantoms_dir: Path | None = None,
-    phantoms_per_class: int = DEFAULT_PER_CLASS,
-    pretrain_epochs: int | None = None,
-    echo: Echo = _silent,
+    config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage(), echo: Echo = _silent
 ) -> RunResult:
     """Both stages: pretrain (``"phantoms"``, reused when possible) or take a run dir, then fine-tune."""
     t0 = time.perf_counter()
-    pretrain_dir = resolve_pretrain(
-        config,
-        pretrain,
-        phantoms_dir=phantoms_dir,
-        phantoms_per_class=phantoms_per_class,
-        pretrain_epochs=pretrain_epochs,
-        echo=echo,
-    )
+    pretrain_dir = resolve_pretrain(config, pretrain, phantoms, echo)
     elapsed = time.perf_counter() - t0
     echo(f"Fine-tuning {config.model} on {config.data} from {pretrain_dir} (first stage: {elapsed:.0f} s)")
     return finetune(config, pretrain_dir)

@@ -462,6 +462,21 @@ def _subgroup_tables(lb: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _study_row(label: str, c: dict[str, Any], specialist_side_accuracy: float) -> list[str]:
+    """One paired comparison (a specialist, or the specialists combined) as a table row."""
+    mc = c["mcnemar"]
+    return [
+        label,
+        " / ".join(c["classes"]),
+        fmt(c["n_images"]),
+        fmt(specialist_side_accuracy),
+        fmt(c["generalist_accuracy"]),
+        f"{c['difference']:+.3f} {fmt_ci(c['difference_ci'])}",
+        f"{mc['only_specialist_correct']} / {mc['only_generalist_correct']}",
+        fmt_p(mc["p_value"]),
+    ]
+
+
 def _study_section(study: dict[str, Any] | None, figures: dict[str, str]) -> list[str]:
     if not study:
         return []
@@ -474,36 +489,14 @@ def _study_section(study: dict[str, Any] | None, figures: dict[str, str]) -> lis
     ]
     if figures.get("study"):
         lines += [f"![paired differences]({figures['study']})", ""]
-    rows = []
-    for c in study.get("comparisons", []):
-        mc = c["mcnemar"]
-        rows.append(
-            [
-                f"{c['specialist']} vs {study['generalist']}",
-                " / ".join(c["classes"]),
-                fmt(c["n_images"]),
-                fmt(c["specialist_accuracy"]),
-                fmt(c["generalist_accuracy"]),
-                f"{c['difference']:+.3f} {fmt_ci(c['difference_ci'])}",
-                f"{mc['only_specialist_correct']} / {mc['only_generalist_correct']}",
-                fmt_p(mc["p_value"]),
-            ]
-        )
+    rows = [
+        _study_row(f"{c['specialist']} vs {study['generalist']}", c, c["specialist_accuracy"])
+        for c in study.get("comparisons", [])
+    ]
     d = study.get("deployment")
     if d:
-        mc = d["mcnemar"]
-        rows.append(
-            [
-                f"{' + '.join(d['specialists'])} combined vs {study['generalist']}",
-                " / ".join(d["classes"]),
-                fmt(d["n_images"]),
-                fmt(d["combined_accuracy"]),
-                fmt(d["generalist_accuracy"]),
-                f"{d['difference']:+.3f} {fmt_ci(d['difference_ci'])}",
-                f"{mc['only_specialist_correct']} / {mc['only_generalist_correct']}",
-                fmt_p(mc["p_value"]),
-            ]
-        )
+        label = f"{' + '.join(d['specialists'])} combined vs {study['generalist']}"
+        rows.append(_study_row(label, d, d["combined_accuracy"]))
     lines += _table(
         [
             "comparison",

@@ -54,6 +54,7 @@ CURVES = "curves.png"
 PREDICTIONS = "predictions.csv"
 STATE = "state.json"
 BACKUP = ".backup"
+BENCHMARK = "benchmark.json"  # written into a winning run by `spinescan bench`; read by the model card
 RUN_FILES = (CONFIG, SPLIT, HISTORY, METRICS, MODEL, CURVES, PREDICTIONS)
 PARTS = ("val", "test")
 
@@ -71,6 +72,7 @@ MATCH_KEYS = (
     "patience",
     "min_epochs",
     "augment",
+    "checkpoint",
     "target_accuracy",
     "init_from",
     "resize",

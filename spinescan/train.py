@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 DEFAULT_DATA = Path("dataset/phantoms")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 LR_SCHEDULES = ("cosine", "plateau")
+CHECKPOINTS = ("best", "last")
 
 
 class TrainingInterrupted(SpineScanError):
@@ -84,6 +85,7 @@ class TrainConfig:
     in_memory: bool = True
     lr_schedule: str = "cosine"
     resize: str | None = None  # preprocessing resize override: letterbox | spine_crop
+    checkpoint: str | None = None  # which epoch the run keeps: best | last (spec.TrainDefaults)
 
 
 @dataclass
@@ -125,6 +127,7 @@ def resolve_arguments(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
         "patience": int(pick(config.patience, d.patience)),
         "min_epochs": int(pick(config.min_epochs, d.min_epochs)),
         "augment": bool(pick(config.augment, d.augment)),
+        "checkpoint": str(pick(config.checkpoint, d.checkpoint)),
         "target_accuracy": float(pick(config.target_accuracy, d.target_accuracy)),
         "validation_fraction": d.validation_fraction,
         "test_fraction": d.test_fraction,
@@ -134,6 +137,10 @@ def resolve_arguments(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
         "tensorboard": bool(config.tensorboard),
         "split_source": "override" if config.split is not None else "computed",
     }
+    if args["checkpoint"] not in CHECKPOINTS:
+        raise SpineScanError(
+            f"unknown checkpoint {args['checkpoint']!r}; choose one of {', '.join(CHECKPOINTS)}"
+        )
     if args["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
         raise SpineScanError("--tensorboard needs the 'tensorboard' package: pip install tensorboard")
     if args["epochs"] < 0 or args["batch_size"] < 1:
@@ -311,11 +318,11 @@ def _make_recorder(keras: Any) -> type:
         """
 
         def __init__(
-            self, out_dir: Path, target: float, history: list[dict], state: dict, images_per_epoch: int
+            self, out_dir: Path, args: dict[str, Any], history: list[dict], state: dict, images_per_epoch: int
         ) -> None:
             super().__init__()
             self.out_dir = out_dir
-            self.target = target
+            self.args = args
             self.history = history
             self.state = state
             self.images_per_epoch = images_per_epoch
@@ -346,17 +353,8 @@ def _make_recorder(keras: Any) -> type:
                 "images_per_second": round(self.images_per_epoch / max(train_seconds, 1e-9), 2),
             }
             self.history.append(row)
-            val_acc, val_loss = row["val_accuracy"], row["val_loss"]
-            best, best_loss = self.state.get("best_val_accuracy"), self.state.get("best_val_loss")
-            improved = best is None or val_acc > best or (val_acc == best and val_loss < best_loss)
-            if improved and not math.isnan(val_acc):
+            if _update_state(self.state, row, self.args, self.state["train_seconds"]):
                 runs.save_model(self.model, self.out_dir)  # atomic: never a half-written best
-                self.state.update(best_val_accuracy=val_acc, best_val_loss=val_loss, best_epoch=epoch + 1)
-            if self.state.get("epochs_to_target") is None and val_acc >= self.target:
-                self.state.update(
-                    epochs_to_target=epoch + 1, seconds_to_target=round(self.state["train_seconds"], 3)
-                )
-            self.state["epochs_done"] = epoch + 1
             runs.write_history(self.out_dir, self.history)
             runs.write_json(self.out_dir, runs.STATE, self.state)
 
@@ -399,18 +397,42 @@ def _early_stopping_state(history: list[dict], min_epochs: int) -> tuple[float |
     return best, wait
 
 
-def _restore_state(history: list[dict], target: float) -> dict[str, Any]:
+def _keeps(row: dict, state: dict[str, Any], args: dict[str, Any]) -> bool:
+    """Whether this epoch's weights become the run's model (one rule for training and resume).
+
+    During the first ``min_epochs`` the latest epoch is kept (BatchNorm statistics are still
+    settling, so an early "best" on a small validation set is luck); after that the best by
+    validation accuracy, then loss, or with ``checkpoint="last"`` always the latest.
+    """
+    acc, loss = row["val_accuracy"], row["val_loss"]
+    if math.isnan(acc):
+        return False
+    best, best_epoch = state.get("best_val_accuracy"), state.get("best_epoch")
+    if args.get("checkpoint") == "last" or best is None or best_epoch <= args["min_epochs"]:
+        return True
+    return acc > best or (acc == best and loss < state["best_val_loss"])
+
+
+def _update_state(state: dict[str, Any], row: dict, args: dict[str, Any], elapsed: float) -> bool:
+    """Fold one epoch's history row into the recorder state; True when its weights are kept."""
+    keep = _keeps(row, state, args)
+    if keep:
+        state.update(
+            best_val_accuracy=row["val_accuracy"], best_val_loss=row["val_loss"], best_epoch=row["epoch"]
+        )
+    if state.get("epochs_to_target") is None and row["val_accuracy"] >= args["target_accuracy"]:
+        state.update(epochs_to_target=row["epoch"], seconds_to_target=round(elapsed, 3))
+    state["epochs_done"] = row["epoch"]
+    return keep
+
+
+def _restore_state(history: list[dict], args: dict[str, Any]) -> dict[str, Any]:
     """The recorder's state rebuilt from the history rows kept on resume."""
     state: dict[str, Any] = {"train_seconds": float(sum(r.get("seconds", 0.0) for r in history))}
     elapsed = 0.0
     for row in history:
         elapsed += row.get("seconds", 0.0)
-        acc, loss = row["val_accuracy"], row["val_loss"]
-        best = state.get("best_val_accuracy")
-        if best is None or acc > best or (acc == best and loss < state["best_val_loss"]):
-            state.update(best_val_accuracy=acc, best_val_loss=loss, best_epoch=row["epoch"])
-        if state.get("epochs_to_target") is None and acc >= target:
-            state.update(epochs_to_target=row["epoch"], seconds_to_target=round(elapsed, 3))
+        _update_state(state, row, args, elapsed)
     state["epochs_done"] = history[-1]["epoch"] if history else 0
     return state
 
@@ -686,7 +708,7 @@ def _history_for_resume(
     meta = runs.read_json(prepared.run_dir / runs.BACKUP, "training_metadata.json") or {}
     done = int(meta.get("epoch", 0))
     history = [r for r in runs.read_history(prepared.run_dir) if r["epoch"] <= done]
-    return history, _restore_state(history, args["target_accuracy"])
+    return history, _restore_state(history, args)
 
 
 def _copy_backup_for_worker(run_dir: Path, out_dir: Path) -> None:
@@ -707,17 +729,7 @@ def _callbacks(
     images_per_epoch: int,
     chief: bool,
 ) -> list[Any]:
-    recorder = _make_recorder(keras)(out_dir, args["target_accuracy"], history, state, images_per_epoch)
-    best, wait = _early_stopping_state(history, args["min_epochs"])
-    early = _make_early_stopping(keras)(
-        best,
-        wait,
-        monitor="val_accuracy",
-        mode="max",
-        patience=args["patience"],
-        start_from_epoch=args["min_epochs"],
-        restore_best_weights=True,
-    )
+    recorder = _make_recorder(keras)(out_dir, args, history, state, images_per_epoch)
     callbacks = [
         recorder,
         # Kept after a successful fit (delete_checkpoint=False) until metrics.json is written, so
@@ -725,8 +737,19 @@ def _callbacks(
         keras.callbacks.BackupAndRestore(
             str(out_dir / runs.BACKUP), double_checkpoint=True, delete_checkpoint=False
         ),
-        early,
     ]
+    if args.get("checkpoint") != "last":  # "last" runs the whole schedule
+        best, wait = _early_stopping_state(history, args["min_epochs"])
+        early = _make_early_stopping(keras)(
+            best,
+            wait,
+            monitor="val_accuracy",
+            mode="max",
+            patience=args["patience"],
+            start_from_epoch=args["min_epochs"],
+            restore_best_weights=True,
+        )
+        callbacks.append(early)
     if args["lr_schedule"] == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(

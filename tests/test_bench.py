@@ -342,6 +342,16 @@ def test_bench_cli_on_phantoms_two_seeds(phantom_dir: Path, tmp_path: Path) -> N
         assert winner["val_accuracy"] == best_val and entry["winner"]
         assert set(entry["subgroups"]) <= {"spine_crop", "torso", "fullframe"} and entry["subgroups"]
     assert json.loads((runs_dir / "winners.json").read_text()) == lb["winners"]
+    # Each winning run carries the benchmark's figures for its model card.
+    for entry in lb["models"]:
+        evidence = json.loads((Path(lb["winners"][entry["name"]]) / "benchmark.json").read_text())
+        assert evidence["figures"]["accuracy"] == entry["accuracy"]
+        assert evidence["figures"]["n_test_total"] == entry["n_test_total"]
+        assert set(evidence["subgroups"]) == set(entry["subgroups"])
+        assert {p["probe"] for p in evidence["probes"]} == {
+            p["probe"] for p in lb["probes"] if p["task"] == entry["name"]
+        }
+        assert evidence["protocol"]["seeds"] == [0, 1] and evidence["protocol"]["by"] == "framing"
 
     study = lb["study"]
     (comp,) = study["comparisons"]

@@ -227,6 +227,37 @@ def test_export_writes_card_int8_and_standalone(exported: Path) -> None:
     assert oct((exported / "manifest.json").stat().st_mode & 0o777) == "0o644"
 
 
+def test_card_quotes_the_benchmark_that_chose_the_run(trained_run: Path, tmp_path: Path) -> None:
+    """A run chosen by `spinescan bench` exports with the benchmark's cross-run figures and probes."""
+    from spinescan import bench
+    from spinescan.cli import main
+
+    run = tmp_path / "runs" / "generalist" / trained_run.name
+    shutil.copytree(trained_run, run)
+    figures = {"n_runs": 15, "n_test_total": 273, "accuracy": 0.9123, "accuracy_sd": 0.05,
+               "accuracy_worst": 0.8, "accuracy_ci": [0.88, 0.94], "auc": 0.97}  # fmt: skip
+    leaderboard = {
+        "dataset": {"root": "films", "synthetic": False},
+        "protocol": {"seeds": [0, 1, 2], "folds": 5, "resize": "spine_crop", "by": "framing"},
+        "models": [{"key": "generalist", "name": "generalist", **figures,
+                    "subgroups": {"spine_crop": {**figures, "accuracy": 0.8765}}}],
+        "probes": [{"probe": "geometry", "task": "generalist", **figures, "accuracy": 0.6543},
+                   {"probe": "geometry", "task": "kyphosis", **figures, "accuracy": 0.1111}],
+    }  # fmt: skip
+    evidence = bench.evidence_for(leaderboard, leaderboard["models"][0], tmp_path / "leaderboard.json")
+    (run / "benchmark.json").write_text(json.dumps(evidence))
+    out = tmp_path / "exported"
+    main(["export", "--onnx", "--run", str(run), "--out", str(out)])
+    card = (out / "generalist.md").read_text()
+    assert "## Benchmark" in card and "5-fold x 3-seed cross-validation" in card
+    assert "0.912 ± 0.050 (worst 0.800) [0.880, 0.940]" in card
+    assert "| this model (CNN) | framing = spine_crop | 273 | 0.876" in card
+    assert "shortcut probe: geometry | all films | 273 | 0.654" in card
+    assert "0.111" not in card  # another task's probe is not quoted
+    entry = json.loads((out / "manifest.json").read_text())["models"]["generalist"]
+    assert entry["benchmark"]["figures"]["accuracy"] == 0.9123
+
+
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
 

@@ -38,7 +38,7 @@ def few_films(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def two_stage(few_films: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Pretrain on 24 tiny phantoms, then fine-tune with zero epochs: the saved model is then
     exactly the initialised one, which is how we see where fine-tuning starts."""
-    from spinescan.pretrain import pretrain_and_finetune
+    from spinescan.pretrain import PhantomStage, pretrain_and_finetune
     from spinescan.train import TrainConfig
 
     tmp = tmp_path_factory.mktemp("pretrain")
@@ -51,10 +51,10 @@ def two_stage(few_films: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         verbose=0,
         resize="spine_crop",
     )
-    kwargs = {"phantoms_dir": tmp / "phantoms", "phantoms_per_class": 12, "pretrain_epochs": 1}
-    first = pretrain_and_finetune(config, "phantoms", **kwargs)
+    phantoms = PhantomStage(per_class=12, epochs=1, phantoms_dir=tmp / "phantoms")
+    first = pretrain_and_finetune(config, "phantoms", phantoms)
     synth_mtime = (tmp / "phantoms" / "synth.json").stat().st_mtime_ns
-    second = pretrain_and_finetune(config, "phantoms", **kwargs)  # both stages' inputs exist now
+    second = pretrain_and_finetune(config, "phantoms", phantoms)  # both stages' inputs exist now
     return {
         "tmp": tmp,
         "first": first,

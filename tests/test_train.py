@@ -271,7 +271,10 @@ def test_validation_accuracy_matches_inference_mode(trained, lateral_phantoms: P
     labels = np.array([run.spec.classes.index(s.label) for s in val])
     accuracy = float((probs.argmax(axis=1) == labels).mean())
     history = runs.read_history(run_dir)
-    best = max(r["val_accuracy"] for r in history)
+    warm_up = run.config["arguments"]["min_epochs"]
+    best = max(r["val_accuracy"] for r in history if r["epoch"] > warm_up)  # warm-up epochs never win
+    assert metrics["best_epoch"] > warm_up
+    assert history[metrics["best_epoch"] - 1]["val_accuracy"] == best
     assert abs(accuracy - best) < 1e-6
     assert abs(accuracy - metrics["val"]["accuracy"]) < 1e-6
 
@@ -294,8 +297,52 @@ def test_finished_runs_are_found_for_reuse(trained, lateral_phantoms: Path) -> N
         {"epochs": int(EPOCHS) + 1},
         {"image_size": 48},
         {"backbone": "mobilenetv3small"},
+        {"checkpoint": "last"},
     ):
         cfg = TrainConfig(**{**same.__dict__, **other})
         assert runs.find_matching_run(runs_dir, cfg) is None
     assert runs.list_runs(runs_dir) == [run_dir]
     assert runs.list_runs(runs_dir, finished=False) == []
+
+
+# -- which epoch a run keeps ------------------------------------------------------------------------------
+
+
+def _rows(val_accuracy: list[float], val_loss: list[float] | None = None) -> list[dict]:
+    losses = val_loss or [1.0 - acc for acc in val_accuracy]
+    return [
+        {"epoch": i + 1, "val_accuracy": acc, "val_loss": loss, "seconds": 1.0}
+        for i, (acc, loss) in enumerate(zip(val_accuracy, losses, strict=True))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "min_epochs", "accuracies", "losses", "kept"),
+    [
+        # A lucky warm-up epoch (0.9 at epoch 2) is not kept: the best after warm-up is.
+        ("best", 3, [0.5, 0.9, 0.6, 0.7, 0.8, 0.75], None, 5),
+        ("best", 0, [0.5, 0.9, 0.6, 0.7, 0.8, 0.75], None, 2),
+        # Training shorter than the warm-up keeps the latest epoch.
+        ("best", 6, [0.5, 0.9, 0.6], None, 3),
+        # Equal accuracy: the lower validation loss wins, not simply the first maximum.
+        ("best", 1, [0.5, 0.8, 0.8, 0.8], [0.9, 0.4, 0.3, 0.35], 3),
+        ("last", 3, [0.5, 0.9, 0.6, 0.7, 0.8, 0.75], None, 6),
+    ],
+)
+def test_kept_epoch_follows_the_checkpoint_rule(checkpoint, min_epochs, accuracies, losses, kept) -> None:
+    from spinescan.train import _restore_state, _update_state
+
+    args = {"checkpoint": checkpoint, "min_epochs": min_epochs, "target_accuracy": 0.85}
+    rows = _rows(accuracies, losses)
+    live: dict = {}
+    saved = [row["epoch"] for row in rows if _update_state(live, row, args, 0.0)]
+    assert saved[-1] == kept and live["best_epoch"] == kept
+    assert live.get("epochs_to_target") == (2 if 0.9 in accuracies else None)
+    # --resume rebuilds the same state from the history alone.
+    restored = _restore_state(rows, args)
+    assert restored["best_epoch"] == kept and restored["epochs_done"] == len(rows)
+
+
+def test_unknown_checkpoint_is_refused(lateral_phantoms: Path, tmp_path: Path) -> None:
+    with pytest.raises(SpineScanError, match="unknown checkpoint 'middle'"):
+        train(TrainConfig("generalist", data=lateral_phantoms, runs_dir=tmp_path, checkpoint="middle"))

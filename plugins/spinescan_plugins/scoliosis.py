@@ -22,9 +22,13 @@ def register_models(register):
             # window did). Measured in benchmarks/real_scoliosis.py.
             input_size=(224, 64, 1),
             preprocessing=Preprocessing(resize="spine_crop", crop_aspect=0.2),
-            # Real AP sets are small: a 10-20 film validation set makes early stopping fragile
-            # while BatchNorm statistics are still settling, so training runs at least 15 epochs
-            # and waits 10 for an improvement before stopping.
-            train=TrainDefaults(target_accuracy=0.9, epochs=40, min_epochs=15, patience=10),
+            # Real AP sets are small: on an 11-film validation set every epoch after warm-up
+            # scores 1.0, so "the best epoch" is noise, and runs that kept an early one called
+            # healthy crops scoliosis. The run keeps the end of the 40-epoch cosine schedule
+            # instead (checkpoint="last": worst fold-seed 0.70 -> 0.90 on the spine_crop
+            # subset, benchmarks/real_scoliosis.py). min_epochs/patience apply to --checkpoint best.
+            train=TrainDefaults(
+                target_accuracy=0.9, epochs=40, min_epochs=15, patience=10, checkpoint="last"
+            ),
         )
     )

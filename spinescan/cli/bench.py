@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from spinescan.cli.options import checkpoint_option, pretrain_options, resize_option, runs_option
+
 
 @click.command("bench")
 @click.argument("names", nargs=-1)
@@ -18,14 +20,7 @@ import click
 @click.option("--epochs", type=click.IntRange(min=0), help="Override every plugin's epoch count.")
 @click.option("--image-size", type=click.IntRange(min=8), help="Square input size in pixels.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report folder (default: reports/<timestamp>/).")
-@click.option(
-    "--runs",
-    "runs_dir",
-    type=click.Path(path_type=Path),
-    default=Path("runs"),
-    show_default=True,
-    help="Runs folder; winners.json is written here.",
-)
+@runs_option("Runs folder; winners.json is written here.")
 @click.option("--backbone", "backbones", multiple=True, help="Backbone(s) to compare; repeat the option.")
 @click.option(
     "--target-accuracy", type=click.FloatRange(0, 1), help="Validation accuracy for time-to-target."
@@ -48,18 +43,9 @@ import click
     show_default=True,
     help="Images per class if the default phantom set has to be generated.",
 )
-@click.option(
-    "--resize", type=click.Choice(["letterbox", "spine_crop"]), help="Resize mode [plugin default]."
-)
-@click.option(
-    "--pretrain",
-    metavar="phantoms|RUN_DIR",
-    help="Fine-tune every run from one phantom pretrain run (done once, reused) or from RUN_DIR.",
-)
-@click.option(
-    "--pretrain-per-class", type=click.IntRange(min=10), help="Phantoms per class for --pretrain phantoms."
-)
-@click.option("--pretrain-epochs", type=click.IntRange(min=1), help="Epochs of the pretraining stage.")
+@resize_option
+@checkpoint_option
+@pretrain_options
 @click.option(
     "--json", "as_json", is_flag=True, help="Print leaderboard.json to stdout (progress on stderr)."
 )
@@ -84,6 +70,8 @@ def bench_command(
     pretrain: str | None,
     pretrain_per_class: int | None,
     pretrain_epochs: int | None,
+    pretrain_borderline: float | None,
+    checkpoint: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -117,6 +105,8 @@ def bench_command(
         pretrain=pretrain,
         pretrain_per_class=pretrain_per_class,
         pretrain_epochs=pretrain_epochs,
+        pretrain_borderline=pretrain_borderline,
+        checkpoint=checkpoint,
     )
     leaderboard = run_benchmark(config, echo=lambda msg: click.echo(msg, err=True), quiet_stdout=as_json)
     if as_json:

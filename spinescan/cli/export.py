@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from spinescan.cli.options import runs_option
+
 
 def _echo(message: str) -> None:
     click.echo(message, err=True)
@@ -41,14 +43,7 @@ def summary_lines(entry: dict) -> list[str]:
 @click.argument("names", nargs=-1)
 @click.option("--onnx", "to_onnx", is_flag=True, default=True, help="Export to ONNX (the only format).")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), help="Export this one run directory.")
-@click.option(
-    "--runs",
-    "runs_dir",
-    type=click.Path(path_type=Path),
-    default=Path("runs"),
-    show_default=True,
-    help="Runs folder (holds winners.json).",
-)
+@runs_option("Runs folder (holds winners.json).")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from spinescan.backbones import BACKBONES  # no TensorFlow at import time
+from spinescan.cli.options import checkpoint_option, pretrain_options, resize_option, runs_option
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -59,14 +60,7 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for the split, weights and augmentation."
 )
-@click.option(
-    "--runs",
-    "runs_dir",
-    type=click.Path(path_type=Path),
-    default=Path("runs"),
-    show_default=True,
-    help="Where run directories go (runs/<model>/<run-id>/).",
-)
+@runs_option("Where run directories go (runs/<model>/<run-id>/).")
 @click.option("--resume", is_flag=True, help="Continue the latest interrupted run of NAME (or --run-id).")
 @click.option("--run-id", help="Name the run directory (default: a timestamp).")
 @click.option(
@@ -92,6 +86,7 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
 )
 @click.option("--patience", type=click.IntRange(min=1), help="Early-stopping patience in epochs.")
 @click.option("--min-epochs", type=click.IntRange(min=0), help="Epochs before early stopping may act.")
+@checkpoint_option
 @click.option("--lr-schedule", type=click.Choice(["cosine", "plateau"]), default="cosine", show_default=True)
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(
@@ -105,25 +100,8 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
     help="A run directory whose weights initialise the model (layers matched by name).",
 )
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs into the run directory.")
-@click.option(
-    "--resize",
-    type=click.Choice(["letterbox", "spine_crop"]),
-    help="Resize mode, recorded in the run and the ONNX metadata [plugin default].",
-)
-@click.option(
-    "--pretrain",
-    metavar="phantoms|RUN_DIR",
-    help="Pretrain on rendered phantoms of the model's view (reused when they exist), or start from "
-    "RUN_DIR, then fine-tune on --data.",
-)
-@click.option(
-    "--pretrain-per-class",
-    type=click.IntRange(min=10),
-    default=1000,
-    show_default=True,
-    help="Phantoms per class for --pretrain phantoms.",
-)
-@click.option("--pretrain-epochs", type=click.IntRange(min=1), help="Epochs of the pretraining stage [10].")
+@resize_option
+@pretrain_options
 @click.option("--quiet", is_flag=True, help="No progress output.")
 def train_command(
     name: str,
@@ -142,6 +120,7 @@ def train_command(
     learning_rate: float | None,
     patience: int | None,
     min_epochs: int | None,
+    checkpoint: str | None,
     lr_schedule: str,
     no_augment: bool,
     file_backed: bool,
@@ -149,8 +128,9 @@ def train_command(
     tensorboard: bool,
     resize: str | None,
     pretrain: str | None,
-    pretrain_per_class: int,
+    pretrain_per_class: int | None,
     pretrain_epochs: int | None,
+    pretrain_borderline: float | None,
     quiet: bool,
 ) -> None:
     """Train model NAME (see `spinescan models`) with the plugin's defaults for what is not given.
@@ -183,15 +163,15 @@ def train_command(
         in_memory=not file_backed,
         lr_schedule=lr_schedule,
         resize=resize,
+        checkpoint=checkpoint,
     )
     if pretrain:
-        from spinescan.pretrain import pretrain_and_finetune  # noqa: PLC0415
+        from spinescan.pretrain import PhantomStage, pretrain_and_finetune  # noqa: PLC0415
 
         result = pretrain_and_finetune(
             config,
             pretrain,
-            phantoms_per_class=pretrain_per_class,
-            pretrain_epochs=pretrain_epochs,
+            PhantomStage.from_options(pretrain_per_class, pretrain_epochs, pretrain_borderline),
             echo=lambda msg: click.echo(msg, err=True) if not quiet else None,
         )
     else:
