@@ -346,3 +346,21 @@ def test_kept_epoch_follows_the_checkpoint_rule(checkpoint, min_epochs, accuraci
 def test_unknown_checkpoint_is_refused(lateral_phantoms: Path, tmp_path: Path) -> None:
     with pytest.raises(SpineScanError, match="unknown checkpoint 'middle'"):
         train(TrainConfig("generalist", data=lateral_phantoms, runs_dir=tmp_path, checkpoint="middle"))
+
+
+def test_checkpoint_last_keeps_the_final_epoch_and_runs_the_whole_schedule(
+    phantom_dir: Path, tmp_path: Path
+) -> None:
+    """`--checkpoint last`: no early stopping, the saved model is the last epoch's, recorded."""
+    data = _copy_subset(phantom_dir, tmp_path / "data", per_class=8)
+    args = ["train", "generalist", "--data", str(data), "--runs", str(tmp_path / "runs"),
+            "--image-size", "32", "--epochs", "4", "--patience", "1", "--min-epochs", "0",
+            "--checkpoint", "last", "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(build_cli(), args)
+    assert result.exit_code == 0, result.output
+    run_dir = runs.latest_run(tmp_path / "runs", "generalist")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 4 and metrics["best_epoch"] == 4  # patience 1 did not stop it
+    assert json.loads((run_dir / "config.json").read_text())["arguments"]["checkpoint"] == "last"
+    history = runs.read_history(run_dir)
+    assert metrics["val"]["accuracy"] == pytest.approx(history[-1]["val_accuracy"], abs=1e-6)
