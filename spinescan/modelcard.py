@@ -175,6 +175,10 @@ def _benchmark_lines(bench: dict[str, Any] | None) -> list[str]:
     return [*lines, ""]
 
 
+def _view_phrase(view: str) -> str:
+    return "an AP" if view == "ap" else f"a {view}"
+
+
 def model_card(entry: dict[str, Any]) -> str:
     """Markdown for one manifest entry."""
     classes = ", ".join(entry["classes"])
@@ -186,7 +190,8 @@ def model_card(entry: dict[str, Any]) -> str:
         "",
         "## Intended use",
         "",
-        f"Research and teaching: classify a {entry['view']} spine radiograph as one of {classes}, "
+        f"Research and teaching: classify {_view_phrase(entry['view'])} spine radiograph as one of "
+        f"{classes}, "
         "offline, on a CPU, with `spinescan-predict` or the standalone `predict.py` beside this card. "
         "A clinician reviews every output; the model is a second look, not a decision.",
         "",
