@@ -22,10 +22,10 @@ echo "== 3/4 export the benchmark's winners to ONNX"
 spinescan export --onnx --out exported
 
 echo "== 4/4 edge predictor (no TensorFlow) on a few phantoms"
-spinescan-predict --models exported \
+spinescan-predict --models exported --view lateral \
   "$(ls "$DATA"/lateral/kyphosis/*.png | head -1)" \
-  "$(ls "$DATA"/lateral/lordosis/*.png | head -1)" \
-  "$(ls "$DATA"/ap/scoliosis/*.png | head -1)"
+  "$(ls "$DATA"/lateral/lordosis/*.png | head -1)"
+spinescan-predict --models exported --view ap "$(ls "$DATA"/ap/scoliosis/*.png | head -1)"
 
 echo
 echo "Done. Report: $REPORT/report.md   Models: exported/   Runs: runs/"

@@ -356,6 +356,15 @@ def _add_top(results: list[dict[str, Any]], top: int) -> None:
             r["top"] = [{"label": c, "probability": p} for c, p in ranked]
 
 
+def _of_view(models: list[OnnxModel], view: str) -> list[OnnxModel]:
+    """The models trained on films of ``view``; none is a refusal, not an empty table."""
+    kept = [m for m in models if m.info.view == view]
+    if not kept:
+        have = ", ".join(sorted({f"{m.info.name} ({m.info.view})" for m in models}))
+        raise ModelRefusedError(f"no {view} model among {have}")
+    return kept
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spinescan-predict",
@@ -372,6 +381,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     parser.add_argument("--top", type=int, metavar="K", help="show only the K most probable classes")
     parser.add_argument("--int8", action="store_true", help="use the int8 model where one was shipped")
+    parser.add_argument(
+        "--view",
+        choices=["lateral", "ap"],
+        help="run only the models of this view (a lateral model says nothing useful about an AP film)",
+    )
     return parser
 
 
@@ -387,9 +401,18 @@ def main(argv: list[str] | None = None) -> int:
         else:
             paths = model_paths(args.models or DEFAULT_MODELS_DIR, int8=args.int8)
         models = [OnnxModel(p) for p in paths]
+        if args.view:
+            models = _of_view(models, args.view)
     except SpineScanError as exc:
         print(f"spinescan-predict: error: {exc}", file=sys.stderr)
         return 2
+    views = sorted({m.info.view for m in models})
+    if len(views) > 1:
+        print(
+            f"spinescan-predict: note: the models cover several views ({', '.join(views)}) and each "
+            "image goes through all of them; pass --view to use only the models of the film's view",
+            file=sys.stderr,
+        )
     images = expand_inputs(args.inputs)
     if not images:
         print("spinescan-predict: error: no images found in the given folders", file=sys.stderr)

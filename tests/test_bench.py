@@ -14,6 +14,7 @@ from spinescan import bench, metrics, runs
 from spinescan.atomic import atomic_write_json
 from spinescan.data import Sample
 from spinescan.registry import get_spec
+from spinescan.study import combine_specialists
 
 CLASSES3 = ("healthy", "kyphosis", "lordosis")
 
@@ -173,7 +174,7 @@ def test_paired_study_gives_the_hand_counted_answer(tmp_path: Path) -> None:
 
 def test_combination_rule() -> None:
     probs = {"kyphosis": np.array([0.9, 0.6, 0.2, 0.7, 0.5]), "lordosis": np.array([0.1, 0.8, 0.3, 0.7, 0.5])}
-    decision = bench.combine_specialists(probs, list(CLASSES3), "healthy")
+    decision = combine_specialists(probs, list(CLASSES3), "healthy")
     # More confident positive wins; nothing above 0.5 (0.5 is not above) -> healthy; ties -> first.
     assert [CLASSES3[i] for i in decision] == ["kyphosis", "lordosis", "healthy", "kyphosis", "healthy"]
 

@@ -61,6 +61,7 @@ def toy_model(
     input_size: tuple[int, int, int] = (32, 24, 1),
     prep: Preprocessing | None = None,
     metadata: bool = True,
+    view: str = "lateral",
 ) -> Path:
     """Write a tiny ONNX classifier with the exporter's metadata (or none)."""
     prep = prep or Preprocessing()
@@ -90,7 +91,7 @@ def toy_model(
             {
                 "model_name": name,
                 "classes": list(classes),
-                "view": "lateral",
+                "view": view,
                 "input_size": list(input_size),
                 "preprocessing": prep.to_json(),
             },
@@ -347,3 +348,31 @@ def test_not_an_onnx_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\x00garbage")
     with pytest.raises(ModelRefusedError, match="not a loadable ONNX model"):
         OnnxModel(path)
+
+
+def test_view_picks_the_models_of_the_film_s_view(
+    tmp_path: Path, images: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    """A lateral and an AP model side by side: --view runs only the one that fits the film."""
+    d = tmp_path / "exported"
+    d.mkdir()
+    toy_model(d / "side.onnx", name="side")
+    toy_model(d / "front.onnx", name="front", classes=("low", "high"), view="ap")
+    write_manifest(d, "side.onnx", "front.onnx")
+    film = str(images["dark.png"])
+
+    assert predictor.main(["--models", str(d), "--json", film]) == 0
+    captured = capsys.readouterr()
+    assert {r["model"] for r in json.loads(captured.out)} == {"side", "front"}
+    assert "several views (ap, lateral)" in captured.err and "--view" in captured.err
+
+    assert predictor.main(["--models", str(d), "--json", "--view", "ap", film]) == 0
+    captured = capsys.readouterr()
+    assert [r["model"] for r in json.loads(captured.out)] == ["front"] and "note" not in captured.err
+
+    only_lateral = tmp_path / "lateral-only"
+    only_lateral.mkdir()
+    toy_model(only_lateral / "side.onnx", name="side")
+    write_manifest(only_lateral, "side.onnx")
+    assert predictor.main(["--models", str(only_lateral), "--view", "ap", film]) == 2
+    assert "no ap model among side (lateral)" in capsys.readouterr().err
