@@ -198,6 +198,8 @@ def trained(lateral_phantoms: Path, tmp_path_factory: pytest.TempPathFactory) ->
         "16",
         "--seed",
         "0",
+        "--checkpoint",
+        "best",  # the rule these tests check: the best epoch after warm-up is the saved model
     ]
     result = CliRunner().invoke(build_cli(), args)
     assert result.exit_code == 0, result.output
@@ -290,6 +292,7 @@ def test_finished_runs_are_found_for_reuse(trained, lateral_phantoms: Path) -> N
         image_size=64,
         epochs=int(EPOCHS),
         batch_size=16,
+        checkpoint="best",
     )
     assert runs.find_matching_run(runs_dir, same) == run_dir
     for other in (
@@ -298,6 +301,7 @@ def test_finished_runs_are_found_for_reuse(trained, lateral_phantoms: Path) -> N
         {"image_size": 48},
         {"backbone": "mobilenetv3small"},
         {"checkpoint": "last"},
+        {"checkpoint": None},  # the default (last) is another training protocol
     ):
         cfg = TrainConfig(**{**same.__dict__, **other})
         assert runs.find_matching_run(runs_dir, cfg) is None

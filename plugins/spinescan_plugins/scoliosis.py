@@ -23,10 +23,10 @@ def register_models(register):
             input_size=(224, 64, 1),
             preprocessing=Preprocessing(resize="spine_crop", crop_aspect=0.2),
             # Real AP sets are small: on an 11-film validation set every epoch after warm-up
-            # scores 1.0, so "the best epoch" is noise, and runs that kept an early one called
-            # healthy crops scoliosis. The run keeps the end of the 40-epoch cosine schedule
-            # instead (checkpoint="last": worst fold-seed 0.70 -> 0.90 on the spine_crop
-            # subset, benchmarks/real_scoliosis.py). min_epochs/patience apply to --checkpoint best.
+            # scores 1.0, so "the best epoch" is noise. The run keeps the end of the 40-epoch
+            # cosine schedule (checkpoint="last": worst fold-seed 0.70 -> 0.90 on the spine_crop
+            # subset, benchmarks/real_scoliosis.py); min_epochs and patience apply only to
+            # --checkpoint best.
             train=TrainDefaults(
                 target_accuracy=0.9, epochs=40, min_epochs=15, patience=10, checkpoint="last"
             ),
