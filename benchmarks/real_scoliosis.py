@@ -135,6 +135,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from spinescan.spec import CHECKPOINTS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/real/fraiwan-kauh-dev")
     parser.add_argument("--out", type=Path, default=Path("reports/real-scoliosis"))
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrain-per-class", type=int, default=None)
     parser.add_argument("--pretrain-epochs", type=int, default=None)
     parser.add_argument("--pretrain-borderline", type=float, default=None)
-    parser.add_argument("--checkpoint", choices=["best", "last"], default=None, help="[plugin default]")
+    parser.add_argument("--checkpoint", choices=CHECKPOINTS, default=None, help="[plugin default]")
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None, help="Override the plugin's epochs (smoke runs).")
     args = parser.parse_args(argv)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from spinescan.report import fmt_metric
+
 REAL_SOURCES = {
     "fraiwan": "real AP films of Fraiwan et al., PLOS ONE 17(5): e0267851 (2022), King Abdullah "
     "University Hospital, Jordan (development subset)",
@@ -114,16 +116,8 @@ def _pretrain_lines(pretrain: dict[str, Any] | None) -> list[str]:
 
 
 def _cv_cell(fig: dict[str, Any], metric: str) -> str:
-    """``mean ± SD (worst) [CI]`` for one metric of a benchmark figure set."""
-    if fig.get(metric) is None:
-        return "n/a"
-    text = f"{_fmt(fig[metric])}"
-    if fig.get(f"{metric}_sd") is not None:
-        text += f" ± {_fmt(fig[f'{metric}_sd'])} (worst {_fmt(fig.get(f'{metric}_worst'))})"
-    ci = fig.get(f"{metric}_ci")
-    if ci and None not in ci:
-        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-    return text
+    """``mean ± SD (worst) [CI]`` for one metric of a benchmark figure set, as in report.md."""
+    return "n/a" if fig.get(metric) is None else fmt_metric(fig, metric, worst=True)
 
 
 def _benchmark_lines(bench: dict[str, Any] | None) -> list[str]:

@@ -190,9 +190,11 @@ def pretrain_on_phantoms(
     spec = _spec_for(config)
     _check_classes(spec)
     size = phantom_size(spec)
-    data = phantoms.phantoms_dir or phantom_dir_for(spec.view, size, phantoms.per_class, phantoms.borderline)
+    data = Path(
+        phantoms.phantoms_dir or phantom_dir_for(spec.view, size, phantoms.per_class, phantoms.borderline)
+    )
     ensure_phantoms(
-        Path(data),
+        data,
         spec.view,
         phantoms.per_class,
         size,
@@ -200,7 +202,7 @@ def pretrain_on_phantoms(
         progress=config.verbose > 0,
         echo=echo,
     )
-    stage = pretrain_config(config, Path(data), phantoms.epochs)
+    stage = pretrain_config(config, data, phantoms.epochs)
     match = runs.find_matching_run(stage.runs_dir, stage) if phantoms.reuse else None
     if match is not None:
         echo(f"Reusing the pretrain run {match}")

@@ -37,11 +37,14 @@ def fmt_ci(ci: Sequence[float] | None, digits: int = 3) -> str:
     return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
-def fmt_metric(entry: dict[str, Any], name: str, digits: int = 3) -> str:
-    """``mean ± SD [CI]``; the SD only when there were several runs."""
+def fmt_metric(entry: dict[str, Any], name: str, digits: int = 3, worst: bool = False) -> str:
+    """``mean ± SD [CI]`` (``mean ± SD (worst W) [CI]`` with ``worst``); the SD and worst run only
+    when there were several runs."""
     text = fmt(entry.get(name), digits)
     if entry.get("n_runs", 1) > 1 and entry.get(f"{name}_sd") is not None:
         text += f" ± {fmt(entry.get(f'{name}_sd'), digits)}"
+        if worst:
+            text += f" (worst {fmt(entry.get(f'{name}_worst'), digits)})"
     ci = fmt_ci(entry.get(f"{name}_ci"), digits)
     return f"{text} {ci}".strip()
 

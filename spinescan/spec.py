@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import keras
 
 VIEWS = ("lateral", "ap")
+CHECKPOINTS = ("last", "best")  # TrainDefaults.checkpoint; see there
 
 
 class ModelBuilder(Protocol):

@@ -37,6 +37,7 @@ import numpy as np
 
 from spinescan import runs
 from spinescan.errors import DataError, SpineScanError, require_tensorflow
+from spinescan.spec import CHECKPOINTS
 
 if TYPE_CHECKING:
     import keras
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 DEFAULT_DATA = Path("dataset/phantoms")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 LR_SCHEDULES = ("cosine", "plateau")
-CHECKPOINTS = ("best", "last")
 
 
 class TrainingInterrupted(SpineScanError):
@@ -428,12 +428,14 @@ def _update_state(state: dict[str, Any], row: dict, args: dict[str, Any], elapse
 
 def _restore_state(history: list[dict], args: dict[str, Any]) -> dict[str, Any]:
     """The recorder's state rebuilt from the history rows kept on resume."""
-    state: dict[str, Any] = {"train_seconds": float(sum(r.get("seconds", 0.0) for r in history))}
+    state: dict[str, Any] = {
+        "train_seconds": float(sum(r.get("seconds", 0.0) for r in history)),
+        "epochs_done": 0,
+    }
     elapsed = 0.0
     for row in history:
         elapsed += row.get("seconds", 0.0)
         _update_state(state, row, args, elapsed)
-    state["epochs_done"] = history[-1]["epoch"] if history else 0
     return state
 
 
@@ -747,7 +749,9 @@ def _callbacks(
             mode="max",
             patience=args["patience"],
             start_from_epoch=args["min_epochs"],
-            restore_best_weights=True,
+            # No in-memory copy of the best weights: the recorder saved the kept epoch to disk
+            # (best validation accuracy, ties by loss) and _finish evaluates that file.
+            restore_best_weights=False,
         )
         callbacks.append(early)
     if args["lr_schedule"] == "plateau":

@@ -7,11 +7,12 @@ import json
 import click
 
 from spinescan.registry import get_registry
+from spinescan.spec import VIEWS
 
 
 @click.command("models")
 @click.argument("pattern", required=False)
-@click.option("--view", type=click.Choice(["lateral", "ap"]), help="Only models of this view.")
+@click.option("--view", type=click.Choice(VIEWS), help="Only models of this view.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models_command(pattern: str | None, view: str | None, as_json: bool) -> None:
     """List registered models, optionally filtered by a glob PATTERN (e.g. '*osis')."""

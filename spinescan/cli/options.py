@@ -8,6 +8,9 @@ from typing import Any, TypeVar
 
 import click
 
+from spinescan.preprocess import RESIZE_MODES
+from spinescan.spec import CHECKPOINTS
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -26,7 +29,7 @@ def runs_option(help_text: str) -> Callable[[F], F]:
 def resize_option(f: F) -> F:
     return click.option(
         "--resize",
-        type=click.Choice(["letterbox", "spine_crop"]),
+        type=click.Choice(RESIZE_MODES),
         help="Resize mode, recorded in the run and the ONNX metadata [plugin default].",
     )(f)
 
@@ -34,7 +37,7 @@ def resize_option(f: F) -> F:
 def checkpoint_option(f: F) -> F:
     return click.option(
         "--checkpoint",
-        type=click.Choice(["best", "last"]),
+        type=click.Choice(CHECKPOINTS),
         help="Keep the best epoch by validation accuracy, or the last one (no early stopping) "
         "[plugin default].",
     )(f)
