@@ -38,9 +38,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TF_SCRIPT = """
 import json, sys
-from spinescan import runs
-from spinescan.imageio import read_image
-from spinescan.preprocess import preprocess
+from spinescan.training import runs
+from spinescan.edge.imageio import read_image
+from spinescan.edge.preprocess import preprocess
 run = runs.load_run(sys.argv[1])
 model = runs.load_model(sys.argv[1])
 x = preprocess(read_image(sys.argv[2]), run.spec.input_size, run.spec.preprocessing)[None]
@@ -52,7 +52,7 @@ print(json.dumps([{"image": sys.argv[2], "label": run.spec.classes[int(p.argmax(
 
 def _train(workdir: Path, epochs: int, per_class: int) -> Path:
     from spinescan.synth import generate
-    from spinescan.train import TrainConfig, train
+    from spinescan.training.loop import TrainConfig, train
 
     data = workdir / "phantoms"
     print(f"Generating {per_class} phantoms per class in {data} ...", flush=True)
@@ -121,9 +121,9 @@ def batch1(exported: Path, run_dir: Path, image: Path, repeats: int) -> dict[str
     """Median milliseconds of one single-image forward pass in a warm process."""
     import onnxruntime as ort
 
-    from spinescan import runs
-    from spinescan.imageio import read_image
-    from spinescan.preprocess import preprocess
+    from spinescan.edge.imageio import read_image
+    from spinescan.edge.preprocess import preprocess
+    from spinescan.training import runs
 
     run = runs.load_run(run_dir)
     x = preprocess(read_image(image), run.spec.input_size, run.spec.preprocessing)[None]
@@ -196,8 +196,8 @@ def main() -> int:
     run_dir = args.run or _train(workdir, args.epochs, args.per_class)
     out = args.out or workdir / "exported"
 
-    from spinescan import runs
-    from spinescan.export import export_runs
+    from spinescan.export.exporter import export_runs
+    from spinescan.training import runs
 
     report = export_runs([run_dir], out, quantize="int8", echo=lambda m: print(m, flush=True))
     report.raise_for_failures()

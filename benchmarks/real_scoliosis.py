@@ -135,7 +135,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spinescan.spec import CHECKPOINTS
+    from spinescan.zoo.spec import CHECKPOINTS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/real/fraiwan-kauh-dev")
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from spinescan.atomic import atomic_write_json, atomic_write_text
-    from spinescan.bench import BenchConfig, run_benchmark
+    from spinescan.evaluation.bench import BenchConfig, run_benchmark
 
     started = time.perf_counter()
     rows, probes = [], {}

@@ -47,7 +47,7 @@ def measure(mode: str, x, y, weights, spec, batch: int, epochs: int, seed: int) 
     """Train a fresh model; return images/s over ``epochs`` timed epochs after one warm-up."""
     import keras
 
-    from spinescan import pipeline
+    from spinescan.training import pipeline
 
     keras.utils.set_random_seed(seed)
     ds = pipeline.make_dataset(
@@ -87,7 +87,7 @@ def measure(mode: str, x, y, weights, spec, batch: int, epochs: int, seed: int) 
 def pipeline_only(mode: str, x, y, weights, spec, batch: int, seed: int) -> dict:
     """Images/s of the input pipeline alone (read, preprocess, augment, batch; no model): how much
     of the machine the pipeline takes away from training."""
-    from spinescan import pipeline
+    from spinescan.training import pipeline
 
     ds = pipeline.make_dataset(
         x, y, spec, batch, training=True, augment=True, sample_weights=weights, seed=seed
@@ -129,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
 
-    from spinescan.data import load_dataset, samples_for_spec
-    from spinescan.pipeline import cache_arrays, class_weights, encode_labels, load_arrays
-    from spinescan.registry import get_spec
+    from spinescan.data.datasets import load_dataset, samples_for_spec
+    from spinescan.training.pipeline import cache_arrays, class_weights, encode_labels, load_arrays
+    from spinescan.zoo.registry import get_spec
 
     spec = get_spec(args.model).with_image_size(args.image_size)
     load_before = [round(v, 2) for v in os.getloadavg()]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from spinescan.hookspecs import hookimpl
+from spinescan.zoo.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "hookimpl", "predict_image"]
@@ -18,8 +18,8 @@ def predict_image(path: str, model: str = "generalist", models_dir: str | None =
     """Classify one image with an exported ONNX model, without TensorFlow.
 
     Mirrors the original notebook's ``predict_image(image_path, model)``; see
-    :func:`spinescan.predictor.predict_image`.
+    :func:`spinescan.edge.predictor.predict_image`.
     """
-    from spinescan.predictor import predict_image as _predict  # noqa: PLC0415
+    from spinescan.edge.predictor import predict_image as _predict  # noqa: PLC0415
 
     return _predict(path, model=model, models_dir=models_dir)

@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinescan import bench, metrics, runs
+from spinescan import metrics
 from spinescan.atomic import atomic_write_json
-from spinescan.data import Sample
-from spinescan.registry import get_spec
-from spinescan.study import combine_specialists
+from spinescan.data.datasets import Sample
+from spinescan.evaluation import bench
+from spinescan.evaluation.study import combine_specialists
+from spinescan.training import runs
+from spinescan.zoo.registry import get_spec
 
 CLASSES3 = ("healthy", "kyphosis", "lordosis")
 
@@ -35,7 +37,7 @@ def fake_run(
     val: tuple[list[str], list[str], np.ndarray],
     info: dict | None = None,
 ) -> Path:
-    """A finished run directory in the layout spinescan.runs reads (no model file)."""
+    """A finished run directory in the layout spinescan.training.runs reads (no model file)."""
     spec = get_spec(model)
     run_dir = runs_dir / model / f"fake-s{seed}"
     run_dir.mkdir(parents=True)
@@ -247,7 +249,7 @@ def test_winners_are_chosen_on_validation_not_test(tmp_path: Path) -> None:
 
 
 def test_report_renders_from_the_leaderboard(tmp_path: Path) -> None:
-    from spinescan.report import write_report
+    from spinescan.evaluation.report import write_report
 
     records, samples = _study_fixture(tmp_path)
     specs = [get_spec(n) for n in ("generalist", "kyphosis", "lordosis")]

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from spinescan.edge.imageio import read_image
+from spinescan.edge.predictor import OnnxModel, model_paths, sha256_file
+from spinescan.edge.preprocess import preprocess
 from spinescan.errors import SpineScanError
-from spinescan.imageio import read_image
-from spinescan.predictor import OnnxModel, model_paths, sha256_file
-from spinescan.preprocess import preprocess
-from spinescan.quantize import gate
+from spinescan.export.quantize import gate
 
 IMAGE_SIZE = 48
 
@@ -36,7 +36,7 @@ def _make_outputs_vary(model, x: np.ndarray, scale: float = 3.0) -> None:
     """
     import keras
 
-    from spinescan.backbones import _walk_layers
+    from spinescan.zoo.backbones import _walk_layers
 
     norms = [layer for layer in _walk_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     saved = [layer.momentum for layer in norms]
@@ -72,11 +72,11 @@ def _train_run(phantom_dir: Path, runs_dir: Path) -> Path:
     """
     import keras
 
-    from spinescan import runs
-    from spinescan.backbones import build_classifier
-    from spinescan.data import load_dataset
-    from spinescan.registry import get_spec
-    from spinescan.splits import make_split
+    from spinescan.data.datasets import load_dataset
+    from spinescan.data.splits import make_split
+    from spinescan.training import runs
+    from spinescan.zoo.backbones import build_classifier
+    from spinescan.zoo.registry import get_spec
 
     keras.utils.set_random_seed(0)
     spec = get_spec("generalist").with_image_size(IMAGE_SIZE)
@@ -142,7 +142,7 @@ def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def _keras_probs(run_dir: Path, paths: list[Path]) -> np.ndarray:
-    from spinescan import runs
+    from spinescan.training import runs
 
     run = runs.load_run(run_dir)
     model = runs.load_model(run_dir)
@@ -229,8 +229,8 @@ def test_export_writes_card_int8_and_standalone(exported: Path) -> None:
 
 def test_card_quotes_the_benchmark_that_chose_the_run(trained_run: Path, tmp_path: Path) -> None:
     """A run chosen by `spinescan bench` exports with the benchmark's cross-run figures and probes."""
-    from spinescan import bench
     from spinescan.cli import main
+    from spinescan.evaluation import bench
 
     run = tmp_path / "runs" / "generalist" / trained_run.name
     shutil.copytree(trained_run, run)
@@ -268,8 +268,7 @@ def test_failed_parity_leaves_previous_files_untouched(
 ) -> None:
     from onnx import numpy_helper
 
-    from spinescan import onnx_convert
-    from spinescan.export import ExportError, export_runs
+    from spinescan.export.exporter import ExportError, export_runs, onnx_convert
 
     out = tmp_path / "exported"
     shutil.copytree(exported, out)
@@ -298,8 +297,7 @@ def test_failed_parity_leaves_previous_files_untouched(
 def test_int8_that_misses_the_gate_is_not_shipped(
     exported: Path, trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spinescan import quantize
-    from spinescan.export import export_runs
+    from spinescan.export.exporter import export_runs, quantize
 
     out = tmp_path / "exported"
     shutil.copytree(exported, out)
@@ -328,10 +326,10 @@ def test_int8_gate_thresholds() -> None:
 def test_every_backbone_exports_with_parity(backbone: str) -> None:
     import onnxruntime as ort
 
-    from spinescan.backbones import build_classifier
-    from spinescan.export import parity_check
-    from spinescan.onnx_convert import keras_to_onnx
-    from spinescan.registry import get_spec
+    from spinescan.export.exporter import parity_check
+    from spinescan.export.onnx_convert import keras_to_onnx
+    from spinescan.zoo.backbones import build_classifier
+    from spinescan.zoo.registry import get_spec
 
     # 64 px: at 32 px the deep backbones end on 1x1 feature maps and BatchNorm statistics of a
     # few images are degenerate. Conversion time hardly depends on the input size.
@@ -359,7 +357,7 @@ def test_every_backbone_exports_with_parity(backbone: str) -> None:
 def test_random_augmentation_layers_are_refused() -> None:
     import keras
 
-    from spinescan.onnx_convert import ExportError, keras_to_onnx
+    from spinescan.export.onnx_convert import ExportError, keras_to_onnx
 
     inputs = keras.Input((16, 16, 1), name="image")
     x = keras.layers.RandomFlip("horizontal")(inputs)
@@ -378,7 +376,7 @@ def _fake_run(runs_dir: Path, model: str, run_id: str, finished: bool = True) ->
 
 
 def test_resolve_runs_winners_names_and_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from spinescan.export import resolve_runs
+    from spinescan.export.exporter import resolve_runs
 
     runs_dir = tmp_path / "runs"
     old = _fake_run(runs_dir, "generalist", "20250101-000000-s0")

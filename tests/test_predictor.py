@@ -22,12 +22,12 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import spinescan
-from spinescan import predictor
-from spinescan.imageio import read_image
-from spinescan.onnx_convert import set_metadata
-from spinescan.predictor import ModelRefusedError, OnnxModel, sha256_file
-from spinescan.preprocess import Preprocessing, preprocess
-from spinescan.standalone import write_standalone
+from spinescan.edge import predictor
+from spinescan.edge.imageio import read_image
+from spinescan.edge.predictor import ModelRefusedError, OnnxModel, sha256_file
+from spinescan.edge.preprocess import Preprocessing, preprocess
+from spinescan.export.onnx_convert import set_metadata
+from spinescan.export.standalone import write_standalone
 
 # Mean intensity m of the preprocessed image -> logits (4 - 8m, 0, 8m - 4): dark films are class 0,
 # bright ones class 2.
@@ -202,7 +202,7 @@ def test_blocker_really_blocks_tensorflow(tmp_path: Path) -> None:
 def test_cli_without_tensorflow_classifies_good_and_reports_bad(
     tmp_path: Path, models_dir: Path, images: dict[str, Path]
 ) -> None:
-    script = "import sys; from spinescan.predictor import main; sys.exit(main())"
+    script = "import sys; from spinescan.edge.predictor import main; sys.exit(main())"
     args = [str(images[n]) for n in (*GOOD, *BAD)]
     proc = subprocess.run(
         [sys.executable, "-c", script, "--models", str(models_dir), "--json", *args],
@@ -261,7 +261,7 @@ def test_standalone_predict_py_needs_no_spinescan_or_tensorflow(
 def test_standalone_embeds_the_package_sources(tmp_path: Path) -> None:
     text = write_standalone(tmp_path).read_text()
     for module in ("preprocess", "imageio", "predictor", "errors"):
-        source = (Path(spinescan.__file__).parent / f"{module}.py").read_text()
+        source = (Path(spinescan.__file__).parent / (module.replace(".", "/") + ".py")).read_text()
         assert source in text, f"{module}.py is not embedded verbatim"
 
 

@@ -38,8 +38,8 @@ def few_films(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def two_stage(few_films: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Pretrain on 24 tiny phantoms, then fine-tune with zero epochs: the saved model is then
     exactly the initialised one, which is how we see where fine-tuning starts."""
-    from spinescan.pretrain import PhantomStage, pretrain_and_finetune
-    from spinescan.train import TrainConfig
+    from spinescan.training.loop import TrainConfig
+    from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune
 
     tmp = tmp_path_factory.mktemp("pretrain")
     config = TrainConfig(
@@ -84,7 +84,7 @@ def test_both_stages_are_recorded(two_stage: dict, few_films: Path) -> None:
     assert entry["synthetic"] is True and entry["view_images"] == 24
     assert entry["val_accuracy"] == pre_metrics["val"]["accuracy"]
     # The model card says where the weights started.
-    from spinescan.modelcard import _pretrain_lines
+    from spinescan.export.modelcard import _pretrain_lines
 
     (line,) = _pretrain_lines(entry)
     assert "24 synthetic phantoms" in line and entry["run_id"] in line
@@ -95,7 +95,7 @@ def test_both_stages_are_recorded(two_stage: dict, few_films: Path) -> None:
 
 
 def test_finetuning_starts_from_the_pretrained_weights(two_stage: dict) -> None:
-    from spinescan import runs
+    from spinescan.training import runs
 
     run_dir = two_stage["first"].run_dir
     pre_dir = Path(_read(run_dir, "config.json")["pretrain"]["run_dir"])
@@ -163,8 +163,8 @@ def test_phantom_pretraining_refuses_classes_the_generator_does_not_draw() -> No
     from dataclasses import replace
 
     from spinescan.errors import DataError
-    from spinescan.pretrain import _check_classes
-    from spinescan.registry import get_spec
+    from spinescan.training.pretrain import _check_classes
+    from spinescan.zoo.registry import get_spec
 
     spec = replace(get_spec("scoliosis"), classes=("healthy", "spondylolisthesis"))
     with pytest.raises(DataError, match="spondylolisthesis"):

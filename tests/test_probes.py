@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from spinescan import metrics
-from spinescan.probes import FEATURE_NAMES, features_for, image_features, run_probes
+from spinescan.evaluation.probes import FEATURE_NAMES, features_for, image_features, run_probes
 
 pytest.importorskip("sklearn")
 
@@ -60,7 +60,7 @@ def test_probe_is_near_chance_on_shuffled_labels(tmp_path: Path) -> None:
 
 
 def test_probe_is_near_chance_on_phantoms(phantom_dir: Path) -> None:
-    from spinescan.data import load_dataset
+    from spinescan.data.datasets import load_dataset
 
     dataset = load_dataset(phantom_dir).select(view="lateral")
     classes = sorted({s.label for s in dataset.samples})
@@ -75,7 +75,7 @@ def test_probe_is_near_chance_on_phantoms(phantom_dir: Path) -> None:
 @pytest.mark.real
 def test_probe_finds_the_framing_shortcut_on_real_films(real_dir: Path) -> None:
     """The real AP set's framing bias (issue 7): width/height alone separates its classes."""
-    from spinescan.data import load_dataset
+    from spinescan.data.datasets import load_dataset
 
     dataset = load_dataset(real_dir / "fraiwan-kauh-dev", default_view="ap")
     classes = ["healthy", "scoliosis"]

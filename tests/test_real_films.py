@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from spinescan import metrics
-from spinescan.probes import features_for, run_probes
+from spinescan.evaluation.probes import features_for, run_probes
 
 pytest.importorskip("sklearn")
 
@@ -24,7 +24,7 @@ CLASSES = ["healthy", "scoliosis"]
 
 
 def _real_samples(real_dir: Path) -> list:
-    from spinescan.data import load_dataset
+    from spinescan.data.datasets import load_dataset
 
     return load_dataset(real_dir / "fraiwan-kauh-dev", default_view="ap").samples
 
@@ -34,8 +34,8 @@ def _model_window(path: Path, prep, size: tuple[int, int]) -> tuple[int, float]:
     rows kept). Padding is marked -1; trimmed rows mean the film was zoomed in."""
     from dataclasses import replace
 
-    from spinescan.imageio import read_image
-    from spinescan.preprocess import crop_to_aspect, resize_to, scale_intensity, to_grey
+    from spinescan.edge.imageio import read_image
+    from spinescan.edge.preprocess import crop_to_aspect, resize_to, scale_intensity, to_grey
 
     prep = replace(prep, pad_value=-1.0)
     x = scale_intensity(to_grey(read_image(path)), prep)
@@ -48,7 +48,7 @@ def _model_window(path: Path, prep, size: tuple[int, int]) -> tuple[int, float]:
 def test_scoliosis_preprocessing_removes_the_film_width_that_letterbox_keeps(real_dir: Path) -> None:
     from dataclasses import replace
 
-    from spinescan.registry import get_spec
+    from spinescan.zoo.registry import get_spec
 
     spec = get_spec("scoliosis")
     size = spec.input_size[:2]
@@ -85,7 +85,7 @@ def test_probe_reads_the_framing_even_among_spine_crops(real_dir: Path) -> None:
 
 def test_probe_is_near_chance_on_ap_phantoms(phantom_dir: Path) -> None:
     """The AP phantoms used for pretraining draw framing independently of the class."""
-    from spinescan.data import load_dataset
+    from spinescan.data.datasets import load_dataset
 
     samples = load_dataset(phantom_dir).select(view="ap").samples
     labels = [CLASSES.index(s.label) for s in samples]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from spinescan.edge.preprocess import Preprocessing
 from spinescan.errors import SpecError
-from spinescan.preprocess import Preprocessing
-from spinescan.spec import ModelSpec, default_builder
+from spinescan.zoo.spec import ModelSpec, default_builder
 
 HERE = Path(__file__).parent
 BUILTINS = {"generalist", "lordosis", "kyphosis", "scoliosis"}
@@ -56,7 +56,7 @@ def test_builtins_listed_with_classes() -> None:
 
 def test_listing_does_not_import_tensorflow() -> None:
     code = (
-        "import sys, spinescan.registry as r; specs = r.list_models(); "
+        "import sys, spinescan.zoo.registry as r; specs = r.list_models(); "
         "assert len(specs) >= 4; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -65,7 +65,7 @@ def test_listing_does_not_import_tensorflow() -> None:
 
 
 def test_builtins_come_from_entry_points() -> None:
-    from spinescan.registry import load_registry
+    from spinescan.zoo.registry import load_registry
 
     registry = load_registry()
     for name in BUILTINS:
@@ -162,7 +162,7 @@ def test_spec_validation(changes: dict, needle: str) -> None:
 
 
 def test_spec_carries_everything_call_sites_need() -> None:
-    from spinescan.registry import get_spec
+    from spinescan.zoo.registry import get_spec
 
     spec = get_spec("lordosis")
     assert spec.view == "lateral" and spec.classes == ("healthy", "lordosis")
@@ -178,7 +178,7 @@ def test_unknown_model_lists_known_ones() -> None:
     proc = run_cli(["models", "--view", "ap"])
     assert proc.returncode == 0 and "scoliosis" in proc.stdout and "generalist" not in proc.stdout
     from spinescan.errors import SpineScanError
-    from spinescan.registry import get_spec
+    from spinescan.zoo.registry import get_spec
 
     with pytest.raises(SpineScanError, match="registered models: generalist"):
         get_spec("nope")

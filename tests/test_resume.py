@@ -15,9 +15,9 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from spinescan import runs  # noqa: E402
-from spinescan import train as train_module  # noqa: E402
-from spinescan.train import TrainConfig, TrainingInterrupted, train  # noqa: E402
+from spinescan.training import loop as train_module  # noqa: E402
+from spinescan.training import runs  # noqa: E402
+from spinescan.training.loop import TrainConfig, TrainingInterrupted, train  # noqa: E402
 
 
 def _small_copy(src: Path, dst: Path, per_class: int) -> Path:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from spinescan.data import Sample
+from spinescan.data.datasets import Sample
+from spinescan.data.splits import Split, kfold_splits, make_split
 from spinescan.errors import DataError
-from spinescan.splits import Split, kfold_splits, make_split
 
 
 def _samples(per_class: dict[str, int], images_per_patient: int = 1) -> list[Sample]:

@@ -14,12 +14,12 @@ pytest.importorskip("tensorflow")
 
 from click.testing import CliRunner  # noqa: E402
 
-from spinescan import runs  # noqa: E402
-from spinescan.backbones import BACKBONES, build_classifier, transfer_weights  # noqa: E402
 from spinescan.cli import build_cli  # noqa: E402
 from spinescan.errors import DataError, SpineScanError  # noqa: E402
-from spinescan.registry import get_spec  # noqa: E402
-from spinescan.train import TrainConfig, train  # noqa: E402
+from spinescan.training import runs  # noqa: E402
+from spinescan.training.loop import TrainConfig, train  # noqa: E402
+from spinescan.zoo.backbones import BACKBONES, build_classifier, transfer_weights  # noqa: E402
+from spinescan.zoo.registry import get_spec  # noqa: E402
 
 LATERAL = ("healthy", "kyphosis", "lordosis")
 EPOCHS = "20"
@@ -262,7 +262,7 @@ def test_run_directory_is_complete(trained) -> None:
 def test_validation_accuracy_matches_inference_mode(trained, lateral_phantoms: Path) -> None:
     """The best validation accuracy recorded during training is what the saved model scores in
     inference mode on the validation images, read back from disk."""
-    from spinescan.data import load_dataset
+    from spinescan.data.datasets import load_dataset
 
     run_dir, metrics, _ = trained
     run = runs.load_run(run_dir)
@@ -334,7 +334,7 @@ def _rows(val_accuracy: list[float], val_loss: list[float] | None = None) -> lis
     ],
 )
 def test_kept_epoch_follows_the_checkpoint_rule(checkpoint, min_epochs, accuracies, losses, kept) -> None:
-    from spinescan.train import _restore_state, _update_state
+    from spinescan.training.loop import _restore_state, _update_state
 
     args = {"checkpoint": checkpoint, "min_epochs": min_epochs, "target_accuracy": 0.85}
     rows = _rows(accuracies, losses)

@@ -1,7 +1,7 @@
 """The generalist: one lateral-film model for healthy / kyphosis / lordosis."""
 
 from spinescan import hookimpl
-from spinescan.spec import ModelSpec, TrainDefaults, default_builder
+from spinescan.zoo.spec import ModelSpec, TrainDefaults, default_builder
 
 
 @hookimpl

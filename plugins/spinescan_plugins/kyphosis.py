@@ -1,7 +1,7 @@
 """The kyphosis specialist: lateral film, healthy vs hyperkyphosis."""
 
 from spinescan import hookimpl
-from spinescan.spec import ModelSpec, TrainDefaults, default_builder
+from spinescan.zoo.spec import ModelSpec, TrainDefaults, default_builder
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """The lordosis specialist: lateral film, healthy vs hyperlordosis."""
 
 from spinescan import hookimpl
-from spinescan.spec import ModelSpec, TrainDefaults, default_builder
+from spinescan.zoo.spec import ModelSpec, TrainDefaults, default_builder
 
 
 @hookimpl

@@ -1,8 +1,8 @@
 """The scoliosis model: AP film, healthy vs scoliosis (coronal Cobb >= 10 deg)."""
 
 from spinescan import hookimpl
-from spinescan.preprocess import Preprocessing
-from spinescan.spec import ModelSpec, TrainDefaults, default_builder
+from spinescan.edge.preprocess import Preprocessing
+from spinescan.zoo.spec import ModelSpec, TrainDefaults, default_builder
 
 
 @hookimpl

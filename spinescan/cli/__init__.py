@@ -40,7 +40,7 @@ def _add_plugin_commands(group: click.Group) -> None:
     A plugin may add commands but not replace a built-in one: that would silently change what a
     documented command does, so the built-in is restored and the plugin reported.
     """
-    from spinescan.registry import get_registry  # noqa: PLC0415
+    from spinescan.zoo.registry import get_registry  # noqa: PLC0415
 
     registry = get_registry()
     builtins = dict(group.commands)

@@ -82,7 +82,7 @@ def bench_command(
     winners on validation accuracy (saved to RUNS/winners.json for `spinescan export --onnx`), and
     writes leaderboard.json, report.md and plots to --out.
     """
-    from spinescan.bench import BenchConfig, run_benchmark  # noqa: PLC0415
+    from spinescan.evaluation.bench import BenchConfig, run_benchmark  # noqa: PLC0415
 
     config = BenchConfig(
         models=names,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from spinescan.data import CheckReport, check_dataset
+from spinescan.data.datasets import CheckReport, check_dataset
 
 
 @click.group("data")

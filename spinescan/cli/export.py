@@ -1,4 +1,4 @@
-"""``spinescan export --onnx``: argument parsing and the summary; the work is in spinescan.export."""
+"""``spinescan export --onnx``: argument parsing and the summary; the work is in spinescan.export.exporter."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def export_command(
     in OUT/manifest.json, beside a model card and the standalone OUT/predict.py. A model that
     fails a check is not written; its previous files stay.
     """
-    from spinescan.export import export_runs, resolve_runs  # noqa: PLC0415 - TensorFlow comes later
+    from spinescan.export.exporter import export_runs, resolve_runs  # noqa: PLC0415 - TensorFlow comes later
 
     targets = resolve_runs(names, run_dir, runs_dir)
     report = export_runs(targets, out, quantize=quantize, opset=opset, data=data, echo=_echo)

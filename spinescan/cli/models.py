@@ -6,8 +6,8 @@ import json
 
 import click
 
-from spinescan.registry import get_registry
-from spinescan.spec import VIEWS
+from spinescan.zoo.registry import get_registry
+from spinescan.zoo.spec import VIEWS
 
 
 @click.command("models")

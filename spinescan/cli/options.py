@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
-from spinescan.preprocess import RESIZE_MODES
-from spinescan.spec import CHECKPOINTS
+from spinescan.edge.preprocess import RESIZE_MODES
+from spinescan.zoo.spec import CHECKPOINTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +44,7 @@ def checkpoint_option(f: F) -> F:
 
 
 def pretrain_options(f: F) -> F:
-    """``--pretrain phantoms|RUN_DIR`` and the settings of its phantom stage (spinescan.pretrain)."""
+    """``--pretrain phantoms|RUN_DIR`` and the settings of its phantom stage (spinescan.training.pretrain)."""
     options = [
         click.option(
             "--pretrain",

@@ -1,4 +1,4 @@
-"""``spinescan train NAME``: parse arguments, call :func:`spinescan.train.train`, print a summary."""
+"""``spinescan train NAME``: parse arguments, call :func:`spinescan.training.loop.train`, print a summary."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from spinescan.backbones import BACKBONES  # no TensorFlow at import time
 from spinescan.cli.options import checkpoint_option, pretrain_options, resize_option, runs_option
+from spinescan.zoo.backbones import BACKBONES  # no TensorFlow at import time
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -137,7 +137,7 @@ def train_command(
 
     Interrupt with Ctrl-C at any time: finished epochs are kept and --resume continues.
     """
-    from spinescan.train import TrainConfig, train  # noqa: PLC0415 - TensorFlow is imported in train()
+    from spinescan.training.loop import TrainConfig, train  # noqa: PLC0415 - TensorFlow is imported in train()
 
     config = TrainConfig(
         model=name,
@@ -166,7 +166,7 @@ def train_command(
         checkpoint=checkpoint,
     )
     if pretrain:
-        from spinescan.pretrain import PhantomStage, pretrain_and_finetune  # noqa: PLC0415
+        from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune  # noqa: PLC0415
 
         result = pretrain_and_finetune(
             config,

@@ -1,7 +1,7 @@
 """A plugin that imports fine but registers a malformed spec."""
 
 from spinescan import hookimpl
-from spinescan.spec import ModelSpec, default_builder
+from spinescan.zoo.spec import ModelSpec, default_builder
 
 
 @hookimpl

@@ -1,7 +1,7 @@
 """A plugin that steals a built-in model's name."""
 
 from spinescan import hookimpl
-from spinescan.spec import ModelSpec, default_builder
+from spinescan.zoo.spec import ModelSpec, default_builder
 
 
 @hookimpl

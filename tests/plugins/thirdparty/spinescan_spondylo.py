@@ -3,7 +3,7 @@
 import click
 
 from spinescan import hookimpl
-from spinescan.spec import ModelSpec, TrainDefaults, default_builder
+from spinescan.zoo.spec import ModelSpec, TrainDefaults, default_builder
 
 
 @hookimpl

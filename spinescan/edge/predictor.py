@@ -5,7 +5,7 @@ imports TensorFlow, so it runs on a clinic laptop or a Raspberry Pi. Everything 
 (classes in output order, input size, the exact preprocessing) is read from the ONNX file's
 ``metadata_props``, written by ``spinescan export``; nothing about a model is repeated here, so a
 model file cannot be fed the wrong tensors. Images go through the same
-:func:`spinescan.preprocess.preprocess` and :func:`spinescan.imageio.read_image` the trainer uses.
+:func:`spinescan.edge.preprocess.preprocess` and :func:`spinescan.edge.imageio.read_image` the trainer uses.
 
 The export also writes ``exported/predict.py``: this module, ``imageio``, ``preprocess`` and
 ``errors`` inlined into one file that needs only onnxruntime, numpy and opencv-python-headless.
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from spinescan.edge.imageio import is_image_candidate, read_image
+from spinescan.edge.preprocess import Preprocessing, preprocess
 from spinescan.errors import ImageReadError, SpineScanError
-from spinescan.imageio import is_image_candidate, read_image
-from spinescan.preprocess import Preprocessing, preprocess
 
 #: ``metadata_props`` keys written by the export. ``FORMAT_KEY`` marks a Spine Scan model.
 FORMAT_KEY = "spinescan_format"
@@ -155,7 +155,7 @@ class OnnxModel:
     """One exported model in an onnxruntime session: ``predict(batch) -> probabilities``."""
 
     def __init__(self, path: str | os.PathLike[str], verify: bool = True) -> None:
-        import onnxruntime as ort  # noqa: PLC0415 - keeps `import spinescan.predictor` cheap
+        import onnxruntime as ort  # noqa: PLC0415 - keeps `import spinescan.edge.predictor` cheap
 
         self.path = Path(path)
         if not self.path.is_file():

@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 import click
 
+from spinescan.edge.imageio import decode_image, is_image_candidate, read_image
 from spinescan.errors import DataError, ImageReadError
-from spinescan.imageio import decode_image, is_image_candidate, read_image
-from spinescan.spec import VIEWS
+from spinescan.zoo.spec import VIEWS
 
 MANIFEST = "manifest.csv"
 UNSPECIFIED_VIEW = "unspecified"

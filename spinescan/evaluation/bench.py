@@ -2,14 +2,14 @@
 
 Spine Scan exists to answer one question: is a generalist (healthy / kyphosis / lordosis) more
 accurate than one specialist per condition? Here every model is trained on the same dataset, split
-and seeds (a split is a property of ``(dataset, view, seed)``, see :mod:`spinescan.splits`, so a
+and seeds (a split is a property of ``(dataset, view, seed)``, see :mod:`spinescan.data.splits`, so a
 specialist's test images are exactly the generalist's test images of its two classes), and each
 finished run is read back as a :class:`RunRecord`. The paired generalist-vs-specialist study on
-those records, and the paragraph answering the question, live in :mod:`spinescan.study`.
+those records, and the paragraph answering the question, live in :mod:`spinescan.evaluation.study`.
 
 Winners (one run per model) are chosen on *validation* accuracy, ties broken by time to target,
 never on test figures, and written to ``<runs>/winners.json`` for ``spinescan export --onnx``.
-Shortcut probes (:mod:`spinescan.probes`) and ``--by COLUMN`` subgroup metrics are reported beside
+Shortcut probes (:mod:`spinescan.evaluation.probes`) and ``--by COLUMN`` subgroup metrics are reported beside
 the CNNs. TensorFlow is only imported when a model is trained, loaded or timed.
 """
 
@@ -33,13 +33,13 @@ import numpy as np
 from spinescan import metrics as m
 from spinescan.atomic import atomic_write_json
 from spinescan.errors import DataError, SpineScanError
-from spinescan.runs import BENCHMARK
-from spinescan.study import run_study
+from spinescan.evaluation.study import run_study
+from spinescan.training.runs import BENCHMARK
 
 if TYPE_CHECKING:
-    from spinescan.data import Dataset, Sample
-    from spinescan.spec import ModelSpec
-    from spinescan.splits import Split
+    from spinescan.data.datasets import Dataset, Sample
+    from spinescan.data.splits import Split
+    from spinescan.zoo.spec import ModelSpec
 
 DEFAULT_DATA = Path("dataset/phantoms")
 DEFAULT_PER_CLASS = 300
@@ -134,7 +134,7 @@ def _part(files: Sequence[str], labels: Sequence[str], probs: np.ndarray, classe
 
 def load_record(run_dir: str | Path, reused: bool = False) -> RunRecord:
     """Read a finished run directory (config, metrics and predictions) into a :class:`RunRecord`."""
-    from spinescan import runs  # noqa: PLC0415
+    from spinescan.training import runs  # noqa: PLC0415
 
     run = runs.load_run(run_dir)
     if not run.finished:
@@ -171,14 +171,14 @@ class ModelAccess:
         self._models: dict[Path, Any] = {}
 
     def _model(self, record: RunRecord) -> Any:
-        from spinescan import runs  # noqa: PLC0415
+        from spinescan.training import runs  # noqa: PLC0415
 
         if record.run_dir not in self._models:
             self._models[record.run_dir] = runs.load_model(record.run_dir)
         return self._models[record.run_dir]
 
     def predict(self, record: RunRecord, samples: Sequence[Sample]) -> np.ndarray:
-        from spinescan import runs  # noqa: PLC0415
+        from spinescan.training import runs  # noqa: PLC0415
 
         return runs.predict_probs(self._model(record), samples, record.spec)
 
@@ -188,7 +188,7 @@ class ModelAccess:
         The forward pass (Keras ``predict_on_batch``, compiled graph) is timed after two warm-up
         calls, as the median of ``n`` single-image calls on this machine's CPU.
         """
-        from spinescan.pipeline import load_image  # noqa: PLC0415
+        from spinescan.training.pipeline import load_image  # noqa: PLC0415
 
         samples = list(samples)[:n]
         if not samples or not (record.run_dir / "model.keras").is_file():
@@ -534,7 +534,7 @@ def _probe_entries(
     """Shortcut probes per task, scored on the same test images as the CNN of that task."""
     if probe_features is None or not samples:
         return []
-    from spinescan.probes import run_probes  # noqa: PLC0415
+    from spinescan.evaluation.probes import run_probes  # noqa: PLC0415
 
     entries = []
     cache: dict[tuple[str, tuple[str, ...]], list[Any]] = {}
@@ -592,7 +592,7 @@ def resolve_specs(
     names: Sequence[str], dataset: Dataset | None, echo: Callable[[str], None]
 ) -> list[ModelSpec]:
     """The requested specs (default: every registered model whose view and classes have images)."""
-    from spinescan.registry import get_spec, list_models  # noqa: PLC0415
+    from spinescan.zoo.registry import get_spec, list_models  # noqa: PLC0415
 
     if names:
         return [get_spec(n) for n in dict.fromkeys(names)]
@@ -614,7 +614,7 @@ def resolve_specs(
 
 def plan_jobs(config: BenchConfig, specs: Sequence[ModelSpec], dataset: Dataset) -> list[Job]:
     """One job per model x backbone x seed (x fold); folds come from the whole view's images."""
-    from spinescan.splits import kfold_splits  # noqa: PLC0415
+    from spinescan.data.splits import kfold_splits  # noqa: PLC0415
 
     jobs = []
     fold_cache: dict[tuple[str, int], list[Split]] = {}
@@ -639,7 +639,7 @@ def plan_jobs(config: BenchConfig, specs: Sequence[ModelSpec], dataset: Dataset)
 
 
 def _train_config(config: BenchConfig, job: Job, data: Path) -> Any:
-    from spinescan.train import TrainConfig  # noqa: PLC0415
+    from spinescan.training.loop import TrainConfig  # noqa: PLC0415
 
     return TrainConfig(
         model=job.model,
@@ -661,8 +661,8 @@ def train_or_reuse(
     config: BenchConfig, jobs: Sequence[Job], data: Path, echo: Callable[[str], None]
 ) -> list[tuple[Path, bool]]:
     """Run every job, reusing a finished equivalent run when one exists (``reuse``)."""
-    from spinescan.runs import find_matching_run  # noqa: PLC0415
-    from spinescan.train import train  # noqa: PLC0415
+    from spinescan.training.loop import train  # noqa: PLC0415
+    from spinescan.training.runs import find_matching_run  # noqa: PLC0415
 
     done = []
     pretrained: dict[str, Path] = {}  # model -> pretrain run dir, resolved once for all folds/seeds
@@ -685,7 +685,7 @@ def train_or_reuse(
         keras.backend.clear_session()
         t0 = time.perf_counter()
         if config.pretrain:
-            from spinescan.pretrain import finetune  # noqa: PLC0415
+            from spinescan.training.pretrain import finetune  # noqa: PLC0415
 
             result = finetune(tc, tc.init_from)
         else:
@@ -696,7 +696,7 @@ def train_or_reuse(
 
 
 def _pretrain_run(config: BenchConfig, tc: Any, echo: Callable[[str], None]) -> Path:
-    from spinescan import pretrain  # noqa: PLC0415
+    from spinescan.training import pretrain  # noqa: PLC0415
 
     phantoms = pretrain.PhantomStage.from_options(
         config.pretrain_per_class, config.pretrain_epochs, config.pretrain_borderline, reuse=config.reuse
@@ -740,8 +740,8 @@ def run_benchmark(
 ) -> dict[str, Any]:
     """Train or reuse, evaluate, choose winners, write the report; returns the leaderboard."""
     from spinescan import __version__  # noqa: PLC0415
-    from spinescan.data import load_dataset  # noqa: PLC0415
-    from spinescan.report import write_report  # noqa: PLC0415
+    from spinescan.data.datasets import load_dataset  # noqa: PLC0415
+    from spinescan.evaluation.report import write_report  # noqa: PLC0415
 
     echo = echo or (lambda msg: print(msg, file=sys.stderr))
     started = time.perf_counter()
@@ -835,7 +835,7 @@ def run_benchmark(
 def _feature_reader(echo: Callable[[str], None]) -> Callable[[Sequence[Sample]], np.ndarray]:
     import click  # noqa: PLC0415
 
-    from spinescan.probes import features_for  # noqa: PLC0415
+    from spinescan.evaluation.probes import features_for  # noqa: PLC0415
 
     def read(samples: Sequence[Sample]) -> np.ndarray:
         with click.progressbar(

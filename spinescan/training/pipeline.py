@@ -1,7 +1,7 @@
 """The tf.data input pipeline: images to batches, with augmentation and class weights.
 
 Three sources feed the same batches, and all of them call the one numpy
-:func:`spinescan.preprocess.preprocess`, so the tensors a model trains on are the tensors the
+:func:`spinescan.edge.preprocess.preprocess`, so the tensors a model trains on are the tensors the
 predictor feeds it:
 
 * *in memory* (the default): every image is decoded and preprocessed once into one array, and
@@ -35,15 +35,15 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
+from spinescan.edge.imageio import read_image
+from spinescan.edge.preprocess import Preprocessing, preprocess
 from spinescan.errors import require_tensorflow
-from spinescan.imageio import read_image
-from spinescan.preprocess import Preprocessing, preprocess
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    from spinescan.data import Sample
-    from spinescan.spec import ModelSpec
+    from spinescan.data.datasets import Sample
+    from spinescan.zoo.spec import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """``spinescan export --onnx``: turn finished training runs into files the edge predictor trusts.
 
-For each run: load ``model.keras`` (safe mode), convert it (:mod:`spinescan.onnx_convert`), stamp
+For each run: load ``model.keras`` (safe mode), convert it (:mod:`spinescan.export.onnx_convert`), stamp
 everything the predictor needs into ``metadata_props``, then *prove* the file is faithful: Keras
 and onnxruntime must agree on the run's own validation images (max |Δp| <= 1e-4, identical
-argmax). Optionally quantize to int8 (:mod:`spinescan.quantize`) and ship it only if it passes its
+argmax). Optionally quantize to int8 (:mod:`spinescan.export.quantize`) and ship it only if it passes its
 gate. Finally write the model card, ``manifest.json`` (with each file's sha256, which the
 predictor checks) and the standalone ``predict.py``.
 
@@ -25,20 +25,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinescan import __version__, runs
+from spinescan import __version__
 from spinescan.atomic import atomic_write_json, atomic_write_text
+from spinescan.edge.imageio import read_image
+from spinescan.edge.predictor import MANIFEST_NAME, OnnxModel, read_manifest, sha256_file
+from spinescan.edge.preprocess import preprocess
 from spinescan.errors import ImageReadError, SpineScanError
-from spinescan.imageio import read_image
-from spinescan.modelcard import bootstrap_test_cis, describe_data, model_card
-from spinescan.onnx_convert import DEFAULT_OPSET, ExportError, set_metadata
-from spinescan.predictor import MANIFEST_NAME, OnnxModel, read_manifest, sha256_file
-from spinescan.preprocess import preprocess
-from spinescan.standalone import write_standalone
+from spinescan.export.modelcard import bootstrap_test_cis, describe_data, model_card
+from spinescan.export.onnx_convert import DEFAULT_OPSET, ExportError, set_metadata
+from spinescan.export.standalone import write_standalone
+from spinescan.training import runs
 
 if TYPE_CHECKING:
-    from spinescan.data import Sample
-    from spinescan.runs import Run
-    from spinescan.spec import ModelSpec
+    from spinescan.data.datasets import Sample
+    from spinescan.training.runs import Run
+    from spinescan.zoo.spec import ModelSpec
 
 PARITY_TOLERANCE = 1e-4
 PARITY_IMAGES = 64
@@ -119,7 +120,7 @@ class SplitImages:
 
 def split_samples(run: Run, data: str | Path | None = None) -> dict[str, list[Sample]]:
     """The run's train/val/test samples, found in the dataset its ``config.json`` names (or ``data``)."""
-    from spinescan.data import load_dataset  # noqa: PLC0415
+    from spinescan.data.datasets import load_dataset  # noqa: PLC0415
 
     if run.split is None:
         raise ExportError(
@@ -257,7 +258,7 @@ def stage_run(
     echo: Echo = _silent,
 ) -> Staged:
     """Convert, check and (optionally) quantize one run into ``staging``; raise if any check fails."""
-    from spinescan.onnx_convert import keras_to_onnx  # noqa: PLC0415
+    from spinescan.export.onnx_convert import keras_to_onnx  # noqa: PLC0415
 
     run = runs.load_run(run_dir)
     if not run.finished:
@@ -314,7 +315,7 @@ def _stage_int8(
 ) -> tuple[dict[str, Any], Path]:
     import onnx  # noqa: PLC0415
 
-    from spinescan.quantize import evaluate_int8, quantize_int8  # noqa: PLC0415
+    from spinescan.export.quantize import evaluate_int8, quantize_int8  # noqa: PLC0415
 
     name = spec.name
     int8_path = fp32_path.with_name(f"{name}.int8.onnx")

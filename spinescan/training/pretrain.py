@@ -6,7 +6,7 @@ films' framing instead of the spine. Pretraining on a few thousand rendered phan
 view first teaches it what curvature looks like, from images whose labels come from geometry and
 whose framing is class-independent; fine-tuning then adapts it to real films (issue 7).
 
-Both stages are ordinary runs of the same model through :func:`spinescan.train.train`, so each
+Both stages are ordinary runs of the same model through :func:`spinescan.training.loop.train`, so each
 leaves a complete run directory. The pretrain run is reused whenever an equivalent one exists
 (same phantom set, model and settings), so a k-fold benchmark pretrains once; the phantom set is
 reused when its recorded parameters match. The fine-tuned run records where it started from: its
@@ -26,13 +26,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spinescan import runs
 from spinescan.atomic import atomic_write_json
 from spinescan.errors import DataError, SpineScanError
+from spinescan.training import runs
 
 if TYPE_CHECKING:
-    from spinescan.spec import ModelSpec
-    from spinescan.train import RunResult, TrainConfig
+    from spinescan.training.loop import RunResult, TrainConfig
+    from spinescan.zoo.spec import ModelSpec
 
 PHANTOMS = "phantoms"
 DATASET_ROOT = Path("dataset")
@@ -185,7 +185,7 @@ def pretrain_on_phantoms(
     config: TrainConfig, phantoms: PhantomStage = PhantomStage(), echo: Echo = _silent
 ) -> Path:
     """Render (or reuse) the phantoms and train (or reuse) the pretrain run; returns its run dir."""
-    from spinescan.train import _spec_for, train  # noqa: PLC0415
+    from spinescan.training.loop import _spec_for, train  # noqa: PLC0415
 
     spec = _spec_for(config)
     _check_classes(spec)
@@ -266,7 +266,7 @@ def record_pretrain(run_dir: Path, pretrain_dir: Path) -> dict[str, Any]:
 
 def finetune(config: TrainConfig, pretrain_dir: Path) -> RunResult:
     """Train ``config`` starting from ``pretrain_dir``'s weights and record where it started."""
-    from spinescan.train import train  # noqa: PLC0415
+    from spinescan.training.loop import train  # noqa: PLC0415
 
     result = train(replace(config, init_from=Path(pretrain_dir)))
     if result.metrics:  # the chief of a multi-worker run, or a single process

@@ -35,16 +35,16 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from spinescan import runs
 from spinescan.errors import DataError, SpineScanError, require_tensorflow
-from spinescan.spec import CHECKPOINTS
+from spinescan.training import runs
+from spinescan.zoo.spec import CHECKPOINTS
 
 if TYPE_CHECKING:
     import keras
 
-    from spinescan.data import Dataset, Sample
-    from spinescan.spec import ModelSpec
-    from spinescan.splits import Split
+    from spinescan.data.datasets import Dataset, Sample
+    from spinescan.data.splits import Split
+    from spinescan.zoo.spec import ModelSpec
 
 DEFAULT_DATA = Path("dataset/phantoms")
 STRATEGIES = ("auto", "mirrored", "multiworker")
@@ -99,7 +99,7 @@ class RunResult:
 
 def resolve_arguments(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
     """Every setting with the plugin's defaults filled in: what ``config.json`` records."""
-    from spinescan.backbones import get_backbone, normalize_weights  # noqa: PLC0415
+    from spinescan.zoo.backbones import get_backbone, normalize_weights  # noqa: PLC0415
 
     d = spec.train
 
@@ -149,11 +149,11 @@ def resolve_arguments(config: TrainConfig, spec: ModelSpec) -> dict[str, Any]:
 
 
 def _spec_for(config: TrainConfig) -> ModelSpec:
-    from spinescan.registry import get_spec  # noqa: PLC0415
+    from spinescan.zoo.registry import get_spec  # noqa: PLC0415
 
     spec = get_spec(config.model).with_image_size(config.image_size)
     if config.resize and config.resize != spec.preprocessing.resize:
-        from spinescan.preprocess import RESIZE_MODES  # noqa: PLC0415
+        from spinescan.edge.preprocess import RESIZE_MODES  # noqa: PLC0415
 
         if config.resize not in RESIZE_MODES:
             raise SpineScanError(f"unknown resize {config.resize!r}; choose one of {', '.join(RESIZE_MODES)}")
@@ -163,7 +163,7 @@ def _spec_for(config: TrainConfig) -> ModelSpec:
 
 def _load_data(root: Path, spec: ModelSpec) -> tuple[Dataset, list[Sample]]:
     """The dataset and all samples of the spec's view (every class: the split's domain)."""
-    from spinescan.data import load_dataset  # noqa: PLC0415
+    from spinescan.data.datasets import load_dataset  # noqa: PLC0415
 
     root = Path(root).expanduser()
     if not root.exists():
@@ -184,7 +184,7 @@ def _load_data(root: Path, spec: ModelSpec) -> tuple[Dataset, list[Sample]]:
 
 
 def _make_split(config: TrainConfig, args: dict[str, Any], view_samples: list[Sample]) -> Split:
-    from spinescan.splits import make_split  # noqa: PLC0415
+    from spinescan.data.splits import make_split  # noqa: PLC0415
 
     if config.split is not None:
         return config.split
@@ -192,7 +192,7 @@ def _make_split(config: TrainConfig, args: dict[str, Any], view_samples: list[Sa
 
 
 def resolve_for_matching(config: TrainConfig) -> dict[str, Any]:
-    """What :func:`spinescan.runs.find_matching_run` compares: arguments, fingerprint, split."""
+    """What :func:`spinescan.training.runs.find_matching_run` compares: arguments, fingerprint, split."""
     spec = _spec_for(config)
     args = resolve_arguments(config, spec)
     _, view_samples = _load_data(Path(config.data), spec)
@@ -454,7 +454,7 @@ class _Prepared:
 
 def _prepare_run(config: TrainConfig, spec: ModelSpec, args: dict[str, Any], chief: bool) -> _Prepared:
     """Pick the run directory: a new one, or (``--resume``) the interrupted one to continue."""
-    from spinescan.splits import Split  # noqa: PLC0415
+    from spinescan.data.splits import Split  # noqa: PLC0415
 
     model_dir = Path(config.runs_dir) / spec.name
     if config.resume:
@@ -522,7 +522,7 @@ def train(config: TrainConfig) -> RunResult:
         if before and before != runs.dataset_fingerprint(view_samples):
             _echo(config, f"Warning: the dataset under {args['data']} changed since this run started.")
     split = prepared.split or _make_split(config, args, view_samples)
-    from spinescan.data import samples_for_spec  # noqa: PLC0415
+    from spinescan.data.datasets import samples_for_spec  # noqa: PLC0415
 
     samples, skipped = samples_for_spec(
         dataset, spec.view, spec.classes, skip_unreadable=True, progress=config.verbose > 0
@@ -585,7 +585,7 @@ def _fit_and_record(
 ) -> RunResult:
     """Load the images, build and fit the model, then evaluate (chief). ``where`` is the output
     directory (the run dir, or a scratch dir on non-chief workers) and the image-cache dir."""
-    from spinescan import pipeline  # noqa: PLC0415
+    from spinescan.training import pipeline  # noqa: PLC0415
 
     tf = require_tensorflow()
     keras = _keras()
@@ -632,7 +632,7 @@ def _fit_and_record(
         with strategy.scope():
             model = spec.build(spec, backbone=args["backbone"], weights=args["weights"])
             if args["init_from"]:
-                from spinescan.backbones import transfer_weights  # noqa: PLC0415
+                from spinescan.zoo.backbones import transfer_weights  # noqa: PLC0415
 
                 copied, skipped_layers = transfer_weights(runs.load_model(args["init_from"]), model)
                 _echo(

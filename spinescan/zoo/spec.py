@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from spinescan.edge.preprocess import Preprocessing
 from spinescan.errors import SpecError
-from spinescan.preprocess import Preprocessing
 
 if TYPE_CHECKING:
     import keras
@@ -90,9 +90,9 @@ class ModelSpec:
         if not callable(self.build):
             problems.append("build must be callable")
         if not isinstance(self.preprocessing, Preprocessing):
-            problems.append("preprocessing must be a spinescan.preprocess.Preprocessing")
+            problems.append("preprocessing must be a spinescan.edge.preprocess.Preprocessing")
         if not isinstance(self.train, TrainDefaults):
-            problems.append("train must be a spinescan.spec.TrainDefaults")
+            problems.append("train must be a spinescan.zoo.spec.TrainDefaults")
         if problems:
             raise SpecError(f"invalid model spec {self.name!r}: " + "; ".join(problems))
 
@@ -126,7 +126,7 @@ class ModelSpec:
 
 def default_builder(spec: ModelSpec, *, backbone: str, weights: str | None = None) -> keras.Model:
     """Build the classifier head on one of the core backbones (TensorFlow imported lazily)."""
-    from spinescan.backbones import build_classifier  # noqa: PLC0415
+    from spinescan.zoo.backbones import build_classifier  # noqa: PLC0415
 
     return build_classifier(spec, backbone=backbone, weights=weights)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from spinescan.atomic import atomic_write_json
-from spinescan.data import Sample
+from spinescan.data.datasets import Sample
 from spinescan.errors import DataError
 
 PARTS = ("train", "val", "test")

@@ -12,7 +12,7 @@ before anything is decoded (decompression-bomb guard), truncated PNG/JPEG/BMP fi
 rather than half-read, and every failure is an :class:`~spinescan.errors.ImageReadError` of the
 form ``"<file>: <reason>"``.
 
-Colour images keep OpenCV's BGR(A) channel order: :func:`spinescan.preprocess.to_grey` expects it.
+Colour images keep OpenCV's BGR(A) channel order: :func:`spinescan.edge.preprocess.to_grey` expects it.
 """
 
 from __future__ import annotations

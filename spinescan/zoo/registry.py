@@ -20,9 +20,9 @@ from typing import Any
 
 import pluggy
 
-from spinescan import hookspecs
 from spinescan.errors import PluginError, SpineScanError
-from spinescan.spec import ModelSpec
+from spinescan.zoo import hookspecs
+from spinescan.zoo.spec import ModelSpec
 
 ENTRY_POINT_GROUP = "spinescan"
 #: The built-in plugins. They are registered through the same entry points as any other plugin;

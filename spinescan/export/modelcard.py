@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from spinescan.report import fmt_metric
+from spinescan.evaluation.report import fmt_metric
 
 REAL_SOURCES = {
     "fraiwan": "real AP films of Fraiwan et al., PLOS ONE 17(5): e0267851 (2022), King Abdullah "

@@ -2,7 +2,7 @@
 
 Every model shares the same outer contract, which export and the predictor rely on: an input
 named ``image`` of shape ``spec.input_size`` (float32 in [0, 1], straight from
-:func:`spinescan.preprocess.preprocess`) and a float32 softmax output named ``probabilities``
+:func:`spinescan.edge.preprocess.preprocess`) and a float32 softmax output named ``probabilities``
 with the classes in spec order. Anything a backbone needs beyond that (three channels, a
 different value range) happens *inside* the model with plain layers, so the exported graph and the
 predictor never need to know which backbone was used.
@@ -11,7 +11,7 @@ Two lessons from the issue are built in. BatchNorm uses momentum 0.9 everywhere:
 default 0.99 the moving statistics lag far behind the weights in a short from-scratch run, and
 inference-mode (validation) accuracy sits at chance while training accuracy climbs. And there are
 no random augmentation layers in the model: they do not convert to ONNX, so augmentation lives in
-the tf.data pipeline (:mod:`spinescan.pipeline`).
+the tf.data pipeline (:mod:`spinescan.training.pipeline`).
 
 TensorFlow/Keras are imported lazily so that importing this module stays cheap.
 """
@@ -28,7 +28,7 @@ from spinescan.errors import SpineScanError, require_tensorflow
 if TYPE_CHECKING:
     import keras
 
-    from spinescan.spec import ModelSpec
+    from spinescan.zoo.spec import ModelSpec
 
 BN_MOMENTUM = 0.9
 WEIGHT_CHOICES = (None, "imagenet")

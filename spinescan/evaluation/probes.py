@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from spinescan.preprocess import to_grey
+from spinescan.edge.preprocess import to_grey
 
 HIST_BINS = 16
 GEOMETRY = ("aspect", "width", "height")
@@ -51,7 +51,7 @@ def features_for(
 ) -> np.ndarray:
     """Feature matrix ``(N, len(FEATURE_NAMES))`` for image files (read with ``imageio``)."""
     if reader is None:
-        from spinescan.imageio import read_image as reader  # noqa: PLC0415
+        from spinescan.edge.imageio import read_image as reader  # noqa: PLC0415
     rows = []
     for path in paths:
         rows.append(image_features(reader(path)))

@@ -34,16 +34,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spinescan.atomic import atomic_path, atomic_write_json, atomic_write_text
+from spinescan.edge.preprocess import Preprocessing
 from spinescan.errors import SpineScanError, require_tensorflow
-from spinescan.preprocess import Preprocessing
 
 if TYPE_CHECKING:
     import keras
 
-    from spinescan.data import Sample
-    from spinescan.spec import ModelSpec
-    from spinescan.splits import Split
-    from spinescan.train import TrainConfig
+    from spinescan.data.datasets import Sample
+    from spinescan.data.splits import Split
+    from spinescan.training.loop import TrainConfig
+    from spinescan.zoo.spec import ModelSpec
 
 CONFIG = "config.json"
 SPLIT = "split.json"
@@ -170,8 +170,8 @@ def is_finished(run_dir: Path) -> bool:
 def spec_from_config(config: dict[str, Any]) -> ModelSpec:
     """The spec a run was trained with: the registered one, overridden by what the run recorded
     (classes, input size, preprocessing), so a later plugin change cannot silently alter it."""
-    from spinescan.registry import get_registry  # noqa: PLC0415
-    from spinescan.spec import ModelSpec, default_builder  # noqa: PLC0415
+    from spinescan.zoo.registry import get_registry  # noqa: PLC0415
+    from spinescan.zoo.spec import ModelSpec, default_builder  # noqa: PLC0415
 
     summary = config.get("spec", {})
     name = summary.get("name") or config.get("arguments", {}).get("model")
@@ -197,7 +197,7 @@ def spec_from_config(config: dict[str, Any]) -> ModelSpec:
 
 def load_run(run_dir: str | Path) -> Run:
     """Read a run directory (finished or not)."""
-    from spinescan.splits import Split  # noqa: PLC0415
+    from spinescan.data.splits import Split  # noqa: PLC0415
 
     run_dir = Path(run_dir)
     config = _read_json(run_dir / CONFIG)
@@ -243,7 +243,7 @@ def find_matching_run(runs_dir: str | Path, config: TrainConfig) -> Path | None:
     Equivalent means: the same model, resolved hyper-parameters (:data:`MATCH_KEYS`), dataset
     fingerprint and split. The newest match wins.
     """
-    from spinescan.train import resolve_for_matching  # noqa: PLC0415
+    from spinescan.training.loop import resolve_for_matching  # noqa: PLC0415
 
     runs = list_runs(runs_dir, config.model, finished=True)
     if not runs:
@@ -286,7 +286,7 @@ def predict_probs(
 ) -> np.ndarray:
     """Class probabilities (N x K, spec order) for ``samples``, read and preprocessed exactly as
     in training, in chunks so memory stays bounded."""
-    from spinescan.pipeline import load_arrays  # noqa: PLC0415
+    from spinescan.training.pipeline import load_arrays  # noqa: PLC0415
 
     out = np.zeros((len(samples), spec.num_classes), dtype=np.float32)
     chunk = max(batch_size, 256)

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from spinescan.edge.predictor import FORMAT_KEY, FORMAT_VERSION, OUTPUT_NAME
 from spinescan.errors import SpineScanError, require_tensorflow
-from spinescan.predictor import FORMAT_KEY, FORMAT_VERSION, OUTPUT_NAME
 
 if TYPE_CHECKING:
     import keras

@@ -18,7 +18,7 @@ from spinescan import __version__
 from spinescan.atomic import atomic_write_text
 
 #: Inlined in dependency order. Only light-island modules belong here.
-MODULES = ("errors", "preprocess", "imageio", "predictor")
+MODULES = ("errors", "edge.preprocess", "edge.imageio", "edge.predictor")
 STANDALONE_NAME = "predict.py"
 
 _HEADER = '''#!/usr/bin/env python3
@@ -47,13 +47,22 @@ def _install():
     package.__version__ = {version!r}
     sys.modules["spinescan"] = package
     for name, source in _SOURCES.items():
+        parent = package
+        for part in name.split(".")[:-1]:  # the subpackages (spinescan.edge) as empty packages
+            full = parent.__name__ + "." + part
+            if full not in sys.modules:
+                sub = types.ModuleType(full)
+                sub.__path__ = []
+                sys.modules[full] = sub
+                setattr(parent, part, sub)
+            parent = sys.modules[full]
         full = "spinescan." + name
         module = types.ModuleType(full)
         module.__file__ = __file__
         sys.modules[full] = module
-        exec(compile(source, "<spinescan/" + name + ".py>", "exec"), module.__dict__)
-        setattr(package, name, module)
-    return sys.modules["spinescan.predictor"]
+        exec(compile(source, "<spinescan/" + name.replace(".", "/") + ".py>", "exec"), module.__dict__)
+        setattr(parent, name.rsplit(".", 1)[-1], module)
+    return sys.modules["spinescan.edge.predictor"]
 
 
 predictor = _install()
@@ -84,8 +93,8 @@ def standalone_source() -> str:
 
     Checked before it is returned: the embedded sources must read back byte for byte.
     """
-    package = Path(__file__).resolve().parent
-    texts = {name: (package / f"{name}.py").read_text(encoding="utf-8") for name in MODULES}
+    package = Path(__file__).resolve().parent.parent
+    texts = {name: (package / (name.replace(".", "/") + ".py")).read_text(encoding="utf-8") for name in MODULES}
     digest = hashlib.sha256("".join(texts[n] for n in MODULES).encode("utf-8")).hexdigest()[:16]
     sources = "\n".join(f"    {name!r}: {_literal(text)}," for name, text in texts.items())
     result = _HEADER.format(version=__version__, modules=", ".join(MODULES), digest=digest, sources=sources)

@@ -19,7 +19,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from spinescan.spec import ModelSpec
+    from spinescan.zoo.spec import ModelSpec
 
 hookspec = pluggy.HookspecMarker("spinescan")
 hookimpl = pluggy.HookimplMarker("spinescan")

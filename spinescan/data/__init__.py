@@ -1,0 +1,1 @@
+"""Datasets on disk: loading, checks, provenance and the shared patient-grouped splits."""
