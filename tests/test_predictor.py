@@ -260,7 +260,7 @@ def test_standalone_predict_py_needs_no_spinescan_or_tensorflow(
 
 def test_standalone_embeds_the_package_sources(tmp_path: Path) -> None:
     text = write_standalone(tmp_path).read_text()
-    for module in ("preprocess", "imageio", "predictor", "errors"):
+    for module in ("edge.preprocess", "edge.imageio", "edge.predictor", "errors"):
         source = (Path(spinescan.__file__).parent / (module.replace(".", "/") + ".py")).read_text()
         assert source in text, f"{module}.py is not embedded verbatim"
 

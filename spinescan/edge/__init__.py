@@ -1,1 +1,3 @@
-"""The light island: image reading, numpy preprocessing and the ONNX predictor (numpy, OpenCV, onnxruntime; never TensorFlow)."""
+"""The light island: image reading, numpy preprocessing and the ONNX predictor (numpy, OpenCV,
+onnxruntime; never TensorFlow).
+"""

@@ -1,1 +1,3 @@
-"""Evaluation on the shared test split: metrics, shortcut probes, the benchmark, the generalist-vs-specialist study and its report."""
+"""Evaluation on the shared test split: metrics, shortcut probes, the benchmark, the generalist-vs-
+specialist study and its report.
+"""

@@ -1,1 +1,3 @@
-"""The model zoo: what a model is (spec), the plugin hooks, the registry that finds plugins, and the backbones specs build on."""
+"""The model zoo: what a model is (spec), the plugin hooks, the registry that finds plugins, and the
+backbones specs build on.
+"""
