@@ -94,7 +94,7 @@ def standalone_source() -> str:
     Checked before it is returned: the embedded sources must read back byte for byte.
     """
     package = Path(__file__).resolve().parent.parent
-    texts = {name: (package / (name.replace(".", "/") + ".py")).read_text(encoding="utf-8") for name in MODULES}
+    texts = {n: (package / (n.replace(".", "/") + ".py")).read_text(encoding="utf-8") for n in MODULES}
     digest = hashlib.sha256("".join(texts[n] for n in MODULES).encode("utf-8")).hexdigest()[:16]
     sources = "\n".join(f"    {name!r}: {_literal(text)}," for name, text in texts.items())
     result = _HEADER.format(version=__version__, modules=", ".join(MODULES), digest=digest, sources=sources)
