@@ -34,8 +34,8 @@ def compose() -> dict:
 
 def test_services_and_build_contexts(compose: dict) -> None:
     services = compose["services"]
-    assert {"spinescan", "predictor"} <= set(services)
-    for name in ("spinescan", "predictor"):
+    assert {"notebook", "spinescan", "predictor"} <= set(services)
+    for name in ("notebook", "spinescan", "predictor"):
         build = services[name]["build"]
         context = (REPO / build.get("context", ".")).resolve()
         assert context == REPO
@@ -57,3 +57,23 @@ def test_predictor_image_has_no_tensorflow() -> None:
         "[train" not in line and "tensorflow" not in line.split("&&")[0] for line in install
     )
     assert "spinescan-predict" in dockerfile
+
+
+def test_plain_up_starts_only_the_notebook(compose: dict) -> None:
+    """`docker compose up` starts the services without a profile: the notebook, nothing that exits."""
+    default = {name for name, svc in compose["services"].items() if not svc.get("profiles")}
+    assert default == {"notebook"}
+
+
+def test_notebook_service_serves_jupyter_on_the_project_folders(compose: dict) -> None:
+    svc = compose["services"]["notebook"]
+    targets = {str(v).split(":")[1] if isinstance(v, str) else v["target"] for v in svc["volumes"]}
+    assert {"/app/notebooks", "/app/dataset", "/app/runs", "/app/reports", "/app/exported"} <= targets
+    ports = [str(p) if not isinstance(p, dict) else f"{p.get('published')}:{p['target']}"
+             for p in svc["ports"]]
+    assert any(p.endswith("8888") for p in ports)
+    target = svc["build"]["target"]
+    dockerfile = (REPO / svc["build"]["dockerfile"]).read_text()
+    assert f"AS {target}" in dockerfile
+    stage = dockerfile.split(f"AS {target}", 1)[1]
+    assert "scripts/notebook.sh" in stage and "notebook]" in stage
