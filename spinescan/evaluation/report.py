@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from spinescan.atomic import atomic_path, atomic_write_json, atomic_write_text
+from spinescan.atomic import atomic_path, atomic_write_text
 
 PLOTS = "plots"
 
@@ -588,11 +588,17 @@ def render_markdown(lb: dict[str, Any], figures: dict[str, dict[str, str]] | Non
     return "\n".join(lines)
 
 
+def report_paths(out: str | Path) -> dict[str, Path]:
+    """Where a report's files go: ``leaderboard.json`` (written by the benchmark), ``report.md``, plots."""
+    out = Path(out)
+    return {"leaderboard": out / "leaderboard.json", "report": out / "report.md", "plots": out / PLOTS}
+
+
 def write_report(leaderboard: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    """Write ``leaderboard.json``, the figures and ``report.md`` into ``out``."""
+    """Write the figures and ``report.md`` of ``leaderboard`` (its JSON form) into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = draw_figures(leaderboard, out)
-    json_path = atomic_write_json(out / "leaderboard.json", leaderboard)
-    md_path = atomic_write_text(out / "report.md", render_markdown(leaderboard, figures))
-    return {"leaderboard": json_path, "report": md_path, "plots": out / PLOTS}
+    paths = report_paths(out)
+    atomic_write_text(paths["report"], render_markdown(leaderboard, figures))
+    return paths
