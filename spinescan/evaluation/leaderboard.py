@@ -83,21 +83,21 @@ class ModelEntry:
 
     key: str
     name: str
-    backbone: str
-    view: str
-    classes: tuple[str, ...]
-    scores: dict[str, Any]  # evaluate_parts() of the test predictions of every run
-    val_accuracy: float | None
-    train_seconds: float | None
-    seconds_to_target: float | None
-    epochs_to_target: float | None
-    target_accuracy: float | None
-    reached_target: str
-    params: int | None
-    inference_ms: float | None
-    preprocess_ms: float | None
-    winner: bool
-    winner_run: str | None
+    backbone: str = ""
+    view: str = ""
+    classes: tuple[str, ...] = ()
+    scores: dict[str, Any] = field(default_factory=dict)  # evaluate_parts() over every run's test set
+    val_accuracy: float | None = None
+    train_seconds: float | None = None
+    seconds_to_target: float | None = None
+    epochs_to_target: float | None = None
+    target_accuracy: float | None = None
+    reached_target: str = ""
+    params: int | None = None
+    inference_ms: float | None = None
+    preprocess_ms: float | None = None
+    winner: bool = False
+    winner_run: str | None = None
     runs: tuple[RunEntry, ...] = ()
     subgroups: dict[str, dict[str, Any]] | None = None
 
@@ -130,14 +130,14 @@ class ModelEntry:
 class ProbeEntry:
     """A shortcut probe scored on the same test images as the CNN of its task."""
 
-    key: str
-    name: str
     probe: str
     task: str
-    features: tuple[str, ...]
-    classes: tuple[str, ...]
-    cv_folds: int
-    scores: dict[str, Any]
+    key: str = ""
+    name: str = ""
+    features: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    cv_folds: int = 0
+    scores: dict[str, Any] = field(default_factory=dict)
     subgroups: dict[str, dict[str, Any]] | None = None
 
     @property
@@ -165,19 +165,30 @@ class ProbeEntry:
 class Leaderboard:
     """``leaderboard.json``."""
 
-    created: str
-    spinescan_version: str
-    dataset: dict[str, Any]
-    protocol: dict[str, Any]
-    models: tuple[ModelEntry, ...]
-    probes: tuple[ProbeEntry, ...]
-    study: dict[str, Any] | None
-    winners: dict[str, str]
-    winners_file: str
-    elapsed_seconds: float
-    notes: tuple[str, ...]
+    created: str = ""
+    spinescan_version: str = ""
+    dataset: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
+    models: tuple[ModelEntry, ...] = ()
+    probes: tuple[ProbeEntry, ...] = ()
+    study: dict[str, Any] | None = None
+    winners: dict[str, str] = field(default_factory=dict)
+    winners_file: str = ""
+    elapsed_seconds: float = 0.0
+    notes: tuple[str, ...] = ()
     report: str | None = None
-    schema: str = field(default=LEADERBOARD_SCHEMA)
+    schema: str = LEADERBOARD_SCHEMA
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Leaderboard:
+        named, _ = _split(cls, doc)
+        named.update(
+            models=tuple(ModelEntry.from_dict(m) for m in doc.get("models", [])),
+            probes=tuple(ProbeEntry.from_dict(p) for p in doc.get("probes", [])),
+            notes=tuple(doc.get("notes", [])),
+            schema=LEADERBOARD_SCHEMA,
+        )
+        return cls(**named)
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -198,14 +209,7 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
         raise SpineScanError(f"cannot read {path}: {exc}") from None
     if doc.get("schema") not in (1, LEADERBOARD_SCHEMA):
         raise SpineScanError(f"{path}: unsupported leaderboard schema {doc.get('schema')!r}")
-    named, _ = _split(Leaderboard, doc)
-    named.update(
-        models=tuple(ModelEntry.from_dict(m) for m in doc.get("models", [])),
-        probes=tuple(ProbeEntry.from_dict(p) for p in doc.get("probes", [])),
-        notes=tuple(doc.get("notes", [])),
-        schema=LEADERBOARD_SCHEMA,
-    )
-    return Leaderboard(**named)
+    return Leaderboard.from_dict(doc)
 
 
 def evidence_for(leaderboard: Leaderboard, entry: ModelEntry, leaderboard_path: Path) -> dict[str, Any]:
