@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from spinescan.data.provenance import read_provenance
-from spinescan.evaluation.report import fmt_metric
+from spinescan.evaluation.formatting import fmt_metric
 
 REAL_SOURCES = {
     "fraiwan": "real AP films of Fraiwan et al., PLOS ONE 17(5): e0267851 (2022), King Abdullah "
