@@ -117,6 +117,8 @@ def test_resolve_request_checks_everything_without_tensorflow(tmp_path: Path) ->
         resolve_request(TrainConfig("generalist", data=tmp_path, strategy="ring"))
     with pytest.raises(SpineScanError, match="unknown field"):
         resolve_request(TrainConfig("generalist", data=tmp_path, hparams={"epoch": 3}))
+    with pytest.raises(SpineScanError, match="has no imagenet weights"):  # an option that does not apply
+        resolve_request(TrainConfig("generalist", data=tmp_path, weights="imagenet"))
     resolved = resolve_request(TrainConfig("generalist", data=tmp_path, image_size=48, hparams={"width": 8}))
     assert resolved.spec.input_size == (48, 48, 1) and resolved.hparams.width == 8
 

@@ -93,10 +93,13 @@ def check_data_folder(root: Path) -> None:
 
 def resolve_request(config: TrainConfig, check_data: bool = True) -> Resolved:
     """Every setting with the plugin's defaults filled in, or a one-line error. No TensorFlow."""
-    from spinescan.zoo.backbones import normalize_weights  # noqa: PLC0415 - light (Keras is lazy)
+    from spinescan.zoo.backbones import get_backbone, normalize_weights  # noqa: PLC0415 - Keras is lazy
 
     spec = spec_for(config)
     hparams = resolve_hparams(spec.train, config.hparams, config.hparams_file, spec.name)
+    weights = normalize_weights(config.weights)
+    if weights is not None and not get_backbone(hparams.backbone).pretrained:
+        raise SpineScanError(f"backbone {hparams.backbone!r} has no {weights} weights; use --weights none")
     if config.strategy not in STRATEGIES:
         raise SpineScanError(f"unknown strategy {config.strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if config.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
