@@ -209,7 +209,7 @@ class Run:
 
 
 def kept_epoch(metrics: dict[str, Any]) -> int | None:
-    """The epoch whose weights the run kept (runs written before the typed run config called it ``best_epoch``)."""
+    """The epoch whose weights the run kept (``best_epoch`` in runs written before the typed config)."""
     value = metrics.get("kept_epoch", metrics.get("best_epoch"))
     return None if value is None else int(value)
 
