@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from spinescan.edge.preprocess import RESIZE_MODES
+from spinescan.training.config import DEFAULT_RUNS
 from spinescan.zoo.hparams import hparam_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,7 +27,7 @@ def runs_option(help_text: str) -> Callable[[F], F]:
         "--runs",
         "runs_dir",
         type=click.Path(path_type=Path),
-        default=Path("runs"),
+        default=DEFAULT_RUNS,
         show_default=True,
         help=help_text,
     )

@@ -13,6 +13,7 @@ import click
 
 from spinescan.cli.options import hparam_options, pretrain_options, resize_option, runs_option
 from spinescan.cli.progress import ClickProgress
+from spinescan.training.config import DEFAULT_DATA
 
 if TYPE_CHECKING:
     from spinescan.training.loop import TrainingInterrupted
@@ -72,7 +73,7 @@ def resume_command(exc: TrainingInterrupted) -> str:
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
-    default=Path("dataset/phantoms"),
+    default=DEFAULT_DATA,
     show_default=True,
     help="Dataset folder (DIR/<class>/*, DIR/<view>/<class>/* or DIR/manifest.csv).",
 )

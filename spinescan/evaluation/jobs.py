@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from spinescan.errors import DataError, SpineScanError
 from spinescan.progress import QUIET, Progress
-from spinescan.training.config import DEFAULT_DATA, TrainConfig
+from spinescan.training.config import DEFAULT_DATA, DEFAULT_RUNS, TrainConfig
 
 if TYPE_CHECKING:
     from spinescan.data.datasets import Dataset
@@ -38,7 +38,7 @@ class BenchConfig:
     hparams_file: Path | None = None
     image_size: int | None = None
     out: Path | None = None
-    runs_dir: Path = Path("runs")
+    runs_dir: Path = DEFAULT_RUNS
     reuse: bool = True
     backbones: Sequence[str] = ()
     by: str | None = None
