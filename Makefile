@@ -1,6 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   - create the venv, install, and run synth -> train -> bench -> export -> predict
-#   make test   - create the venv, install with test tools, run ruff and the whole test suite
+#   make test   - create the venv, install with test tools, run ruff, the import contracts and the tests
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -18,6 +18,7 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check spinescan plugins tests benchmarks
+	$(BIN)/lint-imports
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest tests

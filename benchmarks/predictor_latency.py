@@ -38,11 +38,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TF_SCRIPT = """
 import json, sys
-from spinescan.training import runs
+from spinescan.training import inference, runs
 from spinescan.edge.imageio import read_image
 from spinescan.edge.preprocess import preprocess
 run = runs.load_run(sys.argv[1])
-model = runs.load_model(sys.argv[1])
+model = inference.load_model(sys.argv[1])
 x = preprocess(read_image(sys.argv[2]), run.spec.input_size, run.spec.preprocessing)[None]
 p = model.predict(x, verbose=0)[0]
 print(json.dumps([{"image": sys.argv[2], "label": run.spec.classes[int(p.argmax())],
@@ -59,7 +59,7 @@ def _train(workdir: Path, epochs: int, per_class: int) -> Path:
     generate(data, per_class=per_class, seed=0, size=256, views=("lateral",), workers=2, progress=False)
     print(f"Training a compact generalist for {epochs} epochs ...", flush=True)
     result = train(
-        TrainConfig(model="generalist", data=data, epochs=epochs, runs_dir=workdir / "runs", verbose=0)
+        TrainConfig(model="generalist", data=data, hparams={"epochs": epochs}, runs_dir=workdir / "runs")
     )
     return result.run_dir
 
@@ -123,7 +123,7 @@ def batch1(exported: Path, run_dir: Path, image: Path, repeats: int) -> dict[str
 
     from spinescan.edge.imageio import read_image
     from spinescan.edge.preprocess import preprocess
-    from spinescan.training import runs
+    from spinescan.training import inference, runs
 
     run = runs.load_run(run_dir)
     x = preprocess(read_image(image), run.spec.input_size, run.spec.preprocessing)[None]
@@ -138,7 +138,7 @@ def batch1(exported: Path, run_dir: Path, image: Path, repeats: int) -> dict[str
             continue
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         out[tag] = _median_ms(lambda s=session: s.run(None, {"image": x}), repeats)
-    model = runs.load_model(run_dir)
+    model = inference.load_model(run_dir)
     out["keras_predict_ms"] = _median_ms(lambda: model.predict(x, verbose=0), max(20, repeats // 10))
     out["keras_call_ms"] = _median_ms(lambda: model(x, training=False), max(50, repeats // 4))
     return out
@@ -206,7 +206,7 @@ def main() -> int:
         image = args.image
     else:
         run = runs.load_run(run_dir)
-        image = Path(run.config["dataset"]["root"]) / run.split.test[0]
+        image = Path(run.config.dataset.root) / run.split.test[0]
 
     results = {
         "machine": {

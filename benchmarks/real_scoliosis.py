@@ -52,7 +52,8 @@ def summarise(name: str, leaderboard: dict[str, Any], seconds: float) -> dict[st
         "full": _figures(entry),
         "spine_crop": _figures(entry.get("subgroups", {}).get("spine_crop")),
         "fullframe": _figures(entry.get("subgroups", {}).get("fullframe")),
-        "mean_best_epoch": _mean([r.get("best_epoch") for r in entry["runs"]]),
+        # The epoch each run kept (the last one under the default checkpoint="last").
+        "mean_kept_epoch": _mean([r.get("kept_epoch", r.get("best_epoch")) for r in entry["runs"]]),
         "mean_epochs_run": _mean([r.get("epochs_run") for r in entry["runs"]]),
         "report": leaderboard.get("report"),
     }
@@ -102,7 +103,7 @@ def markdown(result: dict[str, Any]) -> str:
         "Mean over fold-seeds ± SD (worst fold-seed), 95% bootstrap CI in brackets.",
         "",
         "| configuration | spine_crop accuracy | spine_crop AUC | full-set accuracy | full-set AUC "
-        "| fullframe accuracy | best epoch | train s/run |",
+        "| fullframe accuracy | kept epoch | train s/run |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
@@ -111,7 +112,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {row['config']} | {_cell(sc, 'accuracy')} | {_cell(sc, 'auc')} "
             f"| {_cell(full, 'accuracy', ci=False)} | {_cell(full, 'auc', ci=False)} "
             f"| {_f(ff['accuracy'])} "
-            f"| {_f(row['mean_best_epoch'])} of {_f(row['mean_epochs_run'])} "
+            f"| {_f(row['mean_kept_epoch'])} of {_f(row['mean_epochs_run'])} "
             f"| {_f(row['mean_train_seconds'])} |"
         )
     for probe, figs in result["probes"].items():
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from spinescan.atomic import atomic_write_json, atomic_write_text
     from spinescan.evaluation.bench import BenchConfig, run_benchmark
+    from spinescan.progress import Plain
 
     started = time.perf_counter()
     rows, probes = [], {}
@@ -168,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 folds=args.folds,
                 seeds=args.seeds,
                 image_size=args.image_size,
-                epochs=args.epochs,
+                hparams={"epochs": args.epochs, "checkpoint": args.checkpoint},
                 by="framing",
                 out=args.out / name,
                 runs_dir=args.runs,
@@ -177,10 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                 pretrain_per_class=args.pretrain_per_class,
                 pretrain_epochs=args.pretrain_epochs,
                 pretrain_borderline=args.pretrain_borderline,
-                checkpoint=args.checkpoint,
                 verbose=2,
+                progress=Plain(),
             ),
-            echo=lambda msg: print(msg, file=sys.stderr, flush=True),
         )
         summary = summarise(name, leaderboard, time.perf_counter() - t0)
         rows.append(summary["row"])

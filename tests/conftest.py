@@ -12,7 +12,8 @@ os.environ.setdefault("SPINESCAN_DISABLE_PLUGIN_AUTOLOAD", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DIR = REPO.parent / "shared" / "data" / "real"
+# ../shared/data/real beside the checkout; SPINESCAN_REAL_DIR points elsewhere (e.g. from a git worktree).
+REAL_DIR = Path(os.environ.get("SPINESCAN_REAL_DIR") or REPO.parent / "shared" / "data" / "real")
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,11 @@ from spinescan import metrics
 from spinescan.atomic import atomic_write_json
 from spinescan.data.datasets import Sample
 from spinescan.evaluation import bench
+from spinescan.evaluation.leaderboard import LEADERBOARD_SCHEMA, Leaderboard, load_leaderboard
 from spinescan.evaluation.study import combine_specialists
 from spinescan.training import runs
+from spinescan.training.runconfig import RunConfig
+from spinescan.training.runs import RunDir
 from spinescan.zoo.registry import get_spec
 
 CLASSES3 = ("healthy", "kyphosis", "lordosis")
@@ -41,13 +44,13 @@ def fake_run(
     spec = get_spec(model)
     run_dir = runs_dir / model / f"fake-s{seed}"
     run_dir.mkdir(parents=True)
-    atomic_write_json(
-        run_dir / runs.CONFIG,
-        {"arguments": {"model": model, "seed": seed, "backbone": "compact"}, "spec": spec.summary()},
+    rundir = RunDir(run_dir)
+    rundir.write_config(
+        RunConfig(run_id=run_dir.name, model=model, hparams=spec.train, spec=spec.summary(), seed=seed)
     )
-    runs.write_predictions(run_dir, spec.classes, {"val": val, "test": test})
+    rundir.write_predictions(spec.classes, {"val": val, "test": test})
     atomic_write_json(
-        run_dir / runs.METRICS,
+        rundir.file(RunDir.METRICS),
         {
             "finished": True,
             "train_seconds": 10.0 + seed,
@@ -147,7 +150,7 @@ def test_paired_study_gives_the_hand_counted_answer(tmp_path: Path) -> None:
     # The kyphosis specialist also fires (0.8) on healthy h0; elsewhere specialists say 0.1.
     access = FakeAccess({"kyphosis": {}, "lordosis": {}})
     result = bench.evaluate(records, specs=specs, samples=samples, access=access, n_boot=300)
-    study = result["study"]
+    study = result.study
     assert study["generalist"] == "generalist"
     comps = {c["specialist"]: c for c in study["comparisons"]}
     k = comps["kyphosis"]
@@ -187,7 +190,8 @@ def test_entries_are_consistent_with_their_confusion_matrices(tmp_path: Path) ->
     result = bench.evaluate(
         records, specs=specs, samples=samples, access=FakeAccess({}), n_boot=200, by="framing"
     )
-    for entry in result["models"]:
+    for typed in result.models:
+        entry = typed.to_dict()
         for run in entry["runs"]:
             cm = np.array(run["confusion_matrix"])
             assert run["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
@@ -240,12 +244,17 @@ def test_winners_are_chosen_on_validation_not_test(tmp_path: Path) -> None:
     winners = bench.choose_winners(records)
     assert winners["kyphosis"].run_dir == dirs[0]
     result = bench.evaluate(records, specs=[get_spec("kyphosis")], n_boot=200)
-    (entry,) = result["models"]
-    assert entry["winner"] and entry["winner_run"] == dirs[0].as_posix()
-    path = bench.write_winners(runs_dir, result["winners"])
+    (entry,) = result.models
+    assert entry.winner and entry.winner_run == dirs[0].as_posix()
+    chosen = {m: r.run_dir.as_posix() for m, r in result.winners.items()}
+    path = runs.write_winners(runs_dir, chosen)
     atomic_write_json(path, {**json.loads(path.read_text()), "scoliosis": "runs/scoliosis/x"})
-    bench.write_winners(runs_dir, result["winners"])  # merging keeps other models' winners
+    runs.write_winners(runs_dir, chosen)  # merging keeps other models' winners
     assert json.loads(path.read_text()) == {"kyphosis": dirs[0].as_posix(), "scoliosis": "runs/scoliosis/x"}
+
+
+def _no_nan(name: str) -> None:
+    raise AssertionError(f"leaderboard.json holds {name}")
 
 
 def test_report_renders_from_the_leaderboard(tmp_path: Path) -> None:
@@ -254,20 +263,28 @@ def test_report_renders_from_the_leaderboard(tmp_path: Path) -> None:
     records, samples = _study_fixture(tmp_path)
     specs = [get_spec(n) for n in ("generalist", "kyphosis", "lordosis")]
     result = bench.evaluate(records, specs=specs, samples=samples, access=FakeAccess({}), n_boot=200)
-    lb = bench.jsonable(
-        {
-            "models": result["models"],
-            "probes": [],
-            "study": result["study"],
-            "winners": {k: v.run_dir for k, v in result["winners"].items()},
-            "protocol": {"seeds": [0], "n_boot": 200},
-            "dataset": {"root": "x"},
-        }
+    board = Leaderboard(
+        created="now",
+        spinescan_version="test",
+        dataset={"root": "x"},
+        protocol={"seeds": [0], "n_boot": 200},
+        models=result.models,
+        probes=(),
+        study=result.study,
+        winners={k: v.run_dir.as_posix() for k, v in result.winners.items()},
+        winners_file="winners.json",
+        elapsed_seconds=1.0,
+        notes=(),
     )
+    lb = board.to_dict()
     paths = write_report(lb, tmp_path / "report")
     text = paths["report"].read_text()
     assert "## Answer" in text and "| **generalist** |" in text and "McNemar" in text
-    json.loads(paths["leaderboard"].read_text())  # strict JSON (no NaN)
+    board.write(paths["leaderboard"])
+    assert (
+        json.loads(paths["leaderboard"].read_text(), parse_constant=_no_nan)["schema"] == LEADERBOARD_SCHEMA
+    )
+    assert load_leaderboard(paths["leaderboard"]).to_dict() == lb  # the typed loader reads it back
     pngs = sorted(p.name for p in paths["plots"].glob("*.png"))
     assert {"confusion_generalist.png", "roc_kyphosis.png", "reliability_lordosis.png", "study.png"} <= set(
         pngs

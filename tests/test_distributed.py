@@ -82,7 +82,7 @@ def test_two_workers_train_together_and_only_the_chief_writes(phantom_dir: Path,
     assert metrics["finished"] and metrics["epochs_run"] == 2
     config = json.loads((run_dir / "config.json").read_text())
     assert config["strategy"] == {"name": "multiworker", "replicas": 2}
-    from spinescan.training.runs import load_model
+    from spinescan.training.inference import load_model
 
     assert load_model(run_dir).output_shape == (None, 3)
     assert "Finished generalist" in outputs[0]  # the chief summarises

@@ -74,7 +74,8 @@ def _train_run(phantom_dir: Path, runs_dir: Path) -> Path:
 
     from spinescan.data.datasets import load_dataset
     from spinescan.data.splits import make_split
-    from spinescan.training import runs
+    from spinescan.training import inference
+    from spinescan.training.runs import RunDir
     from spinescan.zoo.backbones import build_classifier
     from spinescan.zoo.registry import get_spec
 
@@ -98,22 +99,22 @@ def _train_run(phantom_dir: Path, runs_dir: Path) -> Path:
 
     run_dir = runs_dir / spec.name / "20250101-000000-s0"
     run_dir.mkdir(parents=True)
-    model.save(run_dir / runs.MODEL)
-    split.save(run_dir / runs.SPLIT)
-    config = {
+    model.save(run_dir / RunDir.MODEL)
+    split.save(run_dir / RunDir.SPLIT)
+    config = {  # the first, schema-less config.json: such runs still export
         "run_id": run_dir.name,
         "arguments": {"model": spec.name, "backbone": "compact", "seed": 0, "image_size": IMAGE_SIZE},
         "spec": spec.summary(),
         "dataset": {"root": str(phantom_dir)},
     }
-    runs.write_json(run_dir, runs.CONFIG, config)
+    RunDir(run_dir).write_json(RunDir.CONFIG, config)
     results, predictions = {}, {}
     for part in ("val", "test"):
         x, y = arrays(part)
-        probs = runs.predict_arrays(model, x)
-        results[part] = runs.summarize_predictions(y, probs, spec.classes)
+        probs = inference.predict_arrays(model, x)
+        results[part] = inference.summarize_predictions(y, probs, spec.classes)
         predictions[part] = ([s.rel for s in parts[part]], [s.label for s in parts[part]], probs)
-    runs.write_predictions(run_dir, spec.classes, predictions)
+    RunDir(run_dir).write_predictions(spec.classes, predictions)
     metrics = {
         "finished": True,
         "run_id": run_dir.name,
@@ -122,7 +123,7 @@ def _train_run(phantom_dir: Path, runs_dir: Path) -> Path:
         "counts": {p: len(v) for p, v in parts.items()},
         **results,
     }
-    runs.write_json(run_dir, runs.METRICS, metrics)
+    RunDir(run_dir).write_json(RunDir.METRICS, metrics)
     return run_dir
 
 
@@ -142,13 +143,13 @@ def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def _keras_probs(run_dir: Path, paths: list[Path]) -> np.ndarray:
-    from spinescan.training import runs
+    from spinescan.training import inference, runs
 
     run = runs.load_run(run_dir)
-    model = runs.load_model(run_dir)
+    model = inference.load_model(run_dir)
     spec = run.spec
     x = np.stack([preprocess(read_image(p), spec.input_size, spec.preprocessing) for p in paths])
-    return runs.predict_arrays(model, x)
+    return inference.predict_arrays(model, x)
 
 
 def _predict_cli(models: Path, paths: list[Path]) -> list[dict]:
@@ -230,7 +231,7 @@ def test_export_writes_card_int8_and_standalone(exported: Path) -> None:
 def test_card_quotes_the_benchmark_that_chose_the_run(trained_run: Path, tmp_path: Path) -> None:
     """A run chosen by `spinescan bench` exports with the benchmark's cross-run figures and probes."""
     from spinescan.cli import main
-    from spinescan.evaluation import bench
+    from spinescan.evaluation.leaderboard import Leaderboard, evidence_for
 
     run = tmp_path / "runs" / "generalist" / trained_run.name
     shutil.copytree(trained_run, run)
@@ -244,7 +245,8 @@ def test_card_quotes_the_benchmark_that_chose_the_run(trained_run: Path, tmp_pat
         "probes": [{"probe": "geometry", "task": "generalist", **figures, "accuracy": 0.6543},
                    {"probe": "geometry", "task": "kyphosis", **figures, "accuracy": 0.1111}],
     }  # fmt: skip
-    evidence = bench.evidence_for(leaderboard, leaderboard["models"][0], tmp_path / "leaderboard.json")
+    board = Leaderboard.from_dict(leaderboard)
+    evidence = evidence_for(board, board.models[0], tmp_path / "leaderboard.json")
     (run / "benchmark.json").write_text(json.dumps(evidence))
     out = tmp_path / "exported"
     main(["export", "--onnx", "--run", str(run), "--out", str(out)])
@@ -268,7 +270,8 @@ def test_failed_parity_leaves_previous_files_untouched(
 ) -> None:
     from onnx import numpy_helper
 
-    from spinescan.export.exporter import ExportError, export_runs, onnx_convert
+    from spinescan.export import onnx_convert
+    from spinescan.export.exporter import ExportError, export_runs
 
     out = tmp_path / "exported"
     shutil.copytree(exported, out)
@@ -297,7 +300,8 @@ def test_failed_parity_leaves_previous_files_untouched(
 def test_int8_that_misses_the_gate_is_not_shipped(
     exported: Path, trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spinescan.export.exporter import export_runs, quantize
+    from spinescan.export import quantize
+    from spinescan.export.exporter import export_runs
 
     out = tmp_path / "exported"
     shutil.copytree(exported, out)

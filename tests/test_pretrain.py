@@ -38,22 +38,21 @@ def few_films(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def two_stage(few_films: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Pretrain on 24 tiny phantoms, then fine-tune with zero epochs: the saved model is then
     exactly the initialised one, which is how we see where fine-tuning starts."""
-    from spinescan.training.loop import TrainConfig
+    from spinescan.training.config import TrainConfig
     from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune
 
     tmp = tmp_path_factory.mktemp("pretrain")
     config = TrainConfig(
         model="scoliosis",
         data=few_films,
-        epochs=0,
+        hparams={"epochs": 0},
         image_size=32,
         runs_dir=tmp / "runs",
-        verbose=0,
         resize="spine_crop",
     )
     phantoms = PhantomStage(per_class=12, epochs=1, phantoms_dir=tmp / "phantoms")
     first = pretrain_and_finetune(config, "phantoms", phantoms)
-    synth_mtime = (tmp / "phantoms" / "synth.json").stat().st_mtime_ns
+    synth_mtime = (tmp / "phantoms" / "provenance.json").stat().st_mtime_ns
     second = pretrain_and_finetune(config, "phantoms", phantoms)  # both stages' inputs exist now
     return {
         "tmp": tmp,
@@ -75,11 +74,11 @@ def test_both_stages_are_recorded(two_stage: dict, few_films: Path) -> None:
     assert metrics["pretrain"] == entry == two_stage["first"].metrics["pretrain"]
     pre_dir = Path(entry["run_dir"])
     assert pre_dir != Path(run_dir).resolve() and pre_dir.parent == Path(run_dir).resolve().parent
-    assert config["arguments"]["init_from"] == pre_dir.as_posix()
-    assert config["dataset"]["root"] == str(few_films.resolve())
+    assert config["init_from"] == pre_dir.as_posix()
+    assert config["dataset"]["root"] == str(few_films.resolve()) and not config["dataset"]["synthetic"]
 
     pre_config, pre_metrics = _read(pre_dir, "config.json"), _read(pre_dir, "metrics.json")
-    assert pre_metrics["finished"] and pre_config["arguments"]["init_from"] is None
+    assert pre_metrics["finished"] and pre_config["init_from"] is None and pre_config["dataset"]["synthetic"]
     assert Path(entry["dataset"]) == two_stage["phantoms"].resolve() == Path(pre_config["dataset"]["root"])
     assert entry["synthetic"] is True and entry["view_images"] == 24
     assert entry["val_accuracy"] == pre_metrics["val"]["accuracy"]
@@ -89,17 +88,17 @@ def test_both_stages_are_recorded(two_stage: dict, few_films: Path) -> None:
     (line,) = _pretrain_lines(entry)
     assert "24 synthetic phantoms" in line and entry["run_id"] in line
     # The preprocessing choice travels with both stages (and so into the ONNX metadata).
-    for doc in (config, pre_config):
-        assert doc["arguments"]["resize"] == "spine_crop"
+    for doc in (config, pre_config):  # recorded once, in the spec summary
         assert doc["spec"]["preprocessing"]["resize"] == "spine_crop"
+        assert "resize" not in json.dumps({k: v for k, v in doc.items() if k != "spec"})
 
 
 def test_finetuning_starts_from_the_pretrained_weights(two_stage: dict) -> None:
-    from spinescan.training import runs
+    from spinescan.training.inference import load_model
 
     run_dir = two_stage["first"].run_dir
     pre_dir = Path(_read(run_dir, "config.json")["pretrain"]["run_dir"])
-    tuned, pre = runs.load_model(run_dir), runs.load_model(pre_dir)
+    tuned, pre = load_model(run_dir), load_model(pre_dir)
     tuned_weights, pre_weights = tuned.get_weights(), pre.get_weights()
     assert len(tuned_weights) == len(pre_weights) > 4
     for a, b in zip(tuned_weights, pre_weights, strict=True):
@@ -112,7 +111,7 @@ def test_phantoms_and_pretrain_run_are_reused(two_stage: dict) -> None:
     first, second_run = two_stage["first"], two_stage["second"]
     assert second_run.run_dir != first.run_dir
     assert second_run.metrics["pretrain"]["run_dir"] == first.metrics["pretrain"]["run_dir"]
-    assert (two_stage["phantoms"] / "synth.json").stat().st_mtime_ns == two_stage["synth_mtime"]
+    assert (two_stage["phantoms"] / "provenance.json").stat().st_mtime_ns == two_stage["synth_mtime"]
     model_dir = Path(first.run_dir).parent
     assert len([p for p in model_dir.iterdir() if p.name.startswith("pretrain-")]) == 1
 
@@ -153,7 +152,9 @@ def test_train_cli_starts_from_a_pretrain_run_dir(two_stage: dict, few_films: Pa
     result = CliRunner().invoke(build_cli(), [*args, "--quiet"])
     assert result.exit_code == 0, result.output
     config = _read(runs_dir / "scoliosis" / "tuned", "config.json")
-    assert config["pretrain"]["run_dir"] == pre_dir and config["arguments"]["resize"] == "letterbox"
+    assert (
+        config["pretrain"]["run_dir"] == pre_dir and config["spec"]["preprocessing"]["resize"] == "letterbox"
+    )
     bad = CliRunner().invoke(build_cli(), [*args[:-4], "--pretrain", str(few_films), "--quiet"])
     assert bad.exit_code != 0 and "finished run directory" in str(bad.exception)  # a one-line user error
     assert isinstance(bad.exception, SpineScanError)

@@ -15,9 +15,12 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from spinescan.training import loop as train_module  # noqa: E402
+from spinescan.cli.train import resume_command  # noqa: E402
+from spinescan.training import callbacks as callbacks_module  # noqa: E402
 from spinescan.training import runs  # noqa: E402
+from spinescan.training.inference import load_model  # noqa: E402
 from spinescan.training.loop import TrainConfig, TrainingInterrupted, train  # noqa: E402
+from spinescan.training.runs import RunDir  # noqa: E402
 
 
 def _small_copy(src: Path, dst: Path, per_class: int) -> Path:
@@ -33,7 +36,7 @@ def _env() -> dict[str, str]:
 
 
 def _history_epochs(run_dir: Path) -> list[int]:
-    return [r["epoch"] for r in runs.read_history(run_dir)]
+    return [r["epoch"] for r in RunDir(run_dir).read_history()]
 
 
 @pytest.mark.slow
@@ -82,7 +85,7 @@ def test_killed_training_resumes_from_last_finished_epoch(phantom_dir: Path, tmp
         if proc.poll() is None:
             proc.kill()
         log.close()
-    before = runs.read_history(run_dir)
+    before = RunDir(run_dir).read_history()
     assert len(before) >= 3
     assert not (run_dir / "metrics.json").exists()
     assert runs.latest_unfinished_run(runs_dir, "generalist") == run_dir
@@ -94,12 +97,12 @@ def test_killed_training_resumes_from_last_finished_epoch(phantom_dir: Path, tmp
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     output = resumed.stdout + resumed.stderr
     assert f"Epoch {done + 1}/{epochs}" in output and "Epoch 1/" not in output
-    after = runs.read_history(run_dir)
+    after = RunDir(run_dir).read_history()
     assert [r["epoch"] for r in after] == list(range(1, epochs + 1))  # continuous, no duplicates
     assert after[:done] == before[:done]  # the finished epochs were kept, not retrained
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["finished"] and metrics["epochs_run"] == epochs
-    model = runs.load_model(run_dir)
+    model = load_model(run_dir)
     assert model.output_shape == (None, 3)
     assert not (run_dir / ".backup").exists()
 
@@ -127,26 +130,26 @@ def test_ctrl_c_keeps_files_and_says_how_to_resume(
         "generalist",
         data=data,
         runs_dir=tmp_path / "runs",
-        epochs=5,
+        hparams={"epochs": 5, "batch_size": 8, "patience": 100},
         image_size=32,
-        batch_size=8,
-        patience=100,
         run_id="ctrlc",
-        verbose=0,
     )
-    original = train_module._callbacks
-    monkeypatch.setattr(train_module, "_callbacks", lambda *a, **k: [*original(*a, **k), _Interrupt(2)])
+    original = callbacks_module.assemble_callbacks
+    monkeypatch.setattr(
+        callbacks_module, "assemble_callbacks", lambda *a, **k: [*original(*a, **k), _Interrupt(2)]
+    )
     with pytest.raises(TrainingInterrupted) as info:
         train(config)
     message = str(info.value)
-    assert "--resume --run-id ctrlc" in message and "2 finished epoch" in message
+    assert "2 finished epoch" in message
+    assert "--resume --run-id ctrlc" in resume_command(info.value)  # the CLI's hint
     assert info.value.exit_code == 130
     run_dir = tmp_path / "runs" / "generalist" / "ctrlc"
     assert _history_epochs(run_dir) == [1, 2]
-    runs.load_model(run_dir)  # the best model so far is intact
+    load_model(run_dir)  # the kept model so far is intact
     assert not (run_dir / "metrics.json").exists()
 
-    monkeypatch.setattr(train_module, "_callbacks", original)
+    monkeypatch.setattr(callbacks_module, "assemble_callbacks", original)
     result = train(TrainConfig("generalist", runs_dir=tmp_path / "runs", resume=True, verbose=0))
     assert result.run_dir == run_dir
     assert _history_epochs(run_dir) == [1, 2, 3, 4, 5]

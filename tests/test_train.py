@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,11 @@ from click.testing import CliRunner  # noqa: E402
 
 from spinescan.cli import build_cli  # noqa: E402
 from spinescan.errors import DataError, SpineScanError  # noqa: E402
-from spinescan.training import runs  # noqa: E402
+from spinescan.progress import Plain  # noqa: E402
+from spinescan.training import inference, runs  # noqa: E402
 from spinescan.training.loop import TrainConfig, train  # noqa: E402
+from spinescan.training.prepare import find_matching_run  # noqa: E402
+from spinescan.training.runs import RunDir  # noqa: E402
 from spinescan.zoo.backbones import BACKBONES, build_classifier, transfer_weights  # noqa: E402
 from spinescan.zoo.registry import get_spec  # noqa: E402
 
@@ -78,6 +82,27 @@ def test_imagenet_weights_fail_offline_with_a_clear_message(monkeypatch: pytest.
         build_classifier(spec, backbone="vgg99")
 
 
+def test_compact_backbone_follows_width_depth_and_dropout() -> None:
+    """The defaults build today's network (blocks of 32, 64, 96, 128 filters, dropout 0.2);
+    width/depth/dropout scale it (the tuning knobs)."""
+    from spinescan.zoo.hparams import HParams
+
+    spec = get_spec("generalist").with_image_size(32)
+
+    def filters(model) -> list[int]:
+        return [
+            layer.filters for layer in model.layers if layer.name.startswith("block") and "conv" in layer.name
+        ]
+
+    default = build_classifier(spec)
+    assert filters(default) == [32, 64, 96, 96, 128, 128]
+    assert default.get_layer("dropout").rate == pytest.approx(0.2)
+    small = build_classifier(spec, hparams=HParams(width=8, depth=3, dropout=0.5))
+    assert filters(small) == [8, 16, 24, 24]
+    assert small.get_layer("dropout").rate == pytest.approx(0.5)
+    assert small.count_params() < default.count_params()
+
+
 def test_init_from_copies_matching_layers_and_skips_a_different_head() -> None:
     source = build_classifier(get_spec("generalist").with_image_size(32))  # 3 classes
     target = build_classifier(get_spec("lordosis").with_image_size(32))  # 2 classes
@@ -93,7 +118,7 @@ def test_init_from_copies_matching_layers_and_skips_a_different_head() -> None:
 
 def test_model_file_is_replaced_atomically(tmp_path: Path) -> None:
     model = build_classifier(get_spec("generalist").with_image_size(32))
-    target = runs.save_model(model, tmp_path)
+    target = inference.save_model(model, tmp_path)
     good = target.read_bytes()
 
     class Exploding:
@@ -102,7 +127,7 @@ def test_model_file_is_replaced_atomically(tmp_path: Path) -> None:
             raise OSError("disk full")
 
     with pytest.raises(OSError):
-        runs.save_model(Exploding(), tmp_path)
+        inference.save_model(Exploding(), tmp_path)
     assert target.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]  # no temp files left
 
@@ -145,8 +170,15 @@ def test_bad_files_are_skipped_and_misnamed_ones_read_by_content(
     (healthy / "notes.png").write_text("this is not an image\n")
     truncated = sorted((data / "lateral" / "kyphosis").iterdir())[0].read_bytes()
     (data / "lateral" / "kyphosis" / "truncated.png").write_bytes(truncated[: len(truncated) // 2])
-    config = TrainConfig("generalist", data=data, epochs=0, image_size=32, runs_dir=tmp_path / "runs")
-    config.in_memory = False  # also exercises the file-backed (memory-mapped) source
+    config = TrainConfig(
+        "generalist",
+        data=data,
+        hparams={"epochs": 0},
+        image_size=32,
+        runs_dir=tmp_path / "runs",
+        in_memory=False,  # also exercises the file-backed (memory-mapped) source
+        progress=Plain(),
+    )
     result = train(config)
     err = capsys.readouterr().err
     assert "Skipped 3 unreadable image(s)" in err
@@ -222,15 +254,17 @@ def test_train_generalist_learns_above_chance(trained) -> None:
 def test_run_directory_is_complete(trained) -> None:
     run_dir, metrics, _ = trained
     names = {p.name for p in run_dir.iterdir()}
-    assert set(runs.RUN_FILES) <= names
+    assert set(RunDir.FILES) <= names
     assert not [n for n in names if n.startswith(".")]  # no backup or temp file left behind
-    config = json.loads((run_dir / "config.json").read_text())
-    assert config["arguments"]["epochs"] == int(EPOCHS) and config["arguments"]["backbone"] == "compact"
-    assert config["arguments"]["input_size"] == [64, 64, 1]
-    assert {"python", "tensorflow", "keras", "spinescan"} <= set(config["versions"])
-    assert len(config["dataset"]["fingerprint"]) == 32
+    assert json.loads((run_dir / "config.json").read_text())["schema"] == "spinescan.run/1"
+    config = RunDir(run_dir).read_config()
+    assert config.hparams.epochs == int(EPOCHS) and config.hparams.backbone == "compact"
+    assert config.spec["input_size"] == [64, 64, 1]
+    assert {"python", "tensorflow", "keras", "spinescan"} <= set(config.versions)
+    assert len(config.dataset.fingerprint) == 32 and config.dataset.synthetic
     for key in (
-        "best_epoch",
+        "kept_epoch",
+        "checkpoint",
         "epochs_run",
         "train_seconds",
         "target_accuracy",
@@ -242,7 +276,7 @@ def test_run_directory_is_complete(trained) -> None:
     ):
         assert key in metrics
     assert metrics["finished"] is True and metrics["classes"] == list(LATERAL)
-    history = runs.read_history(run_dir)
+    history = RunDir(run_dir).read_history()
     assert [r["epoch"] for r in history] == list(range(1, metrics["epochs_run"] + 1))
     if metrics["epochs_to_target"] is not None:
         first = next(r["epoch"] for r in history if r["val_accuracy"] >= metrics["target_accuracy"])
@@ -254,29 +288,29 @@ def test_run_directory_is_complete(trained) -> None:
     assert sum(r["split"] == "test" for r in rows) == metrics["test"]["n"]
     split = json.loads((run_dir / "split.json").read_text())
     assert {r["file"] for r in rows if r["split"] == "test"} == set(split["test"])
-    preds = runs.read_predictions(run_dir)
+    preds = RunDir(run_dir).read_predictions()
     assert preds["val"][2].shape == (metrics["val"]["n"], 3)
 
 
 @pytest.mark.slow
 def test_validation_accuracy_matches_inference_mode(trained, lateral_phantoms: Path) -> None:
-    """The best validation accuracy recorded during training is what the saved model scores in
-    inference mode on the validation images, read back from disk."""
+    """With --checkpoint best, the best validation accuracy recorded during training is what the
+    saved model scores in inference mode on the validation images, read back from disk."""
     from spinescan.data.datasets import load_dataset
 
     run_dir, metrics, _ = trained
     run = runs.load_run(run_dir)
-    model = runs.load_model(run_dir)
+    model = inference.load_model(run_dir)
     dataset = load_dataset(lateral_phantoms)
     val = run.split.assign([s for s in dataset.samples if s.view == "lateral"])["val"]
-    probs = runs.predict_probs(model, val, run.spec)
+    probs = inference.predict_probs(model, val, run.spec)
     labels = np.array([run.spec.classes.index(s.label) for s in val])
     accuracy = float((probs.argmax(axis=1) == labels).mean())
-    history = runs.read_history(run_dir)
-    warm_up = run.config["arguments"]["min_epochs"]
+    history = RunDir(run_dir).read_history()
+    warm_up = run.config.hparams.min_epochs
     best = max(r["val_accuracy"] for r in history if r["epoch"] > warm_up)  # warm-up epochs never win
-    assert metrics["best_epoch"] > warm_up
-    assert history[metrics["best_epoch"] - 1]["val_accuracy"] == best
+    assert metrics["kept_epoch"] > warm_up
+    assert history[metrics["kept_epoch"] - 1]["val_accuracy"] == best
     assert abs(accuracy - best) < 1e-6
     assert abs(accuracy - metrics["val"]["accuracy"]) < 1e-6
 
@@ -285,26 +319,21 @@ def test_validation_accuracy_matches_inference_mode(trained, lateral_phantoms: P
 def test_finished_runs_are_found_for_reuse(trained, lateral_phantoms: Path) -> None:
     run_dir, _, _ = trained
     runs_dir = run_dir.parent.parent
-    same = TrainConfig(
-        "generalist",
-        data=lateral_phantoms,
-        runs_dir=runs_dir,
-        image_size=64,
-        epochs=int(EPOCHS),
-        batch_size=16,
-        checkpoint="best",
-    )
-    assert runs.find_matching_run(runs_dir, same) == run_dir
+    hparams = {"epochs": int(EPOCHS), "batch_size": 16, "checkpoint": "best"}
+    same = TrainConfig("generalist", data=lateral_phantoms, runs_dir=runs_dir, image_size=64, hparams=hparams)
+    assert find_matching_run(same) == run_dir
     for other in (
         {"seed": 1},
-        {"epochs": int(EPOCHS) + 1},
+        {"hparams": {**hparams, "epochs": int(EPOCHS) + 1}},
         {"image_size": 48},
-        {"backbone": "mobilenetv3small"},
-        {"checkpoint": "last"},
-        {"checkpoint": None},  # the default (last) is another training protocol
+        {"hparams": {**hparams, "backbone": "mobilenetv3small"}},
+        {"hparams": {**hparams, "checkpoint": "last"}},
+        {"hparams": {**hparams, "checkpoint": None}},  # the default (last) is another training protocol
+        {"hparams": {**hparams, "width": 16}},  # every field declared match=True takes part
+        {"hparams": {**hparams, "optimizer": "sgd"}},
     ):
-        cfg = TrainConfig(**{**same.__dict__, **other})
-        assert runs.find_matching_run(runs_dir, cfg) is None
+        cfg = replace(same, **other)
+        assert find_matching_run(cfg) is None, other
     assert runs.list_runs(runs_dir) == [run_dir]
     assert runs.list_runs(runs_dir, finished=False) == []
 
@@ -334,22 +363,27 @@ def _rows(val_accuracy: list[float], val_loss: list[float] | None = None) -> lis
     ],
 )
 def test_kept_epoch_follows_the_checkpoint_rule(checkpoint, min_epochs, accuracies, losses, kept) -> None:
-    from spinescan.training.loop import _restore_state, _update_state
+    from spinescan.training.callbacks import restore_state, update_state
+    from spinescan.zoo.hparams import HParams
 
-    args = {"checkpoint": checkpoint, "min_epochs": min_epochs, "target_accuracy": 0.85}
+    hp = HParams(checkpoint=checkpoint, min_epochs=min_epochs, target_accuracy=0.85)
     rows = _rows(accuracies, losses)
     live: dict = {}
-    saved = [row["epoch"] for row in rows if _update_state(live, row, args, 0.0)]
-    assert saved[-1] == kept and live["best_epoch"] == kept
+    saved = [row["epoch"] for row in rows if update_state(live, row, hp, 0.0)]
+    assert saved[-1] == kept and live["kept_epoch"] == kept
     assert live.get("epochs_to_target") == (2 if 0.9 in accuracies else None)
     # --resume rebuilds the same state from the history alone.
-    restored = _restore_state(rows, args)
-    assert restored["best_epoch"] == kept and restored["epochs_done"] == len(rows)
+    restored = restore_state(rows, hp)
+    assert restored["kept_epoch"] == kept and restored["epochs_done"] == len(rows)
 
 
 def test_unknown_checkpoint_is_refused(lateral_phantoms: Path, tmp_path: Path) -> None:
     with pytest.raises(SpineScanError, match="unknown checkpoint 'middle'"):
-        train(TrainConfig("generalist", data=lateral_phantoms, runs_dir=tmp_path, checkpoint="middle"))
+        train(
+            TrainConfig(
+                "generalist", data=lateral_phantoms, runs_dir=tmp_path, hparams={"checkpoint": "middle"}
+            )
+        )
 
 
 def test_checkpoint_last_keeps_the_final_epoch_and_runs_the_whole_schedule(
@@ -364,7 +398,8 @@ def test_checkpoint_last_keeps_the_final_epoch_and_runs_the_whole_schedule(
     assert result.exit_code == 0, result.output
     run_dir = runs.latest_run(tmp_path / "runs", "generalist")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 4 and metrics["best_epoch"] == 4  # patience 1 did not stop it
-    assert json.loads((run_dir / "config.json").read_text())["arguments"]["checkpoint"] == "last"
-    history = runs.read_history(run_dir)
+    assert metrics["epochs_run"] == 4 and metrics["kept_epoch"] == 4  # patience 1 did not stop it
+    assert RunDir(run_dir).read_config().hparams.checkpoint == "last"
+    assert "kept the last epoch (4 of 4)" in result.output and "best" not in result.output
+    history = RunDir(run_dir).read_history()
     assert metrics["val"]["accuracy"] == pytest.approx(history[-1]["val_accuracy"], abs=1e-6)

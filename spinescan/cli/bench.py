@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from spinescan.cli.options import checkpoint_option, pretrain_options, resize_option, runs_option
+from spinescan.cli.options import hparam_options, pretrain_options, resize_option, runs_option
+from spinescan.cli.progress import ClickProgress
 
 
 @click.command("bench")
@@ -17,14 +18,11 @@ from spinescan.cli.options import checkpoint_option, pretrain_options, resize_op
 @click.option(
     "--folds", type=click.IntRange(min=2), help="K-fold cross-validation (per seed) instead of one split."
 )
-@click.option("--epochs", type=click.IntRange(min=0), help="Override every plugin's epoch count.")
+@hparam_options(exclude=("backbone",))  # --backbone below compares several
 @click.option("--image-size", type=click.IntRange(min=8), help="Square input size in pixels.")
 @click.option("--out", type=click.Path(path_type=Path), help="Report folder (default: reports/<timestamp>/).")
 @runs_option("Runs folder; winners.json is written here.")
 @click.option("--backbone", "backbones", multiple=True, help="Backbone(s) to compare; repeat the option.")
-@click.option(
-    "--target-accuracy", type=click.FloatRange(0, 1), help="Validation accuracy for time-to-target."
-)
 @click.option("--by", "by", metavar="COLUMN", help="Also report metrics per value of a manifest column.")
 @click.option("--no-reuse", is_flag=True, help="Train again even when a matching finished run exists.")
 @click.option("--no-probes", is_flag=True, help="Skip the shortcut probes.")
@@ -44,7 +42,6 @@ from spinescan.cli.options import checkpoint_option, pretrain_options, resize_op
     help="Images per class if the default phantom set has to be generated.",
 )
 @resize_option
-@checkpoint_option
 @pretrain_options
 @click.option(
     "--json", "as_json", is_flag=True, help="Print leaderboard.json to stdout (progress on stderr)."
@@ -55,12 +52,12 @@ def bench_command(
     data: Path | None,
     seeds: int,
     folds: int | None,
-    epochs: int | None,
+    hparams: dict,
+    hparams_file: Path | None,
     image_size: int | None,
     out: Path | None,
     runs_dir: Path,
     backbones: tuple[str, ...],
-    target_accuracy: float | None,
     by: str | None,
     no_reuse: bool,
     no_probes: bool,
@@ -71,7 +68,6 @@ def bench_command(
     pretrain_per_class: int | None,
     pretrain_epochs: int | None,
     pretrain_borderline: float | None,
-    checkpoint: str | None,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -80,21 +76,30 @@ def bench_command(
     Trains each model for every seed (or reuses a matching finished run), evaluates it on the
     shared test split with bootstrap CIs, runs the paired generalist-vs-specialist study, picks
     winners on validation accuracy (saved to RUNS/winners.json for `spinescan export --onnx`), and
-    writes leaderboard.json, report.md and plots to --out.
+    writes leaderboard.json, report.md and plots to --out. Hyper-parameters apply to every run:
+    plugin default < --hparams FILE < explicit option.
     """
     from spinescan.evaluation.bench import BenchConfig, run_benchmark  # noqa: PLC0415
+    from spinescan.training.config import TrainConfig, resolve_request  # noqa: PLC0415
 
+    for name in names:  # argument errors (unknown model, bad --hparams) before any work
+        resolve_request(
+            TrainConfig(
+                name, hparams=hparams, hparams_file=hparams_file, image_size=image_size, resize=resize
+            ),
+            check_data=False,
+        )
     config = BenchConfig(
         models=names,
         data=data,
         seeds=seeds,
         folds=folds,
-        epochs=epochs,
+        hparams=hparams,
+        hparams_file=hparams_file,
         image_size=image_size,
         out=out,
         runs_dir=runs_dir,
         reuse=not no_reuse,
-        target_accuracy=target_accuracy,
         backbones=backbones,
         by=by,
         n_boot=n_boot,
@@ -106,9 +111,9 @@ def bench_command(
         pretrain_per_class=pretrain_per_class,
         pretrain_epochs=pretrain_epochs,
         pretrain_borderline=pretrain_borderline,
-        checkpoint=checkpoint,
+        progress=ClickProgress(),
     )
-    leaderboard = run_benchmark(config, echo=lambda msg: click.echo(msg, err=True), quiet_stdout=as_json)
+    leaderboard = run_benchmark(config, quiet_stdout=as_json)
     if as_json:
         click.echo(json.dumps(leaderboard, indent=2))
         return

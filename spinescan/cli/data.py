@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from spinescan.cli.progress import ClickProgress
 from spinescan.data.datasets import CheckReport, check_dataset
 
 
@@ -28,7 +29,9 @@ def check(directory: Path, view: str | None, min_size: int, no_read: bool, as_js
     Exits non-zero on errors (identical files under different labels); unreadable files are
     listed but not fatal, since training skips them.
     """
-    report = check_dataset(directory, default_view=view, min_size=min_size, read=not no_read, progress=True)
+    report = check_dataset(
+        directory, default_view=view, min_size=min_size, read=not no_read, progress=ClickProgress()
+    )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -1,15 +1,22 @@
-"""Options shared by several commands, declared once so their names, types and help agree."""
+"""Options shared by several commands, declared once so their names, types and help agree.
+
+The hyper-parameter options are not written here at all: :func:`hparam_options` derives one
+option per :class:`spinescan.zoo.hparams.HParams` field from the field's own metadata.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import Field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from spinescan.edge.preprocess import RESIZE_MODES
-from spinescan.zoo.spec import CHECKPOINTS
+from spinescan.training.config import DEFAULT_RUNS
+from spinescan.zoo.hparams import hparam_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -20,7 +27,7 @@ def runs_option(help_text: str) -> Callable[[F], F]:
         "--runs",
         "runs_dir",
         type=click.Path(path_type=Path),
-        default=Path("runs"),
+        default=DEFAULT_RUNS,
         show_default=True,
         help=help_text,
     )
@@ -34,13 +41,54 @@ def resize_option(f: F) -> F:
     )(f)
 
 
-def checkpoint_option(f: F) -> F:
-    return click.option(
-        "--checkpoint",
-        type=click.Choice(CHECKPOINTS),
-        help="Keep the best epoch by validation accuracy, or the last one (no early stopping) "
-        "[plugin default].",
-    )(f)
+def _param_type(f: Field) -> Any:
+    meta, kind = f.metadata, type(f.default)
+    if meta["choices"]:
+        return click.Choice(meta["choices"])
+    low, high = meta["minimum"], meta["maximum"]
+    if kind is int:
+        return click.IntRange(min=None if low is None else int(low), max=None if high is None else int(high))
+    return click.FloatRange(min=low, max=high, min_open=meta["open_minimum"])
+
+
+def _hparam_option(f: Field) -> Callable[[F], F]:
+    meta = f.metadata
+    help_text = f"{meta['help']} [plugin default]"
+    flag = meta["option"] or "--" + f.name.replace("_", "-")
+    if type(f.default) is bool:
+        return click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=help_text)
+    return click.option(flag, f.name, type=_param_type(f), default=None, help=help_text)
+
+
+def hparam_options(exclude: Sequence[str] = ()) -> Callable[[F], F]:
+    """One option per hyper-parameter (``HParams`` field metadata) plus ``--hparams FILE``.
+
+    The command receives them as ``hparams: dict`` (field -> value, None when not given) and
+    ``hparams_file``. Precedence: plugin default < ``--hparams FILE`` < explicit option.
+    """
+    chosen = [f for f in hparam_fields() if f.metadata["cli"] and f.name not in exclude]
+
+    def decorate(func: F) -> F:
+        names = [f.name for f in chosen]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            overrides = {n: kwargs.pop(n) for n in names}
+            return func(*args, hparams=overrides, **kwargs)
+
+        out: Any = wrapper
+        for f in reversed(chosen):
+            out = _hparam_option(f)(out)
+        out = click.option(
+            "--hparams",
+            "hparams_file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help='JSON {"schema": "spinescan.hparams/1", "model": NAME, "hparams": {...}}; '
+            "its fields override the plugin's defaults, explicit options override it.",
+        )(out)
+        return out
+
+    return decorate
 
 
 def pretrain_options(f: F) -> F:

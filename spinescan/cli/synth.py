@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from spinescan.cli.progress import ClickProgress
+
 DEFAULT_OUT = Path("dataset") / "phantoms"
 
 
@@ -55,7 +57,7 @@ def synth_command(
         views=views,
         workers=workers if workers is not None else max(1, os.cpu_count() or 1),
         borderline=borderline,
-        progress=True,
+        progress=ClickProgress(),
     )
     click.echo(f"Wrote {manifest}")
     if preview is not None:

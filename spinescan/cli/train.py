@@ -1,17 +1,36 @@
-"""``spinescan train NAME``: parse arguments, call :func:`spinescan.training.loop.train`, print a summary."""
+"""``spinescan train NAME``: parse arguments, call :func:`spinescan.training.loop.train`, print a summary.
+
+Argument errors (unknown model, missing data folder, bad --hparams file) are found by
+:func:`spinescan.training.config.resolve_request` before TensorFlow is imported.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from spinescan.cli.options import checkpoint_option, pretrain_options, resize_option, runs_option
-from spinescan.zoo.backbones import BACKBONES  # no TensorFlow at import time
+from spinescan.cli.options import hparam_options, pretrain_options, resize_option, runs_option
+from spinescan.cli.progress import ClickProgress
+from spinescan.training.config import DEFAULT_DATA
+
+if TYPE_CHECKING:
+    from spinescan.training.loop import TrainingInterrupted
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
     return "n/a" if value is None else format(value, spec)
+
+
+def kept_wording(metrics: dict) -> str:
+    """Which epoch the run kept, named for what it is: the last one, or the best by validation."""
+    from spinescan.training.runs import kept_epoch  # noqa: PLC0415
+
+    epoch, run = kept_epoch(metrics), metrics.get("epochs_run")
+    if metrics.get("checkpoint", "best") == "last" or epoch == run:
+        return f"kept the last epoch ({epoch} of {run})"
+    return f"kept epoch {epoch} of {run} (best validation accuracy)"
 
 
 def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
@@ -35,12 +54,18 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
     return [
         f"Finished {metrics.get('model')} ({metrics.get('backbone')}, "
         f"{metrics.get('params', 0):,} parameters)",
-        f"  validation accuracy {scores(val)}, best epoch {metrics.get('best_epoch')} "
-        f"of {metrics.get('epochs_run')}",
+        f"  validation accuracy {scores(val)}, {kept_wording(metrics)}",
         f"  test accuracy       {scores(test)}",
         f"  training time {metrics.get('train_seconds', 0):.0f} s; target accuracy: {reached}",
         f"  run: {run_dir}",
     ]
+
+
+def resume_command(exc: TrainingInterrupted) -> str:
+    """The command line that continues an interrupted run."""
+    return (
+        f"spinescan train {exc.model} --resume --run-id {exc.run_id} --runs {exc.runs_dir} --data {exc.data}"
+    )
 
 
 @click.command("train")
@@ -48,12 +73,11 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
 @click.option(
     "--data",
     type=click.Path(path_type=Path),
-    default=Path("dataset/phantoms"),
+    default=DEFAULT_DATA,
     show_default=True,
     help="Dataset folder (DIR/<class>/*, DIR/<view>/<class>/* or DIR/manifest.csv).",
 )
-@click.option("--epochs", type=click.IntRange(min=0), help="Maximum epochs [plugin default].")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Batch size per replica [plugin default].")
+@hparam_options()
 @click.option(
     "--image-size", type=click.IntRange(min=16), help="Square input size in pixels [plugin default]."
 )
@@ -63,10 +87,6 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
 @runs_option("Where run directories go (runs/<model>/<run-id>/).")
 @click.option("--resume", is_flag=True, help="Continue the latest interrupted run of NAME (or --run-id).")
 @click.option("--run-id", help="Name the run directory (default: a timestamp).")
-@click.option(
-    "--target-accuracy", type=click.FloatRange(0, 1), help="Record when validation accuracy first reaches it."
-)
-@click.option("--backbone", type=click.Choice(list(BACKBONES)), help="Backbone [plugin default: compact].")
 @click.option(
     "--weights",
     type=click.Choice(["none", "imagenet"]),
@@ -81,14 +101,6 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
     show_default=True,
     help="tf.distribute strategy (multiworker reads TF_CONFIG).",
 )
-@click.option(
-    "--lr", "learning_rate", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate."
-)
-@click.option("--patience", type=click.IntRange(min=1), help="Early-stopping patience in epochs.")
-@click.option("--min-epochs", type=click.IntRange(min=0), help="Epochs before early stopping may act.")
-@checkpoint_option
-@click.option("--lr-schedule", type=click.Choice(["cosine", "plateau"]), default="cosine", show_default=True)
-@click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option(
     "--file-backed",
     is_flag=True,
@@ -106,23 +118,15 @@ def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
 def train_command(
     name: str,
     data: Path,
-    epochs: int | None,
-    batch_size: int | None,
+    hparams: dict[str, Any],
+    hparams_file: Path | None,
     image_size: int | None,
     seed: int,
     runs_dir: Path,
     resume: bool,
     run_id: str | None,
-    target_accuracy: float | None,
-    backbone: str | None,
     weights: str,
     strategy: str,
-    learning_rate: float | None,
-    patience: int | None,
-    min_epochs: int | None,
-    checkpoint: str | None,
-    lr_schedule: str,
-    no_augment: bool,
     file_backed: bool,
     init_from: Path | None,
     tensorboard: bool,
@@ -135,52 +139,51 @@ def train_command(
 ) -> None:
     """Train model NAME (see `spinescan models`) with the plugin's defaults for what is not given.
 
+    Hyper-parameters: plugin default < --hparams FILE < explicit option.
     Interrupt with Ctrl-C at any time: finished epochs are kept and --resume continues.
     """
-    from spinescan.training.loop import TrainConfig, train  # noqa: PLC0415 - TensorFlow is imported in train()
+    from spinescan.training.config import TrainConfig, resolve_request  # noqa: PLC0415 - no TensorFlow
 
     config = TrainConfig(
         model=name,
         data=data,
-        epochs=epochs,
-        batch_size=batch_size,
+        hparams=hparams,
+        hparams_file=hparams_file,
         image_size=image_size,
         seed=seed,
         runs_dir=runs_dir,
         resume=resume,
-        target_accuracy=target_accuracy,
-        backbone=backbone,
-        weights=None if weights == "none" else weights,
-        learning_rate=learning_rate,
-        patience=patience,
-        min_epochs=min_epochs,
-        strategy=strategy,
-        augment=False if no_augment else None,
         run_id=run_id,
+        weights=None if weights == "none" else weights,
         init_from=init_from,
-        tensorboard=tensorboard,
-        verbose=0 if quiet else 1,
+        strategy=strategy,
         in_memory=not file_backed,
-        lr_schedule=lr_schedule,
+        tensorboard=tensorboard,
         resize=resize,
-        checkpoint=checkpoint,
+        verbose=0 if quiet else 1,
+        progress=ClickProgress(quiet=quiet),
     )
-    if pretrain:
-        from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune  # noqa: PLC0415
-
-        result = pretrain_and_finetune(
-            config,
-            pretrain,
-            PhantomStage.from_options(pretrain_per_class, pretrain_epochs, pretrain_borderline),
-            echo=lambda msg: click.echo(msg, err=True) if not quiet else None,
-        )
-    else:
-        result = train(config)
+    resolve_request(config)  # every argument error now, in well under a second
+    result = _run(config, pretrain, (pretrain_per_class, pretrain_epochs, pretrain_borderline))
     if not result.metrics:  # a non-chief worker of a multi-worker run
         click.echo(f"Worker finished; the chief writes {result.run_dir}")
         return
     for line in summary_lines(result.run_dir, result.metrics):
         click.echo(line)
+
+
+def _run(config: Any, pretrain: str | None, stage: tuple[Any, Any, Any]) -> Any:
+    from spinescan.training.loop import TrainingInterrupted, train  # noqa: PLC0415
+
+    try:
+        if pretrain:
+            from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune  # noqa: PLC0415
+
+            return pretrain_and_finetune(config, pretrain, PhantomStage.from_options(*stage))
+        return train(config)
+    except TrainingInterrupted as exc:
+        click.echo(f"Error: {exc} Resume with: {resume_command(exc)}", err=True)
+        raise SystemExit(exc.exit_code) from None
 
 
 COMMANDS = [train_command]

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-import click
-
 from spinescan.edge.imageio import decode_image, is_image_candidate, read_image
 from spinescan.errors import DataError, ImageReadError
+from spinescan.progress import Progress, as_progress
 from spinescan.zoo.spec import VIEWS
 
 MANIFEST = "manifest.csv"
@@ -258,7 +257,7 @@ def check_dataset(
     default_view: str | None = None,
     min_size: int = 32,
     read: bool = True,
-    progress: bool = False,
+    progress: Progress | bool = False,
 ) -> CheckReport:
     """Counts, unreadable files, exact duplicates, too-small images and class imbalance.
 
@@ -296,23 +295,20 @@ def check_dataset(
     return report
 
 
-def _parallel(fn: Callable[[Sample], T], samples: Sequence[Sample], label: str, progress: bool) -> list[T]:
+def _parallel(
+    fn: Callable[[Sample], T], samples: Sequence[Sample], label: str, progress: Progress | bool
+) -> list[T]:
     """``[fn(s) for s in samples]`` on a few threads (OpenCV and hashlib release the GIL), in
-    order, with a progress bar on stderr when asked."""
+    order, reporting to ``progress``."""
     if not samples:
         return []
     workers = min(4, os.cpu_count() or 1, len(samples))
-    with (
-        ThreadPoolExecutor(workers) as pool,
-        click.progressbar(
-            pool.map(fn, samples),
-            length=len(samples),
-            label=label,
-            file=click.get_text_stream("stderr"),
-            hidden=not progress,
-        ) as bar,
-    ):
-        return list(bar)
+    out = []
+    with ThreadPoolExecutor(workers) as pool, as_progress(progress).bar(len(samples), label) as advance:
+        for result in pool.map(fn, samples):
+            out.append(result)
+            advance(1)
+    return out
 
 
 def _inspect(sample: Sample, min_size: int, read: bool) -> tuple[str | None, str | None, str | None]:
@@ -388,7 +384,7 @@ def samples_for_spec(
     view: str,
     classes: Sequence[str],
     skip_unreadable: bool = True,
-    progress: bool = False,
+    progress: Progress | bool = False,
 ) -> tuple[list[Sample], list[tuple[str, str]]]:
     """The usable images of one view and some classes, and the ``(rel, reason)`` of those skipped.
 

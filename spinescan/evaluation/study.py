@@ -2,7 +2,8 @@
 
 Spine Scan exists to answer that question, and this module answers it. The original notebook
 compared a 3-class model with 2-class models at different chance levels, on different images,
-without confidence intervals. Here the study reads the :class:`~spinescan.evaluation.bench.RunRecord` objects
+without confidence intervals. Here the study reads the
+:class:`~spinescan.evaluation.records.RunRecord` objects
 that :mod:`spinescan.evaluation.bench` produces: every model was trained on the same dataset, split and seeds,
 so a specialist's test images are exactly the generalist's test images of its two classes, and the
 comparison is *paired* on the same test images:
@@ -28,7 +29,7 @@ import numpy as np
 from spinescan import metrics as m
 
 if TYPE_CHECKING:
-    from spinescan.evaluation.bench import RunRecord
+    from spinescan.evaluation.records import RunRecord
     from spinescan.zoo.spec import ModelSpec
 
 MAPPING = (

@@ -34,7 +34,9 @@ from spinescan.errors import ImageReadError, SpineScanError
 from spinescan.export.modelcard import bootstrap_test_cis, describe_data, model_card
 from spinescan.export.onnx_convert import DEFAULT_OPSET, ExportError, set_metadata
 from spinescan.export.standalone import write_standalone
-from spinescan.training import runs
+from spinescan.training import inference, runs
+from spinescan.training.config import DEFAULT_RUNS
+from spinescan.training.runs import RunDir, winners_file
 
 if TYPE_CHECKING:
     from spinescan.data.datasets import Sample
@@ -47,8 +49,6 @@ CALIBRATION_IMAGES = 128
 QUANTIZE_CHOICES = ("int8",)
 METRIC_KEYS = ("n", "accuracy", "balanced_accuracy", "macro_f1")
 DEFAULT_OUT = Path("exported")
-DEFAULT_RUNS = Path("runs")
-WINNERS = "winners.json"
 
 Echo = Callable[[str], None]
 
@@ -81,7 +81,7 @@ def resolve_runs(
                 )
             found.append(latest)
         return found
-    winners_path = runs_dir / WINNERS
+    winners_path = winners_file(runs_dir)
     if not winners_path.is_file():
         raise SpineScanError(
             f"no {winners_path}: run `spinescan bench` first, or name the models to export, or pass --run DIR"
@@ -126,7 +126,7 @@ def split_samples(run: Run, data: str | Path | None = None) -> dict[str, list[Sa
         raise ExportError(
             f"{run.dir} has no split.json; cannot find its validation images for the parity check"
         )
-    root = Path(data) if data else Path(run.config.get("dataset", {}).get("root", ""))
+    root = Path(data) if data else Path(run.config.dataset.root)
     if not str(root) or not root.is_dir():
         raise ExportError(
             f"the run's dataset {str(root)!r} is not available; the parity check needs the run's own "
@@ -236,8 +236,8 @@ def _metadata(run: Run, spec: ModelSpec, opset: int, source_sha: str, exported: 
         "preprocessing": spec.preprocessing.to_json(),
         "spinescan_version": __version__,
         "opset": str(opset),
-        "run_id": str(metrics.get("run_id") or run.config.get("run_id") or run.dir.name),
-        "backbone": str(metrics.get("backbone") or run.config.get("arguments", {}).get("backbone") or ""),
+        "run_id": str(metrics.get("run_id") or run.config.run_id or run.dir.name),
+        "backbone": str(metrics.get("backbone") or run.config.hparams.backbone),
         "metrics": {p: {k: (metrics.get(p) or {}).get(k) for k in METRIC_KEYS} for p in ("val", "test")},
         "export_date": exported,
         "source_sha256": source_sha,
@@ -265,7 +265,7 @@ def stage_run(
         raise ExportError(f"{run_dir} is not a finished run (no finished metrics.json)")
     spec = run.spec
     name = spec.name
-    model = runs.load_model(run_dir)
+    model = inference.load_model(run_dir)
     if (
         tuple(model.input_shape[1:]) != tuple(spec.input_size)
         or int(model.output_shape[-1]) != spec.num_classes
@@ -275,7 +275,7 @@ def stage_run(
             f"the run's spec (input {spec.input_size}, {spec.num_classes} classes)"
         )
     exported = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    source_sha = sha256_file(Path(run_dir) / runs.MODEL)
+    source_sha = sha256_file(RunDir(Path(run_dir)).model_file)
 
     echo(f"{name}: converting {run_dir} to ONNX (opset {opset})")
     conversion = keras_to_onnx(model, opset=opset)
@@ -289,7 +289,7 @@ def stage_run(
     parts = split_samples(run, data)
     images, note = parity_images(parts, spec)
     onnx_model = OnnxModel(fp32_path, verify=False)  # the exact bytes that will ship
-    parity = parity_check(runs.predict_arrays(model, images.x), onnx_model.predict(images.x))
+    parity = parity_check(inference.predict_arrays(model, images.x), onnx_model.predict(images.x))
     parity.update(split=images.part, note=note)
     if not parity["passed"]:
         raise ExportError(
@@ -305,7 +305,7 @@ def stage_run(
         if int8_info["shipped"]:
             files[int8_info["file"]] = int8_path
 
-    data_root = data or run.config.get("dataset", {}).get("root", "")
+    data_root = data or run.config.dataset.root
     entry = _entry(run, spec, metadata, fp32_path, parity, int8_info, conversion, data_root)
     return Staged(name, files, entry, model_card(entry))
 
@@ -355,7 +355,7 @@ def _entry(
 ) -> dict[str, Any]:
     metrics = dict(metadata["metrics"])
     try:
-        _files, labels, probs = runs.read_predictions(run.dir).get(
+        _files, labels, probs = RunDir(run.dir).read_predictions().get(
             "test", ([], [], np.zeros((0, spec.num_classes)))
         )
         metrics["test_ci"] = bootstrap_test_cis(labels, probs, spec.classes)
@@ -380,8 +380,8 @@ def _entry(
         "exported": metadata["export_date"],
         "spinescan_version": __version__,
         "data": describe_data(data_root),
-        "pretrain": run.config.get("pretrain"),  # phantom pretraining stage, if any (pretrain.py)
-        "benchmark": runs.read_json(run.dir, runs.BENCHMARK),  # the bench that chose this run, if any
+        "pretrain": run.config.pretrain,  # phantom pretraining stage, if any (pretrain.py)
+        "benchmark": RunDir(run.dir).read_json(RunDir.BENCHMARK),  # the bench that chose this run, if any
         "counts": (run.metrics or {}).get("counts"),
         "metrics": metrics,
         "parity": parity,

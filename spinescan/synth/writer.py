@@ -22,12 +22,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import click
 import cv2
 import numpy as np
 
 from spinescan.atomic import atomic_write_text
+from spinescan.data.provenance import synthetic_provenance, write_provenance
 from spinescan.errors import SpineScanError
+from spinescan.progress import Progress, as_progress
 from spinescan.synth.labels import CLASSES, VIEWS
 from spinescan.synth.phantom import make_phantom
 
@@ -167,7 +168,7 @@ def generate(
     views: str | Sequence[str] = ("lateral", "ap"),
     workers: int = 1,
     borderline: float = 0.0,
-    progress: bool = True,
+    progress: Progress | bool = True,
 ) -> Path:
     """Write ``per_class`` phantoms per class of each view under ``out``; return the manifest path.
 
@@ -186,15 +187,16 @@ def generate(
     tasks = _task_list(views, per_class)
     jobs = [(out, int(seed), int(size), float(borderline), t) for t in tasks]
     rows: list[dict[str, str]] = []
-    results = _run(jobs, workers)
-    if progress:
-        with click.progressbar(results, length=len(jobs), label="Drawing phantoms", file=None) as bar:
-            rows.extend(bar)
-    else:
-        rows.extend(results)
+    with as_progress(progress).bar(len(jobs), "Drawing phantoms") as advance:
+        for row in _run(jobs, workers):
+            rows.append(row)
+            advance(1)
     _remove_stale(out, views, {r["file"] for r in rows})
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_text(out / MANIFEST, buf.getvalue())
+    manifest = atomic_write_text(out / MANIFEST, buf.getvalue())
+    settings = {"per_class": per_class, "size": size, "views": list(views), "borderline": borderline}
+    write_provenance(out, synthetic_provenance(seed, **settings))
+    return manifest

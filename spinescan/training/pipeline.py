@@ -32,12 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import click
 import numpy as np
 
 from spinescan.edge.imageio import read_image
 from spinescan.edge.preprocess import Preprocessing, preprocess
 from spinescan.errors import require_tensorflow
+from spinescan.progress import Progress, as_progress
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -93,7 +93,7 @@ def load_image(path: str | os.PathLike[str], input_size: Sequence[int], prep: Pr
 def load_arrays(
     samples: Sequence[Sample],
     spec: ModelSpec,
-    progress: bool = False,
+    progress: Progress | bool = False,
     label: str = "Loading images",
     workers: int | None = None,
     out: np.ndarray | None = None,
@@ -109,18 +109,9 @@ def load_arrays(
         x[i] = load_image(samples[i].path, spec.input_size, spec.preprocessing)
         return i
 
-    with (
-        ThreadPoolExecutor(workers) as pool,
-        click.progressbar(
-            pool.map(one, range(len(samples))),
-            length=len(samples),
-            label=label,
-            file=click.get_text_stream("stderr"),
-            hidden=not progress,
-        ) as bar,
-    ):
-        for _ in bar:
-            pass
+    with ThreadPoolExecutor(workers) as pool, as_progress(progress).bar(len(samples), label) as advance:
+        for _ in pool.map(one, range(len(samples))):
+            advance(1)
     return x
 
 
@@ -128,7 +119,7 @@ def cache_arrays(
     samples: Sequence[Sample],
     spec: ModelSpec,
     path: str | os.PathLike[str],
-    progress: bool = False,
+    progress: Progress | bool = False,
     label: str = "Caching images",
 ) -> np.memmap:
     """Preprocess ``samples`` once into a ``.npy`` file and return it memory-mapped read-only.

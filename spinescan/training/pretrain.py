@@ -18,20 +18,21 @@ Works for any plugin whose classes the phantom generator draws for its view; for
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from spinescan.atomic import atomic_write_json
+from spinescan.data.provenance import read_provenance
 from spinescan.errors import DataError, SpineScanError
+from spinescan.progress import QUIET, Progress
 from spinescan.training import runs
+from spinescan.training.config import TrainConfig, spec_for
+from spinescan.training.runs import RunDir
 
 if TYPE_CHECKING:
-    from spinescan.training.loop import RunResult, TrainConfig
+    from spinescan.training.loop import RunResult
     from spinescan.zoo.spec import ModelSpec
 
 PHANTOMS = "phantoms"
@@ -42,7 +43,6 @@ PRETRAIN_SEED = 0  # one pretrain run shared by every seed and fold of a benchma
 # Fraction of phantoms drawn near the class threshold (e.g. Cobb 5-10 deg healthy, 10-15 deg
 # scoliosis); with none, the pretrained model never sees a mildly asymmetric healthy spine.
 DEFAULT_BORDERLINE = 0.0
-SYNTH_RECORD = "synth.json"  # also how the model card recognises a synthetic dataset
 PRETRAIN_KEY = "pretrain"
 
 
@@ -76,13 +76,6 @@ class PhantomStage:
         )
 
 
-Echo = Callable[[str], None]
-
-
-def _silent(_: str) -> None:
-    pass
-
-
 def phantom_size(spec: ModelSpec) -> int:
     """Render phantoms at twice the model's input height: downsampling them then smooths edges the
     way real films, hundreds of pixels tall, are smoothed by the same resize."""
@@ -103,31 +96,30 @@ def ensure_phantoms(
     size: int,
     seed: int = 0,
     borderline: float = 0.0,
-    progress: bool = True,
-    echo: Echo = _silent,
+    progress: Progress = QUIET,
 ) -> Path:
-    """Render a phantom set of one view into ``out``, or reuse it if its ``synth.json`` matches."""
+    """Render a phantom set of one view into ``out``, or reuse it if its recorded provenance
+    (:func:`spinescan.data.provenance.read_provenance`) says it was made with these settings."""
     from spinescan.synth import generate  # noqa: PLC0415
 
     out = Path(out)
-    wanted = {
-        "view": view,
-        "per_class": int(per_class),
-        "size": int(size),
-        "seed": int(seed),
-        "borderline": float(borderline),
-    }
-    record = out / SYNTH_RECORD
-    if record.is_file() and (out / "manifest.csv").is_file():
-        try:
-            stored = {"borderline": 0.0, **json.loads(record.read_text(encoding="utf-8"))}
-        except (OSError, json.JSONDecodeError):
-            stored = {}
-        if {k: stored.get(k) for k in wanted} == wanted:
-            echo(f"Reusing the phantom set {out}")
+    wanted = (int(seed), [view], int(per_class), int(size), float(borderline))
+    if (out / "manifest.csv").is_file():
+        made = read_provenance(out)
+        settings = made.settings
+        views = settings.get("views") or [settings.get("view")]
+        got = (
+            made.seed,
+            views,
+            settings.get("per_class"),
+            settings.get("size"),
+            settings.get("borderline", 0.0),
+        )
+        if made.synthetic and got == wanted:
+            progress.info(f"Reusing the phantom set {out}")
             return out
     n = per_class * 2 if view == "ap" else per_class * 3
-    echo(f"Rendering {n} {view} phantoms ({size} px) into {out} for pretraining")
+    progress.info(f"Rendering {n} {view} phantoms ({size} px) into {out} for pretraining")
     workers = max(1, min(4, os.cpu_count() or 1))
     generate(
         out,
@@ -139,7 +131,6 @@ def ensure_phantoms(
         borderline=borderline,
         progress=progress,
     )
-    atomic_write_json(record, {**wanted, "generator": "spinescan synth", "purpose": "pretraining"})
     return out
 
 
@@ -159,35 +150,30 @@ def pretrain_config(
     config: TrainConfig, data: Path, epochs: int | None = None, seed: int = PRETRAIN_SEED
 ) -> TrainConfig:
     """The first stage: the same model and preprocessing, on the phantoms, with its own split."""
+    hparams = {
+        **config.hparams,
+        "epochs": DEFAULT_EPOCHS if epochs is None else epochs,
+        "target_accuracy": None,
+    }
     return replace(
         config,
         data=Path(data),
-        epochs=DEFAULT_EPOCHS if epochs is None else epochs,
+        hparams=hparams,
         seed=seed,
         split=None,
         init_from=None,
         resume=False,
         run_id=None,
-        target_accuracy=None,
     )
 
 
-def _new_run_id(runs_dir: Path, model: str, seed: int) -> str:
-    base = "pretrain-" + runs.new_run_id(Path(runs_dir), model, seed)
-    run_id, n = base, 1
-    while (Path(runs_dir) / model / run_id).exists():
-        n += 1
-        run_id = f"{base}-{n}"
-    return run_id
-
-
-def pretrain_on_phantoms(
-    config: TrainConfig, phantoms: PhantomStage = PhantomStage(), echo: Echo = _silent
-) -> Path:
+def pretrain_on_phantoms(config: TrainConfig, phantoms: PhantomStage = PhantomStage()) -> Path:
     """Render (or reuse) the phantoms and train (or reuse) the pretrain run; returns its run dir."""
-    from spinescan.training.loop import _spec_for, train  # noqa: PLC0415
+    from spinescan.training.loop import train  # noqa: PLC0415
+    from spinescan.training.prepare import find_matching_run  # noqa: PLC0415
 
-    spec = _spec_for(config)
+    spec = spec_for(config)
+    progress = config.progress
     _check_classes(spec)
     size = phantom_size(spec)
     data = Path(
@@ -199,68 +185,56 @@ def pretrain_on_phantoms(
         phantoms.per_class,
         size,
         borderline=phantoms.borderline,
-        progress=config.verbose > 0,
-        echo=echo,
+        progress=progress,
     )
     stage = pretrain_config(config, data, phantoms.epochs)
-    match = runs.find_matching_run(stage.runs_dir, stage) if phantoms.reuse else None
+    match = find_matching_run(stage) if phantoms.reuse else None
     if match is not None:
-        echo(f"Reusing the pretrain run {match}")
+        progress.info(f"Reusing the pretrain run {match}")
         return Path(match)
-    stage = replace(stage, run_id=_new_run_id(stage.runs_dir, spec.name, stage.seed))
-    echo(f"Pretraining {spec.name} on the phantoms in {data}")
+    stage = replace(stage, run_id=runs.new_run_id(stage.runs_dir, spec.name, stage.seed, prefix="pretrain-"))
+    progress.info(f"Pretraining {spec.name} on the phantoms in {data}")
     return Path(train(stage).run_dir)
 
 
 def resolve_pretrain(
-    config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage(), echo: Echo = _silent
+    config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage()
 ) -> Path:
     """``"phantoms"`` -> a (possibly reused) phantom pretrain run; anything else -> that run dir."""
     if str(pretrain) == PHANTOMS:
-        return pretrain_on_phantoms(config, phantoms, echo)
-    run_dir = Path(pretrain)
-    if not runs.is_finished(run_dir) or not (run_dir / runs.MODEL).is_file():
+        return pretrain_on_phantoms(config, phantoms)
+    run_dir = RunDir(Path(pretrain))
+    if not run_dir.is_finished() or not run_dir.model_file.is_file():
         raise SpineScanError(f"--pretrain {pretrain}: expected 'phantoms' or a finished run directory")
-    return run_dir
+    return run_dir.path
 
 
 def describe_pretrain(pretrain_dir: Path) -> dict[str, Any]:
     """What a fine-tuned run records about the run it started from."""
     run = runs.load_run(pretrain_dir)
     metrics = run.metrics or {}
-    dataset = run.config.get("dataset", {})
-    root = Path(dataset.get("root") or run.config.get("arguments", {}).get("data", ""))
-    synthetic = (root / SYNTH_RECORD).is_file() or _has_landmarks(root)
+    dataset = run.config.dataset
+    root = Path(dataset.root)
     return {
         "run_dir": Path(pretrain_dir).resolve().as_posix(),
-        "run_id": run.config.get("run_id"),
+        "run_id": run.config.run_id,
         "dataset": root.as_posix(),
-        "synthetic": bool(synthetic),
-        "view_images": dataset.get("view_images"),
+        "synthetic": read_provenance(root).synthetic,
+        "view_images": dataset.view_images,
         "val_accuracy": (metrics.get("val") or {}).get("accuracy"),
         "epochs_run": metrics.get("epochs_run"),
         "train_seconds": metrics.get("train_seconds"),
     }
 
 
-def _has_landmarks(root: Path) -> bool:
-    """A manifest with the phantom generator's ground-truth columns."""
-    try:
-        with open(root / "manifest.csv", encoding="utf-8") as fh:
-            header = fh.readline()
-    except OSError:
-        return False
-    return "landmarks" in header and "cobb_deg" in header
-
-
 def record_pretrain(run_dir: Path, pretrain_dir: Path) -> dict[str, Any]:
     """Add the ``"pretrain"`` entry to a fine-tuned run's ``config.json`` and ``metrics.json``."""
     entry = describe_pretrain(pretrain_dir)
-    for name in (runs.CONFIG, runs.METRICS):
-        doc = runs.read_json(run_dir, name)
-        if doc is not None:
-            doc[PRETRAIN_KEY] = entry
-            runs.write_json(run_dir, name, doc)
+    rundir = RunDir(Path(run_dir))
+    rundir.write_config(rundir.read_config().with_pretrain(entry))
+    metrics = rundir.read_metrics()
+    if metrics is not None:
+        rundir.write_json(RunDir.METRICS, {**metrics, PRETRAIN_KEY: entry})
     return entry
 
 
@@ -275,11 +249,13 @@ def finetune(config: TrainConfig, pretrain_dir: Path) -> RunResult:
 
 
 def pretrain_and_finetune(
-    config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage(), echo: Echo = _silent
+    config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage()
 ) -> RunResult:
     """Both stages: pretrain (``"phantoms"``, reused when possible) or take a run dir, then fine-tune."""
     t0 = time.perf_counter()
-    pretrain_dir = resolve_pretrain(config, pretrain, phantoms, echo)
+    pretrain_dir = resolve_pretrain(config, pretrain, phantoms)
     elapsed = time.perf_counter() - t0
-    echo(f"Fine-tuning {config.model} on {config.data} from {pretrain_dir} (first stage: {elapsed:.0f} s)")
+    config.progress.info(
+        f"Fine-tuning {config.model} on {config.data} from {pretrain_dir} (first stage: {elapsed:.0f} s)"
+    )
     return finetune(config, pretrain_dir)

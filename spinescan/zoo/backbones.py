@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spinescan.errors import SpineScanError, require_tensorflow
+from spinescan.zoo.hparams import HParams
 
 if TYPE_CHECKING:
     import keras
@@ -41,7 +42,7 @@ class Backbone:
 
     name: str
     description: str
-    build: Callable[[Any, str | None], Any]
+    build: Callable[..., Any]  # build(x, weights, hparams) -> features
     pretrained: bool  # whether ``weights="imagenet"`` exists for it
 
 
@@ -63,7 +64,7 @@ def _conv_bn(x: Any, filters: int, name: str, strides: int = 1) -> Any:
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def _compact(x: Any, weights: str | None) -> Any:
+def _compact(x: Any, weights: str | None, hparams: HParams) -> Any:
     """A small VGG-like CNN sized for 2 CPU cores (about 26 M multiply-adds per 128-px image).
 
     A strided stem and a pool bring the film to a quarter of its size at once (films are smooth;
@@ -71,17 +72,20 @@ def _compact(x: Any, weights: str | None) -> Any:
     pooling. Measured against a variant that kept the stem's resolution for the first block: three
     times the training images per second, and no worse validation accuracy on phantoms. Every
     layer has a fixed name so weights can be matched by name (``init_from``) across builds.
+    ``hparams.width`` and ``hparams.depth`` scale it (32 and 4: blocks of 32, 64, 96, 128 filters).
     """
     if weights is not None:
         raise SpineScanError("the compact backbone has no pretrained weights; use --weights none")
     layers = _keras().layers
     x = _conv_bn(x, 24, "stem", strides=2)
     x = layers.MaxPooling2D(2, padding="same", name="stem_pool")(x)
-    for i, filters in enumerate((32, 64, 96, 128), start=1):
+    depth = hparams.depth
+    for i in range(1, depth + 1):
+        filters = hparams.width * i
         x = _conv_bn(x, filters, f"block{i}a")
         if i >= 3:
             x = _conv_bn(x, filters, f"block{i}b")
-        if i < 4:
+        if i < depth:
             x = layers.MaxPooling2D(2, padding="same", name=f"block{i}_pool")(x)
     return x
 
@@ -134,7 +138,7 @@ def _applications_weights(name: str, factory: Callable[..., Any], weights: str |
         socket.setdefaulttimeout(previous)
 
 
-def _mobilenetv3small(x: Any, weights: str | None) -> Any:
+def _mobilenetv3small(x: Any, weights: str | None, hparams: HParams) -> Any:
     keras = _keras()
     x = _to_rgb(x, 2.0, (-1.0, -1.0, -1.0))  # MobileNetV3 expects [-1, 1] without its own rescaling
     base = _applications_weights(
@@ -150,7 +154,7 @@ def _mobilenetv3small(x: Any, weights: str | None) -> Any:
     return base(x)
 
 
-def _efficientnetb0(x: Any, weights: str | None) -> Any:
+def _efficientnetb0(x: Any, weights: str | None, hparams: HParams) -> Any:
     keras = _keras()
     x = _to_rgb(x, 255.0, (0.0, 0.0, 0.0))  # EfficientNet rescales 0-255 itself
     base = _applications_weights(
@@ -164,7 +168,7 @@ def _efficientnetb0(x: Any, weights: str | None) -> Any:
     return base(x)
 
 
-def _resnet50_frozen(x: Any, weights: str | None) -> Any:
+def _resnet50_frozen(x: Any, weights: str | None, hparams: HParams) -> Any:
     """The original notebook's design: a frozen ResNet50 feature extractor and a small head.
 
     Kept as the seed's comparison row. Without ImageNet weights the frozen random features are
@@ -215,19 +219,27 @@ def get_backbone(name: str | None) -> Backbone:
 
 
 def build_classifier(
-    spec: ModelSpec, backbone: str = DEFAULT_BACKBONE, weights: str | None = None
+    spec: ModelSpec,
+    backbone: str = DEFAULT_BACKBONE,
+    weights: str | None = None,
+    hparams: HParams | None = None,
 ) -> keras.Model:
-    """Build ``spec``'s classifier on ``backbone``: input ``image``, output ``probabilities``."""
+    """Build ``spec``'s classifier on ``backbone``: input ``image``, output ``probabilities``.
+
+    ``hparams`` (default: ``spec.train``) gives the compact backbone's width/depth and the dropout.
+    The softmax head is the classification task's; another task would add its own head here.
+    """
     keras = _keras()
+    hparams = hparams or spec.train
     info = get_backbone(backbone)
     weights = normalize_weights(weights)
     if weights is not None and not info.pretrained:
         raise SpineScanError(f"backbone {info.name!r} has no {weights} weights; use --weights none")
     inputs = keras.Input(shape=tuple(spec.input_size), name="image", dtype="float32")
-    x = info.build(inputs, weights)
+    x = info.build(inputs, weights, hparams)
     if len(x.shape) == 4:  # a feature map; backbones with their own head return a vector
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dropout(0.2, name="dropout")(x)
+    x = keras.layers.Dropout(hparams.dropout, name="dropout")(x)
     x = keras.layers.Dense(spec.num_classes, name="logits")(x)
     # float32 even under mixed precision: softmax in float16 is not trustworthy.
     outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(x)

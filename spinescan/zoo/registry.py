@@ -11,7 +11,6 @@ Importing this module, or listing models, never imports TensorFlow.
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import importlib.metadata as md
 import os
 import warnings
@@ -25,15 +24,11 @@ from spinescan.zoo import hookspecs
 from spinescan.zoo.spec import ModelSpec
 
 ENTRY_POINT_GROUP = "spinescan"
-#: The built-in plugins. They are registered through the same entry points as any other plugin;
-#: this list only says which ones survive ``SPINESCAN_DISABLE_PLUGIN_AUTOLOAD=1`` and lets a
-#: source checkout that was never pip-installed still find them.
-BUILTIN_PLUGINS = {
-    "generalist": "spinescan_plugins.generalist",
-    "lordosis": "spinescan_plugins.lordosis",
-    "kyphosis": "spinescan_plugins.kyphosis",
-    "scoliosis": "spinescan_plugins.scoliosis",
-}
+#: The distribution whose entry points are the built-in plugins. Built-ins are found exactly as
+#: third-party plugins are (entry points); this name only says which of them are built in, and
+#: so survive ``SPINESCAN_DISABLE_PLUGIN_AUTOLOAD=1``. A source tree that was never pip-installed
+#: has no entry points and therefore no models: install it (``pip install -e .``).
+CORE_DISTRIBUTION = "spinescan"
 
 
 class PluginWarning(UserWarning):
@@ -158,14 +153,14 @@ def load_registry() -> Registry:
     manager.add_hookspecs(hookspecs)
     registry = Registry(manager=manager)
     seen_modules: set[str] = set()
-    builtin_modules = set(BUILTIN_PLUGINS.values())
 
     for ep in _entry_points():
-        if autoload_disabled() and ep.value not in builtin_modules:
+        dist, version = _dist_of(ep)
+        builtin = dist == CORE_DISTRIBUTION
+        if autoload_disabled() and not builtin:
             continue
         if ep.name in registry.plugins or ep.value in seen_modules:
             continue  # the same distribution seen twice on sys.path
-        dist, version = _dist_of(ep)
         try:
             obj = ep.load()
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
@@ -177,23 +172,9 @@ def load_registry() -> Registry:
             module=ep.value,
             distribution=dist,
             version=version,
-            builtin=ep.value in builtin_modules,
+            builtin=builtin,
         )
         registry.add_plugin(obj, ep.name, info)
-
-    # A source checkout that was never installed has no entry points: load built-ins directly.
-    for name, module in BUILTIN_PLUGINS.items():
-        if module in seen_modules or name in registry.plugins:
-            continue
-        try:
-            obj = importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001
-            registry.report(name, exc, f"failed to import ({module})")
-            continue
-        from spinescan import __version__  # noqa: PLC0415
-
-        info = PluginInfo(name, module, "spinescan", __version__, builtin=True)
-        registry.add_plugin(obj, name, info)
     return registry
 
 

@@ -9,50 +9,29 @@ defaults) so that nothing is hard-coded at a call site. Building the Keras model
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from spinescan.edge.preprocess import Preprocessing
 from spinescan.errors import SpecError
+from spinescan.zoo.hparams import CHECKPOINTS, HParams, TrainDefaults
+
+__all__ = ["CHECKPOINTS", "VIEWS", "HParams", "ModelBuilder", "ModelSpec", "TrainDefaults", "default_builder"]
 
 if TYPE_CHECKING:
     import keras
 
 VIEWS = ("lateral", "ap")
-CHECKPOINTS = ("last", "best")  # TrainDefaults.checkpoint; see there
 
 
 class ModelBuilder(Protocol):
-    """``build(spec, backbone=..., weights=...) -> keras.Model`` (TensorFlow imported inside)."""
+    """``build(spec, backbone=..., weights=..., hparams=...) -> keras.Model`` (TensorFlow imported
+    inside). ``hparams`` is the run's resolved :class:`HParams`; builders written before it existed
+    (no ``hparams`` keyword) are still called, without it (:func:`build_model`)."""
 
-    def __call__(self, spec: ModelSpec, *, backbone: str, weights: str | None) -> keras.Model: ...
-
-
-@dataclass(frozen=True)
-class TrainDefaults:
-    """Default hyper-parameters; every field can be overridden on the command line."""
-
-    epochs: int = 30
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    backbone: str = "compact"
-    target_accuracy: float = 0.9
-    patience: int = 8
-    min_epochs: int = 6
-    validation_fraction: float = 0.15
-    test_fraction: float = 0.15
-    augment: bool = True
-    # Which epoch's weights a run keeps: "last" (the end of the cosine schedule, no early
-    # stopping) or "best" (highest validation accuracy, then lowest validation loss, once
-    # min_epochs have passed, with early stopping after `patience` epochs without a gain).
-    # "last" is the default because early stopping on a noisy validation curve cut runs short
-    # while the learning rate was still high: a generalist stopped at epoch 17 of 30 with
-    # validation 0.76 scored 0.93 on test when run to the end; and on 11 real films every epoch
-    # after warm-up scores 1.0, so "best" is noise there (README, Real films and Benchmark).
-    checkpoint: str = "last"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def __call__(
+        self, spec: ModelSpec, *, backbone: str, weights: str | None, hparams: HParams | None = None
+    ) -> keras.Model: ...
 
 
 @dataclass(frozen=True)
@@ -66,7 +45,7 @@ class ModelSpec:
     build: ModelBuilder
     input_size: tuple[int, int, int] = (128, 128, 1)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    train: TrainDefaults = field(default_factory=TrainDefaults)
+    train: HParams = field(default_factory=HParams)  # the plugin's default hyper-parameters
     # The label that means "no finding"; the benchmark maps multi-class outputs through it.
     negative_class: str = "healthy"
     plugin: str = ""
@@ -91,8 +70,8 @@ class ModelSpec:
             problems.append("build must be callable")
         if not isinstance(self.preprocessing, Preprocessing):
             problems.append("preprocessing must be a spinescan.edge.preprocess.Preprocessing")
-        if not isinstance(self.train, TrainDefaults):
-            problems.append("train must be a spinescan.zoo.spec.TrainDefaults")
+        if not isinstance(self.train, HParams):
+            problems.append("train must be a spinescan.zoo.hparams.HParams (TrainDefaults)")
         if problems:
             raise SpecError(f"invalid model spec {self.name!r}: " + "; ".join(problems))
 
@@ -124,11 +103,25 @@ class ModelSpec:
         }
 
 
-def default_builder(spec: ModelSpec, *, backbone: str, weights: str | None = None) -> keras.Model:
+def default_builder(
+    spec: ModelSpec, *, backbone: str, weights: str | None = None, hparams: HParams | None = None
+) -> keras.Model:
     """Build the classifier head on one of the core backbones (TensorFlow imported lazily)."""
     from spinescan.zoo.backbones import build_classifier  # noqa: PLC0415
 
-    return build_classifier(spec, backbone=backbone, weights=weights)
+    return build_classifier(spec, backbone=backbone, weights=weights, hparams=hparams)
+
+
+def build_model(spec: ModelSpec, hparams: HParams, weights: str | None) -> keras.Model:
+    """``spec.build`` with the run's hyper-parameters, for builders that accept them."""
+    import inspect  # noqa: PLC0415
+
+    try:
+        accepts = "hparams" in inspect.signature(spec.build).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: assume the old signature
+        accepts = False
+    kwargs = {"hparams": hparams} if accepts else {}
+    return spec.build(spec, backbone=hparams.backbone, weights=weights, **kwargs)
 
 
 Builder = Callable[..., Any]

@@ -1,0 +1,189 @@
+"""The training loop's Keras callbacks, and the one rule for which epoch a run keeps.
+
+:func:`assemble_callbacks` is the single place where the loop's callbacks are put together (add a
+callback there). :func:`keeps` decides whether an epoch's weights become the run's model; it serves
+training and ``--resume`` alike (``restore_state`` replays it over the kept history).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from spinescan.training.inference import save_model
+from spinescan.training.runs import RunDir
+from spinescan.zoo.hparams import HParams
+
+
+@dataclass(frozen=True)
+class RecorderSetup:
+    """What the recorder needs besides the mutable history and state it appends to."""
+
+    out: RunDir  # the run dir (chief) or a scratch dir (other workers)
+    hparams: HParams
+    images_per_epoch: int
+
+
+def _make_recorder(keras: Any) -> type:
+    class RunRecorder(keras.callbacks.Callback):
+        """History, kept checkpoint, time to target and resumable state, one epoch at a time.
+
+        Placed *before* BackupAndRestore, so when a kill lands between the two, the history
+        already holds the epoch the backup is about to save; on resume the history is cut back to
+        the backup's epoch.
+        """
+
+        def __init__(self, setup: RecorderSetup, history: list[dict], state: dict) -> None:
+            super().__init__()
+            self.setup, self.history, self.state = setup, history, state
+            self._t_epoch = self._t_train_end = 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._t_epoch = time.perf_counter()
+            self._t_train_end = 0.0
+
+        def on_test_begin(self, logs: dict | None = None) -> None:
+            if not self._t_train_end:
+                self._t_train_end = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            logs = dict(logs or {})
+            now = time.perf_counter()
+            seconds = now - self._t_epoch
+            train_seconds = (self._t_train_end or now) - self._t_epoch
+            self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + seconds
+            row = {
+                "epoch": epoch + 1,
+                **{k: float(logs.get(k, math.nan)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                "learning_rate": float(_current_lr(self.model)),
+                "seconds": round(seconds, 3),
+                "images_per_second": round(self.setup.images_per_epoch / max(train_seconds, 1e-9), 2),
+            }
+            self.history.append(row)
+            out = self.setup.out
+            if update_state(self.state, row, self.setup.hparams, self.state["train_seconds"]):
+                save_model(self.model, out.path)  # atomic: never a half-written model
+            out.write_history(self.history)
+            out.write_json(RunDir.STATE, self.state)
+
+    return RunRecorder
+
+
+def _make_early_stopping(keras: Any) -> type:
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        """Keras' EarlyStopping whose patience counter survives ``--resume``."""
+
+        def __init__(self, resume_best: float | None, resume_wait: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._resume_best, self._resume_wait = resume_best, resume_wait
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            super().on_train_begin(logs)
+            if self._resume_best is not None:
+                self.best, self.wait = self._resume_best, self._resume_wait
+
+    return ResumableEarlyStopping
+
+
+def _current_lr(model: Any) -> float:
+    try:
+        return float(np.asarray(model.optimizer.learning_rate))
+    except (TypeError, ValueError, AttributeError):
+        return math.nan
+
+
+def early_stopping_state(history: list[dict], min_epochs: int) -> tuple[float | None, int]:
+    """EarlyStopping's (best, wait) after the epochs in ``history`` (only epochs it monitors)."""
+    best, wait = None, 0
+    for row in history:
+        if row["epoch"] - 1 < min_epochs:
+            continue
+        if best is None or row["val_accuracy"] > best:
+            best, wait = row["val_accuracy"], 0
+        else:
+            wait += 1
+    return best, wait
+
+
+def keeps(row: dict, state: dict[str, Any], hp: HParams) -> bool:
+    """Whether this epoch's weights become the run's model (one rule for training and resume).
+
+    With ``checkpoint="last"`` always the latest epoch. With ``"best"``: during the first
+    ``min_epochs`` the latest epoch (BatchNorm statistics are still settling, so an early "best"
+    on a small validation set is luck); after that the best by validation accuracy, then loss.
+    """
+    acc, loss = row["val_accuracy"], row["val_loss"]
+    if math.isnan(acc):
+        return False
+    kept, kept_epoch = state.get("kept_val_accuracy"), state.get("kept_epoch")
+    if hp.checkpoint == "last" or kept is None or kept_epoch <= hp.min_epochs:
+        return True
+    return acc > kept or (acc == kept and loss < state["kept_val_loss"])
+
+
+def update_state(state: dict[str, Any], row: dict, hp: HParams, elapsed: float) -> bool:
+    """Fold one epoch's history row into the recorder state; True when its weights are kept."""
+    keep = keeps(row, state, hp)
+    if keep:
+        state.update(
+            kept_val_accuracy=row["val_accuracy"], kept_val_loss=row["val_loss"], kept_epoch=row["epoch"]
+        )
+    if state.get("epochs_to_target") is None and row["val_accuracy"] >= hp.target_accuracy:
+        state.update(epochs_to_target=row["epoch"], seconds_to_target=round(elapsed, 3))
+    state["epochs_done"] = row["epoch"]
+    return keep
+
+
+def restore_state(history: list[dict], hp: HParams) -> dict[str, Any]:
+    """The recorder's state rebuilt from the history rows kept on resume."""
+    state: dict[str, Any] = {
+        "train_seconds": float(sum(r.get("seconds", 0.0) for r in history)),
+        "epochs_done": 0,
+    }
+    elapsed = 0.0
+    for row in history:
+        elapsed += row.get("seconds", 0.0)
+        update_state(state, row, hp, elapsed)
+    return state
+
+
+def assemble_callbacks(
+    keras: Any, setup: RecorderSetup, history: list[dict], state: dict[str, Any], tensorboard: RunDir | None
+) -> list[Any]:
+    """Every callback of a fit, in order. ``tensorboard``: where its logs go (chief only), or None."""
+    hp = setup.hparams
+    callbacks = [
+        _make_recorder(keras)(setup, history, state),
+        # Kept after a successful fit (delete_checkpoint=False) until metrics.json is written, so
+        # a kill during the final evaluation does not send --resume back to epoch 1.
+        keras.callbacks.BackupAndRestore(
+            str(setup.out.backup_dir), double_checkpoint=True, delete_checkpoint=False
+        ),
+    ]
+    if hp.checkpoint != "last":  # "last" runs the whole schedule
+        best, wait = early_stopping_state(history, hp.min_epochs)
+        early = _make_early_stopping(keras)(
+            best,
+            wait,
+            monitor="val_accuracy",
+            mode="max",
+            patience=hp.patience,
+            start_from_epoch=hp.min_epochs,
+            # No in-memory copy of the best weights: the recorder saved the kept epoch to disk
+            # (best validation accuracy, ties by loss) and the loop evaluates that file.
+            restore_best_weights=False,
+        )
+        callbacks.append(early)
+    if hp.lr_schedule == "plateau":
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=max(2, hp.patience // 3), min_lr=1e-6
+            )
+        )
+    if tensorboard is not None:
+        callbacks.append(keras.callbacks.TensorBoard(str(tensorboard.file(RunDir.TENSORBOARD))))
+    return callbacks
