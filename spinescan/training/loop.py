@@ -732,7 +732,10 @@ def _callbacks(
     chief: bool,
 ) -> list[Any]:
     recorder = _make_recorder(keras)(out_dir, args, history, state, images_per_epoch)
+    from spinescan.training.guards import make_guard  # noqa: PLC0415
+
     callbacks = [
+        make_guard(keras),  # first: a non-finite loss stops the run before the recorder saves it
         recorder,
         # Kept after a successful fit (delete_checkpoint=False) until metrics.json is written, so
         # a kill during the final evaluation does not send --resume back to epoch 1.
