@@ -344,8 +344,8 @@ def _inspect(sample: Sample, min_size: int, read: bool) -> tuple[str | None, str
     digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
     if not read:
         return digest, None, None
-    try:  # min_side=0: small images are reported on their own (too_small), not as unreadable
-        image = decode_image(data, str(sample.path), min_side=0)
+    try:  # small images are reported on their own (too_small), not as unreadable
+        image = decode_image(data, str(sample.path))
     except ImageReadError as exc:
         return digest, _reason(exc, sample), None
     height, width = image.shape[:2]

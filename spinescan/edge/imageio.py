@@ -24,9 +24,9 @@ of the form ``"<file>: <reason>"``):
    a second frame header, a DICOM whose rows/columns/frames/bits do not fit.
 5. **Completeness**: truncated PNG/JPEG/BMP files are refused, including a JPEG cut mid-scan with
    an end-of-image marker glued on (decoders silently fill the rest with mid-grey).
-6. **Content**: non-finite pixels (a NaN in a float TIFF poisons training and prediction alike),
-   images smaller than :data:`MIN_SIDE` on a side (the same minimum ``data check`` reports) and
-   constant images (nothing to classify) are refused.
+6. **Content**: non-finite pixels (a NaN in a float TIFF poisons training and prediction alike)
+   and constant images (nothing to classify) are refused; so are images with a side under
+   ``min_side`` (the predictor passes :data:`MIN_SIDE`, the minimum ``data check`` reports).
 
 Colour images keep OpenCV's BGR(A) channel order: :func:`spinescan.edge.preprocess.to_grey` expects it.
 """
@@ -58,8 +58,10 @@ SUPPORTED = ("png", "jpeg", "bmp", "tiff", "dicom")
 # Extensions considered when scanning a folder; files without any extension are sniffed too.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
 
-#: The smallest usable side, in pixels: ``spinescan data check --min-size`` defaults to it, and
-#: :func:`read_image` refuses anything smaller (a 1 x 1 film has nothing to classify).
+#: The smallest usable side, in pixels: ``spinescan data check --min-size`` defaults to it and
+#: lists smaller images, and the predictor refuses them (``read_image(path, min_side=MIN_SIDE)``):
+#: a 1 x 1 film has nothing to classify. Training still reads them (phantoms rendered at 128 px
+#: are 29 px wide; ``data check`` warns about them), hence a parameter rather than a fixed rule.
 MIN_SIDE = 32
 
 _DEFAULT_MAX_PIXELS = 100_000_000
@@ -308,14 +310,12 @@ def read_file_bytes(path: str | os.PathLike[str], max_file_bytes: int | None = N
         os.close(fd)
 
 
-def read_image(
-    path: str | os.PathLike[str], max_pixels: int | None = None, min_side: int = MIN_SIDE
-) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], max_pixels: int | None = None, min_side: int = 1) -> np.ndarray:
     """Decode one image in its native dtype (uint8, uint16 or float32), 2-D grey or HxWxC.
 
     ``max_pixels`` defaults to :data:`MAX_PIXELS` (``SPINESCAN_MAX_PIXELS`` overrides it);
-    ``min_side`` to :data:`MIN_SIDE` (0 turns the check off, as ``data check`` does to report
-    small images on their own). Raises :class:`ImageReadError` for anything that is not a
+    ``min_side`` is the smallest accepted side (the predictor passes :data:`MIN_SIDE`).
+    Raises :class:`ImageReadError` for anything that is not a
     complete, supported, finite, non-constant image within the limits (see the module docstring).
     """
     path = Path(path)
@@ -338,7 +338,7 @@ class Header:
 
 
 def decode_image(
-    data: bytes, name: str = "<bytes>", max_pixels: int | None = None, min_side: int = MIN_SIDE
+    data: bytes, name: str = "<bytes>", max_pixels: int | None = None, min_side: int = 1
 ) -> np.ndarray:
     """:func:`read_image` for bytes already in memory (``name`` only labels error messages)."""
     if not data:
@@ -402,7 +402,7 @@ def check_header(header: Header, limit: int, name: str) -> None:
         )
 
 
-def check_pixels(image: np.ndarray, name: str, min_side: int = MIN_SIDE) -> np.ndarray:
+def check_pixels(image: np.ndarray, name: str, min_side: int = 1) -> np.ndarray:
     """Refuse decoded content no model should see: non-finite values, a side under ``min_side``,
     or one constant value (the alpha channel aside)."""
     height, width = image.shape[:2]

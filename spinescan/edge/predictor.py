@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from spinescan.edge.imageio import find_images, read_image
+from spinescan.edge.imageio import MIN_SIDE, find_images, read_image
 from spinescan.edge.preprocess import Preprocessing, preprocess
 from spinescan.errors import ImageReadError, SpineScanError
 
@@ -229,9 +229,9 @@ def model_paths(models_dir: str | os.PathLike[str], int8: bool = False) -> list[
     folder = Path(models_dir)
     if not folder.is_dir():
         raise ModelRefusedError(f"models folder not found: {folder}")
-    if (folder / MANIFEST_NAME).is_symlink():  # an export switched in one step: read one version
-        folder = Path(os.path.realpath(folder / MANIFEST_NAME)).parent
-    manifest = read_manifest(folder)
+    # An export switched in one step (exported/manifest.json -> current/...): the manifest is read
+    # from the version it points to; each model is then checked against its own version's manifest.
+    manifest = read_manifest(Path(os.path.realpath(folder / MANIFEST_NAME)).parent)
     if manifest is None:
         paths = sorted(p for p in folder.glob("*.onnx") if not p.name.endswith(".int8.onnx"))
     else:
@@ -288,7 +288,7 @@ def predict_image(
     and :class:`ModelRefusedError` for a bad model.
     """
     onnx_model = load_model(resolve_model(model, models_dir))
-    x = onnx_model.prepare(read_image(path))[None]
+    x = onnx_model.prepare(read_image(path, min_side=MIN_SIDE))[None]
     return onnx_model.result(onnx_model.predict(x)[0])
 
 
@@ -367,7 +367,7 @@ def iter_results(paths: list[Path], models: list[OnnxModel]) -> Iterator[dict[st
 
     for path in paths:
         try:
-            image = read_image(path)
+            image = read_image(path, min_side=MIN_SIDE)  # a 1 x 1 film is refused, not classified
             tensors: list[np.ndarray] | str = [model.prepare(image) for model in models]
         except Exception as exc:  # noqa: BLE001 - one bad file is one error entry, never a crash
             tensors = _read_error(path, exc)
