@@ -177,6 +177,10 @@ def walk_files(folder: Path, warn: Callable[[str], None], skip_hidden_dirs: bool
     silence or walked forever.
     """
     ancestors: set[tuple[int, int]] = set()
+    for above in Path(os.path.realpath(folder)).parents:  # a link up to the dataset root loops too
+        with contextlib.suppress(OSError):
+            st = above.stat()
+            ancestors.add((st.st_dev, st.st_ino))
 
     def visit(directory: Path) -> Iterator[Path]:
         try:

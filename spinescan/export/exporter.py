@@ -31,6 +31,7 @@ from spinescan.edge.imageio import read_image
 from spinescan.edge.predictor import OnnxModel, sha256_file
 from spinescan.edge.preprocess import preprocess
 from spinescan.errors import ImageReadError, SpineScanError
+from spinescan.export import onnx_convert, quantize  # module attributes: tests patch them
 from spinescan.export.modelcard import bootstrap_test_cis, describe_data, model_card
 from spinescan.export.onnx_convert import DEFAULT_OPSET, ExportError, set_metadata
 from spinescan.export.publish import ExportLock, one_line, publish
@@ -258,8 +259,6 @@ def stage_run(
     echo: Echo = _silent,
 ) -> Staged:
     """Convert, check and (optionally) quantize one run into ``staging``; raise if any check fails."""
-    from spinescan.export.onnx_convert import keras_to_onnx  # noqa: PLC0415
-
     run = runs.load_run(run_dir)
     if not run.finished:
         raise ExportError(f"{run_dir} is not a finished run (no finished metrics.json)")
@@ -278,7 +277,7 @@ def stage_run(
     source_sha = sha256_file(Path(run_dir) / runs.MODEL)
 
     echo(f"{name}: converting {run_dir} to ONNX (opset {opset})")
-    conversion = keras_to_onnx(model, opset=opset)
+    conversion = onnx_convert.keras_to_onnx(model, opset=opset)  # module attribute: tests patch it
     metadata = _metadata(run, spec, opset, source_sha, exported)
     set_metadata(conversion.proto, metadata)
     fp32_name = f"{name}.onnx"
@@ -315,8 +314,6 @@ def _stage_int8(
 ) -> tuple[dict[str, Any], Path]:
     import onnx  # noqa: PLC0415
 
-    from spinescan.export.quantize import evaluate_int8, quantize_int8  # noqa: PLC0415
-
     name = spec.name
     int8_path = fp32_path.with_name(f"{name}.int8.onnx")
     calibration = load_images(_spread(parts.get("train", []), CALIBRATION_IMAGES), spec, "train")
@@ -324,7 +321,7 @@ def _stage_int8(
     echo(f"{name}: int8 static quantization, calibrated on {len(calibration.x)} training images")
     if not len(calibration.x):
         raise ExportError(f"{name}: no readable training images to calibrate int8 quantization on")
-    float_nodes = quantize_int8(fp32_path, int8_path, calibration.x)
+    float_nodes = quantize.quantize_int8(fp32_path, int8_path, calibration.x)
     proto = onnx.load(str(int8_path))
     set_metadata(
         proto,
@@ -335,7 +332,7 @@ def _stage_int8(
         },
     )
     _write_onnx(proto, int8_path)
-    result = evaluate_int8(
+    result = quantize.evaluate_int8(
         fp32_path, int8_path, test.x, test.y, calibration_images=len(calibration.x), float_nodes=float_nodes
     )
     info = {"file": int8_path.name, "sha256": sha256_file(int8_path), **result.to_dict()}
