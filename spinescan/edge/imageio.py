@@ -356,7 +356,10 @@ def decode_image(
     else:
         header = _header(data, fmt, name)
         check_header(header, limit, name)
-        _check_complete(data, fmt, name, header.width, header.height)
+        try:
+            _check_complete(data, fmt, name, header.width, header.height)
+        except struct.error:  # found by tests/test_fuzz.py: a BMP cut inside its info header
+            raise ImageReadError(f"{name}: truncated {fmt} header") from None
         image = _decode(data, fmt, name)
         if image.shape[:2] != (header.height, header.width):
             raise ImageReadError(
