@@ -440,7 +440,10 @@ def export_runs(
             f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE_CHOICES)}"
         )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create {out_dir} ({exc.strerror or exc})") from None
     failed: dict[str, str] = {}
     with ExportLock(out_dir) as lock:
         lock.clean_stale(echo)
@@ -465,7 +468,13 @@ def export_runs(
             entries = {name: one.entry for name, one in staged.items()}
             files = {fname: path for one in staged.values() for fname, path in one.files.items()}
             cards = {one.entry["card"]: one.card for one in staged.values()}
-            publish(out_dir, staging / "set", entries, files, cards, echo=echo)
+            try:
+                publish(out_dir, staging / "set", entries, files, cards, echo=echo)
+            except Exception as exc:  # noqa: BLE001 - e.g. disk full: the switch is the last step
+                raise ExportError(
+                    f"could not switch {out_dir} to the new set ({one_line(exc)}); the previous set is "
+                    "unchanged"
+                ) from None
             return ExportReport(out_dir, entries, {}, len(run_dirs))
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -147,7 +147,10 @@ class ExportLock:
         self._fh: Any = None
 
     def __enter__(self) -> ExportLock:
-        self._fh = open(self.out_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole export
+        try:
+            self._fh = open(self.out_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole export
+        except OSError as exc:
+            raise PublishError(f"cannot write to {self.out_dir} ({exc.strerror or exc})") from None
         try:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -297,10 +300,11 @@ def publish(
     _replace_with_link(out_dir / CURRENT, version.name)  # the commit point
     _fsync_dir(out_dir)
 
-    for path in out_dir.iterdir():  # links to files the new set no longer has (e.g. an int8 dropped)
-        if path.is_symlink() and path.name not in names and os.readlink(path).startswith(f"{CURRENT}/"):
-            path.unlink(missing_ok=True)
-    for path in out_dir.iterdir():
-        if path.name.startswith(VERSION_PREFIX) and path.name not in (version.name, previous.name):
-            shutil.rmtree(path, ignore_errors=True)
+    with contextlib.suppress(OSError):  # committed: tidying up is best effort (the next export retries)
+        for path in out_dir.iterdir():  # links to files the new set lacks (e.g. an int8 dropped)
+            if path.is_symlink() and path.name not in names and os.readlink(path).startswith(f"{CURRENT}/"):
+                path.unlink(missing_ok=True)
+        for path in out_dir.iterdir():
+            if path.name.startswith(VERSION_PREFIX) and path.name not in (version.name, previous.name):
+                shutil.rmtree(path, ignore_errors=True)
     return version
