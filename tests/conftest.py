@@ -18,11 +18,12 @@ REAL_DIR = Path(os.environ.get("SPINESCAN_REAL_DIR") or REPO.parent / "shared" /
 
 @pytest.fixture(scope="session")
 def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small synthetic dataset, both views, shared by all tests (read-only for them)."""
+    """A small synthetic dataset, both views, shared by all tests (read-only for them). 160 px high,
+    so lateral films are 36 px wide: the predictor refuses films under 32 px on a side."""
     from spinescan.synth import generate
 
     out = tmp_path_factory.mktemp("phantoms")
-    generate(out, per_class=40, seed=0, size=128, views=("lateral", "ap"), workers=1, progress=False)
+    generate(out, per_class=40, seed=0, size=160, views=("lateral", "ap"), workers=1, progress=False)
     return out
 
 

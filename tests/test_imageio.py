@@ -19,7 +19,7 @@ from spinescan.errors import ImageReadError, MissingExtraError
 RNG = np.random.default_rng(0)
 
 
-def _pixels(dtype: type, channels: int, shape: tuple[int, int] = (40, 24)) -> np.ndarray:
+def _pixels(dtype: type, channels: int, shape: tuple[int, int] = (40, 36)) -> np.ndarray:
     high = 65535 if dtype == np.uint16 else 255
     full = (*shape, channels) if channels > 1 else shape
     return RNG.integers(0, high, size=full, dtype=dtype)
@@ -56,7 +56,7 @@ def test_lossless_formats_round_trip(tmp_path: Path, fmt: str, ext: str, dtype: 
 
 
 def test_float32_tiff_keeps_its_dtype(tmp_path: Path) -> None:
-    image = RNG.normal(size=(30, 20)).astype(np.float32)
+    image = RNG.normal(size=(40, 36)).astype(np.float32)
     path = _write(tmp_path / "f.tif", image, ".tiff")
     out = read_image(path)
     assert out.dtype == np.float32
@@ -65,7 +65,7 @@ def test_float32_tiff_keeps_its_dtype(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_jpeg_grey_and_colour(tmp_path: Path, channels: int) -> None:
-    base = np.tile(np.linspace(0, 255, 24, dtype=np.uint8), (40, 1))
+    base = np.tile(np.linspace(0, 255, 36, dtype=np.uint8), (40, 1))
     image = base if channels == 1 else np.dstack([base] * 3)
     path = _write(tmp_path / "im.jpg", image, ".jpg")
     out = read_image(path)
@@ -227,7 +227,7 @@ def _write_dicom(path: Path, stored: np.ndarray, photometric: str, **tags: objec
 
 # Stored values chosen so that windowing the raw values instead of the rescaled ones (the wrong
 # order) gives a different answer: raw 0, 50, 100, 200 -> modality -100, 0, 100, 300.
-STORED = np.array([[0, 50], [100, 200]], dtype=np.uint16)
+STORED = np.tile(np.array([[0, 50], [100, 200]], dtype=np.uint16), (16, 16))  # 32 x 32, the minimum size
 SLOPE, INTERCEPT, CENTER, WIDTH = 2.0, -100.0, 100.0, 201.0
 # Output range of the window, from the modality range of 12-bit unsigned data: [0, 4095]*2-100.
 Y_MIN, Y_MAX = -100.0, 4095 * 2.0 - 100.0

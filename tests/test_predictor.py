@@ -123,7 +123,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     dark[30:50, 15:25] = 255
     bright = (200 + rng.random((60, 50)) * 55).astype(np.uint8)
     bright[:5, :5] = 0
-    mid = np.tile(np.linspace(0, 65535, 30, dtype=np.uint16), (90, 1))
+    mid = np.tile(np.linspace(0, 65535, 36, dtype=np.uint16), (90, 1))
     rgba = cv2.cvtColor(bright, cv2.COLOR_GRAY2BGRA)
     good = {"dark.png": dark, "bright.jpg": bright, "mid16.png": mid, "rgba.png": rgba}
     out = {}

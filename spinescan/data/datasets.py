@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from spinescan.edge.imageio import decode_image, is_image_candidate, read_image
+from spinescan.edge.imageio import MIN_SIDE, decode_image, find_images, read_file_bytes
 from spinescan.errors import DataError, ImageReadError
 from spinescan.progress import Progress, as_progress
 from spinescan.zoo.spec import VIEWS
@@ -62,6 +62,8 @@ class Dataset:
     empty_folders: list[str] = field(default_factory=list)
     # Image files a manifest does not list: ignored, but `data check` says so.
     unlisted: list[str] = field(default_factory=list)
+    # What the folder walk had to say (symlink loops it did not follow), one line each.
+    walk_warnings: list[str] = field(default_factory=list)
 
     def select(self, view: str | None = None, classes: Iterable[str] | None = None) -> Dataset:
         wanted = None if classes is None else set(classes)
@@ -70,7 +72,14 @@ class Dataset:
             for s in self.samples
             if (view is None or s.view == view) and (wanted is None or s.label in wanted)
         ]
-        return Dataset(self.root, kept, self.layout, list(self.empty_folders), list(self.unlisted))
+        return Dataset(
+            self.root,
+            kept,
+            self.layout,
+            list(self.empty_folders),
+            list(self.unlisted),
+            list(self.walk_warnings),
+        )
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{view: {label: number of images}}``, both levels sorted by name."""
@@ -119,17 +128,10 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _images_under(folder: Path) -> list[Path]:
+def _images_under(folder: Path, warnings: list[str]) -> list[Path]:
     """Image files anywhere below ``folder`` (per-patient subfolders are common), hidden ones
-    and anything inside hidden folders excluded."""
-    found = []
-    for path in folder.rglob("*"):
-        rel_parts = path.relative_to(folder).parts
-        if any(part.startswith(".") for part in rel_parts):
-            continue
-        if path.is_file() and is_image_candidate(path):
-            found.append(path)
-    return sorted(found)
+    and anything inside hidden folders excluded; symlink loops are noted in ``warnings``."""
+    return find_images(folder, warnings.append, skip_hidden_dirs=True)
 
 
 def _rel(root: Path, path: Path) -> str:
@@ -150,6 +152,7 @@ def _from_folders(root: Path, default_view: str | None) -> Dataset:
         )
     samples: list[Sample] = []
     empty: list[str] = []
+    walk_warnings: list[str] = []
     if is_view_layout:
         pairs = [(view_dir.name, class_dir) for view_dir in top for class_dir in _visible_dirs(view_dir)]
         layout = "view/class"
@@ -158,13 +161,13 @@ def _from_folders(root: Path, default_view: str | None) -> Dataset:
         pairs = [(view, class_dir) for class_dir in top]
         layout = "class"
     for view, class_dir in pairs:
-        files = _images_under(class_dir)
+        files = _images_under(class_dir, walk_warnings)
         if not files:
             empty.append(_rel(root, class_dir))
         for path in files:
             rel = _rel(root, path)
             samples.append(Sample(path, rel, class_dir.name, view, rel, {}))
-    return Dataset(root, samples, layout, empty)
+    return Dataset(root, samples, layout, empty, [], walk_warnings)
 
 
 def _from_manifest(root: Path, default_view: str | None) -> Dataset:
@@ -197,8 +200,9 @@ def _from_manifest(root: Path, default_view: str | None) -> Dataset:
         view = row.pop("view", "").lower() or _view_from_path(rel) or default_view or UNSPECIFIED_VIEW
         patient = row.pop("patient_id", "") or rel
         samples.append(Sample(root / rel, rel, label, view, patient, row))
-    unlisted = [rel for rel in (_rel(root, p) for p in _images_under(root)) if rel not in seen]
-    return Dataset(root, samples, "manifest", [], unlisted)
+    walk_warnings: list[str] = []
+    unlisted = [rel for rel in (_rel(root, p) for p in _images_under(root, walk_warnings)) if rel not in seen]
+    return Dataset(root, samples, "manifest", [], unlisted, walk_warnings)
 
 
 def _view_from_path(rel: str) -> str | None:
@@ -255,7 +259,7 @@ def _reason(exc: ImageReadError, sample: Sample) -> str:
 def check_dataset(
     root_or_dataset: str | Path | Dataset,
     default_view: str | None = None,
-    min_size: int = 32,
+    min_size: int = MIN_SIDE,
     read: bool = True,
     progress: Progress | bool = False,
 ) -> CheckReport:
@@ -281,18 +285,33 @@ def check_dataset(
             report.unreadable.append((sample.rel, unreadable))
         if small:
             report.too_small.append((sample.rel, small))
-    for group in by_md5.values():
+    report.duplicates_within, report.duplicates_across = duplicate_groups(by_md5)
+    _summarise(dataset, report, min_size)
+    return report
+
+
+def duplicate_groups(by_digest: Mapping[str, Sequence[Sample]]) -> tuple[list[list[str]], list[list[str]]]:
+    """``(within a class, across labels)``: sorted groups of ``rel`` paths of identical files."""
+    within: list[list[str]] = []
+    across: list[list[str]] = []
+    for group in by_digest.values():
         if len(group) < 2:
             continue
         rels = sorted(s.rel for s in group)
-        if len({s.label for s in group}) > 1:
-            report.duplicates_across.append(rels)
-        else:
-            report.duplicates_within.append(rels)
-    report.duplicates_within.sort()
-    report.duplicates_across.sort()
-    _summarise(dataset, report, min_size)
-    return report
+        (across if len({s.label for s in group}) > 1 else within).append(rels)
+    return sorted(within), sorted(across)
+
+
+def cross_label_errors(samples: Sequence[Sample], across: Sequence[Sequence[str]]) -> list[str]:
+    """One message per group of identical files filed under different labels (an error for
+    ``data check`` and ``train`` alike: one of the labels is wrong, and the test set is
+    contaminated whichever split each copy lands in)."""
+    label_of = {s.rel: s.label for s in samples}
+    return [
+        f"identical files under different labels ({', '.join(sorted({label_of[r] for r in group}))}): "
+        + ", ".join(group)
+        for group in across
+    ]
 
 
 def _parallel(
@@ -312,19 +331,16 @@ def _parallel(
 
 
 def _inspect(sample: Sample, min_size: int, read: bool) -> tuple[str | None, str | None, str | None]:
-    """``(md5, why unreadable, "WxH" if too small)`` for one file, reading it only once."""
+    """``(md5, why unreadable, "WxH" if too small)`` for one file, reading it only once (through
+    the shared reader: regular files only, format and size checked before the bytes are read)."""
     try:
-        data = sample.path.read_bytes()
-    except FileNotFoundError:
-        return None, "file not found", None
-    except OSError as exc:
-        return None, f"cannot read ({exc.strerror or exc})", None
-    if not data:
-        return None, "empty file (0 bytes)", None
+        data = read_file_bytes(sample.path)
+    except ImageReadError as exc:
+        return None, _reason(exc, sample), None
     digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
     if not read:
         return digest, None, None
-    try:
+    try:  # small images are reported on their own (too_small), not as unreadable
         image = decode_image(data, str(sample.path))
     except ImageReadError as exc:
         return digest, _reason(exc, sample), None
@@ -361,22 +377,22 @@ def _summarise(dataset: Dataset, report: CheckReport, min_size: int) -> None:
             f"{len(report.duplicates_within)} group(s) of identical files within a class "
             "(copies can straddle train and test)"
         )
-    for group in report.duplicates_across:
-        labels = sorted({s.label for s in dataset.samples if s.rel in set(group)})
-        report.errors.append(
-            f"identical files under different labels ({', '.join(labels)}): {', '.join(group)}"
-        )
+    report.warnings.extend(dataset.walk_warnings)
+    report.errors.extend(cross_label_errors(dataset.samples, report.duplicates_across))
 
 
 # --- what a model trains on ----------------------------------------------------------------------
 
 
-def _unreadable_reason(sample: Sample) -> str | None:
+def _read_for_training(sample: Sample) -> tuple[str | None, str | None]:
+    """``(md5, why unreadable)``: the file is read once, for the duplicate check and the decode."""
     try:
-        read_image(sample.path)
+        data = read_file_bytes(sample.path)
+        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        decode_image(data, str(sample.path))
     except ImageReadError as exc:
-        return _reason(exc, sample)
-    return None
+        return None, _reason(exc, sample)
+    return digest, None
 
 
 def samples_for_spec(
@@ -394,7 +410,16 @@ def samples_for_spec(
     is unreadable).
     """
     subset = dataset.select(view=view, classes=classes)
-    reasons = _parallel(_unreadable_reason, subset.samples, "Reading images", progress)
+    read = _parallel(_read_for_training, subset.samples, "Reading images", progress)
+    by_md5: dict[str, list[Sample]] = defaultdict(list)
+    for sample, (digest, _why) in zip(subset.samples, read, strict=True):
+        if digest:
+            by_md5[digest].append(sample)
+    conflicts = cross_label_errors(subset.samples, duplicate_groups(by_md5)[1])
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more group(s))" if len(conflicts) > 1 else ""
+        raise DataError(f"{conflicts[0]}{more}; fix the labels (see spinescan data check {dataset.root})")
+    reasons = [why for _digest, why in read]
     usable = [s for s, why in zip(subset.samples, reasons, strict=True) if why is None]
     skipped = [(s.rel, why) for s, why in zip(subset.samples, reasons, strict=True) if why is not None]
     if skipped and not skip_unreadable:

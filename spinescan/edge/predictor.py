@@ -23,13 +23,14 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spinescan.edge.imageio import is_image_candidate, read_image
+from spinescan.edge.imageio import MIN_SIDE, find_images, read_image
 from spinescan.edge.preprocess import Preprocessing, preprocess
 from spinescan.errors import ImageReadError, SpineScanError
 
@@ -40,7 +41,9 @@ REQUIRED_KEYS = (FORMAT_KEY, "model_name", "classes", "input_size", "preprocessi
 MANIFEST_NAME = "manifest.json"
 DEFAULT_MODELS_DIR = "exported"
 OUTPUT_NAME = "probabilities"
-#: Images per onnxruntime call when classifying many files (bounded memory, good throughput).
+#: Images per onnxruntime call when classifying many files. Only the small model-input tensors
+#: are batched: each file is decoded, preprocessed for every model and dropped before the next
+#: one is read, so peak memory is one decoded image plus CHUNK input tensors per model.
 CHUNK = 16
 
 
@@ -132,7 +135,13 @@ def manifest_files(entry: dict[str, Any]) -> dict[str, str]:
 
 
 def verify_against_manifest(path: Path) -> None:
-    """Refuse a model that the ``manifest.json`` beside it does not list with this exact sha256."""
+    """Refuse a model that the ``manifest.json`` beside it does not list with this exact sha256.
+
+    A symlinked model (``exported/x.onnx -> current/x.onnx``, see the exporter) is checked against
+    the manifest beside its target, so a switch to a new export between the two reads cannot pair
+    one export's manifest with another's model.
+    """
+    path = Path(os.path.realpath(path))
     manifest = read_manifest(path.parent)
     if manifest is None:
         return
@@ -160,12 +169,13 @@ class OnnxModel:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelRefusedError(f"{self.path}: model file not found")
+        real = os.path.realpath(self.path)  # the file that is verified is the file that is loaded
         if verify:
-            verify_against_manifest(self.path)
+            verify_against_manifest(Path(real))
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(real, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             raise ModelRefusedError(f"{self.path}: not a loadable ONNX model ({exc})") from None
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -219,7 +229,9 @@ def model_paths(models_dir: str | os.PathLike[str], int8: bool = False) -> list[
     folder = Path(models_dir)
     if not folder.is_dir():
         raise ModelRefusedError(f"models folder not found: {folder}")
-    manifest = read_manifest(folder)
+    # An export switched in one step (exported/manifest.json -> current/...): the manifest is read
+    # from the version it points to; each model is then checked against its own version's manifest.
+    manifest = read_manifest(Path(os.path.realpath(folder / MANIFEST_NAME)).parent)
     if manifest is None:
         paths = sorted(p for p in folder.glob("*.onnx") if not p.name.endswith(".int8.onnx"))
     else:
@@ -276,27 +288,94 @@ def predict_image(
     and :class:`ModelRefusedError` for a bad model.
     """
     onnx_model = load_model(resolve_model(model, models_dir))
-    x = onnx_model.prepare(read_image(path))[None]
+    x = onnx_model.prepare(read_image(path, min_side=MIN_SIDE))[None]
     return onnx_model.result(onnx_model.predict(x)[0])
 
 
 # --- many images -------------------------------------------------------------------------------
 
 
-def expand_inputs(items: list[str]) -> list[Path]:
+def _stderr_warning(message: str) -> None:
+    print(f"spinescan-predict: warning: {message}", file=sys.stderr)
+
+
+def expand_inputs(items: list[str], warn: Callable[[str], None] = _stderr_warning) -> list[Path]:
     """Files named on the command line, plus the images found (recursively) in named folders.
 
     A named file is always kept (so a bad one gets an error entry); in a folder only image
     candidates are, so a ``manifest.csv`` next to the films is not reported as a failure.
+    Symlinked folders are followed; a symlink loop is reported through ``warn``, one line each.
     """
     paths: list[Path] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            paths.extend(sorted(p for p in path.rglob("*") if p.is_file() and is_image_candidate(p)))
+            paths.extend(find_images(path, warn))
         else:
             paths.append(path)
     return paths
+
+
+def _read_error(path: Path, exc: Exception) -> str:
+    if isinstance(exc, ImageReadError):
+        return str(exc)
+    if isinstance(exc, SpineScanError):  # e.g. DICOM without pydicom installed
+        return f"{path}: {exc}"
+    first = (str(exc).strip().splitlines() or [""])[0]  # a decoder bug must not end the whole run
+    return f"{path}: cannot read ({type(exc).__name__}: {first})"
+
+
+def iter_results(paths: list[Path], models: list[OnnxModel]) -> Iterator[dict[str, Any]]:
+    """:func:`classify_files`, one result at a time, in input order.
+
+    Files are streamed: each is decoded, turned into every model's (small) input tensor and
+    dropped before the next is read; the tensors go to onnxruntime CHUNK images at a time. Peak
+    memory is therefore one decoded image (bounded by the reader's byte limit) plus CHUNK input
+    tensors per model, whatever the folder holds.
+    """
+    pending: list[tuple[Path, list[np.ndarray] | str]] = []
+
+    def flush() -> Iterator[dict[str, Any]]:
+        ready = [i for i, (_p, item) in enumerate(pending) if not isinstance(item, str)]
+        probs: dict[int, list[np.ndarray | str]] = {i: [] for i in ready}
+        for m, model in enumerate(models):
+            if not ready:
+                break
+            batch = np.stack([pending[i][1][m] for i in ready])  # type: ignore[index]
+            try:
+                out = model.predict(batch)
+            except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
+                out = [f"{model.name}: inference failed ({str(exc).strip().splitlines()[0]})"] * len(ready)
+            for i, p in zip(ready, out, strict=True):
+                probs[i].append(p)
+        for i, (path, item) in enumerate(pending):
+            if isinstance(item, str):
+                yield {"image": str(path), "error": item}
+                continue
+            for model, p in zip(models, probs[i], strict=True):
+                if isinstance(p, str):
+                    yield {"image": str(path), "model": model.name, "error": f"{path}: {p}"}
+                elif not np.all(np.isfinite(p)):
+                    yield {
+                        "image": str(path),
+                        "model": model.name,
+                        "error": f"{path}: {model.name} gave non-finite probabilities (a broken model)",
+                    }
+                else:
+                    yield {"image": str(path), **model.result(p)}
+        pending.clear()
+
+    for path in paths:
+        try:
+            image = read_image(path, min_side=MIN_SIDE)  # a 1 x 1 film is refused, not classified
+            tensors: list[np.ndarray] | str = [model.prepare(image) for model in models]
+        except Exception as exc:  # noqa: BLE001 - one bad file is one error entry, never a crash
+            tensors = _read_error(path, exc)
+        image = None  # drop the decoded image before the next file is read
+        pending.append((path, tensors))
+        if len(pending) >= CHUNK:
+            yield from flush()
+    yield from flush()
 
 
 def classify_files(paths: list[Path], models: list[OnnxModel]) -> list[dict[str, Any]]:
@@ -304,31 +383,7 @@ def classify_files(paths: list[Path], models: list[OnnxModel]) -> list[dict[str,
 
     Each image is decoded once; bad images are recorded and the rest are still classified.
     """
-    results: list[dict[str, Any]] = []
-    for start in range(0, len(paths), CHUNK):
-        chunk = paths[start : start + CHUNK]
-        images: dict[int, np.ndarray] = {}
-        errors: dict[int, str] = {}
-        for i, path in enumerate(chunk):
-            try:
-                images[i] = read_image(path)
-            except ImageReadError as exc:
-                errors[i] = str(exc)
-            except SpineScanError as exc:  # e.g. DICOM without pydicom installed
-                errors[i] = f"{path}: {exc}"
-        probs: dict[int, list[np.ndarray]] = {i: [] for i in images}
-        for model in models:
-            if images:
-                batch = np.stack([model.prepare(images[i]) for i in images])
-                for i, p in zip(images, model.predict(batch), strict=True):
-                    probs[i].append(p)
-        for i, path in enumerate(chunk):
-            if i in errors:
-                results.append({"image": str(path), "error": errors[i]})
-                continue
-            for model, p in zip(models, probs[i], strict=True):
-                results.append({"image": str(path), **model.result(p)})
-    return results
+    return list(iter_results(paths, models))
 
 
 def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
@@ -421,10 +476,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.top:
         _add_top(results, args.top)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2, allow_nan=False))  # NaN would not be valid JSON
     else:
         print(format_table(results, args.top))
-    failed = sum(1 for r in results if "error" in r)
+    failed = len({r["image"] for r in results if "error" in r})
     if failed:
         print(f"{failed} of {len(images)} image(s) could not be classified", file=sys.stderr)
     return 1 if failed else 0

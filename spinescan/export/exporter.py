@@ -7,14 +7,15 @@ argmax). Optionally quantize to int8 (:mod:`spinescan.export.quantize`) and ship
 gate. Finally write the model card, ``manifest.json`` (with each file's sha256, which the
 predictor checks) and the standalone ``predict.py``.
 
-Everything is built in a staging folder first and moved into place only once every check of
-that model has passed, so a failed export leaves the previous good files untouched.
+All or nothing, for the whole set of models, manifest included: everything is built in one
+staging folder, and only once every model of the call has passed every check is the new set
+switched in, in one atomic step (:mod:`spinescan.export.publish`). Any failure, whatever its type,
+or a kill at any point, leaves ``exported/`` with either the old complete set or the new one.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -26,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spinescan import __version__
-from spinescan.atomic import atomic_write_json, atomic_write_text
 from spinescan.edge.imageio import read_image
-from spinescan.edge.predictor import MANIFEST_NAME, OnnxModel, read_manifest, sha256_file
+from spinescan.edge.predictor import OnnxModel, sha256_file
 from spinescan.edge.preprocess import preprocess
 from spinescan.errors import ImageReadError, SpineScanError
+from spinescan.export import onnx_convert, quantize  # module attributes: tests patch them
 from spinescan.export.modelcard import bootstrap_test_cis, describe_data, model_card
 from spinescan.export.onnx_convert import DEFAULT_OPSET, ExportError, set_metadata
-from spinescan.export.standalone import write_standalone
+from spinescan.export.publish import ExportLock, one_line, publish
 from spinescan.training import inference, runs
 from spinescan.training.config import DEFAULT_RUNS
 from spinescan.training.runs import RunDir, winners_file
@@ -258,8 +259,6 @@ def stage_run(
     echo: Echo = _silent,
 ) -> Staged:
     """Convert, check and (optionally) quantize one run into ``staging``; raise if any check fails."""
-    from spinescan.export.onnx_convert import keras_to_onnx  # noqa: PLC0415
-
     run = runs.load_run(run_dir)
     if not run.finished:
         raise ExportError(f"{run_dir} is not a finished run (no finished metrics.json)")
@@ -278,7 +277,7 @@ def stage_run(
     source_sha = sha256_file(RunDir(Path(run_dir)).model_file)
 
     echo(f"{name}: converting {run_dir} to ONNX (opset {opset})")
-    conversion = keras_to_onnx(model, opset=opset)
+    conversion = onnx_convert.keras_to_onnx(model, opset=opset)  # module attribute: tests patch it
     metadata = _metadata(run, spec, opset, source_sha, exported)
     set_metadata(conversion.proto, metadata)
     fp32_name = f"{name}.onnx"
@@ -315,8 +314,6 @@ def _stage_int8(
 ) -> tuple[dict[str, Any], Path]:
     import onnx  # noqa: PLC0415
 
-    from spinescan.export.quantize import evaluate_int8, quantize_int8  # noqa: PLC0415
-
     name = spec.name
     int8_path = fp32_path.with_name(f"{name}.int8.onnx")
     calibration = load_images(_spread(parts.get("train", []), CALIBRATION_IMAGES), spec, "train")
@@ -324,7 +321,7 @@ def _stage_int8(
     echo(f"{name}: int8 static quantization, calibrated on {len(calibration.x)} training images")
     if not len(calibration.x):
         raise ExportError(f"{name}: no readable training images to calibrate int8 quantization on")
-    float_nodes = quantize_int8(fp32_path, int8_path, calibration.x)
+    float_nodes = quantize.quantize_int8(fp32_path, int8_path, calibration.x)
     proto = onnx.load(str(int8_path))
     set_metadata(
         proto,
@@ -335,7 +332,7 @@ def _stage_int8(
         },
     )
     _write_onnx(proto, int8_path)
-    result = evaluate_int8(
+    result = quantize.evaluate_int8(
         fp32_path, int8_path, test.x, test.y, calibration_images=len(calibration.x), float_nodes=float_nodes
     )
     info = {"file": int8_path.name, "sha256": sha256_file(int8_path), **result.to_dict()}
@@ -396,58 +393,29 @@ def _entry(
     }
 
 
-# --- putting files in place -----------------------------------------------------------------------
-
-
-def _readable(path: Path, mode: int = 0o644) -> Path:
-    """Atomic writes create 0600 temporary files; exported files are read by other users
-    (a predictor container, a web server), so they are published world-readable."""
-    os.chmod(path, mode)
-    return path
-
-
-def _commit(staged: Staged, out_dir: Path) -> None:
-    """Move one model's checked files into ``out_dir`` and drop stale ones it no longer ships."""
-    for final_name, path in staged.files.items():
-        os.replace(_readable(path), out_dir / final_name)
-    stale = out_dir / f"{staged.name}.int8.onnx"
-    if stale.name not in staged.files:
-        stale.unlink(missing_ok=True)
-    _readable(atomic_write_text(out_dir / staged.entry["card"], staged.card))
-
-
-def _update_manifest(out_dir: Path, entries: dict[str, dict[str, Any]]) -> Path:
-    manifest = read_manifest(out_dir) or {"models": {}}
-    models = dict(manifest["models"])
-    models.update(entries)
-    written = atomic_write_json(
-        out_dir / MANIFEST_NAME,
-        {
-            "format": 1,
-            "spinescan_version": __version__,
-            "updated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "predictor": "predict.py",
-            "models": dict(sorted(models.items())),
-        },
-    )
-    return _readable(written)
+# --- the whole set, all or nothing ----------------------------------------------------------------
 
 
 @dataclass
 class ExportReport:
-    """What an export did: one manifest entry per exported model, one message per failure."""
+    """What an export did: one manifest entry per exported model, one message per failure.
+
+    Exports are all or nothing: when anything failed, ``exported`` is empty and nothing changed.
+    """
 
     out_dir: Path
     exported: dict[str, dict[str, Any]]
     failed: dict[str, str]
+    attempted: int = 0
 
     def raise_for_failures(self) -> None:
         """Fail loudly (non-zero exit) if any run could not be exported."""
         if self.failed:
             listed = "; ".join(f"{run}: {why}" for run, why in self.failed.items())
-            total = len(self.failed) + len(self.exported)
+            total = max(self.attempted, len(self.failed))
             raise ExportError(
-                f"{len(self.failed)} of {total} export(s) failed, previous files kept ({listed})"
+                f"{len(self.failed)} of {total} export(s) failed, so nothing was exported; "
+                f"previous files kept ({listed})"
             )
 
 
@@ -460,32 +428,53 @@ def export_runs(
     data: str | Path | None = None,
     echo: Echo = _silent,
 ) -> ExportReport:
-    """Export each run; a run that fails a check is recorded and leaves its previous files alone.
+    """Stage every run, then publish them together, or nothing at all.
 
-    The others are still exported; call :meth:`ExportReport.raise_for_failures` to fail loudly.
+    Every run is still tried when one fails (so one call reports every problem), but a single
+    failure, of any exception type, leaves ``out_dir`` exactly as it was. Call
+    :meth:`ExportReport.raise_for_failures` to fail loudly. Leftovers of a killed export
+    (``.staging-*``) are removed first.
     """
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise SpineScanError(
             f"unknown quantization {quantize!r}; choose one of {', '.join(QUANTIZE_CHOICES)}"
         )
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    exported: dict[str, dict[str, Any]] = {}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create {out_dir} ({exc.strerror or exc})") from None
     failed: dict[str, str] = {}
-    for run_dir in run_dirs:
+    with ExportLock(out_dir) as lock:
+        lock.clean_stale(echo)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
         try:
-            staged = stage_run(Path(run_dir), staging, quantize=quantize, opset=opset, data=data, echo=echo)
-            if staged.name in exported:
-                raise ExportError(f"model {staged.name!r} is exported twice in one call")
-            _commit(staged, out_dir)
-            exported[staged.name] = staged.entry
-        except SpineScanError as exc:
-            failed[str(run_dir)] = str(exc)
-            echo(f"FAILED {run_dir}: {exc}")
+            staged: dict[str, Staged] = {}
+            for i, run_dir in enumerate(run_dirs):
+                run_staging = staging / f"run{i}"  # one folder per run: a duplicate cannot overwrite
+                run_staging.mkdir()
+                try:
+                    one = stage_run(
+                        Path(run_dir), run_staging, quantize=quantize, opset=opset, data=data, echo=echo
+                    )
+                    if one.name in staged:
+                        raise ExportError(f"model {one.name!r} is exported twice in one call")
+                    staged[one.name] = one
+                except Exception as exc:  # noqa: BLE001 - any failure: keep the old set, report one line
+                    failed[str(run_dir)] = one_line(exc)
+                    echo(f"FAILED {run_dir}: {failed[str(run_dir)]}")
+            if failed or not staged:
+                return ExportReport(out_dir, {}, failed, len(run_dirs))
+            entries = {name: one.entry for name, one in staged.items()}
+            files = {fname: path for one in staged.values() for fname, path in one.files.items()}
+            cards = {one.entry["card"]: one.card for one in staged.values()}
+            try:
+                publish(out_dir, staging / "set", entries, files, cards, echo=echo)
+            except Exception as exc:  # noqa: BLE001 - e.g. disk full: the switch is the last step
+                raise ExportError(
+                    f"could not switch {out_dir} to the new set ({one_line(exc)}); the previous set is "
+                    "unchanged"
+                ) from None
+            return ExportReport(out_dir, entries, {}, len(run_dirs))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    if exported:
-        _update_manifest(out_dir, exported)
-        _readable(write_standalone(out_dir), 0o755)
-    return ExportReport(out_dir, exported, failed)

@@ -155,8 +155,11 @@ def assemble_callbacks(
     keras: Any, setup: RecorderSetup, history: list[dict], state: dict[str, Any], tensorboard: RunDir | None
 ) -> list[Any]:
     """Every callback of a fit, in order. ``tensorboard``: where its logs go (chief only), or None."""
+    from spinescan.training.guards import make_guard  # noqa: PLC0415
+
     hp = setup.hparams
     callbacks = [
+        make_guard(keras),  # first: a non-finite loss stops the run before the recorder saves it
         _make_recorder(keras)(setup, history, state),
         # Kept after a successful fit (delete_checkpoint=False) until metrics.json is written, so
         # a kill during the final evaluation does not send --resume back to epoch 1.

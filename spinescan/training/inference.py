@@ -31,7 +31,9 @@ def load_model(run_dir: str | Path) -> keras.Model:
     path = RunDir(Path(run_dir)).model_file
     if not path.is_file():
         raise SpineScanError(f"{run_dir} has no {RunDir.MODEL} (the run never finished an epoch)")
-    return keras.models.load_model(path, compile=False, safe_mode=True)
+    from spinescan.training.model_files import load_keras_safely  # noqa: PLC0415
+
+    return load_keras_safely(keras, path)
 
 
 def save_model(model: keras.Model, run_dir: str | Path) -> Path:
