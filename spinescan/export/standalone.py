@@ -1,7 +1,7 @@
 """Write ``exported/predict.py``: the predictor as one file that needs no Spine Scan install.
 
-The file is generated from the package's own sources (``errors``, ``preprocess``, ``imageio``,
-``predictor``) at export time, not kept as a hand-made copy, so its preprocessing cannot drift from
+The file is generated from the package's own sources (``errors`` and the ``edge`` modules it
+needs) at export time, not kept as a hand-made copy, so its preprocessing cannot drift from
 the trainer's. Each source is embedded verbatim and executed as a module of a stand-in
 ``spinescan`` package, so the modules' own ``from spinescan.x import y`` lines work unchanged; the
 stand-in has an empty ``__path__``, so nothing can be imported from an installed Spine Scan (or
@@ -18,7 +18,16 @@ from spinescan import __version__
 from spinescan.atomic import atomic_write_text
 
 #: Inlined in dependency order. Only light-island modules belong here.
-MODULES = ("errors", "edge.preprocess", "edge.imageio", "edge.predictor")
+MODULES = (
+    "errors",
+    "edge.formats",
+    "edge.limits",
+    "edge.files",
+    "edge.dicom",
+    "edge.imageio",
+    "edge.preprocess",
+    "edge.predictor",
+)
 STANDALONE_NAME = "predict.py"
 
 _HEADER = '''#!/usr/bin/env python3
