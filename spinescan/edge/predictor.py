@@ -40,6 +40,8 @@ REQUIRED_KEYS = (FORMAT_KEY, "model_name", "classes", "input_size", "preprocessi
 MANIFEST_NAME = "manifest.json"
 DEFAULT_MODELS_DIR = "exported"
 OUTPUT_NAME = "probabilities"
+#: Optional second output: one class activation map per class (see ``spinescan.export.onnx_convert``).
+CAM_NAME = "cam"
 #: Images per onnxruntime call when classifying many files (bounded memory, good throughput).
 CHUNK = 16
 
@@ -182,6 +184,7 @@ class OnnxModel:
             )
         outputs = {o.name: o for o in self.session.get_outputs()}
         self.output_name = OUTPUT_NAME if OUTPUT_NAME in outputs else next(iter(outputs))
+        self.cam_name = CAM_NAME if CAM_NAME in outputs else None
         width = outputs[self.output_name].shape[-1]
         if isinstance(width, int) and width != len(self.info.classes):
             raise ModelRefusedError(
@@ -200,6 +203,31 @@ class OnnxModel:
         """Probabilities (N, classes) for an (N, H, W, C) float32 batch."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def predict_cam(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and class activation maps (N, h, w, classes), or ``None`` without a CAM."""
+        if self.cam_name is None:
+            return self.predict(batch), None
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        probs, cam = self.session.run([self.output_name, self.cam_name], {self.input_name: batch})
+        return probs, cam
+
+    def heatmap(self, image: np.ndarray, probs: np.ndarray, cam: np.ndarray | None) -> dict[str, Any]:
+        """The predicted class's heatmap entry for one image (``cam``: its (h, w, classes) maps)."""
+        from spinescan.edge import overlay  # noqa: PLC0415
+
+        label = int(np.argmax(probs))
+        if cam is None:
+            why = json.loads(self.info.metadata.get("cam", "{}") or "{}").get("reason", "no cam output")
+            return {"class": self.info.classes[label], "error": f"{self.name} has no heatmap: {why}"}
+        geom = overlay.geometry(image, self.info.input_size, self.info.preprocessing)
+        return {
+            "class": self.info.classes[label],
+            "grid": np.round(overlay.normalise_cam(cam[..., label]), 4).tolist(),
+            "cam": np.round(cam[..., label].astype(float), 5).tolist(),
+            "geometry": geom.to_dict(),
+            "note": overlay.DISCLAIMER,
+        }
 
     def result(self, probs: np.ndarray) -> dict[str, Any]:
         probabilities = {c: float(p) for c, p in zip(self.info.classes, probs, strict=True)}
@@ -267,17 +295,26 @@ def load_model(path: str | os.PathLike[str]) -> OnnxModel:
 
 
 def predict_image(
-    path: str | os.PathLike[str], model: str = "generalist", models_dir: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    model: str = "generalist",
+    models_dir: str | os.PathLike[str] | None = None,
+    heatmap: bool = False,
 ) -> dict[str, Any]:
     """Classify one image: ``{"label", "probabilities": {class: p}, "model"}``.
 
     ``model`` is an exported model's name (looked up in ``models_dir``, default ``exported/``) or
-    a path to an ``.onnx`` file. Raises :class:`~spinescan.errors.ImageReadError` for a bad image
-    and :class:`ModelRefusedError` for a bad model.
+    a path to an ``.onnx`` file. ``heatmap=True`` adds ``"heatmap"``: the predicted class's
+    normalised CAM grid, its raw values and the crop/letterbox geometry that places it on the film.
+    Raises :class:`~spinescan.errors.ImageReadError` for a bad image and
+    :class:`ModelRefusedError` for a bad model.
     """
     onnx_model = load_model(resolve_model(model, models_dir))
-    x = onnx_model.prepare(read_image(path))[None]
-    return onnx_model.result(onnx_model.predict(x)[0])
+    image = read_image(path)
+    probs, cam = onnx_model.predict_cam(onnx_model.prepare(image)[None])
+    result = onnx_model.result(probs[0])
+    if heatmap:
+        result["heatmap"] = onnx_model.heatmap(image, probs[0], None if cam is None else cam[0])
+    return result
 
 
 # --- many images -------------------------------------------------------------------------------
@@ -299,10 +336,14 @@ def expand_inputs(items: list[str]) -> list[Path]:
     return paths
 
 
-def classify_files(paths: list[Path], models: list[OnnxModel]) -> list[dict[str, Any]]:
+def classify_files(
+    paths: list[Path], models: list[OnnxModel], heatmap: bool = False, overlay_dir: Path | None = None
+) -> list[dict[str, Any]]:
     """One result per (image, model), or one ``{"image", "error"}`` per image that cannot be read.
 
     Each image is decoded once; bad images are recorded and the rest are still classified.
+    ``heatmap`` adds each result's heatmap entry; ``overlay_dir`` writes one PNG per image and
+    model there (the predicted class's heatmap over the film) and records its path.
     """
     results: list[dict[str, Any]] = []
     for start in range(0, len(paths), CHUNK):
@@ -317,18 +358,58 @@ def classify_files(paths: list[Path], models: list[OnnxModel]) -> list[dict[str,
             except SpineScanError as exc:  # e.g. DICOM without pydicom installed
                 errors[i] = f"{path}: {exc}"
         probs: dict[int, list[np.ndarray]] = {i: [] for i in images}
+        cams: dict[int, list[np.ndarray | None]] = {i: [] for i in images}
+        want_cam = heatmap or overlay_dir is not None
         for model in models:
             if images:
                 batch = np.stack([model.prepare(images[i]) for i in images])
-                for i, p in zip(images, model.predict(batch), strict=True):
-                    probs[i].append(p)
+                p_all, cam_all = model.predict_cam(batch) if want_cam else (model.predict(batch), None)
+                for k, i in enumerate(images):
+                    probs[i].append(p_all[k])
+                    cams[i].append(None if cam_all is None else cam_all[k])
         for i, path in enumerate(chunk):
             if i in errors:
                 results.append({"image": str(path), "error": errors[i]})
                 continue
-            for model, p in zip(models, probs[i], strict=True):
-                results.append({"image": str(path), **model.result(p)})
+            for model, p, cam in zip(models, probs[i], cams[i], strict=True):
+                result = {"image": str(path), **model.result(p)}
+                if want_cam:
+                    entry = model.heatmap(images[i], p, cam)
+                    if overlay_dir is not None:
+                        result["overlay"] = _write_overlay(overlay_dir, path, images[i], model, result, entry)
+                    if heatmap:
+                        result["heatmap"] = entry
+                results.append(result)
     return results
+
+
+def _write_overlay(
+    folder: Path,
+    path: Path,
+    image: np.ndarray,
+    model: OnnxModel,
+    result: dict[str, Any],
+    entry: dict[str, Any],
+) -> str | None:
+    """``<folder>/<film stem>.<model>.png``: the film with its predicted class's heatmap."""
+    from spinescan.edge import overlay  # noqa: PLC0415
+
+    caption = [f"{model.name}: {result['label']} p={result['probabilities'][result['label']]:.3f}"]
+    heat = None
+    if "grid" in entry:
+        geom = overlay.geometry(image, model.info.input_size, model.info.preprocessing)
+        heat = overlay.film_heatmap(np.asarray(entry["cam"], dtype=np.float32), geom)
+        caption.append(f"{entry['class']} {overlay.DISCLAIMER}")
+    else:
+        caption.append(entry.get("error", "no heatmap"))
+    stem = path.stem if path.stem else "image"
+    target = folder / f"{stem}.{model.name}.png"
+    try:
+        overlay.write_png(target, overlay.render(image, heatmap=heat, caption=caption))
+    except OSError as exc:
+        result["overlay_error"] = f"{target}: {exc}"
+        return None
+    return str(target)
 
 
 def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
@@ -382,6 +463,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, metavar="K", help="show only the K most probable classes")
     parser.add_argument("--int8", action="store_true", help="use the int8 model where one was shipped")
     parser.add_argument(
+        "--overlay",
+        metavar="DIR",
+        help="write one PNG per image and model into DIR: the predicted class's heatmap over the film "
+        "(a quality check, not a localisation claim)",
+    )
+    parser.add_argument(
+        "--heatmap", action="store_true", help="with --json: include each result's heatmap grid and geometry"
+    )
+    parser.add_argument(
         "--view",
         choices=["lateral", "ap"],
         help="run only the models of this view (a lateral model says nothing useful about an AP film)",
@@ -417,7 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         print("spinescan-predict: error: no images found in the given folders", file=sys.stderr)
         return 1
-    results = classify_files(images, models)
+    overlay_dir = Path(args.overlay) if args.overlay else None
+    if overlay_dir is not None and overlay_dir.exists() and not overlay_dir.is_dir():
+        print(f"spinescan-predict: error: --overlay {overlay_dir} is a file, not a folder", file=sys.stderr)
+        return 2
+    results = classify_files(images, models, heatmap=args.heatmap, overlay_dir=overlay_dir)
     if args.top:
         _add_top(results, args.top)
     if args.json:

@@ -32,7 +32,7 @@ from spinescan.edge.predictor import MANIFEST_NAME, OnnxModel, read_manifest, sh
 from spinescan.edge.preprocess import preprocess
 from spinescan.errors import ImageReadError, SpineScanError
 from spinescan.export.modelcard import bootstrap_test_cis, describe_data, model_card
-from spinescan.export.onnx_convert import DEFAULT_OPSET, ExportError, set_metadata
+from spinescan.export.onnx_convert import DEFAULT_OPSET, ExportError, cam_metadata, set_metadata
 from spinescan.export.standalone import write_standalone
 from spinescan.training import runs
 
@@ -211,6 +211,26 @@ def parity_check(
     }
 
 
+def cam_parity(
+    model: Any, onnx_model: OnnxModel, x: np.ndarray, tolerance: float = PARITY_TOLERANCE
+) -> dict[str, Any]:
+    """Keras' class activation maps against the ONNX ``cam`` output on the same images.
+
+    CAM values are logit-scale, so the limit is relative: max |Δ| <= tolerance x max(1, max |cam|).
+    """
+    from spinescan.export.onnx_convert import with_cam  # noqa: PLC0415
+
+    two, _ = with_cam(model)
+    keras_cam = np.asarray(two.predict(x, verbose=0)["cam"]) if len(x) else np.zeros((0,))
+    _, onnx_cam = onnx_model.predict_cam(x)
+    if onnx_cam is None or keras_cam.shape != onnx_cam.shape:
+        shape = None if onnx_cam is None else onnx_cam.shape
+        raise ExportError(f"CAM shapes differ: Keras {keras_cam.shape}, onnxruntime {shape}")
+    diff = float(np.max(np.abs(keras_cam - onnx_cam))) if keras_cam.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(keras_cam)))) if keras_cam.size else 1.0
+    return {"max_abs_diff": diff, "scale": scale, "tolerance": tolerance, "passed": diff <= tolerance * scale}
+
+
 # --- one run ------------------------------------------------------------------------------------
 
 
@@ -280,6 +300,7 @@ def stage_run(
     echo(f"{name}: converting {run_dir} to ONNX (opset {opset})")
     conversion = keras_to_onnx(model, opset=opset)
     metadata = _metadata(run, spec, opset, source_sha, exported)
+    metadata["cam"] = cam_metadata(model, conversion)
     set_metadata(conversion.proto, metadata)
     fp32_name = f"{name}.onnx"
     fp32_path = staging / fp32_name
@@ -291,11 +312,15 @@ def stage_run(
     onnx_model = OnnxModel(fp32_path, verify=False)  # the exact bytes that will ship
     parity = parity_check(runs.predict_arrays(model, images.x), onnx_model.predict(images.x))
     parity.update(split=images.part, note=note)
+    if conversion.no_cam is None:
+        parity["cam"] = cam_parity(model, onnx_model, images.x)
+        parity["passed"] = parity["passed"] and parity["cam"]["passed"]
     if not parity["passed"]:
         raise ExportError(
             f"{name}: ONNX output differs from Keras on {parity['images']} {images.part} images "
             f"(max |Δp| {parity['max_abs_diff']:.2e}, limit {PARITY_TOLERANCE:.0e}; identical argmax: "
-            f"{parity['argmax_identical']}); nothing was written"
+            f"{parity['argmax_identical']}; CAM {parity.get('cam', {}).get('max_abs_diff', 'n/a')}); "
+            "nothing was written"
         )
 
     files = {fp32_name: fp32_path}
@@ -488,4 +513,7 @@ def export_runs(
     if exported:
         _update_manifest(out_dir, exported)
         _readable(write_standalone(out_dir), 0o755)
+        from spinescan.export.webpage import write_web  # noqa: PLC0415
+
+        echo(write_web(out_dir))
     return ExportReport(out_dir, exported, failed)
