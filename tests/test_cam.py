@@ -9,11 +9,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_export import _films, _make_outputs_vary
 
 from spinescan.edge import overlay
 from spinescan.edge.preprocess import Preprocessing, preprocess
-
-from test_export import _films, _make_outputs_vary
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -118,8 +117,9 @@ def test_render_and_overlay_png(tmp_path: Path) -> None:
     geom = overlay.geometry(film, (64, 64, 1), Preprocessing())
     heat = overlay.film_heatmap(np.array([[0.0, 2.0], [1.0, -3.0]]), geom)
     assert 0.9 < np.nanmax(heat) <= 1.0 and np.nanmin(heat) >= 0  # the padding held the very peak
-    bgr = overlay.render(film, heatmap=heat, landmarks=np.array([[10, 20]]), lines=[((0, 0), (50, 50))],
-                         caption=["a", "b"])
+    bgr = overlay.render(
+        film, heatmap=heat, landmarks=np.array([[10, 20]]), lines=[((0, 0), (50, 50))], caption=["a", "b"]
+    )
     assert bgr.shape[1] == 100 and bgr.shape[0] > 200 and bgr.dtype == np.uint8
     path = overlay.write_png(tmp_path / "o" / "x.png", bgr)
     assert cv2.imread(str(path)).shape == bgr.shape
@@ -149,7 +149,9 @@ def test_predict_overlay_and_heatmap_json(tmp_path: Path, compact_conversion, ca
         films.append(tmp_path / f"film{i}.png")
         cv2.imwrite(str(films[-1]), _film(240, 130, column=60 + 10 * i, seed=i))
     out = tmp_path / "overlays"
-    code = predictor.main([*map(str, films), "--model", str(onnx_path), "--json", "--heatmap", "--overlay", str(out)])
+    code = predictor.main(
+        [*map(str, films), "--model", str(onnx_path), "--json", "--heatmap", "--overlay", str(out)]
+    )
     assert code == 0
     results = json.loads(capsys.readouterr().out)
     assert sorted(p.name for p in out.iterdir()) == ["film0.tiny.png", "film1.tiny.png"]

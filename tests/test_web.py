@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import json
+import os
 import shutil
 import threading
 from dataclasses import replace
@@ -30,7 +30,9 @@ from spinescan.edge.imageio import read_image
 from spinescan.edge.preprocess import Preprocessing, preprocess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)"
+)
 TOLERANCE = 1e-3
 
 
@@ -77,8 +79,14 @@ def _write_run(phantom_dir: Path, runs_dir: Path, name: str, input_size: tuple[i
         results[part] = runs.summarize_predictions(y, probs, spec.classes)
         predictions[part] = ([s.rel for s in parts[part]], [s.label for s in parts[part]], probs)
     runs.write_predictions(run_dir, spec.classes, predictions)
-    metrics = {"finished": True, "run_id": run_dir.name, "backbone": "compact", "classes": list(spec.classes),
-               "counts": {p: len(v) for p, v in parts.items()}, **results}
+    metrics = {
+        "finished": True,
+        "run_id": run_dir.name,
+        "backbone": "compact",
+        "classes": list(spec.classes),
+        "counts": {p: len(v) for p, v in parts.items()},
+        **results,
+    }
     runs.write_json(run_dir, runs.METRICS, metrics)
     return run_dir
 
@@ -89,12 +97,16 @@ def exported(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
     runs_dir = tmp_path_factory.mktemp("web-runs")
     lateral = _write_run(phantom_dir, runs_dir, "generalist", (64, 64, 1), Preprocessing())
-    ap = _write_run(phantom_dir, runs_dir, "scoliosis", (96, 32, 1), Preprocessing(resize="spine_crop", crop_aspect=0.2))
+    ap = _write_run(
+        phantom_dir, runs_dir, "scoliosis", (96, 32, 1), Preprocessing(resize="spine_crop", crop_aspect=0.2)
+    )
     out = tmp_path_factory.mktemp("web-exported")
     for run in (lateral, ap):
         with contextlib.suppress(SystemExit):
             main(["export", "--onnx", "--run", str(run), "--out", str(out)])
-    assert (out / "web" / "index.html").is_file(), "the export must write the page (is web/node_modules there?)"
+    assert (out / "web" / "index.html").is_file(), (
+        "the export must write the page (is web/node_modules there?)"
+    )
     return out
 
 
@@ -106,10 +118,15 @@ def _phantom_films(phantom_dir: Path, out: Path) -> dict[str, list[Path]]:
         sources = sorted((phantom_dir / view).rglob("*.png"))[::5][:10]
         for i, src in enumerate(sources):
             grey = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
-            grey = cv2.resize(grey, (grey.shape[1] + 37 * i, grey.shape[0] + 53 * (i % 3)), interpolation=cv2.INTER_LINEAR)
+            grey = cv2.resize(
+                grey, (grey.shape[1] + 37 * i, grey.shape[0] + 53 * (i % 3)), interpolation=cv2.INTER_LINEAR
+            )
             variants = {
                 "grey8.png": grey,
-                "grey16.png": (grey.astype(np.uint16) * 257 + np.arange(grey.size, dtype=np.uint16).reshape(grey.shape) % 97),
+                "grey16.png": (
+                    grey.astype(np.uint16) * 257
+                    + np.arange(grey.size, dtype=np.uint16).reshape(grey.shape) % 97
+                ),
                 "rgb.png": cv2.merge([grey, (grey * 0.9).astype(np.uint8), grey // 2]),
                 "rgba.png": cv2.merge([grey, grey, grey, np.full_like(grey, 128)]),
                 "grey.jpg": grey,
@@ -236,7 +253,9 @@ def test_page_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_p
             page.locator(".film").nth(0).screenshot(path=screenshot)
         browser.close()
 
-    assert all(u.startswith(origin + "/") for u in requests), [u for u in requests if not u.startswith(origin)]
+    assert all(u.startswith(origin + "/") for u in requests), [
+        u for u in requests if not u.startswith(origin)
+    ]
     assert any(u.endswith(".wasm") for u in requests) and any(u.endswith(".onnx") for u in requests)
     assert console_errors == []
 
