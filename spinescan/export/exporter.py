@@ -410,6 +410,7 @@ def _entry(
         "counts": (run.metrics or {}).get("counts"),
         "metrics": metrics,
         "parity": parity,
+        "cam": metadata.get("cam"),  # the heatmap output: what it is, or why there is none
         "int8": int8_info,
         "conversion": {
             "warnings": conversion.warnings,

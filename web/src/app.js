@@ -230,7 +230,8 @@ async function addFile(file, view) {
     entry.decoded = await decodeFile(bytes, file.name);
     entry.film = filmCanvas(entry.decoded);
     await state.ready;
-    entry.results = await classify(entry.decoded, view);
+    entry.view = view || $("#view").value; // films added before the models loaded
+    entry.results = await classify(entry.decoded, entry.view);
   } catch (err) {
     entry.error = err && err.message ? err.message : String(err);
   }
