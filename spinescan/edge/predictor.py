@@ -223,7 +223,7 @@ class OnnxModel:
         geom = overlay.geometry(image, self.info.input_size, self.info.preprocessing)
         return {
             "class": self.info.classes[label],
-            "grid": np.round(overlay.normalise_cam(cam[..., label]), 4).tolist(),
+            "grid": np.round(overlay.normalise_cam(cam[..., label]).astype(float), 4).tolist(),
             "cam": np.round(cam[..., label].astype(float), 5).tolist(),
             "geometry": geom.to_dict(),
             "note": overlay.DISCLAIMER,
