@@ -117,10 +117,14 @@ function filmCanvas(decoded) {
   canvas.height = height;
   const ctx = canvas.getContext("2d");
   const image = ctx.createImageData(width, height);
-  const span = hi - lo || 1;
-  for (let i = 0; i < grey.length; i++) {
-    const v = ((grey[i] - lo) / span) * 255;
-    image.data.set([v, v, v, 255], i * 4);
+  const scale = 255 / (hi - lo || 1);
+  const px = image.data;
+  for (let i = 0, o = 0; i < grey.length; i++, o += 4) {
+    const v = (grey[i] - lo) * scale;
+    px[o] = v;
+    px[o + 1] = v;
+    px[o + 2] = v;
+    px[o + 3] = 255;
   }
   ctx.putImageData(image, 0, 0);
   return canvas;
