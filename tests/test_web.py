@@ -293,3 +293,68 @@ def test_page_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_p
     assert len(error_texts) == len(bad)
     assert any("truncated" in t for t in error_texts) and any("empty file" in t for t in error_texts)
     assert any("BMP films are not read by this page" in t for t in error_texts)
+
+
+def _odd_films(phantom_dir: Path, out: Path) -> list[Path]:
+    """Layouts and sizes the first test does not cover: palette, 1-bit, grey+alpha, 16-bit RGB,
+    a film smaller than the model input (OpenCV's enlarging INTER_AREA) and a very wide one."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    src = sorted((phantom_dir / "ap").rglob("*.png"))[3]
+    grey = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
+    paths = []
+
+    def save(name: str, write) -> None:  # noqa: ANN001
+        paths.append(out / name)
+        write(paths[-1])
+
+    save("palette.png", lambda p: Image.fromarray(grey).convert("P", palette=Image.Palette.ADAPTIVE).save(p))
+    save("onebit.png", lambda p: Image.fromarray(grey).convert("1").save(p))
+    save("grey-alpha.png", lambda p: Image.fromarray(np.dstack([grey, 255 - grey]), "LA").save(p))
+    rgb16 = np.dstack(
+        [grey.astype(np.uint16) * 250, grey.astype(np.uint16) * 200, grey.astype(np.uint16) * 100]
+    )
+    save("rgb16.png", lambda p: cv2.imwrite(str(p), rgb16))
+    save("tiny.png", lambda p: cv2.imwrite(str(p), cv2.resize(grey, (11, 23), interpolation=cv2.INTER_AREA)))
+    save("wide.jpg", lambda p: cv2.imwrite(str(p), cv2.resize(grey, (700, 90))))
+    return paths
+
+
+SETTINGS = [
+    ((64, 64, 1), Preprocessing()),
+    ((48, 40, 3), Preprocessing(intensity="percentile", pad_value=0.25)),
+    ((80, 24, 1), Preprocessing(resize="spine_crop", crop_aspect=0.3, intensity="divide255")),
+    ((40, 56, 1), Preprocessing(resize="spine_crop", crop_aspect=2.0)),
+]
+
+
+def test_port_matches_preprocess_for_every_setting(exported: Path, phantom_dir: Path, tmp_path: Path) -> None:
+    """The JS port against the numpy function on every intensity mode, resize mode, padding,
+    channel count, enlarging and shrinking, and the PNG layouts OpenCV expands differently."""
+    from playwright.sync_api import sync_playwright
+
+    films = _odd_films(phantom_dir, tmp_path)
+    worst: dict[str, float] = {}
+    with _serving(exported) as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{origin}/web/")
+        _wait(page, "window.spineScan && window.spineScan.models.length === 2", 60)
+        for path in films:
+            data = list(path.read_bytes())
+            for input_size, prep in SETTINGS:
+                spec = {"input_size": list(input_size), "preprocessing": prep.to_dict()}
+                got = page.evaluate("([b, s]) => window.spineScan.preprocessBytes(b, s)", [data, spec])
+                want = preprocess(read_image(path), input_size, prep)
+                diff = float(np.abs(np.asarray(got["tensor"], dtype=np.float32) - want.ravel()).max())
+                worst[path.name] = max(worst.get(path.name, 0.0), diff)
+                from spinescan.edge.overlay import geometry
+
+                assert got["geometry"] == geometry(read_image(path), input_size, prep).to_dict(), (
+                    path.name,
+                    prep,
+                )
+        browser.close()
+    print("\nworst |dx| per film over the settings:", {k: f"{v:.1e}" for k, v in worst.items()})
+    assert max(worst.values()) <= 1e-5, worst

@@ -259,12 +259,15 @@ async function addFiles(files) {
   for (const file of files) await addFile(file, view); // in order, one at a time
 }
 
-// For tests: the model input tensor and geometry the page computes for some bytes.
-state.preprocessBytes = async (bytes, modelName) => {
+// For tests: the model input tensor and geometry the page computes for some bytes, with a
+// model's settings (by name) or any {input_size, preprocessing}.
+state.preprocessBytes = async (bytes, modelOrSpec) => {
   await state.ready;
-  const model = state.models.find((m) => m.name === modelName);
+  const model = typeof modelOrSpec === "string" ? state.models.find((m) => m.name === modelOrSpec) : null;
+  const inputSize = model ? model.inputSize : modelOrSpec.input_size;
+  const prep = model ? model.prep : modelOrSpec.preprocessing;
   const decoded = await decodeFile(new Uint8Array(bytes), "bytes");
-  const { tensor, geometry } = preprocess(decoded, model.inputSize, model.prep);
+  const { tensor, geometry } = preprocess(decoded, inputSize, prep);
   return { tensor: Array.from(tensor), geometry };
 };
 
