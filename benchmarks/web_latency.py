@@ -5,8 +5,8 @@ Measures, in headless Chromium (Debian's ``chromium``, onnxruntime-web wasm, one
 * time to the first result: from navigation start to the first film's probabilities on the page,
   the film being chosen as soon as the page has loaded (the page loads the runtime and every model,
   checks their sha256, then classifies);
-* per-film latency on the page: decode, preprocess and every model of the film's view (the page
-  records it per film);
+* per-film latency on the page: decode, preprocess, every model of the film's view and drawing the
+  film (the page records it per film), and per model: preprocess + inference only;
 
 and, in Python on the same films, the same per-film work with the warm edge predictor
 (``read_image`` + ``prepare`` + ``predict`` for every model of the view), and a cold
@@ -56,7 +56,7 @@ def _browser(models_dir: Path, view: str, films: list[Path], repeats: int) -> di
     server = make_server(models_dir, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     origin = f"http://127.0.0.1:{server.server_address[1]}"
-    firsts, per_film, ready = [], [], []
+    firsts, per_film, ready, per_model = [], [], [], []
     chromium = shutil.which("chromium")
     try:
         with sync_playwright() as pw:
@@ -77,12 +77,18 @@ def _browser(models_dir: Path, view: str, films: list[Path], repeats: int) -> di
                 firsts.append(min(r["finishedAt"] for r in results))
                 ready.append(page.evaluate("window.spineScan.loadedAt"))
                 per_film += [r["ms"] for r in results[1:]]  # the first film also waited for the models
+                per_model += [m["ms"] for r in results[1:] for m in r["results"]]
                 page.close()
             browser.close()
     finally:
         server.shutdown()
         server.server_close()
-    return {"first_result_ms": firsts, "models_ready_ms": ready, "per_film_ms": per_film}
+    return {
+        "first_result_ms": firsts,
+        "models_ready_ms": ready,
+        "per_film_ms": per_film,
+        "per_model_ms": per_model,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "page_first_result_ms_median": statistics.median(page["first_result_ms"]),
         "page_models_ready_ms_median": statistics.median(page["models_ready_ms"]),
         "page_per_film_ms_median": page_med,
+        "page_per_model_ms_median": statistics.median(page["per_model_ms"]),
         "python_per_film_ms_median": py_med,
         "ratio_page_over_python_per_film": page_med / py_med,
         "spinescan_predict_cold_process_s": cold_cli_s,
