@@ -161,5 +161,11 @@ def test_predict_overlay_and_heatmap_json(tmp_path: Path, compact_conversion, ca
         assert grid.shape == (2, 2) and grid.max() == pytest.approx(1.0) and grid.min() >= 0
         assert r["heatmap"]["class"] == r["label"]
         assert cv2.imread(r["overlay"]).shape[1] == 130
+    # Two films with the same name in different folders get two overlays, not one overwritten.
+    twin = tmp_path / "other" / films[0].name
+    twin.parent.mkdir()
+    twin.write_bytes(films[0].read_bytes())
+    assert predictor.main([str(films[0]), str(twin), "--model", str(onnx_path), "--overlay", str(out)]) == 0
+    assert (out / "film0-2.tiny.png").is_file()
     direct = predictor.predict_image(films[0], model=str(onnx_path), heatmap=True)
     np.testing.assert_allclose(direct["heatmap"]["grid"], results[0]["heatmap"]["grid"], atol=1e-6)

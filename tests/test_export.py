@@ -268,7 +268,8 @@ def test_failed_parity_leaves_previous_files_untouched(
 ) -> None:
     from onnx import numpy_helper
 
-    from spinescan.export.exporter import ExportError, export_runs, onnx_convert
+    from spinescan.export import onnx_convert
+    from spinescan.export.exporter import ExportError, export_runs
 
     out = tmp_path / "exported"
     shutil.copytree(exported, out)
@@ -297,7 +298,8 @@ def test_failed_parity_leaves_previous_files_untouched(
 def test_int8_that_misses_the_gate_is_not_shipped(
     exported: Path, trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from spinescan.export.exporter import export_runs, quantize
+    from spinescan.export import quantize
+    from spinescan.export.exporter import export_runs
 
     out = tmp_path / "exported"
     shutil.copytree(exported, out)

@@ -346,6 +346,7 @@ def classify_files(
     model there (the predicted class's heatmap over the film) and records its path.
     """
     results: list[dict[str, Any]] = []
+    written: set[str] = set()  # overlay names already used in this call (films may share a name)
     for start in range(0, len(paths), CHUNK):
         chunk = paths[start : start + CHUNK]
         images: dict[int, np.ndarray] = {}
@@ -376,7 +377,9 @@ def classify_files(
                 if want_cam:
                     entry = model.heatmap(images[i], p, cam)
                     if overlay_dir is not None:
-                        result["overlay"] = _write_overlay(overlay_dir, path, images[i], model, result, entry)
+                        result["overlay"] = _write_overlay(
+                            overlay_dir, path, images[i], model, result, entry, written
+                        )
                     if heatmap:
                         result["heatmap"] = entry
                 results.append(result)
@@ -390,8 +393,10 @@ def _write_overlay(
     model: OnnxModel,
     result: dict[str, Any],
     entry: dict[str, Any],
+    written: set[str],
 ) -> str | None:
-    """``<folder>/<film stem>.<model>.png``: the film with its predicted class's heatmap."""
+    """``<folder>/<film stem>.<model>.png`` (``-2``, ``-3``... when stems repeat): the film with
+    its predicted class's heatmap."""
     from spinescan.edge import overlay  # noqa: PLC0415
 
     caption = [f"{model.name}: {result['label']} p={result['probabilities'][result['label']]:.3f}"]
@@ -403,7 +408,12 @@ def _write_overlay(
     else:
         caption.append(entry.get("error", "no heatmap"))
     stem = path.stem if path.stem else "image"
-    target = folder / f"{stem}.{model.name}.png"
+    name, n = f"{stem}.{model.name}.png", 1
+    while name in written:
+        n += 1
+        name = f"{stem}-{n}.{model.name}.png"
+    written.add(name)
+    target = folder / name
     try:
         overlay.write_png(target, overlay.render(image, heatmap=heat, caption=caption))
     except OSError as exc:
@@ -507,6 +517,8 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         print("spinescan-predict: error: no images found in the given folders", file=sys.stderr)
         return 1
+    if args.heatmap and not args.json:
+        print("spinescan-predict: note: --heatmap adds the map to --json output only", file=sys.stderr)
     overlay_dir = Path(args.overlay) if args.overlay else None
     if overlay_dir is not None and overlay_dir.exists() and not overlay_dir.is_dir():
         print(f"spinescan-predict: error: --overlay {overlay_dir} is a file, not a folder", file=sys.stderr)

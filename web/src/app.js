@@ -38,12 +38,23 @@ async function loadModels() {
   const models = [];
   for (const entry of entries) {
     const url = new URL(`../${entry.file}`, document.baseURI);
-    const bytes = await (await fetch(url, { cache: "no-store" })).arrayBuffer();
+    const fetched = await fetch(url, { cache: "no-store" });
+    if (!fetched.ok) {
+      state.errors.push(`${entry.file}: listed in the manifest but not found (HTTP ${fetched.status})`);
+      continue;
+    }
+    const bytes = await fetched.arrayBuffer();
     if (entry.sha256 && (await sha256Hex(bytes)) !== entry.sha256) {
       state.errors.push(`${entry.file}: sha256 does not match the manifest; refused (export it again)`);
       continue;
     }
-    const session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+    let session;
+    try {
+      session = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+    } catch (err) {
+      state.errors.push(`${entry.file}: this browser's runtime cannot load it (${err.message || err})`);
+      continue;
+    }
     models.push({
       name: entry.model,
       view: entry.view,
