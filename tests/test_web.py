@@ -295,6 +295,52 @@ def test_page_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_p
     assert any("BMP films are not read by this page" in t for t in error_texts)
 
 
+def _interlaced_png(grey: np.ndarray) -> bytes:
+    """An Adam7-interlaced 8-bit grey PNG (neither OpenCV nor Pillow writes one), filters cycling
+    through all five types so the page's unfiltering is exercised on every one."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    def filtered(line: np.ndarray, prev: np.ndarray, kind: int) -> bytes:
+        x, b = line.astype(np.int32), prev.astype(np.int32)
+        a = np.concatenate([[0], x[:-1]])
+        c = np.concatenate([[0], b[:-1]])
+        if kind == 4:
+            p = a + b - c
+            pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+            pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        else:
+            pred = [np.zeros_like(x), a, b, (a + b) // 2][kind]
+        return bytes([kind]) + ((x - pred) % 256).astype(np.uint8).tobytes()
+
+    h, w = grey.shape
+    raw = b""
+    row = 0
+    for x0, y0, dx, dy in (
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ):
+        sub = grey[y0::dy, x0::dx]
+        if sub.size == 0:
+            continue
+        prev = np.zeros(sub.shape[1], dtype=np.uint8)
+        for line in sub:
+            raw += filtered(line, prev, row % 5)
+            prev, row = line, row + 1
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 1)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+
+
 def _odd_films(phantom_dir: Path, out: Path) -> list[Path]:
     """Layouts and sizes the first test does not cover: palette, 1-bit, grey+alpha, 16-bit RGB,
     a film smaller than the model input (OpenCV's enlarging INTER_AREA) and a very wide one."""
@@ -318,6 +364,8 @@ def _odd_films(phantom_dir: Path, out: Path) -> list[Path]:
     save("rgb16.png", lambda p: cv2.imwrite(str(p), rgb16))
     save("tiny.png", lambda p: cv2.imwrite(str(p), cv2.resize(grey, (11, 23), interpolation=cv2.INTER_AREA)))
     save("wide.jpg", lambda p: cv2.imwrite(str(p), cv2.resize(grey, (700, 90))))
+    save("interlaced.png", lambda p: p.write_bytes(_interlaced_png(cv2.resize(grey, (77, 131)))))
+    assert np.array_equal(cv2.imread(str(paths[-1]), cv2.IMREAD_UNCHANGED), cv2.resize(grey, (77, 131)))
     return paths
 
 
