@@ -153,16 +153,28 @@ def render(
         for x, y in np.asarray(landmarks, dtype=np.float64).reshape(-1, 2):
             cv2.circle(out, (round(x), round(y)), 2 * thickness, (0, 255, 0), -1, cv2.LINE_AA)
     if caption:
-        scale = max(0.35, min(w, 900) / 900)
-        line_h = int(22 * scale) + 4
-        band = np.full((line_h * len(caption) + 6, w, 3), 24, dtype=np.uint8)
-        for i, text in enumerate(caption):
-            y = 4 + line_h * (i + 1) - 6
-            cv2.putText(
-                band, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.6, (240, 240, 240), 1, cv2.LINE_AA
-            )
-        out = np.vstack([out, band])
+        out = np.vstack([out, _caption_band(caption, w)])
     return out
+
+
+def _caption_band(caption: Sequence[str], width: int) -> np.ndarray:
+    """Text lines on a dark band as wide as the film; lines too long for it are wrapped."""
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, float(np.clip(width / 900, 0.4, 0.8))
+    lines: list[str] = []
+    for text in caption:
+        words, current = text.split(), ""
+        for word in words:
+            trial = f"{current} {word}".strip()
+            if current and cv2.getTextSize(trial, font, scale, 1)[0][0] > width - 8:
+                lines.append(current)
+                trial = word
+            current = trial
+        lines.append(current)
+    line_h = cv2.getTextSize("Ag", font, scale, 1)[0][1] * 2 + 2
+    band = np.full((line_h * len(lines) + 6, width, 3), 24, dtype=np.uint8)
+    for i, text in enumerate(lines):
+        cv2.putText(band, text, (4, line_h * (i + 1)), font, scale, (240, 240, 240), 1, cv2.LINE_AA)
+    return band
 
 
 def write_png(path: str | os.PathLike[str], bgr: np.ndarray) -> Path:
