@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# The browser page's one dependency (onnxruntime-web), pinned by web/package-lock.json.
+NPM_STAMP := web/node_modules/.package-lock.json
 
 .PHONY: demo test lint install clean
 
@@ -14,17 +16,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[train,dicom,dev,notebook]'
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
-install: $(STAMP)
+$(NPM_STAMP): web/package-lock.json
+	bash scripts/install-system-deps.sh
+	@command -v npm >/dev/null || { echo "npm is needed for the browser page (apt-get install -y npm)"; exit 1; }
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $(NPM_STAMP)
+
+install: $(STAMP) $(NPM_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check spinescan plugins tests benchmarks
 	$(BIN)/lint-imports
 
-test: $(STAMP) lint
+test: install lint
+	bash scripts/install-system-deps.sh
 	$(BIN)/python -m pytest tests
 
-demo: $(STAMP)
+demo: install
 	PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
 
 clean:
-	rm -rf $(VENV) runs reports build *.egg-info
+	rm -rf $(VENV) runs reports build *.egg-info web/node_modules

@@ -29,3 +29,4 @@ spinescan-predict --models exported --view ap "$(ls "$DATA"/ap/scoliosis/*.png |
 
 echo
 echo "Done. Report: $REPORT/report.md   Models: exported/   Runs: runs/"
+echo "Browser page (films stay on this machine): spinescan serve  ->  http://127.0.0.1:8000/web/"

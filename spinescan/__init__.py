@@ -14,7 +14,9 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "hookimpl", "predict_image"]
 
 
-def predict_image(path: str, model: str = "generalist", models_dir: str | None = None) -> Any:
+def predict_image(
+    path: str, model: str = "generalist", models_dir: str | None = None, heatmap: bool = False
+) -> Any:
     """Classify one image with an exported ONNX model, without TensorFlow.
 
     Mirrors the original notebook's ``predict_image(image_path, model)``; see
@@ -22,4 +24,4 @@ def predict_image(path: str, model: str = "generalist", models_dir: str | None =
     """
     from spinescan.edge.predictor import predict_image as _predict  # noqa: PLC0415
 
-    return _predict(path, model=model, models_dir=models_dir)
+    return _predict(path, model=model, models_dir=models_dir, heatmap=heatmap)

@@ -23,6 +23,12 @@ def summary_lines(entry: dict) -> list[str]:
         f"identical argmax {'yes' if parity['argmax_identical'] else 'no'}"
         + (f" ({parity['note']})" if parity.get("note") else ""),
     ]
+    cam, cam_info = parity.get("cam"), entry.get("cam") or {}
+    lines.append(
+        f"  heatmap (CAM grid {cam_info.get('grid')}): Keras vs ONNX max |Δ| {cam['max_abs_diff']:.1e}"
+        if cam
+        else f"  no heatmap: {cam_info.get('reason', 'no cam output')}"
+    )
     int8 = entry.get("int8")
     if int8:
         verdict = f"shipped as {int8['file']}" if int8["shipped"] else "NOT shipped (fp32 only)"

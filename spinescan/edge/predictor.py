@@ -41,6 +41,8 @@ REQUIRED_KEYS = (FORMAT_KEY, "model_name", "classes", "input_size", "preprocessi
 MANIFEST_NAME = "manifest.json"
 DEFAULT_MODELS_DIR = "exported"
 OUTPUT_NAME = "probabilities"
+#: Optional second output: one class activation map per class (see ``spinescan.export.onnx_convert``).
+CAM_NAME = "cam"
 #: Images per onnxruntime call when classifying many files. Only the small model-input tensors
 #: are batched: each file is decoded, preprocessed for every model and dropped before the next
 #: one is read, so peak memory is one decoded image plus CHUNK input tensors per model.
@@ -192,6 +194,7 @@ class OnnxModel:
             )
         outputs = {o.name: o for o in self.session.get_outputs()}
         self.output_name = OUTPUT_NAME if OUTPUT_NAME in outputs else next(iter(outputs))
+        self.cam_name = CAM_NAME if CAM_NAME in outputs else None
         width = outputs[self.output_name].shape[-1]
         if isinstance(width, int) and width != len(self.info.classes):
             raise ModelRefusedError(
@@ -210,6 +213,31 @@ class OnnxModel:
         """Probabilities (N, classes) for an (N, H, W, C) float32 batch."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+    def predict_cam(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and class activation maps (N, h, w, classes), or ``None`` without a CAM."""
+        if self.cam_name is None:
+            return self.predict(batch), None
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        probs, cam = self.session.run([self.output_name, self.cam_name], {self.input_name: batch})
+        return probs, cam
+
+    def heatmap(self, image: np.ndarray, probs: np.ndarray, cam: np.ndarray | None) -> dict[str, Any]:
+        """The predicted class's heatmap entry for one image (``cam``: its (h, w, classes) maps)."""
+        from spinescan.edge import overlay  # noqa: PLC0415
+
+        label = int(np.argmax(probs))
+        if cam is None:
+            why = json.loads(self.info.metadata.get("cam", "{}") or "{}").get("reason", "no cam output")
+            return {"class": self.info.classes[label], "error": f"{self.name} has no heatmap: {why}"}
+        geom = overlay.geometry(image, self.info.input_size, self.info.preprocessing)
+        return {
+            "class": self.info.classes[label],
+            "grid": np.round(overlay.normalise_cam(cam[..., label]).astype(float), 4).tolist(),
+            "cam": np.round(cam[..., label].astype(float), 5).tolist(),
+            "geometry": geom.to_dict(),
+            "note": overlay.DISCLAIMER,
+        }
 
     def result(self, probs: np.ndarray) -> dict[str, Any]:
         probabilities = {c: float(p) for c, p in zip(self.info.classes, probs, strict=True)}
@@ -279,17 +307,26 @@ def load_model(path: str | os.PathLike[str]) -> OnnxModel:
 
 
 def predict_image(
-    path: str | os.PathLike[str], model: str = "generalist", models_dir: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    model: str = "generalist",
+    models_dir: str | os.PathLike[str] | None = None,
+    heatmap: bool = False,
 ) -> dict[str, Any]:
     """Classify one image: ``{"label", "probabilities": {class: p}, "model"}``.
 
     ``model`` is an exported model's name (looked up in ``models_dir``, default ``exported/``) or
-    a path to an ``.onnx`` file. Raises :class:`~spinescan.errors.ImageReadError` for a bad image
-    and :class:`ModelRefusedError` for a bad model.
+    a path to an ``.onnx`` file. ``heatmap=True`` adds ``"heatmap"``: the predicted class's
+    normalised CAM grid, its raw values and the crop/letterbox geometry that places it on the film.
+    Raises :class:`~spinescan.errors.ImageReadError` for a bad image and
+    :class:`ModelRefusedError` for a bad model.
     """
     onnx_model = load_model(resolve_model(model, models_dir))
-    x = onnx_model.prepare(read_image(path, min_side=MIN_SIDE))[None]
-    return onnx_model.result(onnx_model.predict(x)[0])
+    image = read_image(path, min_side=MIN_SIDE)
+    probs, cam = onnx_model.predict_cam(onnx_model.prepare(image)[None])
+    result = onnx_model.result(probs[0])
+    if heatmap:
+        result["heatmap"] = onnx_model.heatmap(image, probs[0], None if cam is None else cam[0])
+    return result
 
 
 # --- many images -------------------------------------------------------------------------------
@@ -325,7 +362,9 @@ def _read_error(path: Path, exc: Exception) -> str:
     return f"{path}: cannot read ({type(exc).__name__}: {first})"
 
 
-def iter_results(paths: list[Path], models: list[OnnxModel]) -> Iterator[dict[str, Any]]:
+def iter_results(
+    paths: list[Path], models: list[OnnxModel], heatmap: bool = False, overlay_dir: Path | None = None
+) -> Iterator[dict[str, Any]]:
     """:func:`classify_files`, one result at a time, in input order.
 
     Files are streamed: each is decoded, turned into every model's (small) input tensor and
@@ -365,25 +404,105 @@ def iter_results(paths: list[Path], models: list[OnnxModel]) -> Iterator[dict[st
                     yield {"image": str(path), **model.result(p)}
         pending.clear()
 
+    explain = heatmap or overlay_dir is not None
+    written: set[str] = set()  # overlay names already used in this call (films may share a name)
     for path in paths:
         try:
             image = read_image(path, min_side=MIN_SIDE)  # a 1 x 1 film is refused, not classified
-            tensors: list[np.ndarray] | str = [model.prepare(image) for model in models]
+            tensors: list[np.ndarray] | str = [] if explain else [model.prepare(image) for model in models]
         except Exception as exc:  # noqa: BLE001 - one bad file is one error entry, never a crash
-            tensors = _read_error(path, exc)
+            image, tensors = None, _read_error(path, exc)
+        if explain and image is not None:
+            yield from flush()  # results stay in input order
+            yield from _explain(path, image, models, heatmap, overlay_dir, written)
+        else:
+            pending.append((path, tensors))
         image = None  # drop the decoded image before the next file is read
-        pending.append((path, tensors))
         if len(pending) >= CHUNK:
             yield from flush()
     yield from flush()
 
 
-def classify_files(paths: list[Path], models: list[OnnxModel]) -> list[dict[str, Any]]:
+def _explain(
+    path: Path,
+    image: np.ndarray,
+    models: list[OnnxModel],
+    heatmap: bool,
+    overlay_dir: Path | None,
+    written: set[str],
+) -> Iterator[dict[str, Any]]:
+    """One film through every model with its class activation maps. Heatmap entries and overlay
+    PNGs need the decoded film, so this path runs film by film: memory stays one decoded image."""
+    for model in models:
+        try:
+            probs, cam = model.predict_cam(model.prepare(image)[None])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
+            first = (str(exc).strip().splitlines() or [""])[0]
+            failed = f"{path}: {model.name}: inference failed ({first})"
+            yield {"image": str(path), "model": model.name, "error": failed}
+            continue
+        if not np.all(np.isfinite(probs[0])):
+            yield {
+                "image": str(path),
+                "model": model.name,
+                "error": f"{path}: {model.name} gave non-finite probabilities (a broken model)",
+            }
+            continue
+        result = {"image": str(path), **model.result(probs[0])}
+        entry = model.heatmap(image, probs[0], None if cam is None else cam[0])
+        if overlay_dir is not None:
+            result["overlay"] = _write_overlay(overlay_dir, path, image, model, result, entry, written)
+        if heatmap:
+            result["heatmap"] = entry
+        yield result
+
+
+def classify_files(
+    paths: list[Path], models: list[OnnxModel], heatmap: bool = False, overlay_dir: Path | None = None
+) -> list[dict[str, Any]]:
     """One result per (image, model), or one ``{"image", "error"}`` per image that cannot be read.
 
     Each image is decoded once; bad images are recorded and the rest are still classified.
+    ``heatmap`` adds each result's heatmap entry; ``overlay_dir`` writes one PNG per image and
+    model there (the predicted class's heatmap over the film) and records its path.
     """
-    return list(iter_results(paths, models))
+    return list(iter_results(paths, models, heatmap, overlay_dir))
+
+
+def _write_overlay(
+    folder: Path,
+    path: Path,
+    image: np.ndarray,
+    model: OnnxModel,
+    result: dict[str, Any],
+    entry: dict[str, Any],
+    written: set[str],
+) -> str | None:
+    """``<folder>/<film stem>.<model>.png`` (``-2``, ``-3``... when stems repeat): the film with
+    its predicted class's heatmap."""
+    from spinescan.edge import overlay  # noqa: PLC0415
+
+    caption = [f"{model.name}: {result['label']} p={result['probabilities'][result['label']]:.3f}"]
+    heat = None
+    if "grid" in entry:
+        geom = overlay.geometry(image, model.info.input_size, model.info.preprocessing)
+        heat = overlay.film_heatmap(np.asarray(entry["cam"], dtype=np.float32), geom)
+        caption.append(f"{entry['class']} {overlay.DISCLAIMER}")
+    else:
+        caption.append(entry.get("error", "no heatmap"))
+    stem = path.stem if path.stem else "image"
+    name, n = f"{stem}.{model.name}.png", 1
+    while name in written:
+        n += 1
+        name = f"{stem}-{n}.{model.name}.png"
+    written.add(name)
+    target = folder / name
+    try:
+        overlay.write_png(target, overlay.render(image, heatmap=heat, caption=caption))
+    except OSError as exc:
+        result["overlay_error"] = f"{target}: {exc}"
+        return None
+    return str(target)
 
 
 def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
@@ -437,6 +556,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--top", type=int, metavar="K", help="show only the K most probable classes")
     parser.add_argument("--int8", action="store_true", help="use the int8 model where one was shipped")
     parser.add_argument(
+        "--overlay",
+        metavar="DIR",
+        help="write one PNG per image and model into DIR: the predicted class's heatmap over the film "
+        "(a quality check, not a localisation claim)",
+    )
+    parser.add_argument(
+        "--heatmap", action="store_true", help="with --json: include each result's heatmap grid and geometry"
+    )
+    parser.add_argument(
         "--view",
         choices=["lateral", "ap"],
         help="run only the models of this view (a lateral model says nothing useful about an AP film)",
@@ -472,7 +600,13 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         print("spinescan-predict: error: no images found in the given folders", file=sys.stderr)
         return 1
-    results = classify_files(images, models)
+    if args.heatmap and not args.json:
+        print("spinescan-predict: note: --heatmap adds the map to --json output only", file=sys.stderr)
+    overlay_dir = Path(args.overlay) if args.overlay else None
+    if overlay_dir is not None and overlay_dir.exists() and not overlay_dir.is_dir():
+        print(f"spinescan-predict: error: --overlay {overlay_dir} is a file, not a folder", file=sys.stderr)
+        return 2
+    results = classify_files(images, models, heatmap=args.heatmap, overlay_dir=overlay_dir)
     if args.top:
         _add_top(results, args.top)
     if args.json:

@@ -33,8 +33,9 @@ from spinescan.edge.preprocess import preprocess
 from spinescan.errors import ImageReadError, SpineScanError
 from spinescan.export import onnx_convert, quantize  # module attributes: tests patch them
 from spinescan.export.modelcard import bootstrap_test_cis, describe_data, model_card
-from spinescan.export.onnx_convert import DEFAULT_OPSET, ExportError, set_metadata
+from spinescan.export.onnx_convert import DEFAULT_OPSET, ExportError, cam_metadata, set_metadata
 from spinescan.export.publish import ExportLock, one_line, publish
+from spinescan.export.webpage import write_web
 from spinescan.training import inference, runs
 from spinescan.training.config import DEFAULT_RUNS
 from spinescan.training.runs import RunDir, winners_file
@@ -212,6 +213,26 @@ def parity_check(
     }
 
 
+def cam_parity(
+    model: Any, onnx_model: OnnxModel, x: np.ndarray, tolerance: float = PARITY_TOLERANCE
+) -> dict[str, Any]:
+    """Keras' class activation maps against the ONNX ``cam`` output on the same images.
+
+    CAM values are logit-scale, so the limit is relative: max |Δ| <= tolerance x max(1, max |cam|).
+    """
+    from spinescan.export.onnx_convert import with_cam  # noqa: PLC0415
+
+    two, _ = with_cam(model)
+    keras_cam = np.asarray(two.predict(x, verbose=0)["cam"]) if len(x) else np.zeros((0,))
+    _, onnx_cam = onnx_model.predict_cam(x)
+    if onnx_cam is None or keras_cam.shape != onnx_cam.shape:
+        shape = None if onnx_cam is None else onnx_cam.shape
+        raise ExportError(f"CAM shapes differ: Keras {keras_cam.shape}, onnxruntime {shape}")
+    diff = float(np.max(np.abs(keras_cam - onnx_cam))) if keras_cam.size else 0.0
+    scale = max(1.0, float(np.max(np.abs(keras_cam)))) if keras_cam.size else 1.0
+    return {"max_abs_diff": diff, "scale": scale, "tolerance": tolerance, "passed": diff <= tolerance * scale}
+
+
 # --- one run ------------------------------------------------------------------------------------
 
 
@@ -279,6 +300,7 @@ def stage_run(
     echo(f"{name}: converting {run_dir} to ONNX (opset {opset})")
     conversion = onnx_convert.keras_to_onnx(model, opset=opset)  # module attribute: tests patch it
     metadata = _metadata(run, spec, opset, source_sha, exported)
+    metadata["cam"] = cam_metadata(model, conversion)
     set_metadata(conversion.proto, metadata)
     fp32_name = f"{name}.onnx"
     fp32_path = staging / fp32_name
@@ -290,11 +312,15 @@ def stage_run(
     onnx_model = OnnxModel(fp32_path, verify=False)  # the exact bytes that will ship
     parity = parity_check(inference.predict_arrays(model, images.x), onnx_model.predict(images.x))
     parity.update(split=images.part, note=note)
+    if conversion.no_cam is None:
+        parity["cam"] = cam_parity(model, onnx_model, images.x)
+        parity["passed"] = parity["passed"] and parity["cam"]["passed"]
     if not parity["passed"]:
         raise ExportError(
             f"{name}: ONNX output differs from Keras on {parity['images']} {images.part} images "
             f"(max |Δp| {parity['max_abs_diff']:.2e}, limit {PARITY_TOLERANCE:.0e}; identical argmax: "
-            f"{parity['argmax_identical']}); nothing was written"
+            f"{parity['argmax_identical']}; CAM {parity.get('cam', {}).get('max_abs_diff', 'n/a')}); "
+            "nothing was written"
         )
 
     files = {fp32_name: fp32_path}
@@ -382,6 +408,7 @@ def _entry(
         "counts": (run.metrics or {}).get("counts"),
         "metrics": metrics,
         "parity": parity,
+        "cam": metadata.get("cam"),  # the heatmap output: what it is, or why there is none
         "int8": int8_info,
         "conversion": {
             "warnings": conversion.warnings,
@@ -475,6 +502,9 @@ def export_runs(
                     f"could not switch {out_dir} to the new set ({one_line(exc)}); the previous set is "
                     "unchanged"
                 ) from None
+            # The page reads the manifest at run time, so it is not part of the versioned set;
+            # write_web swaps its own folder in one step.
+            echo(write_web(out_dir))
             return ExportReport(out_dir, entries, {}, len(run_dirs))
         finally:
             shutil.rmtree(staging, ignore_errors=True)

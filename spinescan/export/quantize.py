@@ -100,7 +100,7 @@ def _session(path: Path) -> Any:
 
 
 def run_session(session: Any, x: np.ndarray, batch: int = 32) -> np.ndarray:
-    """Probabilities for ``x`` in batches (the first output; our models have one)."""
+    """Probabilities for ``x`` in batches (the first output, ``probabilities``; ``cam`` comes second)."""
     name = session.get_inputs()[0].name
     out = [session.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)]
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)

@@ -26,6 +26,7 @@ MODULES = (
     "edge.dicom",
     "edge.imageio",
     "edge.preprocess",
+    "edge.overlay",
     "edge.predictor",
 )
 STANDALONE_NAME = "predict.py"

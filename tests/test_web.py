@@ -1,0 +1,410 @@
+"""The browser page, in headless Chromium: same probabilities as spinescan-predict, nothing leaves
+the page's origin, bad files get a message on the page.
+
+Two tiny compact models (a lateral generalist and an AP scoliosis model with ``spine_crop`` on a
+non-square input) are built without training and made to vary with the input (the export tests'
+trick), written as run directories and exported through the CLI, which writes ``exported/web``.
+The films: phantoms written here as PNG (8/16-bit, grey/RGB/RGBA/palette) and JPEG (grey and
+colour), plus, when ``../shared/data/real`` is present, real AP films and the lateral sample.
+The browser is Debian's ``chromium`` driven by Playwright (``.ci/run`` installs it); the test is
+skipped only where neither exists, which CI never is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from spinescan.edge import predictor
+from spinescan.edge.imageio import read_image
+from spinescan.edge.preprocess import Preprocessing, preprocess
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian chromium is not installed (.ci/run installs it)"
+)
+TOLERANCE = 1e-3
+
+
+def _write_run(phantom_dir: Path, runs_dir: Path, name: str, input_size: tuple[int, int, int], prep) -> Path:
+    """An untrained compact model whose outputs vary with the film, saved as a finished run."""
+    import keras
+    from test_export import _make_outputs_vary
+
+    from spinescan.data.datasets import load_dataset
+    from spinescan.data.splits import make_split
+    from spinescan.training import inference
+    from spinescan.training.runs import RunDir
+    from spinescan.zoo.backbones import build_classifier
+    from spinescan.zoo.registry import get_spec
+
+    keras.utils.set_random_seed(0)
+    spec = replace(get_spec(name), input_size=input_size, preprocessing=prep)
+    dataset = load_dataset(phantom_dir, default_view=spec.view).select(view=spec.view, classes=spec.classes)
+    split = make_split(dataset.samples, seed=0)
+    parts = split.assign(dataset.samples)
+    index = {c: i for i, c in enumerate(spec.classes)}
+
+    def arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
+        samples = parts[part]
+        x = np.stack([preprocess(read_image(s.path), spec.input_size, spec.preprocessing) for s in samples])
+        return x, np.array([index[s.label] for s in samples])
+
+    model = build_classifier(spec, "compact")
+    _make_outputs_vary(model, arrays("train")[0], scale=4.0)
+    run_dir = runs_dir / spec.name / "20250101-000000-s0"
+    run_dir.mkdir(parents=True)
+    rundir = RunDir(run_dir)
+    model.save(rundir.model_file)
+    split.save(rundir.file(RunDir.SPLIT))
+    config = {
+        "run_id": run_dir.name,
+        "arguments": {"model": spec.name, "backbone": "compact", "seed": 0},
+        "spec": spec.summary(),
+        "dataset": {"root": str(phantom_dir)},
+    }
+    rundir.write_json(RunDir.CONFIG, config)
+    results, predictions = {}, {}
+    for part in ("val", "test"):
+        x, y = arrays(part)
+        probs = inference.predict_arrays(model, x)
+        results[part] = inference.summarize_predictions(y, probs, spec.classes)
+        predictions[part] = ([s.rel for s in parts[part]], [s.label for s in parts[part]], probs)
+    rundir.write_predictions(spec.classes, predictions)
+    metrics = {
+        "finished": True,
+        "run_id": run_dir.name,
+        "backbone": "compact",
+        "classes": list(spec.classes),
+        "counts": {p: len(v) for p, v in parts.items()},
+        **results,
+    }
+    rundir.write_json(RunDir.METRICS, metrics)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from spinescan.cli import main
+
+    runs_dir = tmp_path_factory.mktemp("web-runs")
+    lateral = _write_run(phantom_dir, runs_dir, "generalist", (64, 64, 1), Preprocessing())
+    ap = _write_run(
+        phantom_dir, runs_dir, "scoliosis", (96, 32, 1), Preprocessing(resize="spine_crop", crop_aspect=0.2)
+    )
+    out = tmp_path_factory.mktemp("web-exported")
+    for run in (lateral, ap):
+        with contextlib.suppress(SystemExit):
+            main(["export", "--onnx", "--run", str(run), "--out", str(out)])
+    assert (out / "web" / "index.html").is_file(), (
+        "the export must write the page (is web/node_modules there?)"
+    )
+    return out
+
+
+def _phantom_films(phantom_dir: Path, out: Path) -> dict[str, list[Path]]:
+    """Phantoms in the formats the page must read exactly like OpenCV does."""
+    out.mkdir(parents=True, exist_ok=True)
+    films: dict[str, list[Path]] = {"lateral": [], "ap": []}
+    for view in ("lateral", "ap"):
+        sources = sorted((phantom_dir / view).rglob("*.png"))[::5][:10]
+        for i, src in enumerate(sources):
+            grey = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
+            grey = cv2.resize(
+                grey, (grey.shape[1] + 37 * i, grey.shape[0] + 53 * (i % 3)), interpolation=cv2.INTER_LINEAR
+            )
+            variants = {
+                "grey8.png": grey,
+                "grey16.png": (
+                    grey.astype(np.uint16) * 257
+                    + np.arange(grey.size, dtype=np.uint16).reshape(grey.shape) % 97
+                ),
+                "rgb.png": cv2.merge([grey, (grey * 0.9).astype(np.uint8), grey // 2]),
+                "rgba.png": cv2.merge([grey, grey, grey, np.full_like(grey, 128)]),
+                "grey.jpg": grey,
+                "colour.jpg": cv2.merge([grey, (grey * 0.8).astype(np.uint8), grey]),
+            }
+            name, image = list(variants.items())[i % len(variants)]
+            path = out / f"{view}-{i}-{name}"
+            cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, 90] if name.endswith(".jpg") else [])
+            films[view].append(path)
+    return films
+
+
+def _real_films() -> dict[str, list[Path]]:
+    """Every 6th real AP film and the lateral sample (``SPINESCAN_REAL_DIR`` overrides where)."""
+    from conftest import REAL_DIR as default
+
+    REAL_DIR = Path(os.environ.get("SPINESCAN_REAL_DIR") or default)  # noqa: N806
+    if not (REAL_DIR / "fraiwan-kauh-dev").is_dir():
+        return {"lateral": [], "ap": []}
+    ap = sorted((REAL_DIR / "fraiwan-kauh-dev").rglob("*.jpg"))
+    return {"lateral": sorted((REAL_DIR / "lateral-sample").glob("*.png")), "ap": ap[::6]}
+
+
+def _bad_files(out: Path, good_png: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    data = good_png.read_bytes()
+    files = {
+        "truncated.png": data[: len(data) // 2],
+        "notes.png": b"these are not pixels\n",
+        "empty.jpg": b"",
+        "film.bmp": cv2.imencode(".bmp", np.zeros((8, 8), np.uint8))[1].tobytes(),
+    }
+    for name, content in files.items():
+        (out / name).write_bytes(content)
+    return [out / n for n in files]
+
+
+@contextlib.contextmanager
+def _serving(folder: Path):
+    from spinescan.cli.serve import make_server
+
+    server = make_server(folder, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _wait(page, expression: str, timeout_s: float) -> None:
+    """Poll ``expression`` (page.wait_for_function evaluates strings with eval, which the page's
+    Content-Security-Policy rightly forbids)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}: status {page.inner_text('#status')!r}")
+        page.wait_for_timeout(100)
+
+
+def _predict_cli(models: Path, view: str, films: list[Path]) -> dict[str, dict]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = predictor.main([*map(str, films), "--models", str(models), "--view", view, "--json"])
+    assert code == 0
+    return {(Path(r["image"]).name, r["model"]): r for r in json.loads(out.getvalue())}
+
+
+def test_page_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    films = _phantom_films(phantom_dir, tmp_path / "films")
+    real = _real_films()
+    for view in films:
+        films[view] += real[view]
+    bad = _bad_files(tmp_path / "bad", films["lateral"][0])
+    n_films = sum(len(v) for v in films.values())
+    assert n_films >= 20
+    expected = {view: _predict_cli(exported, view, paths) for view, paths in films.items()}
+
+    requests: list[str] = []
+    console_errors: list[str] = []
+    with _serving(exported) as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+
+        def route(r):  # every request the page makes; anything off-origin is refused and recorded
+            requests.append(r.request.url)
+            if r.request.url.startswith(origin + "/"):
+                r.continue_()
+            else:
+                r.abort()
+
+        page.route("**/*", route)
+        page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
+        page.goto(f"{origin}/")
+        _wait(page, "window.spineScan && window.spineScan.models.length === 2", 60)
+        submitted = 0
+        for view in ("ap", "lateral"):
+            page.select_option("#view", view)
+            page.set_input_files("#files", [str(p) for p in films[view]])
+            submitted += len(films[view])
+            _wait(page, f"window.spineScan.results.length === {submitted}", 120)
+        page.set_input_files("#files", [str(p) for p in bad])
+        submitted += len(bad)
+        _wait(page, f"window.spineScan.results.length === {submitted}", 60)
+        results = page.evaluate("window.spineScan.results")
+        error_texts = page.locator(".film.error .error-message").all_inner_texts()
+        # The tensor itself, for one PNG and one JPEG per view: the port, not just its outcome.
+        tensors = {}
+        for view, model in (("lateral", "generalist"), ("ap", "scoliosis")):
+            for path in (films[view][0], films[view][-1]):
+                got = page.evaluate(
+                    "([b, m]) => window.spineScan.preprocessBytes(b, m)", [list(path.read_bytes()), model]
+                )
+                tensors[path.name] = (got, model, path)
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+        screenshot = os.environ.get("SPINESCAN_WEB_SCREENSHOT")  # docs/ figure, on request
+        if screenshot:
+            page.locator(".film").nth(0).screenshot(path=screenshot)
+        browser.close()
+
+    assert all(u.startswith(origin + "/") for u in requests), [
+        u for u in requests if not u.startswith(origin)
+    ]
+    assert any(u.endswith(".wasm") for u in requests) and any(u.endswith(".onnx") for u in requests)
+    assert console_errors == []
+
+    by_file = {r["file"]: r for r in results}
+    worst = 0.0
+    compared = 0
+    for view, paths in films.items():
+        for path in paths:
+            page_result = by_file[path.name]
+            assert not page_result.get("error"), page_result
+            assert len(page_result["results"]) == 1  # one model per view was exported
+            for r in page_result["results"]:
+                cli = expected[view][(path.name, r["model"])]
+                diff = max(abs(r["probabilities"][c] - p) for c, p in cli["probabilities"].items())
+                worst = max(worst, diff)
+                assert diff <= TOLERANCE, (path.name, r["probabilities"], cli["probabilities"])
+                assert r["label"] == cli["label"], path.name
+                assert r["heatmap"] and r["heatmap"]["class"] == r["label"]
+                compared += 1
+    assert compared == n_films
+    print(f"\n{compared} films, page vs spinescan-predict: max |dp| = {worst:.2e}")
+
+    for name, (got, model, path) in tensors.items():
+        paths = predictor.model_paths(exported)
+        onnx_model = next(predictor.OnnxModel(p) for p in paths if predictor.OnnxModel(p).name == model)
+        want = onnx_model.prepare(read_image(path)).ravel()
+        diff = np.abs(np.asarray(got["tensor"], dtype=np.float32) - want).max()
+        limit = 1e-5 if path.suffix == ".png" else 1e-4  # JPEG: the browser decodes it (measured 1.2e-7)
+        print(f"{name}: max |dx| page vs numpy tensor {diff:.2e}")
+        assert diff <= limit, (name, diff)
+
+    for path in bad:
+        message = by_file[path.name].get("error", "")
+        assert message.startswith(path.name + ": "), message
+    assert len(error_texts) == len(bad)
+    assert any("truncated" in t for t in error_texts) and any("empty file" in t for t in error_texts)
+    assert any("BMP films are not read by this page" in t for t in error_texts)
+
+
+def _interlaced_png(grey: np.ndarray) -> bytes:
+    """An Adam7-interlaced 8-bit grey PNG (neither OpenCV nor Pillow writes one), filters cycling
+    through all five types so the page's unfiltering is exercised on every one."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    def filtered(line: np.ndarray, prev: np.ndarray, kind: int) -> bytes:
+        x, b = line.astype(np.int32), prev.astype(np.int32)
+        a = np.concatenate([[0], x[:-1]])
+        c = np.concatenate([[0], b[:-1]])
+        if kind == 4:
+            p = a + b - c
+            pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+            pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        else:
+            pred = [np.zeros_like(x), a, b, (a + b) // 2][kind]
+        return bytes([kind]) + ((x - pred) % 256).astype(np.uint8).tobytes()
+
+    h, w = grey.shape
+    raw = b""
+    row = 0
+    for x0, y0, dx, dy in (
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ):
+        sub = grey[y0::dy, x0::dx]
+        if sub.size == 0:
+            continue
+        prev = np.zeros(sub.shape[1], dtype=np.uint8)
+        for line in sub:
+            raw += filtered(line, prev, row % 5)
+            prev, row = line, row + 1
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 1)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
+
+
+def _odd_films(phantom_dir: Path, out: Path) -> list[Path]:
+    """Layouts and sizes the first test does not cover: palette, 1-bit, grey+alpha, 16-bit RGB,
+    a film smaller than the model input (OpenCV's enlarging INTER_AREA) and a very wide one."""
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    src = sorted((phantom_dir / "ap").rglob("*.png"))[3]
+    grey = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
+    paths = []
+
+    def save(name: str, write) -> None:  # noqa: ANN001
+        paths.append(out / name)
+        write(paths[-1])
+
+    save("palette.png", lambda p: Image.fromarray(grey).convert("P", palette=Image.Palette.ADAPTIVE).save(p))
+    save("onebit.png", lambda p: Image.fromarray(grey).convert("1").save(p))
+    save("grey-alpha.png", lambda p: Image.fromarray(np.dstack([grey, 255 - grey]), "LA").save(p))
+    rgb16 = np.dstack(
+        [grey.astype(np.uint16) * 250, grey.astype(np.uint16) * 200, grey.astype(np.uint16) * 100]
+    )
+    save("rgb16.png", lambda p: cv2.imwrite(str(p), rgb16))
+    save("tiny.png", lambda p: cv2.imwrite(str(p), cv2.resize(grey, (11, 23), interpolation=cv2.INTER_AREA)))
+    save("wide.jpg", lambda p: cv2.imwrite(str(p), cv2.resize(grey, (700, 90))))
+    save("interlaced.png", lambda p: p.write_bytes(_interlaced_png(cv2.resize(grey, (77, 131)))))
+    assert np.array_equal(cv2.imread(str(paths[-1]), cv2.IMREAD_UNCHANGED), cv2.resize(grey, (77, 131)))
+    return paths
+
+
+SETTINGS = [
+    ((64, 64, 1), Preprocessing()),
+    ((48, 40, 3), Preprocessing(intensity="percentile", pad_value=0.25)),
+    ((80, 24, 1), Preprocessing(resize="spine_crop", crop_aspect=0.3, intensity="divide255")),
+    ((40, 56, 1), Preprocessing(resize="spine_crop", crop_aspect=2.0)),
+]
+
+
+def test_port_matches_preprocess_for_every_setting(exported: Path, phantom_dir: Path, tmp_path: Path) -> None:
+    """The JS port against the numpy function on every intensity mode, resize mode, padding,
+    channel count, enlarging and shrinking, and the PNG layouts OpenCV expands differently."""
+    from playwright.sync_api import sync_playwright
+
+    films = _odd_films(phantom_dir, tmp_path)
+    worst: dict[str, float] = {}
+    with _serving(exported) as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{origin}/web/")
+        _wait(page, "window.spineScan && window.spineScan.models.length === 2", 60)
+        for path in films:
+            data = list(path.read_bytes())
+            for input_size, prep in SETTINGS:
+                spec = {"input_size": list(input_size), "preprocessing": prep.to_dict()}
+                got = page.evaluate("([b, s]) => window.spineScan.preprocessBytes(b, s)", [data, spec])
+                want = preprocess(read_image(path), input_size, prep)
+                diff = float(np.abs(np.asarray(got["tensor"], dtype=np.float32) - want.ravel()).max())
+                worst[path.name] = max(worst.get(path.name, 0.0), diff)
+                from spinescan.edge.overlay import geometry
+
+                assert got["geometry"] == geometry(read_image(path), input_size, prep).to_dict(), (
+                    path.name,
+                    prep,
+                )
+        browser.close()
+    print("\nworst |dx| per film over the settings:", {k: f"{v:.1e}" for k, v in worst.items()})
+    assert max(worst.values()) <= 1e-5, worst
