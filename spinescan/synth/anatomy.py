@@ -85,6 +85,18 @@ def stack(
     return out
 
 
+def corner_frames(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centre, unit ``e`` (towards +x), unit ``n`` (up), width and height of quads (n, 4, 2) at once."""
+    c = np.asarray(c, dtype=np.float64)
+    centre = c.mean(axis=1)
+    d = (c[:, 1] - c[:, 0]) + (c[:, 3] - c[:, 2])
+    width = np.hypot(*(c[:, 1] - c[:, 0]).T) / 2.0 + np.hypot(*(c[:, 3] - c[:, 2]).T) / 2.0
+    e = d / np.hypot(d[:, 0], d[:, 1])[:, None]
+    n = np.stack([-e[:, 1], e[:, 0]], axis=1)
+    height = (np.hypot(*(c[:, 0] - c[:, 2]).T) + np.hypot(*(c[:, 1] - c[:, 3]).T)) / 2.0
+    return centre, e, n, width, height
+
+
 _T5 = np.linspace(0.0, 1.0, 5, endpoint=False)
 
 

@@ -160,21 +160,19 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
     phi = np.asarray(phi, dtype=np.float64)
     if phi.shape != (N_ENDPLATES,):
         raise ValueError(f"need {N_ENDPLATES} endplate orientations, got {phi.shape}")
-    corners = np.zeros((N_VERT, 4, 2))
-    p = np.zeros(2)
-    below = phi[0]
-    for v in range(N_VERT - 1, -1, -1):
-        b, t = phi[bottom_index(v)], phi[top_index(v)]
-        p_bottom = p + dims.discs[v] * normal((below + b) / 2.0)
-        p_top = p_bottom + dims.heights[v] * normal((b + t) / 2.0)
-        half = dims.widths[v] / 2.0
-        corners[v] = [
-            p_top - half * along(t),
-            p_top + half * along(t),
-            p_bottom - half * along(b),
-            p_bottom + half * along(b),
-        ]
-        p, below = p_top, t
+    # Bottom-up steps: disc below L5, body L5, disc below L4, ... body T1; each along the mean
+    # normal of its two endplates, summed in one cumulative sum.
+    mids = (phi[:-1] + phi[1:]) / 2.0
+    lengths = np.empty(N_ENDPLATES - 1)
+    lengths[0::2] = np.asarray(dims.discs, dtype=np.float64)[::-1]
+    lengths[1::2] = np.asarray(dims.heights, dtype=np.float64)[::-1]
+    pos = np.cumsum(lengths[:, None] * normal(mids), axis=0)  # pos[2k]: bottom, pos[2k+1]: top
+    bottoms, tops = pos[0::2][::-1], pos[1::2][::-1]  # T1..L5
+    half = (np.asarray(dims.widths, dtype=np.float64) / 2.0)[:, None]
+    idx_b = [bottom_index(v) for v in range(N_VERT)]
+    idx_t = [top_index(v) for v in range(N_VERT)]
+    at, ab = along(phi[idx_t]), along(phi[idx_b])
+    corners = np.stack([tops - half * at, tops + half * at, bottoms - half * ab, bottoms + half * ab], axis=1)
     sacrum = np.array([-dims.s1_width / 2.0 * along(phi[0]), dims.s1_width / 2.0 * along(phi[0])])
     return Spine(phi, corners, sacrum, dims)
 

@@ -53,6 +53,9 @@ COLUMNS = (
     "index",
     "landmarks",
     "sacrum",
+    "extent",
+    "landmarks_visible",
+    "sacrum_visible",
 )
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]
 MIN_SIZE, MAX_SIZE = 64, 4096
