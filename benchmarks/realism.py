@@ -73,7 +73,8 @@ def ensure_phantoms(out: Path, seed: int, per_class: int, size: int, workers: in
         return out
     t0 = time.perf_counter()
     generate(out, per_class=per_class, seed=seed, size=size, views=("ap",), workers=workers, progress=False)
-    print(f"  rendered {2 * per_class} AP phantoms (seed {seed}, {size} px) in {time.perf_counter() - t0:.0f} s")
+    took = time.perf_counter() - t0
+    print(f"  rendered {2 * per_class} AP phantoms (seed {seed}, {size} px) in {took:.0f} s")
     done.write_text(json.dumps(wanted))
     return out
 
@@ -106,7 +107,7 @@ def _scores(y: np.ndarray, p: np.ndarray, seed: int) -> dict[str, Any]:
         return float(roc_auc(yy.astype(bool), pp))
 
     return {
-        "n": int(len(y)),
+        "n": len(y),
         "n_scoliosis": int(y.sum()),
         "called_scoliosis": int(pred.sum()),
         "accuracy": acc(y, p),
@@ -173,7 +174,9 @@ def realism_probe(x_real: np.ndarray, x_phantom: np.ndarray, repeats: int = 5) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--real", type=Path, default=REPO.parent / "shared" / "data" / "real" / "fraiwan-kauh-dev")
+    ap.add_argument(
+        "--real", type=Path, default=REPO.parent / "shared" / "data" / "real" / "fraiwan-kauh-dev"
+    )
     ap.add_argument("--work", type=Path, default=Path("/tmp/realism"))
     ap.add_argument("--tag", default="current", help="subfolder of --work for this generator version")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -193,8 +196,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     films = real_films(args.real)
     x_real = preprocessed([f["path"] for f in films], spec)
-    result: dict[str, Any] = {"tag": args.tag, "seeds": args.seeds, "per_class": args.per_class, "size": size,
-                              "epochs": args.epochs, "real": str(args.real), "zero_shot": {}, "probe": {}}  # fmt: skip
+    result: dict[str, Any] = {
+        "tag": args.tag, "seeds": args.seeds, "per_class": args.per_class, "size": size,
+        "epochs": args.epochs, "real": str(args.real), "zero_shot": {}, "probe": {},
+    }  # fmt: skip
     for seed in args.seeds:
         print(f"seed {seed}")
         data = ensure_phantoms(work / f"phantoms-s{seed}", seed, args.per_class, size, args.workers)
@@ -211,9 +216,11 @@ def main() -> None:
             result["zero_shot"][str(seed)] = zs = zero_shot(run_dir, films, x_real, seed)
             for part in ("spine_crop", "whole"):
                 s = zs[part]
-                print(f"  {part:10s} acc {s['accuracy']:.3f} {np.round(s['accuracy_ci'], 3).tolist()}  "
-                      f"auc {s['auc']:.3f} {np.round(s['auc_ci'], 3).tolist()}  "
-                      f"called scoliosis {s['called_scoliosis']}/{s['n']} (truly {s['n_scoliosis']})")  # fmt: skip
+                print(
+                    f"  {part:10s} acc {s['accuracy']:.3f} {np.round(s['accuracy_ci'], 3).tolist()}  "
+                    f"auc {s['auc']:.3f} {np.round(s['auc_ci'], 3).tolist()}  "
+                    f"called scoliosis {s['called_scoliosis']}/{s['n']} (truly {s['n_scoliosis']})"
+                )
     out = work / "realism.json"
     out.write_text(json.dumps(result, indent=1, default=float))
     print(f"wrote {out}")

@@ -109,8 +109,9 @@ def _posterior_ap(
     spin = at(
         off3[:, :1] * 1.3 + 0.07 * w3[:, :1] * ct[:, :1], -0.3 * h3[:, :1] + 0.32 * h3[:, :1] * st[:, :1]
     )
-    rings = list(ped.reshape(-1, 16, 2)) + list(spin.reshape(-1, 16, 2))
-    cv.polygons("post", list(quads.reshape(-1, 4, 2)) + list(spin.reshape(-1, 16, 2)), 0.7)
+    rings = np.concatenate([ped.reshape(-1, 16, 2), spin.reshape(-1, 16, 2)])
+    cv.polygons("post", quads.reshape(-1, 4, 2), 0.7)
+    cv.polygons("post", spin.reshape(-1, 16, 2), 0.7)
     cv.polygons("post", rings, 1.0)
     cv.lines("cortex", rings, 0.6, 1.2, True)
 
@@ -139,8 +140,9 @@ def _head_and_arms(cv: Canvas, neck: np.ndarray, spine: Spine, hab: Habitus, arm
         cv.ellipse("pelvis", head, (26.0, 28.0), 0.0, 0.7)
         if arms:
             elbow = head + np.array([sgn * 25.0, -290.0 * s])
-            cv.lines("pelvis", [np.array([head, elbow])], 0.5, 22.0 * s, False)
-            cv.lines("cortex", [np.array([head, elbow]) + [sgn * 9.0 * s, 0.0]], 0.4, 3.0, False)
+            humerus = np.array([head, elbow])
+            cv.lines("pelvis", [humerus], 0.5, 22.0 * s, False)
+            cv.lines("cortex", [humerus + np.array([sgn * 9.0 * s, 0.0])], 0.4, 3.0, False)
 
 
 def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> None:
@@ -157,7 +159,7 @@ def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) ->
     _head_and_arms(cv, neck, spine, hab, arms)
     bodies = rounded_quads(np.concatenate([c, neck]), bulge=0.03)
     cv.polygons("bone", bodies, 0.45)
-    cv.lines("cortex", bodies, 0.8, 1.6, True)
+    cv.lines("cortex", bodies, 0.6, 1.6, True)
     allc = np.concatenate([c, neck])
     lumbar = np.arange(N_VERT) >= L1
     reach = np.r_[np.where(lumbar, 22.0, 18.0), np.full(len(neck), 6.0)]

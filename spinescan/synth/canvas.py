@@ -46,15 +46,20 @@ class Canvas:
         pts = np.asarray(pts, dtype=np.float64)
         return pts @ self.matrix[:, :2].T + self.matrix[:, 2]
 
-    def _fixed(self, polys: list[np.ndarray]) -> list[np.ndarray]:
-        """Polygons in mm -> OpenCV fixed-point (supersampled) pixels, in one matrix product."""
+    def _fixed(self, polys: list[np.ndarray] | np.ndarray) -> list[np.ndarray] | np.ndarray:
+        """Polygons in mm -> OpenCV fixed-point (supersampled) pixels, in one matrix product.
+
+        A (k, n, 2) array of equal-length polygons stays one array (OpenCV takes it as k polygons),
+        so batches of vertebrae cost one call and no splitting.
+        """
+        if isinstance(polys, np.ndarray) and polys.ndim == 3:
+            return np.rint(polys @ self._fix[:2] + self._fix[2]).astype(np.int32)
         if len(polys) == 1:
             p = np.asarray(polys[0], dtype=np.float64).reshape(-1, 2)
             return [np.rint(p @ self._fix[:2] + self._fix[2]).astype(np.int32)]
-        arrays = [np.asarray(q, dtype=np.float64).reshape(-1, 2) for q in polys]
-        p = np.rint(np.concatenate(arrays) @ self._fix[:2] + self._fix[2]).astype(np.int32)
+        p = np.rint(np.concatenate(polys) @ self._fix[:2] + self._fix[2]).astype(np.int32)
         out, i = [], 0
-        for a in arrays:
+        for a in polys:
             out.append(p[i : i + len(a)])
             i += len(a)
         return out
@@ -80,19 +85,21 @@ class Canvas:
 
     # --- primitives ---------------------------------------------------------------------------
 
-    def polygons(self, name: str, polys: list[np.ndarray], value: float) -> None:
-        """Fill polygons (each (n, 2) in mm)."""
-        if polys:
+    def polygons(self, name: str, polys: list[np.ndarray] | np.ndarray, value: float) -> None:
+        """Fill polygons (each (n, 2) in mm; a list, or a (k, n, 2) array)."""
+        if len(polys):
             v = (round(float(value) * 255.0),)
             cv2.fillPoly(self.layer(name), self._fixed(polys), v, cv2.LINE_AA, _SHIFT)
 
-    def lines(self, name: str, polys: list[np.ndarray], value: float, width_mm: float, closed: bool) -> None:
+    def lines(
+        self, name: str, polys: list[np.ndarray] | np.ndarray, value: float, width_mm: float, closed: bool
+    ) -> None:
         """Stroke polylines ``width_mm`` wide.
 
         Strokes are not antialiased: OpenCV's antialiased thick polylines cost 5-20 times more, and
         the film's system blur (at least half a pixel, ``nuisance.form_film``) smooths them anyway.
         """
-        if polys:
+        if len(polys):
             v = (round(float(value) * 255.0),)
             cv2.polylines(
                 self.layer(name), self._fixed(polys), closed, v, self._len(width_mm), cv2.LINE_8, _SHIFT

@@ -8,6 +8,7 @@ spine's geometry.
 
 from __future__ import annotations
 
+import functools
 import string
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ def sample_framing(view: str, rng: np.random.Generator) -> Framing:
     aspect = float(rng.uniform(lo, hi))
     extent = _pick(rng, EXTENTS[view])
     if extent == "cervical-pelvis":
-        top, bottom = float(rng.uniform(0.22, 0.5)), float(rng.uniform(0.18, 0.45))
+        top, bottom = float(rng.uniform(0.25, 0.55)), float(rng.uniform(0.2, 0.5))
     elif extent == "thoracic-pelvis":
         top, bottom = float(rng.uniform(0.03, 0.2)), float(rng.uniform(0.06, 0.4))
     elif extent == "thoracolumbar":
@@ -177,11 +178,11 @@ def sample_exposure(rng: np.random.Generator) -> Exposure:
     return Exposure(
         gain=float(rng.uniform(1.2, 2.2)),
         soft=float(rng.uniform(0.32, 0.55)),
-        bone=float(rng.uniform(0.07, 0.2)),
-        air=float(rng.uniform(0.5, 0.85)),
+        bone=float(rng.uniform(0.08, 0.22)),
+        air=float(rng.uniform(0.35, 0.75)),
         gamma=float(rng.uniform(0.75, 1.35)),
-        low=float(rng.uniform(0.0, 0.15)),
-        high=float(rng.uniform(0.85, 1.05)),
+        low=float(rng.uniform(0.0, 0.1)),
+        high=float(rng.uniform(0.95, 1.35)),
         fog=float(rng.uniform(0.0, 0.08)),
         heel=float(rng.uniform(-0.1, 0.1)),
         blur=float(rng.uniform(0.4, 1.8)),
@@ -213,50 +214,109 @@ def _low_pass(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+_LUT_SIZE = 4096
+
+
+def _tone_curve(exp: Exposure, d_max: float) -> np.ndarray:
+    """Attenuation -> displayed grey, every pointwise step in one table of ``_LUT_SIZE`` entries.
+
+    Beer-Lambert absorption relative to dense bone over a full body, the display window, gamma
+    and the detector's S-shaped characteristic curve. One table lookup per pixel replaces an
+    exponential, a power and a tanh over the whole film.
+    """
+    d = np.linspace(0.0, d_max, _LUT_SIZE, dtype=np.float64)
+    signal = 1.0 - np.exp(-exp.gain * d)
+    ref = 1.0 - np.exp(-exp.gain * (exp.soft + 3.0 * exp.bone))
+    x = np.clip((signal / ref - exp.low) / (exp.high - exp.low), 0.0, 1.0) ** exp.gamma
+    if exp.contrast > 0.0:
+        c = exp.contrast
+        lo, hi = np.tanh(-0.5 * c), np.tanh(0.5 * c)
+        x = (np.tanh(c * (x - 0.5)) - lo) / (hi - lo)
+    return x.astype(np.float32)
+
+
 def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Generator) -> np.ndarray:
     """Attenuation layers -> a float image in [0, 1] (bright = dense), with blur and noise.
 
     Transmission falls exponentially with the summed attenuation (Beer-Lambert); the displayed
-    grey is the absorbed fraction, relative to what dense bone over a full body would absorb. Then
-    the detector's processing: dynamic-range compression and unsharp-mask edge enhancement (what
-    makes ribs and endplates stand out on computed radiographs), and an S-shaped characteristic
-    curve.
+    grey is the absorbed fraction, relative to what dense bone over a full body would absorb,
+    through a display window, gamma and an S-shaped characteristic curve (:func:`_tone_curve`).
+    Then the detector's processing: dynamic-range compression and unsharp-mask edge enhancement
+    (what makes ribs and endplates stand out on computed radiographs).
     """
     h, w = cv.height, cv.width
     mm = cv.mm
-    soft_mask = cv.reduced("soft")
-    body = (soft_mask > 0.5).astype(np.uint8)
+    soft = cv.layers.get("soft")
+    body = (soft > 127).view(np.uint8) if soft is not None else np.zeros((h, w), np.uint8)
     dist = cv2.distanceTransform(body, cv2.DIST_L2, 3)
-    thickness = np.sqrt(np.minimum(dist * np.float32(1.0 / (70.0 * mm)), 1.0))  # a body is roughly elliptical
+    thickness = cv2.sqrt(np.minimum(dist, np.float32(70.0 * mm)) * np.float32(1.0 / (70.0 * mm)))
     air = _low_pass(cv.reduced("air"), max(0.5, 4.0 * mm))
-    tex = 1.0 + exp.texture * _smooth_noise(rng, h, w, max(2.0, 4.0 * mm))
-    spongy = (cv.reduced("bone") + 0.8 * cv.reduced("pelvis") + 0.5 * cv.reduced("post")) * tex
-    bones = spongy + 0.9 * cv.reduced("cortex") + 1.2 * cv.reduced("ribs")
+    tex = _smooth_noise(rng, h, w, max(2.0, 4.0 * mm))
+    tex *= np.float32(exp.texture)
+    tex += np.float32(1.0)
+    mottle = _smooth_noise(rng, h, w, max(2.0, 12.0 * mm))
+    mottle *= np.float32(exp.mottle)
+    mottle += np.float32(1.0)
+    lay = cv.layers
+    spongy = cv.reduced("bone")
+    for name, weight in (("pelvis", 0.8), ("post", 0.5)):
+        if name in lay:
+            spongy += lay[name].astype(np.float32) * np.float32(weight / 255.0)
+    spongy *= tex
+    for name, weight in (("cortex", 0.9), ("ribs", 1.2)):
+        if name in lay:
+            spongy += lay[name].astype(np.float32) * np.float32(weight / 255.0)
     # Bowel content, muscle and fat planes: a coarse mottle over the soft tissue.
-    mottle = 1.0 + exp.mottle * _smooth_noise(rng, h, w, max(2.0, 12.0 * mm))
-    density = exp.soft * thickness * mottle * (1.0 - exp.air * air) + exp.bone * bone_density * bones
-    signal = 1.0 - np.exp(-exp.gain * density)
-    ref = float(1.0 - np.exp(-exp.gain * (exp.soft + 3.0 * exp.bone)))
-    x = np.clip((signal / ref - exp.low) / (exp.high - exp.low), 0.0, 1.0)
-    x = x ** np.float32(exp.gamma)
+    air *= np.float32(-exp.air)
+    air += np.float32(1.0)
+    density = thickness * mottle
+    density *= air
+    density *= np.float32(exp.soft)
+    spongy *= np.float32(exp.bone * bone_density)
+    density += spongy
+    d_max = float(exp.soft * 1.2 + exp.bone * bone_density * 6.0)
+    idx = np.minimum(density * np.float32((_LUT_SIZE - 1) / d_max), np.float32(_LUT_SIZE - 1)).astype(
+        np.int32
+    )
+    x = _tone_curve(exp, d_max)[idx]
     if exp.equalise > 0.0 or exp.unsharp > 0.0:
         wide = _low_pass(x, max(1.0, exp.unsharp_mm * mm * 2.5))
-        x = x + exp.unsharp * (x - _low_pass(x, max(1.0, exp.unsharp_mm * mm))) - exp.equalise * (wide - 0.5)
-    if exp.contrast > 0.0:
-        c = np.float32(exp.contrast)
-        lo, hi = np.tanh(-0.5 * c), np.tanh(0.5 * c)
-        x = (np.tanh(c * (x - 0.5)) - lo) / (hi - lo)
-    x = x * (1.0 + exp.heel * np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]) + exp.fog
+        near = _low_pass(x, max(1.0, exp.unsharp_mm * mm))
+        x = (
+            x * np.float32(1.0 + exp.unsharp)
+            - near * np.float32(exp.unsharp)
+            - (wide - 0.5) * np.float32(exp.equalise)
+        )
+    x *= 1.0 + np.float32(exp.heel) * np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
+    x += np.float32(exp.fog)
     if exp.invert_background:
-        x = np.where(body > 0, x, np.maximum(x, 0.85))
+        x = np.where(body > 0, x, np.maximum(x, np.float32(0.85)))
     x = cv2.GaussianBlur(x, (0, 0), max(0.5, exp.blur * mm))  # also hides the strokes' aliasing
-    x = x + exp.noise * np.sqrt(np.clip(x, 0.0, 1.0) + 0.05) * rng.standard_normal((h, w), dtype=np.float32)
-    return np.clip(x, 0.0, 1.0).astype(np.float32, copy=False)
+    np.clip(x, 0.0, 1.0, out=x)
+    grain = rng.standard_normal((h, w), dtype=np.float32)
+    grain *= cv2.sqrt(x + np.float32(0.05))
+    grain *= np.float32(exp.noise)
+    x += grain
+    return np.clip(x, 0.0, 1.0, out=x)
 
 
 # --- annotations ----------------------------------------------------------------------------------
 
 _CHARS = string.ascii_uppercase + string.digits
+
+
+@functools.lru_cache(maxsize=512)
+def _glyph(ch: str, font: int) -> tuple[int, int]:
+    """Advance width and height of one Hershey glyph at scale 1, thickness 1 (cached)."""
+    (w, h), _ = cv2.getTextSize(ch, font, 1.0, 1)
+    return w, h
+
+
+def _text_size(text: str, font: int, scale: float, thick: int) -> tuple[int, int]:
+    """``cv2.getTextSize`` from cached glyph sizes (it costs a font lookup per call otherwise)."""
+    w = sum(_glyph(ch, font)[0] for ch in text)
+    h = max(_glyph(ch, font)[1] for ch in text)
+    return round(w * scale) + thick, round(h * scale)
 
 
 def _random_text(rng: np.random.Generator) -> str:
@@ -278,7 +338,7 @@ def annotate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     letter = "L" if rng.random() < 0.5 else "R"
     scale = float(rng.uniform(0.2, 0.42)) * unit
     thick = max(1, round(rng.uniform(0.8, 2.0) * unit))
-    (tw, th), _ = cv2.getTextSize(letter, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+    tw, th = _text_size(letter, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     x = int(rng.uniform(0.03, 0.3) * w) if rng.random() < 0.5 else int(w - tw - rng.uniform(0.03, 0.3) * w)
     y = int(rng.uniform(0.03, 0.5) * h) + th
     value = int(rng.integers(190, 256))
@@ -289,7 +349,7 @@ def annotate(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     for _ in range(int(rng.integers(0, 4))):
         text = _random_text(rng)
         s = float(rng.uniform(0.1, 0.2)) * unit
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_PLAIN, s * 2.0, 1)
+        tw, th = _text_size(text, cv2.FONT_HERSHEY_PLAIN, s * 2.0, 1)
         x = int(rng.uniform(0.0, max(1.0, w - tw)))
         y = (
             int(th + 2 + rng.uniform(0.0, 0.06) * h)

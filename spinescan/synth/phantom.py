@@ -17,7 +17,7 @@ from spinescan.synth.anatomy import sample_habitus
 from spinescan.synth.ap import draw_ap
 from spinescan.synth.canvas import Canvas
 from spinescan.synth.curves import coronal_spine, lateral_spine
-from spinescan.synth.geometry import L1, N_VERT, T4, T12, Spine, bottom_index, sample_dimensions, top_index
+from spinescan.synth.geometry import L1, T4, T12, Spine, bottom_index, sample_dimensions, top_index
 from spinescan.synth.labels import CLASSES, sample_cobb, sample_lateral_angles
 from spinescan.synth.lateral import draw_lateral
 from spinescan.synth.nuisance import (
@@ -42,11 +42,10 @@ class Phantom:
 def _landmarks(cv: Canvas, spine: Spine) -> tuple[np.ndarray, np.ndarray]:
     """AASCE-order corners (TL, TR, BL, BR per vertebra, T1..L5) and the S1 endplate, in pixels."""
     px = cv.to_pixels(spine.corners)  # (17, 4, 2): top -x, top +x, bottom -x, bottom +x
-    out = np.empty_like(px)
-    for v in range(N_VERT):
-        for pair, slot in (((0, 1), 0), ((2, 3), 2)):
-            a, b = px[v, pair[0]], px[v, pair[1]]
-            out[v, slot], out[v, slot + 1] = (a, b) if a[0] <= b[0] else (b, a)
+    out = px.copy()
+    for slot in (0, 2):  # each endplate's left end first (the image's left, after any mirroring)
+        swap = px[:, slot, 0] > px[:, slot + 1, 0]
+        out[swap, slot], out[swap, slot + 1] = px[swap, slot + 1], px[swap, slot]
     sac = cv.to_pixels(spine.sacrum)
     if sac[0, 0] > sac[1, 0]:
         sac = sac[::-1]

@@ -147,8 +147,16 @@ def _run(jobs: list, workers: int) -> Iterator[dict[str, str]]:
         return
     safe_fork = "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
     ctx = multiprocessing.get_context("fork" if safe_fork else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-        yield from pool.map(_render, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+    # OpenCV's thread pool does not survive a fork: a child that inherits it mid-state can wait
+    # forever on threads that were not copied (seen once the parent had drawn or decoded images
+    # itself). Shrinking it to one thread in the parent joins its workers before the fork.
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+            yield from pool.map(_render, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _remove_stale(out: Path, views: Sequence[str], keep: set[str]) -> None:
