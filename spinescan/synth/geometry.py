@@ -52,6 +52,10 @@ def top_index(v: int) -> int:
     return 2 + 2 * (N_VERT - 1 - v)
 
 
+_TOPS = np.array([top_index(v) for v in range(N_VERT)])  # superior endplates of T1..L5
+_BOTTOMS = np.array([bottom_index(v) for v in range(N_VERT)])  # inferior endplates of T1..L5
+
+
 def normal(phi_deg: np.ndarray | float) -> np.ndarray:
     """Unit endplate normal (pointing up) for orientation ``phi``."""
     if np.ndim(phi_deg) == 0:
@@ -115,11 +119,11 @@ class Spine:
 
     @property
     def top_phi(self) -> np.ndarray:
-        return self.phi[[top_index(v) for v in range(N_VERT)]]
+        return self.phi[_TOPS]
 
     @property
     def bottom_phi(self) -> np.ndarray:
-        return self.phi[[bottom_index(v) for v in range(N_VERT)]]
+        return self.phi[_BOTTOMS]
 
     @property
     def centres(self) -> np.ndarray:
@@ -169,9 +173,7 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
     pos = np.cumsum(lengths[:, None] * normal(mids), axis=0)  # pos[2k]: bottom, pos[2k+1]: top
     bottoms, tops = pos[0::2][::-1], pos[1::2][::-1]  # T1..L5
     half = (np.asarray(dims.widths, dtype=np.float64) / 2.0)[:, None]
-    idx_b = [bottom_index(v) for v in range(N_VERT)]
-    idx_t = [top_index(v) for v in range(N_VERT)]
-    at, ab = along(phi[idx_t]), along(phi[idx_b])
+    at, ab = along(phi[_TOPS]), along(phi[_BOTTOMS])
     corners = np.stack([tops - half * at, tops + half * at, bottoms - half * ab, bottoms + half * ab], axis=1)
     sacrum = np.array([-dims.s1_width / 2.0 * along(phi[0]), dims.s1_width / 2.0 * along(phi[0])])
     return Spine(phi, corners, sacrum, dims)
@@ -225,7 +227,7 @@ def max_cobb_from_landmarks(landmarks: np.ndarray) -> tuple[float, int, int]:
 
 def max_cobb_from_phi(phi: np.ndarray) -> float:
     """The same largest Cobb angle, straight from the endplate orientations."""
-    top = phi[[top_index(v) for v in range(N_VERT)]]
-    bottom = phi[[bottom_index(v) for v in range(N_VERT)]]
+    top = phi[_TOPS]
+    bottom = phi[_BOTTOMS]
     diff = np.abs(top[:, None] - bottom[None, :])
     return float(np.triu(diff).max())
