@@ -158,8 +158,8 @@ def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) ->
     neck = cervical_ap(spine, hab, rng)
     _head_and_arms(cv, neck, spine, hab, arms)
     bodies = rounded_quads(np.concatenate([c, neck]), bulge=0.03)
-    cv.polygons("bone", bodies, 0.45)
-    cv.lines("cortex", bodies, 0.6, 1.6, True)
+    cv.polygons("bone", bodies, 0.6)
+    cv.lines("cortex", bodies, 1.0, 1.6, True)
     allc = np.concatenate([c, neck])
     lumbar = np.arange(N_VERT) >= L1
     reach = np.r_[np.where(lumbar, 22.0, 18.0), np.full(len(neck), 6.0)]
@@ -193,9 +193,9 @@ def _ribs_and_lungs(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Gener
     front = smooth_polyline(f.at(va[..., None], ctrl_a, ctrl_b).reshape(-1, 3, 2), 12)
     lung_edge = f.at(v[:, :, 0], x[:, :, -1] - sgn[:, :, 0] * 12.0, y[:, :, -1] + 5.0)  # (12, 2, 2)
     back_list = list(back.reshape(-1, 14, 2))
-    cv.lines("ribs", back_list, 1.0, 9.0, False)
-    cv.lines("ribs", back_list, 0.55, 5.0, False)
-    cv.lines("ribs", list(front), 0.45, 7.0, False)
+    cv.lines("ribs", back_list, 1.0, 10.0, False)
+    cv.lines("ribs", back_list, 0.45, 5.5, False)
+    cv.lines("ribs", list(front), 0.5, 8.0, False)
     # Clavicles.
     lv0 = Local(spine, 0)
     for sgn in (-1.0, 1.0):

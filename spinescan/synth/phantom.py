@@ -110,7 +110,7 @@ def make_phantom(
 
     frng = np.random.default_rng(film_seq)
     film = form_film(cv, exposure, hab.bone, frng)
-    image, moved = present(annotate((film * 255.0 + 0.5).astype(np.uint8), frng), frng)
+    image, moved = present(annotate((film * 255.0 + 0.5).astype(np.uint8), frng), frng, view == "lateral")
     landmarks, sacrum = _landmarks(cv, spine)
     landmarks, sacrum = (p @ moved[:, :2].T + moved[:, 2] for p in (landmarks, sacrum))
     rec.update(
