@@ -107,10 +107,11 @@ def ensure_phantoms(
     echo: Echo = _silent,
 ) -> Path:
     """Render a phantom set of one view into ``out``, or reuse it if its ``synth.json`` matches."""
-    from spinescan.synth import generate  # noqa: PLC0415
+    from spinescan.synth import GENERATOR_VERSION, generate  # noqa: PLC0415
 
     out = Path(out)
     wanted = {
+        "generator_version": GENERATOR_VERSION,  # a set drawn by an older generator is redrawn
         "view": view,
         "per_class": int(per_class),
         "size": int(size),
