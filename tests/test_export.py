@@ -337,7 +337,10 @@ def test_every_backbone_exports_with_parity(backbone: str) -> None:
 
     # 64 px: at 32 px the deep backbones end on 1x1 feature maps and BatchNorm statistics of a
     # few images are degenerate. Conversion time hardly depends on the input size.
+    import keras
+
     spec = get_spec("generalist").with_image_size(64)
+    keras.utils.set_random_seed(0)  # an unseeded init made EfficientNet's parity vary run to run
     model = build_classifier(spec, backbone)
     x = _films(8, 64)
     _make_outputs_vary(model, x)

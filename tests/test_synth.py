@@ -72,6 +72,9 @@ def test_layout_and_manifest(small: Path) -> None:
         "framing",
         "width",
         "height",
+        "extent",
+        "landmarks_visible",
+        "sacrum_visible",
     }
     assert required <= set(rows[0])
     assert len({r["patient_id"] for r in rows}) == len(rows)
@@ -82,12 +85,63 @@ def test_layout_and_manifest(small: Path) -> None:
         assert r["file"].startswith(f"{r['view']}/{r['label']}/")
         pts = np.array(json.loads(r["landmarks"]))
         assert pts.shape == (68, 2)
-        assert (
-            (pts >= 0).all()
-            and (pts[:, 0] <= img.shape[1] - 1).all()
-            and (pts[:, 1] <= img.shape[0] - 1).all()
-        )
+        _check_visibility(pts, json.loads(r["landmarks_visible"]), img.shape)
+        _check_visibility(np.array(json.loads(r["sacrum"])), json.loads(r["sacrum_visible"]), img.shape)
+        if r["extent"] in ("cervical-pelvis", "thoracic-pelvis"):  # long films show every vertebra
+            assert all(json.loads(r["landmarks_visible"])), r
         assert (np.diff(pts.reshape(17, 4, 2)[:, :, 1].mean(axis=1)) > 0).all(), "T1..L5 run top to bottom"
+
+
+def _check_visibility(pts: np.ndarray, visible: list[int], shape: tuple[int, ...]) -> None:
+    inside = (pts >= 0).all(axis=1) & (pts[:, 0] <= shape[1] - 1) & (pts[:, 1] <= shape[0] - 1)
+    assert visible == inside.astype(int).tolist()
+
+
+def test_cut_films_keep_every_landmark_and_flag_the_hidden_ones(tmp_path: Path) -> None:
+    """Thoraco-lumbar and lumbar films cut off upper vertebrae: their landmarks stay in the
+    manifest (exact, outside the image) and are flagged invisible, never dropped."""
+    out = tmp_path / "cut"
+    generate(out, per_class=12, seed=5, size=96, views=("lateral",), workers=1, progress=False)
+    rows = _rows(out)
+    cut = [r for r in rows if r["extent"] in ("thoracolumbar", "lumbar")]
+    assert cut, "no cut film among 36 lateral phantoms"
+    hidden = 0
+    for r in cut:
+        pts = np.array(json.loads(r["landmarks"]))
+        vis = np.array(json.loads(r["landmarks_visible"])).reshape(17, 4)
+        assert pts.shape == (68, 2)
+        hidden += int((vis == 0).any(axis=1).sum())
+        assert vis[-1].all(), "L5 stays in every film"
+        assert abs(kyphosis_from_landmarks(pts) - float(r["thoracic_kyphosis_deg"])) < 1.0
+    assert hidden > 0
+    assert {r["extent"] for r in rows} >= {"cervical-pelvis", "thoracic-pelvis"}
+
+
+def test_phantoms_pass_the_projects_own_checks(tmp_path: Path) -> None:
+    """``spinescan synth OUT --per-class 20 --size 128`` once wrote AP films 27-31 px wide that
+    ``spinescan data check`` flagged as too small; every phantom must pass the checks."""
+    from spinescan.data.datasets import check_dataset
+
+    out = tmp_path / "checked"
+    generate(out, per_class=20, seed=0, size=128, views=("ap",), workers=1, progress=False)
+    report = check_dataset(out)
+    assert report.ok, report.errors
+    assert not report.too_small and not report.unreadable and not report.duplicates_within
+    assert min(int(r["width"]) for r in _rows(out)) >= 32
+
+
+def test_lateral_angles_follow_a_correlated_population() -> None:
+    """Kyphosis and lordosis are positively correlated inside every class, as in adults."""
+    rng = np.random.default_rng(1)
+    for label in CLASSES["lateral"]:
+        a = np.array(
+            [
+                [x.kyphosis_deg, x.lordosis_deg]
+                for x in (sample_lateral_angles(label, rng) for _ in range(1500))
+            ]
+        )
+        assert np.corrcoef(a.T)[0, 1] > 0.05, label
+        assert {lateral_label(k, lo) for k, lo in a} == {label}
 
 
 def test_same_seed_same_bytes_any_workers_other_seed_differs(small: Path, tmp_path: Path) -> None:
@@ -148,6 +202,7 @@ def test_landmarks_lie_on_bone(small: Path) -> None:
     for r in _rows(small):
         img = cv2.imread(str(small / r["file"]), cv2.IMREAD_GRAYSCALE).astype(np.float64)
         quads = np.array(json.loads(r["landmarks"])).reshape(17, 4, 2)[:, [0, 1, 3, 2]]
+        quads = quads[np.array(json.loads(r["landmarks_visible"])).reshape(17, 4).all(axis=1)]
         bone = np.zeros(img.shape, np.uint8)
         cv2.fillPoly(bone, [np.round(q * 16).astype(np.int32) for q in quads], 1, cv2.LINE_8, 4)
         width = float(np.median(np.hypot(*(quads[:, 1] - quads[:, 0]).T)))

@@ -9,6 +9,6 @@ No TensorFlow anywhere in this package: it needs numpy and OpenCV only.
 """
 
 from spinescan.synth.labels import CLASSES, ap_label, lateral_label
-from spinescan.synth.writer import MANIFEST, SynthError, generate
+from spinescan.synth.writer import GENERATOR_VERSION, MANIFEST, SynthError, generate
 
-__all__ = ["CLASSES", "MANIFEST", "SynthError", "ap_label", "generate", "lateral_label"]
+__all__ = ["CLASSES", "GENERATOR_VERSION", "MANIFEST", "SynthError", "ap_label", "generate", "lateral_label"]

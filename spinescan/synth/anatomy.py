@@ -85,13 +85,26 @@ def stack(
     return out
 
 
+def corner_frames(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centre, unit ``e`` (towards +x), unit ``n`` (up), width and height of quads (n, 4, 2) at once."""
+    c = np.asarray(c, dtype=np.float64)
+    centre = c.mean(axis=1)
+    d = (c[:, 1] - c[:, 0]) + (c[:, 3] - c[:, 2])
+    width = np.hypot(*(c[:, 1] - c[:, 0]).T) / 2.0 + np.hypot(*(c[:, 3] - c[:, 2]).T) / 2.0
+    e = d / np.hypot(d[:, 0], d[:, 1])[:, None]
+    n = np.stack([-e[:, 1], e[:, 0]], axis=1)
+    height = (np.hypot(*(c[:, 0] - c[:, 2]).T) + np.hypot(*(c[:, 1] - c[:, 3]).T)) / 2.0
+    return centre, e, n, width, height
+
+
 _T5 = np.linspace(0.0, 1.0, 5, endpoint=False)
 
 
-def rounded_quads(c: np.ndarray, bulge: float = 0.06) -> list[np.ndarray]:
+def rounded_quads(c: np.ndarray, bulge: float = 0.06) -> np.ndarray:
     """Body outlines with slightly concave sides and cupped endplates, like real vertebrae.
 
-    ``c`` is (n, 4, 2) corners (TL, TR, BL, BR); all n outlines are computed at once.
+    ``c`` is (n, 4, 2) corners (TL, TR, BL, BR); all n outlines are computed at once and returned
+    as one (n, 20, 2) array.
     """
     c = np.asarray(c, dtype=np.float64).reshape(-1, 4, 2)
     walk = c[:, [0, 1, 3, 2]]  # clockwise with y up: top edge, right side, bottom edge, left side
@@ -100,4 +113,4 @@ def rounded_quads(c: np.ndarray, bulge: float = 0.06) -> list[np.ndarray]:
     inward = np.array([0.02, bulge, 0.02, bulge])[None, :, None, None]
     t = _T5[None, None, :, None]
     pts = walk[:, :, None] + t * d[:, :, None] - inward * np.sin(np.pi * t) * outward[:, :, None]
-    return list(pts.reshape(len(c), -1, 2))
+    return pts.reshape(len(c), -1, 2)

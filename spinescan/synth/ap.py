@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinescan.synth.anatomy import Habitus, Local, rounded_quads
+from spinescan.synth.anatomy import Habitus, Local, corner_frames, rounded_quads, stack
 from spinescan.synth.canvas import Canvas, ellipse_points, smooth_polyline
 from spinescan.synth.geometry import L1, N_VERT, Spine, along, normal
 
@@ -70,6 +70,81 @@ def _body_outline(spine: Spine, hab: Habitus, arms: bool) -> list[np.ndarray]:
     return polys
 
 
+def cervical_ap(spine: Spine, hab: Habitus, rng: np.random.Generator) -> np.ndarray:
+    """C7..C2 bodies above T1 in the coronal plane: nearly straight, with a small random tilt
+    (context only: not landmarks, drawn the same way for every class)."""
+    n = 6
+    start_phi = float(spine.top_phi[0])
+    phis = start_phi + np.cumsum(rng.normal(0.0, 1.2, n))
+    top = spine.corners[0, :2].mean(axis=0)
+    s = hab.size
+    widths = np.linspace(27.0, 21.0, n) * s
+    return stack(top, start_phi, phis, np.full(n, 13.0 * s), widths, np.full(n, 4.5 * s))
+
+
+def _posterior_ap(
+    cv: Canvas, corners: np.ndarray, rot: np.ndarray, reach_mm: np.ndarray, tp_h: np.ndarray
+) -> None:
+    """Pedicle rings, transverse and spinous processes of many vertebrae in a few vectorised calls.
+
+    Axial rotation moves the pedicles and the spinous process towards the concave side.
+    """
+    centre, e, n, w, h = corner_frames(corners)
+    r = np.radians(rot)
+    off = -np.sin(r) * 0.45 * w
+    sgn = np.array([-1.0, 1.0])[None, :, None]  # (vertebra, side, point)
+    ct, st = _CIRCLE16[0][None, None, :], _CIRCLE16[1][None, None, :]
+    c3, e3, n3 = centre[:, None, None, :], e[:, None, None, :], n[:, None, None, :]
+    w3, h3, off3 = w[:, None, None], h[:, None, None], off[:, None, None]
+
+    def at(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return c3 + a[..., None] * e3 + b[..., None] * n3
+
+    ped = at(off3 + sgn * 0.3 * w3 * np.cos(r)[:, None, None] + 0.09 * w3 * ct, 0.2 * h3 + 0.17 * h3 * st)
+    reach = (0.5 * w3 + reach_mm[:, None, None]) * sgn
+    tp = tp_h[:, None, None]
+    qa = np.concatenate([off3 + sgn * 0.3 * w3, reach + off3, reach + off3, off3 + sgn * 0.3 * w3], axis=2)
+    qb = np.concatenate([0.2 * h3 + tp, 0.25 * h3 + tp, 0.25 * h3 - tp, 0.2 * h3 - tp], axis=2)
+    quads = at(qa, np.broadcast_to(qb, qa.shape))
+    spin = at(
+        off3[:, :1] * 1.3 + 0.07 * w3[:, :1] * ct[:, :1], -0.3 * h3[:, :1] + 0.32 * h3[:, :1] * st[:, :1]
+    )
+    rings = np.concatenate([ped.reshape(-1, 16, 2), spin.reshape(-1, 16, 2)])
+    cv.polygons("post", quads.reshape(-1, 4, 2), 0.7)
+    cv.polygons("post", spin.reshape(-1, 16, 2), 0.7)
+    cv.polygons("post", rings, 1.0)
+    cv.lines("cortex", rings, 0.6, 1.2, True)
+
+
+def _head_and_arms(cv: Canvas, neck: np.ndarray, spine: Spine, hab: Habitus, arms: bool) -> None:
+    """Skull base and mandible above the cervical spine; humeri inside the arms."""
+    c2 = neck[-1]
+    top = c2[:2].mean(axis=0)
+    e = (c2[1] - c2[0]) / np.hypot(*(c2[1] - c2[0]))
+    n = np.array([-e[1], e[0]])
+    s = hab.size
+
+    def at(pts: list) -> np.ndarray:
+        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2) * s
+        return top + p[:, :1] * e + p[:, 1:] * n
+
+    cv.ellipse("bone", at([[0.0, 95.0]])[0], (72.0 * s, 88.0 * s), 0.0, 0.35)  # skull
+    cv.ellipse("cortex", at([[0.0, 95.0]])[0], (72.0 * s, 88.0 * s), 0.0, 0.8, width_mm=6.0)
+    cv.ellipse("pelvis", at([[0.0, 22.0]])[0], (30.0 * s, 12.0 * s), 0.0, 0.7)  # atlas and occipital condyles
+    jaw = smooth_polyline(at([[-52, 38], [-50, 0], [-28, -28], [0, -36], [28, -28], [50, 0], [52, 38]]), 30)
+    cv.lines("pelvis", [jaw], 0.9, 11.0, False)
+    cv.lines("cortex", [smooth_polyline(at([[-32, -8], [0, -20], [32, -8]]), 12)], 0.9, 7.0, False)  # teeth
+    lv0 = Local(spine, 0)
+    for sgn in (-1.0, 1.0):
+        head = lv0.at([[sgn * (hab.shoulders - 5.0), 10.0]])[0]
+        cv.ellipse("pelvis", head, (26.0, 28.0), 0.0, 0.7)
+        if arms:
+            elbow = head + np.array([sgn * 25.0, -290.0 * s])
+            humerus = np.array([head, elbow])
+            cv.lines("pelvis", [humerus], 0.5, 22.0 * s, False)
+            cv.lines("cortex", [humerus + np.array([sgn * 9.0 * s, 0.0])], 0.4, 3.0, False)
+
+
 def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> None:
     c = spine.corners
     arms = bool(rng.random() < 0.5)
@@ -80,48 +155,24 @@ def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) ->
         v = int(rng.integers(L1, N_VERT))
         at = spine.centres[v] + [rng.uniform(-hab.waist * 0.8, hab.waist * 0.8), rng.uniform(-60.0, 20.0)]
         cv.ellipse("air", at, tuple(rng.uniform(8.0, 25.0, 2)), rng.uniform(0, 180), 0.6)
-    bodies = rounded_quads(c, bulge=0.03)
+    neck = cervical_ap(spine, hab, rng)
+    _head_and_arms(cv, neck, spine, hab, arms)
+    bodies = rounded_quads(np.concatenate([c, neck]), bulge=0.03)
     cv.polygons("bone", bodies, 0.6)
     cv.lines("cortex", bodies, 1.0, 1.6, True)
-    post, rings = [], []
-    for v in range(N_VERT):
-        lv = Local(spine, v)
-        w, h = lv.width, lv.height
-        off = -np.sin(np.radians(rot[v])) * 0.45 * w
-        for sgn in (-1.0, 1.0):
-            ped = ellipse_points(
-                lv.at([[off + sgn * 0.3 * w * np.cos(np.radians(rot[v])), 0.2 * h]])[0],
-                (0.09 * w, 0.17 * h),
-                float(np.degrees(np.arctan2(lv.e[1], lv.e[0]))),
-                16,
-            )
-            rings.append(ped)
-            reach = (0.5 * w + (18.0 if v < L1 else 22.0)) * sgn
-            tp_h = 3.5 if v < L1 else 0.12 * h
-            post.append(
-                lv.at(
-                    [
-                        [off + sgn * 0.3 * w, 0.2 * h + tp_h],
-                        [reach + off, 0.25 * h + tp_h],
-                        [reach + off, 0.25 * h - tp_h],
-                        [off + sgn * 0.3 * w, 0.2 * h - tp_h],
-                    ]
-                )
-            )
-        spinous = ellipse_points(
-            lv.at([[off * 1.3, -0.3 * h]])[0],
-            (0.07 * w, 0.32 * h),
-            float(np.degrees(np.arctan2(lv.e[1], lv.e[0]))),
-            16,
-        )
-        post.append(spinous)
-        rings.append(spinous)
-    cv.polygons("post", post, 0.7)
-    cv.polygons("post", rings, 1.0)
-    cv.lines("cortex", rings, 0.6, 1.2, True)
+    allc = np.concatenate([c, neck])
+    lumbar = np.arange(N_VERT) >= L1
+    reach = np.r_[np.where(lumbar, 22.0, 18.0), np.full(len(neck), 6.0)]
+    _, _, _, _, h = corner_frames(c)
+    tp_h = np.r_[np.where(lumbar, 0.12 * h, 3.5), np.full(len(neck), 2.5)]
+    _posterior_ap(cv, allc, np.r_[rot, np.zeros(len(neck))], reach, tp_h)
     _pelvis(cv, spine, hab)
 
 
+_CIRCLE16 = (
+    np.cos(np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)),
+    np.sin(np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)),
+)
 _T14 = np.linspace(0.0, 1.0, 14)
 
 
@@ -150,7 +201,6 @@ def _ribs_and_lungs(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Gener
     for sgn in (-1.0, 1.0):
         cl = lv0.at([[sgn * 20.0, 30.0], [sgn * 70.0, 20.0], [sgn * hab.shoulders * 0.8, 45.0]])
         cv.lines("ribs", [smooth_polyline(cl, 12)], 1.2, 13.0, False)
-        cv.ellipse("pelvis", lv0.at([[sgn * (hab.shoulders - 5.0), 10.0]])[0], (26.0, 28.0), 0.0, 0.7)
     # Lungs: between the mediastinum and the ribcage, down to the diaphragm domes.
     dia = hab.diaphragm
     polys = []

@@ -52,6 +52,10 @@ def top_index(v: int) -> int:
     return 2 + 2 * (N_VERT - 1 - v)
 
 
+_TOPS = np.array([top_index(v) for v in range(N_VERT)])  # superior endplates of T1..L5
+_BOTTOMS = np.array([bottom_index(v) for v in range(N_VERT)])  # inferior endplates of T1..L5
+
+
 def normal(phi_deg: np.ndarray | float) -> np.ndarray:
     """Unit endplate normal (pointing up) for orientation ``phi``."""
     if np.ndim(phi_deg) == 0:
@@ -115,11 +119,11 @@ class Spine:
 
     @property
     def top_phi(self) -> np.ndarray:
-        return self.phi[[top_index(v) for v in range(N_VERT)]]
+        return self.phi[_TOPS]
 
     @property
     def bottom_phi(self) -> np.ndarray:
-        return self.phi[[bottom_index(v) for v in range(N_VERT)]]
+        return self.phi[_BOTTOMS]
 
     @property
     def centres(self) -> np.ndarray:
@@ -160,21 +164,17 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
     phi = np.asarray(phi, dtype=np.float64)
     if phi.shape != (N_ENDPLATES,):
         raise ValueError(f"need {N_ENDPLATES} endplate orientations, got {phi.shape}")
-    corners = np.zeros((N_VERT, 4, 2))
-    p = np.zeros(2)
-    below = phi[0]
-    for v in range(N_VERT - 1, -1, -1):
-        b, t = phi[bottom_index(v)], phi[top_index(v)]
-        p_bottom = p + dims.discs[v] * normal((below + b) / 2.0)
-        p_top = p_bottom + dims.heights[v] * normal((b + t) / 2.0)
-        half = dims.widths[v] / 2.0
-        corners[v] = [
-            p_top - half * along(t),
-            p_top + half * along(t),
-            p_bottom - half * along(b),
-            p_bottom + half * along(b),
-        ]
-        p, below = p_top, t
+    # Bottom-up steps: disc below L5, body L5, disc below L4, ... body T1; each along the mean
+    # normal of its two endplates, summed in one cumulative sum.
+    mids = (phi[:-1] + phi[1:]) / 2.0
+    lengths = np.empty(N_ENDPLATES - 1)
+    lengths[0::2] = np.asarray(dims.discs, dtype=np.float64)[::-1]
+    lengths[1::2] = np.asarray(dims.heights, dtype=np.float64)[::-1]
+    pos = np.cumsum(lengths[:, None] * normal(mids), axis=0)  # pos[2k]: bottom, pos[2k+1]: top
+    bottoms, tops = pos[0::2][::-1], pos[1::2][::-1]  # T1..L5
+    half = (np.asarray(dims.widths, dtype=np.float64) / 2.0)[:, None]
+    at, ab = along(phi[_TOPS]), along(phi[_BOTTOMS])
+    corners = np.stack([tops - half * at, tops + half * at, bottoms - half * ab, bottoms + half * ab], axis=1)
     sacrum = np.array([-dims.s1_width / 2.0 * along(phi[0]), dims.s1_width / 2.0 * along(phi[0])])
     return Spine(phi, corners, sacrum, dims)
 
@@ -227,7 +227,7 @@ def max_cobb_from_landmarks(landmarks: np.ndarray) -> tuple[float, int, int]:
 
 def max_cobb_from_phi(phi: np.ndarray) -> float:
     """The same largest Cobb angle, straight from the endplate orientations."""
-    top = phi[[top_index(v) for v in range(N_VERT)]]
-    bottom = phi[[bottom_index(v) for v in range(N_VERT)]]
+    top = phi[_TOPS]
+    bottom = phi[_BOTTOMS]
     diff = np.abs(top[:, None] - bottom[None, :])
     return float(np.triu(diff).max())

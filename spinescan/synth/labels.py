@@ -18,6 +18,20 @@ Because the cut points are contested by a few degrees, every class is sampled at
 literature has not settled. ``borderline`` cases (an opt-in fraction) are drawn from inside that
 margin instead, still on the correct side of the threshold, for studies of behaviour near the
 decision boundary.
+
+Within a class, lateral angles follow a published population rather than a flat box:
+
+* Asymptomatic adults (Vialle et al. 2005, 300 volunteers): thoracic kyphosis about
+  40.6 +/- 10 deg, lumbar lordosis (L1-S1) about 60.2 +/- 10.3 deg. The two are positively
+  correlated (a more kyphotic thorax sits over a more lordotic lumbar spine: Vialle 2005;
+  Roussouly et al., Spine 2005;30:346-353, sagittal types; Mac-Thiong et al., Eur Spine J
+  2007;16:227-234 report correlations of roughly 0.3-0.5); we use ``r = 0.45``, a value inside
+  that reported band, not a fitted one.
+* A healthy phantom draws (kyphosis, lordosis) from that bivariate normal restricted to the healthy
+  box (rejection sampling); an abnormal phantom draws its abnormal angle uniformly over the class's
+  range (a clinical series, not the population's thin tail) and its other angle from the
+  population's conditional distribution given the first, restricted to the normal range, so the
+  correlation survives inside every class. The label still depends only on the thresholds.
 """
 
 from __future__ import annotations
@@ -73,6 +87,31 @@ class LateralAngles:
     borderline: bool
 
 
+#: Population of asymptomatic adults (see the module docstring): means, SDs, correlation.
+KYPHOSIS_MEAN, KYPHOSIS_SD = 40.6, 10.0
+LORDOSIS_MEAN, LORDOSIS_SD = 60.2, 10.3
+KYPHOSIS_LORDOSIS_R = 0.45
+
+
+def _truncated_normal(rng: np.random.Generator, mean: float, sd: float, low: float, high: float) -> float:
+    """A normal draw restricted to [low, high] (inverse-CDF free: rejection, then a uniform fallback)."""
+    for _ in range(64):
+        x = float(rng.normal(mean, sd))
+        if low <= x <= high:
+            return x
+    return float(rng.uniform(low, high))
+
+
+def _conditional(
+    rng: np.random.Generator, given: float, given_mean: float, given_sd: float, mean: float, sd: float,
+    low: float, high: float,
+) -> float:  # fmt: skip
+    """The other angle given one, from the correlated population, restricted to [low, high]."""
+    r = KYPHOSIS_LORDOSIS_R
+    m = mean + r * sd * (given - given_mean) / given_sd
+    return _truncated_normal(rng, m, sd * float(np.sqrt(1.0 - r * r)), low, high)
+
+
 def _normal(rng: np.random.Generator, low: float, threshold: float, border: bool) -> float:
     if border:
         return float(rng.uniform(threshold - MARGIN, threshold - BORDER_GAP))
@@ -86,21 +125,39 @@ def _abnormal(rng: np.random.Generator, threshold: float, high: float, border: b
 
 
 def sample_lateral_angles(label: str, rng: np.random.Generator, borderline: bool = False) -> LateralAngles:
-    """Kyphosis and lordosis for one phantom of ``label``, uniform inside the class's range.
+    """Kyphosis and lordosis for one phantom of ``label``, from the correlated population above.
 
     With ``borderline`` one angle (the abnormal one, or for healthy a random one) is drawn from
     the margin band next to its threshold.
     """
+    k_hi, l_hi = KYPHOSIS_THRESHOLD - MARGIN, LORDOSIS_THRESHOLD - MARGIN
     if label == "healthy":
         which = int(rng.integers(2)) if borderline else -1
-        k = _normal(rng, KYPHOSIS_NORMAL_MIN, KYPHOSIS_THRESHOLD, which == 0)
-        lo = _normal(rng, LORDOSIS_NORMAL_MIN, LORDOSIS_THRESHOLD, which == 1)
+        if which == 0:
+            k = _normal(rng, KYPHOSIS_NORMAL_MIN, KYPHOSIS_THRESHOLD, True)
+            lo = _conditional(
+                rng, k, KYPHOSIS_MEAN, KYPHOSIS_SD, LORDOSIS_MEAN, LORDOSIS_SD, LORDOSIS_NORMAL_MIN, l_hi
+            )
+        elif which == 1:
+            lo = _normal(rng, LORDOSIS_NORMAL_MIN, LORDOSIS_THRESHOLD, True)
+            k = _conditional(
+                rng, lo, LORDOSIS_MEAN, LORDOSIS_SD, KYPHOSIS_MEAN, KYPHOSIS_SD, KYPHOSIS_NORMAL_MIN, k_hi
+            )
+        else:
+            k = _truncated_normal(rng, KYPHOSIS_MEAN, KYPHOSIS_SD, KYPHOSIS_NORMAL_MIN, k_hi)
+            lo = _conditional(
+                rng, k, KYPHOSIS_MEAN, KYPHOSIS_SD, LORDOSIS_MEAN, LORDOSIS_SD, LORDOSIS_NORMAL_MIN, l_hi
+            )
     elif label == "kyphosis":
         k = _abnormal(rng, KYPHOSIS_THRESHOLD, KYPHOSIS_MAX, borderline)
-        lo = _normal(rng, LORDOSIS_NORMAL_MIN, LORDOSIS_THRESHOLD, False)
+        lo = _conditional(
+            rng, k, KYPHOSIS_MEAN, KYPHOSIS_SD, LORDOSIS_MEAN, LORDOSIS_SD, LORDOSIS_NORMAL_MIN, l_hi
+        )
     elif label == "lordosis":
-        k = _normal(rng, KYPHOSIS_NORMAL_MIN, KYPHOSIS_THRESHOLD, False)
         lo = _abnormal(rng, LORDOSIS_THRESHOLD, LORDOSIS_MAX, borderline)
+        k = _conditional(
+            rng, lo, LORDOSIS_MEAN, LORDOSIS_SD, KYPHOSIS_MEAN, KYPHOSIS_SD, KYPHOSIS_NORMAL_MIN, k_hi
+        )
     else:
         raise ValueError(f"unknown lateral class {label!r}")
     return LateralAngles(k, lo, borderline)

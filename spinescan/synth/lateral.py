@@ -121,22 +121,32 @@ def draw_lateral(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generato
         )
 
     # Ribs: both sides nearly superimposed, sweeping forward and down from the spine.
-    rib_lines = []
-    for v in range(1, 11):
-        lv = Local(spine, v)
-        for off in (0.0, float(rng.uniform(4.0, 10.0))):
-            p0 = lv.at([-lv.width * 0.5 - 20.0 - off, 0.0])
-            p1 = lv.at([-lv.width * 0.5 - 45.0 - off, -20.0])
-            p2 = lv.at([hab.chest * 0.35, -70.0 - off])
-            p3 = lv.at([hab.chest * 0.75 - hab.fat, -110.0 - 1.5 * off])
-            rib_lines.append(smooth_polyline(np.array([p0, p1, p2, p3]), 24))
+    f = spine.frames
+    v = np.repeat(np.arange(1, 11), 2)[:, None]  # both sides of ribs 2-11, nearly superimposed
+    off = np.zeros((10, 2))
+    off[:, 1] = rng.uniform(4.0, 10.0, 10)
+    off = off.reshape(-1, 1)
+    half = 0.5 * f.width[v]
+    a = np.concatenate(
+        [
+            -half - 20.0 - off,
+            -half - 45.0 - off,
+            np.full_like(off, hab.chest * 0.35),
+            np.full_like(off, hab.chest * 0.75 - hab.fat),
+        ],
+        axis=1,
+    )
+    b = np.concatenate(
+        [np.zeros_like(off), np.full_like(off, -20.0), -70.0 - off, -110.0 - 1.5 * off], axis=1
+    )
+    rib_lines = smooth_polyline(f.at(v, a, b), 24)
     cv.lines("ribs", rib_lines, 0.6, 7.0, False)
     cv.lines("ribs", rib_lines, 0.25, 3.5, False)
     if rng.random() < 0.65:
         _arms(cv, spine, hab, rng)
 
     # Vertebral bodies (cancellous fill) and their cortical rims and endplates.
-    bodies = rounded_quads(c) + rounded_quads(neck)
+    bodies = rounded_quads(np.concatenate([c, neck]))
     cv.polygons("bone", bodies, 0.6)
     cv.lines("cortex", bodies, 1.0, 1.6, True)
     _posterior_elements(cv, spine)
@@ -173,39 +183,34 @@ def _arms(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> N
 
 def _posterior_elements(cv: Canvas, spine: Spine) -> None:
     """Pedicles, laminae/facet pillars and spinous processes behind each body (at ``-x``)."""
-    polys = []
-    for v in range(N_VERT):
-        lv = Local(spine, v)
-        w, h = lv.width, lv.height
-        back = -w / 2.0
-        polys.append(
-            lv.at(
-                [
-                    [back + 1, 0.45 * h],
-                    [back - 0.45 * w, 0.4 * h],
-                    [back - 0.45 * w, 0.0],
-                    [back + 1, -0.05 * h],
-                ]
-            )
-        )
-        polys.append(
-            lv.at(
-                [
-                    [back - 0.4 * w, 0.75 * h],
-                    [back - 0.8 * w, 0.8 * h],
-                    [back - 0.9 * w, -0.65 * h],
-                    [back - 0.5 * w, -0.8 * h],
-                ]
-            )
-        )
-        angle = np.radians(55.0 - 50.0 * max(0.0, (v - 8) / 6.0) if v < L1 + 1 else 8.0)
-        length = 0.7 * w + 8.0
-        base = back - 0.75 * w
-        half = 4.5 if v < L1 else 0.28 * h
-        tip = np.array([base - length * np.cos(angle), -length * np.sin(angle)])
-        polys.append(lv.at([[base, half], tip + _v(0, half * 0.6), tip - _v(0, half * 0.6), [base, -half]]))
+    f = spine.frames
+    v = np.arange(N_VERT)[:, None]
+    w, h = f.width[:, None], f.height[:, None]
+    back = -w / 2.0
+    ped = f.at(
+        v,
+        np.hstack([back + 1, back - 0.45 * w, back - 0.45 * w, back + 1]),
+        np.hstack([0.45 * h, 0.4 * h, 0 * h, -0.05 * h]),
+    )
+    pillar = f.at(
+        v,
+        np.hstack([back - 0.4 * w, back - 0.8 * w, back - 0.9 * w, back - 0.5 * w]),
+        np.hstack([0.75 * h, 0.8 * h, -0.65 * h, -0.8 * h]),
+    )
+    k = np.arange(N_VERT)
+    angle = np.radians(np.where(k < L1 + 1, 55.0 - 50.0 * np.maximum(0.0, (k - 8) / 6.0), 8.0))[:, None]
+    length = 0.7 * w + 8.0
+    base = back - 0.75 * w
+    half = np.where(k < L1, 4.5, 0.28 * f.height)[:, None]
+    tip_x, tip_y = base - length * np.cos(angle), -length * np.sin(angle)
+    spinous = f.at(
+        v,
+        np.hstack([base, tip_x, tip_x, base]),
+        np.hstack([half, tip_y + half * 0.6, tip_y - half * 0.6, -half]),
+    )
+    polys = np.concatenate([ped, pillar, spinous])
     cv.polygons("post", polys, 0.8)
-    cv.lines("cortex", polys[2::3], 0.35, 1.2, True)
+    cv.lines("cortex", spinous, 0.35, 1.2, True)
 
 
 def _sacrum_pelvis(cv: Canvas, spine: Spine, hip: np.ndarray, hab: Habitus) -> None:

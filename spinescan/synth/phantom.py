@@ -7,6 +7,7 @@ draws depend on the class; everything else has one distribution for all classes.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +17,20 @@ from spinescan.synth.anatomy import sample_habitus
 from spinescan.synth.ap import draw_ap
 from spinescan.synth.canvas import Canvas
 from spinescan.synth.curves import coronal_spine, lateral_spine
-from spinescan.synth.geometry import L1, N_VERT, T4, T12, Spine, bottom_index, sample_dimensions, top_index
+from spinescan.synth.geometry import L1, T4, T12, Spine, bottom_index, sample_dimensions, top_index
 from spinescan.synth.labels import CLASSES, sample_cobb, sample_lateral_angles
 from spinescan.synth.lateral import draw_lateral
-from spinescan.synth.nuisance import annotate, form_film, layout, sample_exposure, sample_framing
+from spinescan.synth.nuisance import (
+    annotate,
+    field_rows,
+    form_film,
+    layout,
+    present,
+    sample_exposure,
+    sample_framing,
+)
 
-SUPERSAMPLE = 2
+SUPERSAMPLE = 1  # antialiased drawing at the output size (canvas.py)
 
 
 @dataclass(frozen=True)
@@ -33,11 +42,10 @@ class Phantom:
 def _landmarks(cv: Canvas, spine: Spine) -> tuple[np.ndarray, np.ndarray]:
     """AASCE-order corners (TL, TR, BL, BR per vertebra, T1..L5) and the S1 endplate, in pixels."""
     px = cv.to_pixels(spine.corners)  # (17, 4, 2): top -x, top +x, bottom -x, bottom +x
-    out = np.empty_like(px)
-    for v in range(N_VERT):
-        for pair, slot in (((0, 1), 0), ((2, 3), 2)):
-            a, b = px[v, pair[0]], px[v, pair[1]]
-            out[v, slot], out[v, slot + 1] = (a, b) if a[0] <= b[0] else (b, a)
+    out = px.copy()
+    for slot in (0, 2):  # each endplate's left end first (the image's left, after any mirroring)
+        swap = px[:, slot, 0] > px[:, slot + 1, 0]
+        out[swap, slot], out[swap, slot + 1] = px[swap, slot + 1], px[swap, slot]
     sac = cv.to_pixels(spine.sacrum)
     if sac[0, 0] > sac[1, 0]:
         sac = sac[::-1]
@@ -94,23 +102,37 @@ def make_phantom(
     framing = sample_framing(view, nrng)
     exposure = sample_exposure(nrng)
     keypoints = np.concatenate([spine.corners.reshape(-1, 2), spine.sacrum])
-    matrix, width = layout(framing, keypoints, _centre_x(view, framing.name, spine, hab.chest), size)
+    tops = spine.corners[:, :2, 1].mean(axis=1)
+    rows = field_rows(framing, tops, float(spine.sacrum[:, 1].mean()))
+    matrix, width = layout(framing, keypoints, _centre_x(view, framing.name, spine, hab.chest), size, rows)
     cv = Canvas(size, width, matrix, ss=SUPERSAMPLE)
     (draw_lateral if view == "lateral" else draw_ap)(cv, spine, hab, rng)
 
     frng = np.random.default_rng(film_seq)
     film = form_film(cv, exposure, hab.bone, frng)
-    image = annotate((film * 255.0 + 0.5).astype(np.uint8), frng)
+    image, moved = present(annotate((film * 255.0 + 0.5).astype(np.uint8), frng), frng, view == "lateral")
     landmarks, sacrum = _landmarks(cv, spine)
+    landmarks, sacrum = (p @ moved[:, :2].T + moved[:, 2] for p in (landmarks, sacrum))
     rec.update(
         framing=framing.name,
-        width=int(width),
-        height=int(size),
+        extent=framing.extent,
+        width=int(image.shape[1]),
+        height=int(image.shape[0]),
         facing=_facing(view, framing.mirror),
         landmarks=landmarks,
         sacrum=sacrum,
+        landmarks_visible=_visible(landmarks, image.shape),
+        sacrum_visible=_visible(sacrum, image.shape),
     )
     return Phantom(image, rec)
+
+
+def _visible(points: np.ndarray, shape: tuple[int, ...]) -> str:
+    """JSON list, 1/0 per point: inside the image or not (a cut film loses some vertebrae, whose
+    angles must then be reported as missing, not guessed)."""
+    h, w = shape[:2]
+    inside = (points[:, 0] >= 0) & (points[:, 0] <= w - 1) & (points[:, 1] >= 0) & (points[:, 1] <= h - 1)
+    return json.dumps(inside.astype(int).tolist(), separators=(",", ":"))
 
 
 def _facing(view: str, mirrored: bool) -> str:

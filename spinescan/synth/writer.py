@@ -54,8 +54,14 @@ COLUMNS = (
     "index",
     "landmarks",
     "sacrum",
+    "extent",
+    "landmarks_visible",
+    "sacrum_visible",
 )
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]
+#: Bumped whenever the same arguments start giving different films, so that cached phantom sets
+#: (``--pretrain phantoms`` reuses them) are rendered again. 2: issue 13's richer phantoms.
+GENERATOR_VERSION = 2
 MIN_SIZE, MAX_SIZE = 64, 4096
 _NAME = re.compile(r"^(lateral|ap)_[a-z]+_\d{5,}\.png$")
 
@@ -145,8 +151,16 @@ def _run(jobs: list, workers: int) -> Iterator[dict[str, str]]:
         return
     safe_fork = "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules
     ctx = multiprocessing.get_context("fork" if safe_fork else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
-        yield from pool.map(_render, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+    # OpenCV's thread pool does not survive a fork: a child that inherits it mid-state can wait
+    # forever on threads that were not copied (seen once the parent had drawn or decoded images
+    # itself). Shrinking it to one thread in the parent joins its workers before the fork.
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+            yield from pool.map(_render, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def _remove_stale(out: Path, views: Sequence[str], keep: set[str]) -> None:
@@ -197,6 +211,12 @@ def generate(
     writer.writeheader()
     writer.writerows(rows)
     manifest = atomic_write_text(out / MANIFEST, buf.getvalue())
-    settings = {"per_class": per_class, "size": size, "views": list(views), "borderline": borderline}
+    settings = {
+        "per_class": per_class,
+        "size": size,
+        "views": list(views),
+        "borderline": borderline,
+        "generator_version": GENERATOR_VERSION,
+    }
     write_provenance(out, synthetic_provenance(seed, **settings))
     return manifest

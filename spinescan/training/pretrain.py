@@ -100,10 +100,11 @@ def ensure_phantoms(
 ) -> Path:
     """Render a phantom set of one view into ``out``, or reuse it if its recorded provenance
     (:func:`spinescan.data.provenance.read_provenance`) says it was made with these settings."""
-    from spinescan.synth import generate  # noqa: PLC0415
+    from spinescan.synth import GENERATOR_VERSION, generate  # noqa: PLC0415
 
     out = Path(out)
-    wanted = (int(seed), [view], int(per_class), int(size), float(borderline))
+    # A set drawn by an older generator is redrawn: its phantoms are not what this code makes.
+    wanted = (int(seed), [view], int(per_class), int(size), float(borderline), GENERATOR_VERSION)
     if (out / "manifest.csv").is_file():
         made = read_provenance(out)
         settings = made.settings
@@ -114,6 +115,7 @@ def ensure_phantoms(
             settings.get("per_class"),
             settings.get("size"),
             settings.get("borderline", 0.0),
+            settings.get("generator_version", 1),
         )
         if made.synthetic and got == wanted:
             progress.info(f"Reusing the phantom set {out}")
