@@ -138,7 +138,7 @@ def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     from spinescan.cli import main
 
     out = tmp_path_factory.mktemp("exported")
-    main(["export", "--onnx", "--run", str(trained_run), "--out", str(out), "--quantize", "int8"])
+    main(["export", "--onnx", "--run", str(trained_run), "--out", str(out), "--quantize", "int8", "--allow-weak"])
     return out
 
 
@@ -249,7 +249,7 @@ def test_card_quotes_the_benchmark_that_chose_the_run(trained_run: Path, tmp_pat
     evidence = evidence_for(board, board.models[0], tmp_path / "leaderboard.json")
     (run / "benchmark.json").write_text(json.dumps(evidence))
     out = tmp_path / "exported"
-    main(["export", "--onnx", "--run", str(run), "--out", str(out)])
+    main(["export", "--onnx", "--run", str(run), "--out", str(out), "--allow-weak"])
     card = (out / "generalist.md").read_text()
     assert "## Benchmark" in card and "5-fold x 3-seed cross-validation" in card
     assert "0.912 ± 0.050 (worst 0.800) [0.880, 0.940]" in card
