@@ -4,7 +4,6 @@ without outputs."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
