@@ -53,4 +53,18 @@ def test_walkthrough_notebook_executes(tmp_path: Path, monkeypatch: pytest.Monke
     assert (tmp_path / "runs" / "notebook" / "tune" / "generalist" / "best_hparams.json").is_file()
     assert (tmp_path / "exported" / "notebook" / "manifest.json").is_file()
     assert "->" in text  # predict_image classified films
-    print(f"notebook executed in {took:.0f} s")
+    print(f"notebook executed in {took:.0f} s; per cell (s):", _cell_seconds(nb))
+
+
+def _cell_seconds(nb: object) -> list[float]:
+    """Wall time of each code cell from nbclient's timing metadata (to see what a slow run spent)."""
+    from datetime import datetime
+
+    out = []
+    for cell in nb.cells:  # type: ignore[attr-defined]
+        timing = cell.get("metadata", {}).get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if start and end:
+            parse = lambda t: datetime.fromisoformat(t.replace("Z", "+00:00"))  # noqa: E731
+            out.append(round((parse(end) - parse(start)).total_seconds(), 1))
+    return out
