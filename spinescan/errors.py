@@ -12,6 +12,11 @@ class SpineScanError(Exception):
 
     exit_code = 1
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython/Jupyter show this instead of a traceback: the one line that says what to do
+        (a notebook calling ``spinescan.predict_image`` before anything is exported)."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class PluginError(SpineScanError):
     """A plugin could not be loaded or registered something invalid."""

@@ -2,6 +2,7 @@
 
 from spinescan import hookimpl
 from spinescan.edge.preprocess import Preprocessing
+from spinescan.zoo.search import compact_search
 from spinescan.zoo.spec import ModelSpec, TrainDefaults, default_builder
 
 
@@ -14,6 +15,7 @@ def register_models(register):
             view="ap",
             classes=("healthy", "scoliosis"),
             build=default_builder,
+            search=compact_search(),  # what `spinescan tune` searches
             # A tall, narrow input (same pixel count as 128 x 112) holding a spine_crop window of
             # width/height 0.2: on the real AP films (issue 7) the window is cut from the columns
             # around the spine of nearly every film, so every film keeps its full height and the

@@ -27,9 +27,9 @@ def cli() -> None:
 
 
 def _add_builtin_commands(group: click.Group) -> None:
-    from spinescan.cli import bench, data, export, models, serve, synth, train  # noqa: PLC0415
+    from spinescan.cli import bench, data, export, models, serve, synth, train, tune  # noqa: PLC0415
 
-    for module in (models, synth, data, train, bench, export, serve):
+    for module in (models, synth, data, train, tune, bench, export, serve):
         for command in module.COMMANDS:
             group.add_command(command)
 

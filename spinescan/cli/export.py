@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from spinescan.cli.options import runs_option
+from spinescan.errors import SpineScanError
 
 
 def _echo(message: str) -> None:
@@ -68,6 +69,11 @@ def summary_lines(entry: dict) -> list[str]:
     type=click.Path(path_type=Path),
     help="The run's dataset, if it moved since training (for the checks).",
 )
+@click.option(
+    "--allow-weak",
+    is_flag=True,
+    help="Export even a model whose test accuracy is not clearly above chance or its shortcut probe.",
+)
 def export_command(
     names: tuple[str, ...],
     to_onnx: bool,
@@ -77,24 +83,47 @@ def export_command(
     quantize: str | None,
     opset: int,
     data: Path | None,
+    allow_weak: bool,
 ) -> None:
     """Export models NAME... (their latest finished runs) to ONNX for the edge predictor.
 
-    With no NAME and no --run, exports the benchmark's winners (RUNS/winners.json). Each file
+    With no NAME and no --run, exports the benchmark's winners (RUNS/winners.json), or with no
+    benchmark yet the latest finished run of every model. A model whose test accuracy's 95%
+    bootstrap lower bound is not above chance (the majority class) or its best shortcut probe is
+    refused unless --allow-weak. Each file
     carries its classes, input size and preprocessing in its metadata, is checked against Keras
     on the run's validation images (max |Δp| <= 1e-4, same argmax) and is listed with its sha256
     in OUT/manifest.json, beside a model card and the standalone OUT/predict.py. A model that
     fails a check is not written; its previous files stay.
     """
-    from spinescan.export.exporter import export_runs, resolve_runs  # noqa: PLC0415 - TensorFlow comes later
+    from spinescan.export.exporter import export_runs  # noqa: PLC0415 - TensorFlow comes later
+    from spinescan.export.selection import assess, select_runs  # noqa: PLC0415
 
-    targets = resolve_runs(names, run_dir, runs_dir)
+    selection = select_runs(names, run_dir, runs_dir)
+    if selection.note:
+        _echo(selection.note)
+    targets, refused = [], []
+    for target in selection.run_dirs:
+        verdict = assess(target, data)
+        if not verdict.weak:
+            _echo(verdict.verdict())
+            targets.append(target)
+        elif allow_weak:
+            _echo(f"{verdict.verdict()}; exporting anyway (--allow-weak).")
+            targets.append(target)
+        else:
+            _echo(f"{verdict.verdict()}; NOT exported (train longer or on more data, or pass --allow-weak).")
+            refused.append(verdict.model)
     report = export_runs(targets, out, quantize=quantize, opset=opset, data=data, echo=_echo)
     for entry in report.exported.values():
         for line in summary_lines(entry):
             click.echo(line)
     if report.exported:
         click.echo(f"Wrote {len(report.exported)} model(s), manifest.json and predict.py to {out}")
+    if refused:
+        raise SpineScanError(
+            f"refused {len(refused)} weak model(s): {', '.join(refused)} (see above; --allow-weak exports)"
+        )
     report.raise_for_failures()
 
 

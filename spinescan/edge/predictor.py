@@ -251,12 +251,16 @@ class OnnxModel:
 # --- which models ------------------------------------------------------------------------------
 
 
+# What to run when there is nothing to load yet (one line, said wherever models are missing).
+EXPORT_HINT = "make them with `spinescan train generalist` then `spinescan export --onnx` (writes exported/)"
+
+
 def model_paths(models_dir: str | os.PathLike[str], int8: bool = False) -> list[Path]:
     """The model files of an export folder: those its manifest lists (the int8 file where one
     was shipped and ``int8`` is asked for), else every ``*.onnx`` that is not an int8 copy."""
     folder = Path(models_dir)
     if not folder.is_dir():
-        raise ModelRefusedError(f"models folder not found: {folder}")
+        raise ModelRefusedError(f"models folder not found: {folder}; {EXPORT_HINT}")
     # An export switched in one step (exported/manifest.json -> current/...): the manifest is read
     # from the version it points to; each model is then checked against its own version's manifest.
     manifest = read_manifest(Path(os.path.realpath(folder / MANIFEST_NAME)).parent)
@@ -270,7 +274,7 @@ def model_paths(models_dir: str | os.PathLike[str], int8: bool = False) -> list[
                 chosen = entry["int8"]["file"]
             paths.append(folder / chosen)
     if not paths:
-        raise ModelRefusedError(f"no ONNX models in {folder}")
+        raise ModelRefusedError(f"no ONNX models in {folder}; {EXPORT_HINT}")
     return paths
 
 
@@ -287,6 +291,11 @@ def resolve_model(model: str | os.PathLike[str], models_dir: str | os.PathLike[s
             known = ", ".join(sorted(manifest["models"])) or "none"
             raise ModelRefusedError(f"no exported model {str(model)!r} in {folder} (exported: {known})")
         return folder / entry["file"]
+    if not (folder / f"{model}.onnx").is_file():
+        raise ModelRefusedError(
+            f"no exported model {str(model)!r} in {folder}: train and export it first "
+            f"(`spinescan train {model}` then `spinescan export --onnx --out {folder}`)"
+        )
     return folder / f"{model}.onnx"
 
 

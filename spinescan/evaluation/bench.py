@@ -93,7 +93,10 @@ def _load(config: BenchConfig) -> tuple[Path, Dataset, bool]:
     is_default = config.data is None
     data = default_dataset(config) if is_default else Path(config.data)
     if not data.exists():
-        raise DataError(f"dataset folder {data} does not exist")
+        raise DataError(
+            f"dataset folder {data} does not exist; render phantoms into it with `spinescan synth {data}` "
+            "or pass --data DIR (a real dataset)"
+        )
     dataset = load_dataset(data)
     if config.by and not any(column_value(s, config.by) is not None for s in dataset.samples):
         # Checked before training, not after an hour of it.

@@ -228,7 +228,47 @@ def _study_section(study: dict[str, Any] | None, figures: dict[str, str]) -> lis
     if d:
         lines += [f"*Combination rule.* {d['rule']}", ""]
     lines += [f"*Pooling.* {study['pooling']}", ""]
+    lines += _time_lines(study)
     return lines
+
+
+def _time_lines(study: dict[str, Any]) -> list[str]:
+    """The study's second half: time to the target accuracy, generalist vs specialists combined."""
+    t = study.get("time_to_target")
+    if not t:
+        return []
+
+    def secs(value: Any) -> str:
+        return "not reached" if value is None else fmt(value, 1)
+
+    rows = [
+        [
+            str(r["seed"]) + ("" if r["fold"] is None else f"/{r['fold']}"),
+            secs(r["generalist_seconds"]),
+            secs(r["specialists_seconds"]),
+            fmt(r["generalist_train_seconds"], 1),
+            fmt(r["specialists_train_seconds"], 1),
+        ]
+        for r in t["per_run"]
+    ]
+    targets = ", ".join(f"{k} {v:.2f}" for k, v in t["targets"].items() if v is not None)
+    return [
+        f"### Time to the target accuracy ({targets})",
+        "",
+        *_table(
+            [
+                "seed/fold",
+                f"{study['generalist']} s to target",
+                "specialists s to target (sum)",
+                f"{study['generalist']} training s",
+                "specialists training s (sum)",
+            ],
+            rows,
+        ),
+        "",
+        f"*Rule.* {t['rule']}",
+        "",
+    ]
 
 
 def render_markdown(lb: dict[str, Any], figures: dict[str, dict[str, str]] | None = None) -> str:

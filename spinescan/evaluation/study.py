@@ -15,8 +15,13 @@ comparison is *paired* on the same test images:
   :data:`COMBINATION_RULE`, against the generalist's argmax on the full 3-class test set.
 
 Each comparison reports the accuracy difference with a paired bootstrap CI and an exact McNemar
-test (pooled over runs as :data:`POOLING` says), and :func:`answer` writes the paragraph answering
-the question from those numbers.
+test (pooled over runs as :data:`POOLING` says).
+
+The question has a second half, as the original notebook asked it: which approach reaches a
+satisfactory accuracy *faster*. :func:`time_to_target` compares, run slot by run slot, the
+generalist's training time until its validation accuracy first reached its target with the
+specialists' *combined* time to theirs (:data:`TIME_RULE`). :func:`answer` writes the paragraph
+answering both halves from those numbers.
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ COMBINATION_RULE = (
     "image gets the condition of the most confident one; otherwise it is called healthy (the "
     "negative class). This 3-class decision is scored against the generalist's argmax on the full "
     "3-class test set (every test image of the generalist's classes)."
+)
+TIME_RULE = (
+    "Time to target: the training seconds until a model's validation accuracy first reached its "
+    "own target (HParams.target_accuracy, recorded in metrics.json). The specialists' time is the "
+    "sum of theirs (they are trained one after another; each must reach its target), paired with "
+    "the generalist's run of the same seed and fold. Medians over the runs where every model "
+    "reached its target; a run where one did not counts as not reached."
 )
 POOLING = (
     "With several seeds or folds, accuracies are means over runs, the difference CI resamples each "
@@ -224,6 +236,92 @@ def deployment(
     }
 
 
+def time_to_target(
+    generalist: Sequence[RunRecord], specialists: dict[str, Sequence[RunRecord]]
+) -> dict[str, Any] | None:
+    """:data:`TIME_RULE` as code: per slot, the generalist's seconds to target against the sum of
+    the specialists' (None when a model did not reach its target in that run)."""
+    by_slot = {name: {r.slot: r for r in rs} for name, rs in specialists.items()}
+    rows = []
+    for g in sorted(generalist, key=lambda r: (r.seed, r.fold or 0)):
+        mates = {name: slots.get(g.slot) for name, slots in by_slot.items()}
+        if any(r is None for r in mates.values()):
+            continue
+        g_time = g.info.get("seconds_to_target")
+        s_times = [r.info.get("seconds_to_target") for r in mates.values()]
+        rows.append({
+            "seed": g.slot[0],
+            "fold": g.slot[1],
+            "generalist_seconds": None if g_time is None else float(g_time),
+            "specialists_seconds": None if any(t is None for t in s_times) else float(sum(s_times)),
+            "generalist_train_seconds": g.info.get("train_seconds"),
+            "specialists_train_seconds": sum(float(r.info.get("train_seconds") or 0) for r in mates.values()),
+        })  # fmt: skip
+    if not rows:
+        return None
+    both = [r for r in rows if r["generalist_seconds"] is not None and r["specialists_seconds"] is not None]
+    targets = {g.model: g.info.get("target_accuracy") for g in generalist[:1]}
+    targets.update({name: rs[0].info.get("target_accuracy") for name, rs in specialists.items() if rs})
+
+    def median(key: str, subset: list[dict[str, Any]]) -> float | None:
+        values = [r[key] for r in subset if r[key] is not None]
+        return float(np.median(values)) if values else None
+
+    faster = sum(r["generalist_seconds"] < r["specialists_seconds"] for r in both)
+    return {
+        "rule": TIME_RULE,
+        "targets": targets,
+        "n_runs": len(rows),
+        "generalist_reached": sum(r["generalist_seconds"] is not None for r in rows),
+        "specialists_reached": sum(r["specialists_seconds"] is not None for r in rows),
+        "n_both": len(both),
+        "generalist_faster_runs": int(faster),
+        "generalist_median_seconds": median("generalist_seconds", both),
+        "specialists_median_seconds": median("specialists_seconds", both),
+        "generalist_median_train_seconds": median("generalist_train_seconds", rows),
+        "specialists_median_train_seconds": median("specialists_train_seconds", rows),
+        "per_run": rows,
+    }
+
+
+def _time_sentence(t: dict[str, Any] | None, g: str) -> str:
+    """The second half of the answer: which approach reaches its target accuracy sooner."""
+    if not t:
+        return (
+            f"Time to target: no run slot has both the {g} and every specialist, so there is no comparison."
+        )
+    targets = ", ".join(f"{k} {v:.2f}" for k, v in t["targets"].items() if v is not None)
+    head = f"Which reaches a satisfactory accuracy faster (targets: {targets})?"
+    n = t["n_runs"]
+    if t["n_both"] == 0:
+        return (
+            f"{head} In {n} run slot(s) the {g} reached its target in {t['generalist_reached']} and the "
+            f"specialists all reached theirs in {t['specialists_reached']}, never both, so time to target "
+            f"cannot be compared; total training time was {t['generalist_median_train_seconds'] or 0:.0f} s "
+            f"for the {g} against {t['specialists_median_train_seconds'] or 0:.0f} s for the specialists "
+            "together (medians)."
+        )
+    gs, ss = t["generalist_median_seconds"], t["specialists_median_seconds"]
+    k, m_ = t["generalist_faster_runs"], t["n_both"]
+    if k == m_:
+        who = f"the {g} was faster in every one"
+    elif k == 0:
+        who = "the specialists together were faster in every one"
+    else:
+        who = f"the {g} was faster in {k} of them"
+    missed = f" (in {n - m_} other slot(s) a model never reached its target)" if m_ < n else ""
+    ratio = gs / ss if ss else float("inf")
+    verdict = (
+        f"the {g} reaches its target in {ratio:.2f}x the specialists' combined time"
+        if ratio <= 1
+        else f"the specialists together reach theirs in {1 / ratio:.2f}x the {g}'s time"
+    )
+    return (
+        f"{head} Over the {m_} run slot(s) where every model reached its target{missed}, the {g} took "
+        f"{gs:.0f} s and the specialists {ss:.0f} s combined (medians); {who}: {verdict}."
+    )
+
+
 def _verdict(diff: float, ci: Sequence[float], p: float) -> str:
     if ci[0] is not None and ci[0] > 0 and p < 0.05:
         return "better"
@@ -300,7 +398,8 @@ def answer(study: dict[str, Any], synthetic: bool, dataset_desc: str) -> str:
         if synthetic
         else ""
     )
-    return " ".join(sentences) + " " + conclusion + caveat
+    timing = _time_sentence(study.get("time_to_target"), g) if "time_to_target" in study else ""
+    return " ".join(sentences) + " " + conclusion + (" " + timing if timing else "") + caveat
 
 
 def _p(p: float) -> str:
@@ -343,6 +442,9 @@ def run_study(
             "pooling": POOLING,
             "comparisons": comparisons,
             "deployment": dep,
+            "time_to_target": time_to_target(
+                g_runs, {s.name: [r for r in records if r.model == s.name] for s in s_specs}
+            ),
         }
         study["answer"] = answer(study, synthetic, dataset_desc)
         return study

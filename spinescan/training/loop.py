@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from spinescan.data.datasets import Dataset, Sample
     from spinescan.data.splits import Split
 
-__all__ = ["RunResult", "TrainConfig", "TrainingInterrupted", "train"]
+__all__ = ["RunResult", "TrainConfig", "TrainingInterrupted", "build_compiled", "make_inputs", "train"]
 
 
 class TrainingInterrupted(SpineScanError):
@@ -188,7 +188,7 @@ class Inputs:
 def _inputs(plan: Plan, data: TrainingData, replicas: int, cache_dir: Path) -> Inputs:
     from spinescan.training import pipeline  # noqa: PLC0415
 
-    spec, hp, progress = plan.spec, plan.hparams, plan.config.progress
+    spec, progress = plan.spec, plan.config.progress
     parts = data.parts
     y = {p: pipeline.encode_labels(parts[p], spec.classes) for p in ("train", "val", "test")}
     if plan.config.in_memory:
@@ -200,6 +200,15 @@ def _inputs(plan: Plan, data: TrainingData, replicas: int, cache_dir: Path) -> I
             p: pipeline.cache_arrays(parts[p], spec, cache_dir / f"{p}.npy", progress, f"Caching {p} images")
             for p in y
         }
+    return make_inputs(plan, x, y, replicas)
+
+
+def make_inputs(plan: Plan, x: dict[str, Any], y: dict[str, np.ndarray], replicas: int = 1) -> Inputs:
+    """The training and validation pipelines (augmentation, class weights, batching) over decoded
+    arrays; public so that ``spinescan tune`` trains its trials on exactly what a run trains on."""
+    from spinescan.training import pipeline  # noqa: PLC0415
+
+    spec, hp = plan.spec, plan.hparams
     weights = pipeline.class_weights(y["train"], spec.num_classes)[y["train"]]
     global_batch = hp.batch_size * replicas
     train_ds = pipeline.make_dataset(
@@ -213,8 +222,9 @@ def _inputs(plan: Plan, data: TrainingData, replicas: int, cache_dir: Path) -> I
     return Inputs(x, y, train_ds, val_ds, steps, steps * global_batch if drop else n_train)
 
 
-def _build(plan: Plan, keras: Any, steps: int, gpu: bool) -> keras.Model:
-    """Build (or initialise from ``init_from``) and compile the model; call inside the strategy scope."""
+def build_compiled(plan: Plan, keras: Any, steps: int, gpu: bool) -> keras.Model:
+    """Build (or initialise from ``init_from``) and compile the model (optimizer, learning-rate
+    schedule, loss); call inside the strategy scope. Public for ``spinescan tune``'s trials."""
     hp = plan.hparams
     model = build_model(plan.spec, hp, plan.weights)
     if plan.init_from:
@@ -261,7 +271,7 @@ def _fit_and_record(
     keras.utils.set_random_seed(plan.seed)
     try:
         with strategy.scope():
-            model = _build(plan, keras, inputs.steps, gpu)
+            model = build_compiled(plan, keras, inputs.steps, gpu)
         if strategy_name == "multiworker":
             patch_keras_for_multiworker(model, strategy)
         history, state = _history_for_resume(plan, out, chief)

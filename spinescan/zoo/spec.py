@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from spinescan.edge.preprocess import Preprocessing
 from spinescan.errors import SpecError
 from spinescan.zoo.hparams import CHECKPOINTS, HParams, TrainDefaults
+from spinescan.zoo.search import SearchSpace
 
 __all__ = ["CHECKPOINTS", "VIEWS", "HParams", "ModelBuilder", "ModelSpec", "TrainDefaults", "default_builder"]
 
@@ -48,6 +49,9 @@ class ModelSpec:
     train: HParams = field(default_factory=HParams)  # the plugin's default hyper-parameters
     # The label that means "no finding"; the benchmark maps multi-class outputs through it.
     negative_class: str = "healthy"
+    # What `spinescan tune NAME` searches (spinescan.zoo.search). None: models built by
+    # default_builder get the compact backbone's space (compact_search); others cannot be tuned.
+    search: SearchSpace | None = None
     plugin: str = ""
 
     def __post_init__(self) -> None:
@@ -72,6 +76,8 @@ class ModelSpec:
             problems.append("preprocessing must be a spinescan.edge.preprocess.Preprocessing")
         if not isinstance(self.train, HParams):
             problems.append("train must be a spinescan.zoo.hparams.HParams (TrainDefaults)")
+        if self.search is not None and not isinstance(self.search, SearchSpace):
+            problems.append("search must be a spinescan.zoo.search.SearchSpace")
         if problems:
             raise SpecError(f"invalid model spec {self.name!r}: " + "; ".join(problems))
 
@@ -99,6 +105,7 @@ class ModelSpec:
             "input_size": list(self.input_size),
             "preprocessing": self.preprocessing.to_dict(),
             "train_defaults": self.train.to_dict(),
+            "search": list(self.search.names) if self.search else None,
             "plugin": self.plugin,
         }
 

@@ -1,0 +1,172 @@
+"""Which runs ``spinescan export`` takes, and the gate that refuses to ship a model that has not
+shown it learned anything.
+
+Selection (:func:`select_runs`), in order: ``--run DIR``; the named models' latest finished runs;
+the benchmark's winners (``<runs>/winners.json``); and, right after ``spinescan train`` with no
+benchmark yet, the latest finished run of every model that has one (the caller says so).
+
+The gate (:func:`assess`): a model is **weak** when the lower bound of the 95% bootstrap interval
+of its accuracy on its own test split (stratified by label, 2000 resamples, seeded) is not above
+its baseline, the larger of
+
+* *chance*: the accuracy of always answering the test split's most common class, and
+* the best *shortcut probe* (:mod:`spinescan.evaluation.probes`: a logistic regression on film
+  geometry and grey-level statistics, cross-validated within the same test images), computed
+  here so that model and probe are scored on the same films.
+
+So a 2-epoch model at 0.333 on three balanced classes is weak, and so is 0.60 on 20 images (its
+interval reaches below a 0.50 chance). A weak model is not exported unless ``allow_weak``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spinescan.errors import SpineScanError
+from spinescan.training import runs
+from spinescan.training.config import DEFAULT_RUNS
+from spinescan.training.runs import RunDir, winners_file
+
+N_BOOT = 2000
+LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The run directories to export and where the choice came from."""
+
+    run_dirs: tuple[Path, ...]
+    source: str  # run | names | winners | latest
+    note: str = ""  # one line for the user when the choice was not asked for explicitly
+
+
+def select_runs(
+    names: Sequence[str] = (), run: str | Path | None = None, runs_dir: str | Path = DEFAULT_RUNS
+) -> Selection:
+    """See the module docstring. Raises a one-line error that says what to run when nothing fits."""
+    from spinescan.export.exporter import resolve_runs  # noqa: PLC0415 - the one reader of winners.json
+
+    runs_dir = Path(runs_dir)
+    if run is not None or names:
+        source = "run" if run is not None else "names"
+        return Selection(tuple(resolve_runs(names, run, runs_dir)), source)
+    if winners_file(runs_dir).is_file():
+        return Selection(
+            tuple(resolve_runs((), None, runs_dir)),
+            "winners",
+            f"Exporting the benchmark's winners ({winners_file(runs_dir)}).",
+        )
+    latest = {}
+    if runs_dir.is_dir():
+        for model_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+            found = runs.latest_run(runs_dir, model_dir.name)
+            if found is not None:
+                latest[model_dir.name] = found
+    if not latest:
+        raise SpineScanError(
+            f"nothing to export: no finished run in {runs_dir}. Train one first: "
+            "`spinescan synth` then `spinescan train generalist` (or `spinescan bench` for the winners)"
+        )
+    note = (
+        f"No benchmark winners ({winners_file(runs_dir)} missing): exporting the latest finished run of "
+        f"{', '.join(latest)}. Run `spinescan bench` to export the measured winners instead."
+    )
+    return Selection(tuple(latest.values()), "latest", note)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A run's test accuracy against its baseline (see the module docstring)."""
+
+    model: str
+    run_dir: Path
+    n: int
+    accuracy: float
+    ci: tuple[float, float]
+    chance: float
+    probe: float | None
+    probe_name: str | None
+    probe_source: str  # "computed on the test images" or "unavailable: why"
+
+    @property
+    def baseline(self) -> float:
+        return max(self.chance, self.probe if self.probe is not None else 0.0)
+
+    @property
+    def weak(self) -> bool:
+        return self.n == 0 or self.ci[0] <= self.baseline
+
+    def describe(self) -> str:
+        probe = (
+            f", {self.probe_name} probe {self.probe:.3f} ({self.probe_source})"
+            if self.probe is not None
+            else f", no probe ({self.probe_source})"
+        )
+        return (
+            f"{self.model} ({self.run_dir.name}): test accuracy {self.accuracy:.3f} "
+            f"(95% CI {self.ci[0]:.3f}-{self.ci[1]:.3f}, n={self.n}); chance {self.chance:.3f}{probe}"
+        )
+
+    def verdict(self) -> str:
+        if not self.weak:
+            return f"{self.describe()}: better than its baseline {self.baseline:.3f}"
+        what = "chance" if self.baseline == self.chance else f"its {self.probe_name} shortcut probe"
+        return (
+            f"WEAK MODEL: {self.describe()}: the interval's lower bound is not above {what} "
+            f"({self.baseline:.3f}); it has not shown that it reads the spine"
+        )
+
+
+def assess(
+    run_dir: str | Path, data: str | Path | None = None, echo: Callable[[str], None] | None = None
+) -> Assessment:
+    """Score ``run_dir``'s model on its own test split (from its ``predictions.csv``) against chance
+    and the shortcut probes."""
+    from spinescan.metrics import accuracy, bootstrap_ci  # noqa: PLC0415
+
+    run = runs.load_run(run_dir)
+    classes = list(run.spec.classes)
+    predictions = RunDir(run.dir).read_predictions().get("test")
+    if predictions is None or not predictions[0]:
+        return Assessment(
+            run.spec.name, run.dir, 0, 0.0, (0.0, 0.0), 1.0, None, None, "unavailable (no test images)"
+        )
+    files, labels, probs = predictions
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index[lab] for lab in labels], dtype=int)
+    pred = np.asarray(probs).argmax(axis=1)
+    acc = accuracy(y, pred)
+    ci = bootstrap_ci(accuracy, y, pred, n_boot=N_BOOT, seed=0, strata=y, level=LEVEL)
+    chance = float(np.bincount(y, minlength=len(classes)).max() / len(y))
+    probe, name, source = _probe(run, files, y, classes, data)
+    return Assessment(
+        run.spec.name, run.dir, len(y), float(acc), (float(ci[0]), float(ci[1])), chance, probe, name, source
+    )
+
+
+def _probe(
+    run: runs.Run, files: list[str], y: np.ndarray, classes: list[str], data: str | Path | None
+) -> tuple[float | None, str | None, str]:
+    """The best probe's accuracy on the run's own test images (cross-validated within them,
+    as the benchmark scores its probes), so model and probe are measured on the same films."""
+    root = Path(data) if data else Path(run.config.dataset.root)
+    paths = [root / f for f in files]
+    if not all(p.is_file() for p in paths):
+        return None, None, f"unavailable: test images not found under {root}"
+    if len(set(y.tolist())) < 2 or np.bincount(y).min() < 2:
+        return None, None, "unavailable: too few test images per class"
+    try:
+        from spinescan.evaluation.probes import features_for, run_probes  # noqa: PLC0415
+
+        features = features_for(paths)
+        results = run_probes(
+            files, y, features, classes, folds=min(5, int(np.bincount(y)[np.bincount(y) > 0].min()))
+        )
+    except ImportError as exc:
+        return None, None, f"unavailable: {exc}"
+    best = max((float((r.probs.argmax(axis=1) == y).mean()), r.name) for r in results)
+    return best[0], best[1], "computed on the test images"

@@ -1,0 +1,430 @@
+"""``spinescan tune NAME``: keras-tuner Hyperband over the search space the model's spec declares.
+
+The research notebook this project started from tuned its models with Hyperband; this is the same
+method on the shared training code:
+
+* **What a trial is**: the spec's defaults with the trial's values (``ModelSpec.search``,
+  :mod:`spinescan.zoo.search`) and ``epochs`` set to the trial's Hyperband budget, built, compiled
+  and fed exactly as ``spinescan train`` does (:func:`~spinescan.training.loop.build_compiled`,
+  :func:`~spinescan.training.loop.make_inputs`: same pipeline, augmentation, class weights and
+  cosine schedule). Each trial trains from scratch for its budget rather than continuing a previous
+  round's weights (keras-tuner's default), because the cosine schedule's length is part of what a
+  run with those settings is; Hyperband's successive halving still decides which settings earn
+  more epochs.
+* **Objective**: validation accuracy of the last epoch (the epoch ``checkpoint=last`` keeps), on
+  the dataset's validation split, or with ``folds=K`` the mean over K patient-grouped folds
+  (:func:`spinescan.data.splits.kfold_splits`) of the train+validation images. **The test split
+  is never loaded**: its images are removed before anything is read, so the benchmark's test
+  figures stay unbiased by tuning.
+* **Budget and resume**: ``budget`` is a number of trials or a duration; keras-tuner keeps its
+  state in ``out`` (oracle and trials), so running the same command again continues the search.
+* **Outputs** (atomic): ``trials.csv`` / ``trials.json`` (schema ``spinescan.tune/1``) and
+  ``best_hparams.json`` (schema ``spinescan.hparams/1``), which ``spinescan train NAME --hparams``
+  and ``spinescan bench --hparams`` apply.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from spinescan.atomic import atomic_write_json, atomic_write_text
+from spinescan.errors import SpineScanError
+from spinescan.progress import QUIET, Progress
+from spinescan.training.config import DEFAULT_DATA, DEFAULT_RUNS, TrainConfig, resolve_request
+from spinescan.zoo.hparams import HPARAMS_SCHEMA, HParams
+from spinescan.zoo.search import Choice, SearchSpace, compact_search
+
+if TYPE_CHECKING:
+    from spinescan.data.datasets import Sample
+    from spinescan.zoo.spec import ModelSpec
+
+TUNE_SCHEMA = "spinescan.tune/1"
+TRIALS_CSV = "trials.csv"
+TRIALS_JSON = "trials.json"
+BEST_FILE = "best_hparams.json"
+OBJECTIVE = "val_accuracy"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """When the search stops: after ``trials`` trials in all (counting earlier sessions of the
+    same project) or once ``seconds`` have passed in this session; Hyperband's own schedule ends
+    it otherwise."""
+
+    trials: int | None = None
+    seconds: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> Budget:
+        """``"12"`` (trials), ``"90s"``, ``"20m"``, ``"1.5h"``; empty: Hyperband's schedule."""
+        if not text:
+            return cls()
+        text = str(text).strip().lower()
+        match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h|min)?", text)
+        if not match:
+            raise SpineScanError(
+                f"--budget {text!r}: give a number of trials (12) or a duration (90s, 20m, 1h)"
+            )
+        number, unit = float(match.group(1)), match.group(2)
+        if unit is None:
+            if number != int(number) or number < 1:
+                raise SpineScanError(f"--budget {text!r}: a number of trials must be a whole number >= 1")
+            return cls(trials=int(number))
+        seconds = number * {"s": 1, "m": 60, "min": 60, "h": 3600}[unit]
+        if seconds <= 0:
+            raise SpineScanError(f"--budget {text!r}: the duration must be positive")
+        return cls(seconds=seconds)
+
+    def describe(self) -> str:
+        if self.trials:
+            return f"{self.trials} trials"
+        if self.seconds:
+            return f"{self.seconds / 60:g} min"
+        return "Hyperband's full schedule"
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """One tuning request. ``hparams``/``hparams_file`` fix the fields that are not searched."""
+
+    model: str
+    data: Path = DEFAULT_DATA
+    out: Path | None = None  # default: <runs_dir>/tune/<model>
+    runs_dir: Path = DEFAULT_RUNS
+    max_epochs: int = 20
+    factor: int = 3
+    folds: int | None = None
+    budget: Budget = field(default_factory=Budget)
+    seed: int = 0
+    image_size: int | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+    hparams_file: Path | None = None
+    overwrite: bool = False
+    progress: Progress = field(default=QUIET, compare=False, repr=False)
+
+    @property
+    def project_dir(self) -> Path:
+        return Path(self.out) if self.out else Path(self.runs_dir) / "tune" / self.model
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    project_dir: Path
+    best_file: Path | None
+    best: dict[str, Any]
+    best_score: float | None
+    trials: list[dict[str, Any]]
+    seconds: float  # this session's search time
+
+
+def search_space(spec: ModelSpec) -> SearchSpace:
+    """The spec's declared space; models built by the core's default builder get the compact one."""
+    from spinescan.zoo.spec import default_builder  # noqa: PLC0415
+
+    if spec.search is not None:
+        return spec.search
+    if spec.build is default_builder:
+        return compact_search()
+    raise SpineScanError(
+        f"model {spec.name!r} declares no search space (ModelSpec.search, see spinescan.zoo.search); "
+        "its plugin must declare one before it can be tuned"
+    )
+
+
+def _check(config: TuneConfig) -> tuple[ModelSpec, HParams, SearchSpace]:
+    """Every argument error before TensorFlow."""
+    if config.max_epochs < 1:
+        raise SpineScanError("--max-epochs must be >= 1")
+    if config.factor < 2:
+        raise SpineScanError("the Hyperband factor must be >= 2")
+    if config.folds is not None and config.folds < 2:
+        raise SpineScanError(f"--folds {config.folds}: cross-validation needs at least 2 folds")
+    resolved = resolve_request(_train_config(config))
+    space = search_space(resolved.spec)
+    fixed = sorted(set(space.names) & {k for k, v in config.hparams.items() if v is not None})
+    if fixed:
+        config.progress.info(f"Not searching {', '.join(fixed)}: fixed by the command line.")
+    return resolved.spec, resolved.hparams, space
+
+
+def _train_config(config: TuneConfig, **changes: Any) -> TrainConfig:
+    return TrainConfig(
+        model=config.model, data=config.data, hparams=dict(config.hparams), hparams_file=config.hparams_file,
+        seed=config.seed, runs_dir=config.runs_dir, image_size=config.image_size, progress=config.progress,
+        **changes,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """Indices into the loaded train+validation arrays: what one evaluation trains and scores on."""
+
+    train: np.ndarray
+    val: np.ndarray
+
+
+def _folds(
+    config: TuneConfig, hp: HParams, view_samples: list[Sample], test: set[str], samples: list[Sample]
+) -> list[_Fold]:
+    """The validation split, or K patient-grouped folds of train+validation. ``samples`` (the
+    spec's images, test split already removed) are what the indices point into."""
+    from spinescan.data.splits import kfold_splits, make_split  # noqa: PLC0415
+
+    index = {s.rel: i for i, s in enumerate(samples)}
+
+    def idx(rels: list[str]) -> np.ndarray:
+        return np.asarray(sorted(index[r] for r in rels if r in index), dtype=np.int64)
+
+    if not config.folds:
+        split = make_split(view_samples, config.seed, hp.validation_fraction, hp.test_fraction)
+        return [_Fold(idx(split.train), idx(split.val))]
+    # The shared folds: over every image of the view (all classes, as the split is), minus test.
+    trainval = [s for s in view_samples if s.rel not in test]
+    splits = kfold_splits(trainval, config.folds, config.seed, val_fraction=0.0)
+    folds = [_Fold(idx(sp.train + sp.val), idx(sp.test)) for sp in splits]
+    for i, fold in enumerate(folds):
+        if not len(fold.train) or not len(fold.val):
+            raise SpineScanError(f"fold {i + 1} of {config.folds} has no training or validation images")
+    return folds
+
+
+def _load(config: TuneConfig, spec: ModelSpec, hp: HParams) -> tuple[np.ndarray, np.ndarray, list[_Fold]]:
+    """Decode the train+validation images of the spec's classes once (the test split never)."""
+    from spinescan.data.datasets import samples_for_spec  # noqa: PLC0415
+    from spinescan.data.splits import make_split  # noqa: PLC0415
+    from spinescan.training import pipeline  # noqa: PLC0415
+    from spinescan.training.prepare import load_view_samples  # noqa: PLC0415
+
+    data = Path(config.data).expanduser().resolve()
+    dataset, view_samples = load_view_samples(data, spec)
+    test = set(make_split(view_samples, config.seed, hp.validation_fraction, hp.test_fraction).test)
+    samples, _ = samples_for_spec(dataset, spec.view, spec.classes, skip_unreadable=True)
+    samples = sorted((s for s in samples if s.rel not in test), key=lambda s: s.rel)
+    folds = _folds(config, hp, view_samples, test, samples)
+    x = pipeline.load_arrays(samples, spec, progress=config.progress, label="Loading train+val images")
+    y = pipeline.encode_labels(samples, spec.classes)
+    return x, y, folds
+
+
+def _hparams_of(values: dict[str, Any], space: SearchSpace, base: HParams) -> HParams:
+    return base.override({n: values[n] for n in space.names if n in values}, "trial")
+
+
+def _declare(hp: Any, space: SearchSpace, fixed: set[str]) -> None:
+    """keras-tuner hyper-parameters for the searched dimensions (fixed ones are left out)."""
+    for d in space.dimensions:
+        if d.name in fixed:
+            continue
+        if isinstance(d, Choice):
+            hp.Choice(d.name, list(d.values))
+        elif d.integer:
+            hp.Int(d.name, int(d.low), int(d.high), step=int(d.step or 1))
+        else:
+            hp.Float(d.name, float(d.low), float(d.high), step=d.step, sampling="log" if d.log else "linear")
+
+
+def tune(config: TuneConfig) -> TuneResult:
+    """Run (or continue) the Hyperband search and write the trials table and the best settings."""
+    spec, base, space = _check(config)  # argument errors, before TensorFlow
+    from spinescan.errors import require_tensorflow  # noqa: PLC0415
+
+    require_tensorflow("Tuning")
+    try:
+        import keras_tuner  # noqa: PLC0415
+    except ImportError:
+        raise SpineScanError("tuning needs keras-tuner: pip install 'spinescan[notebook]'") from None
+    import keras  # noqa: PLC0415
+
+    from spinescan.training.loop import build_compiled, make_inputs  # noqa: PLC0415
+    from spinescan.training.prepare import Plan  # noqa: PLC0415
+    from spinescan.training.runs import RunDir  # noqa: PLC0415
+
+    progress = config.progress
+    project = config.project_dir
+    project.parent.mkdir(parents=True, exist_ok=True)
+    x, y, folds = _load(config, spec, base)
+    fixed = {k for k, v in config.hparams.items() if v is not None}
+    where = "over " + (f"{config.folds} folds of train+val" if config.folds else "the validation split")
+    progress.info(
+        f"Tuning {spec.name} with Hyperband (max {config.max_epochs} epochs, factor {config.factor}, "
+        f"budget: {config.budget.describe()}), scored by validation accuracy {where}; project: {project}"
+    )
+    for line in space.describe():
+        if line.split(":")[0] not in fixed:
+            progress.info(f"  {line}")
+    plan0 = Plan(_train_config(config), spec, base, RunDir(project), False, Path(config.data), None, None)
+
+    def score(values: dict[str, Any], epochs: int) -> tuple[float, list[float]]:
+        hparams = replace(_hparams_of(values, space, base), epochs=int(epochs))
+        plan = replace(plan0, hparams=hparams)
+        scores = []
+        for fold in folds:
+            keras.utils.set_random_seed(config.seed)
+            inputs = make_inputs(
+                plan,
+                {"train": x[fold.train], "val": x[fold.val]},
+                {"train": y[fold.train], "val": y[fold.val]},
+            )
+            model = build_compiled(plan, keras, inputs.steps, gpu=False)
+            history = model.fit(
+                inputs.train_ds,
+                validation_data=inputs.val_ds,
+                epochs=hparams.epochs,
+                verbose=0,
+                shuffle=False,
+            )
+            value = float(history.history["val_accuracy"][-1])
+            scores.append(0.0 if math.isnan(value) else value)
+            keras.backend.clear_session(free_memory=True)
+        return float(np.mean(scores)), scores
+
+    deadline = time.monotonic() + config.budget.seconds if config.budget.seconds else None
+    timings: dict[str, dict[str, Any]] = {}
+
+    class SpineHyperband(keras_tuner.Hyperband):
+        """Hyperband whose trials are Spine Scan training runs (see the module docstring)."""
+
+        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+            values = dict(trial.hyperparameters.values)
+            epochs = int(values.get("tuner/epochs", config.max_epochs))
+            start = time.monotonic()
+            mean, per_fold = score(values, epochs)
+            timings[trial.trial_id] = {"seconds": round(time.monotonic() - start, 2), "fold_scores": per_fold}
+            return {OBJECTIVE: mean}
+
+        def on_trial_end(self, trial: Any) -> None:
+            super().on_trial_end(trial)
+            _write_tables(project, self.oracle, space, timings)
+            advance(1)
+            if deadline is not None and time.monotonic() >= deadline:
+                self.oracle.max_trials = len(self.oracle.trials)  # stop after this trial
+
+    tuner = SpineHyperband(
+        hypermodel=None,
+        objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+        max_epochs=config.max_epochs,
+        factor=config.factor,
+        seed=config.seed,
+        directory=str(project.parent),
+        project_name=project.name,
+        overwrite=config.overwrite,
+        hyperparameters=_search_hp(keras_tuner, space, fixed),
+        tune_new_entries=False,
+        allow_new_entries=False,
+    )
+    done_before = len(tuner.oracle.trials)
+    _write_tables(project, tuner.oracle, space, _read_timings(project))
+    timings.update(_read_timings(project))
+    if config.budget.trials:
+        tuner.oracle.max_trials = config.budget.trials
+    total = config.budget.trials or _hyperband_trials(config.max_epochs, config.factor)
+    if done_before:
+        progress.info(f"Continuing the search in {project}: {done_before} trial(s) already done.")
+    start = time.monotonic()
+    with progress.bar(max(total - done_before, 0), "Hyperband trials") as advance:
+        if not config.budget.trials or done_before < config.budget.trials:
+            tuner.search(verbose=0)
+    seconds = time.monotonic() - start
+    trials = _write_tables(project, tuner.oracle, space, timings)
+    return _finish(config, spec, space, project, trials, seconds)
+
+
+def _search_hp(keras_tuner: Any, space: SearchSpace, fixed: set[str]) -> Any:
+    hp = keras_tuner.HyperParameters()
+    _declare(hp, space, fixed)
+    return hp
+
+
+def _hyperband_trials(max_epochs: int, factor: int) -> int:
+    """How many trials one Hyperband iteration runs: keras-tuner's ``HyperbandOracle`` bracket and
+    round sizes (a test checks this against the oracle)."""
+    brackets, epochs = 0, float(max_epochs)
+    while epochs >= 1:
+        epochs /= factor
+        brackets += 1
+    end_size = math.ceil(1 + math.log(max_epochs, factor))
+    return sum(
+        math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_))
+        for bracket in range(brackets)
+        for round_ in range(bracket + 1)
+    )
+
+
+def _read_timings(project: Path) -> dict[str, dict[str, Any]]:
+    import json  # noqa: PLC0415
+
+    path = project / TRIALS_JSON
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {
+        t["trial_id"]: {"seconds": t.get("seconds"), "fold_scores": t.get("fold_scores")}
+        for t in doc.get("trials", [])
+        if t.get("seconds") is not None
+    }
+
+
+def _write_tables(
+    project: Path, oracle: Any, space: SearchSpace, timings: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``trials.csv`` and ``trials.json``: one row per trial, best score first."""
+    rows = []
+    for trial_id, trial in sorted(oracle.trials.items(), key=lambda kv: int(kv[0])):
+        values = trial.hyperparameters.values
+        best = trial.metrics.get_best_value(OBJECTIVE) if trial.metrics.exists(OBJECTIVE) else None
+        row = {
+            "trial_id": trial_id,
+            "status": str(getattr(trial.status, "value", trial.status)),
+            OBJECTIVE: None if best is None else round(float(best), 4),
+            "epochs": values.get("tuner/epochs"),
+            "bracket": values.get("tuner/bracket"),
+            "round": values.get("tuner/round"),
+            **{n: values.get(n) for n in space.names},
+            "seconds": timings.get(trial_id, {}).get("seconds"),
+            "fold_scores": timings.get(trial_id, {}).get("fold_scores"),
+        }
+        rows.append(row)
+    rows.sort(
+        key=lambda r: (r[OBJECTIVE] is None, -(r[OBJECTIVE] or 0.0), -(r["epochs"] or 0), r["trial_id"])
+    )
+    if not project.is_dir():
+        return rows
+    atomic_write_json(project / TRIALS_JSON, {"schema": TUNE_SCHEMA, "objective": OBJECTIVE, "trials": rows})
+    buffer = io.StringIO()
+    columns = [c for c in rows[0] if c != "fold_scores"] if rows else ["trial_id"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(project / TRIALS_CSV, buffer.getvalue())
+    return rows
+
+
+def _finish(
+    config: TuneConfig, spec: ModelSpec, space: SearchSpace, project: Path, trials: list[dict], seconds: float
+) -> TuneResult:
+    """The best completed trial (highest score; among ties the one trained longest) as an
+    ``--hparams`` file holding only the searched fields (the rest stay the plugin's defaults)."""
+    scored = [t for t in trials if t[OBJECTIVE] is not None]
+    if not scored:
+        return TuneResult(project, None, {}, None, trials, seconds)
+    best_trial = scored[0]
+    best = {n: best_trial[n] for n in space.names if best_trial.get(n) is not None}
+    best.update({k: v for k, v in config.hparams.items() if v is not None})
+    doc = {
+        "schema": HPARAMS_SCHEMA,
+        "model": spec.name,
+        "hparams": best,
+    }
+    HParams().override(best, "best trial")  # never write a file train would refuse
+    best_file = atomic_write_json(project / BEST_FILE, doc)
+    return TuneResult(project, best_file, best, best_trial[OBJECTIVE], trials, seconds)
