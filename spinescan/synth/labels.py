@@ -1,7 +1,8 @@
 """Class labels from angles, by published clinical thresholds, and the angle ranges sampled per class.
 
 The thresholds and the label rules are defined once, in :mod:`spinescan.edge.thresholds` (the
-predictor labels measured angles with them), and imported here. They are (degrees, Cobb method: angle between the end vertebrae's endplates, Cobb 1948):
+predictor labels measured angles with them), and imported here. They are (degrees, Cobb method:
+angle between the end vertebrae's endplates, Cobb 1948):
 
 * Thoracic kyphosis, T4 superior to T12 inferior endplate. Normal adults lie roughly 20-40 deg
   (Fon, Pitt & Thies, "Thoracic kyphosis: range in normal subjects", AJR 1980;134:979-983;
