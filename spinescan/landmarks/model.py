@@ -168,6 +168,7 @@ def make_loss(
     h, w = float(input_hw[0]), float(input_hw[1])
 
     def landmark_loss(y_true: Any, y_pred: Any) -> Any:
+        y_true, y_pred = ops.cast(y_true, "float32"), ops.cast(y_pred, "float32")
         vis = y_true[..., 2]
         scale = ops.convert_to_tensor([w, h])
         err = ops.abs(y_pred[..., :2] - y_true[..., :2]) * scale
