@@ -217,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--angle-weight", type=float, default=20.0)
+    ap.add_argument("--spread-weight", type=float, default=0.1)
+    ap.add_argument("--no-coords", action="store_true", help="no CoordConv channels")
     ap.add_argument("--widths", default="16,32,48,64,96")
     ap.add_argument("--decoder", type=int, default=48)
     ap.add_argument("--data", default="/tmp/lm/data", help="phantom cache folder")
@@ -259,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         input_size=input_size,
         widths=tuple(int(v) for v in args.widths.split(",")),
         decoder_width=args.decoder,
+        coords=not args.no_coords,
     )
     model = build_heatmap_model(cfg)
     steps = int(np.ceil(len(trn) / args.batch)) * args.epochs
@@ -295,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "lr": args.lr,
         "angle_weight": args.angle_weight,
+        "spread_weight": args.spread_weight,
         "epoch_seconds": [round(s, 1) for s in timer.seconds],
         "train_seconds": round(train_s, 1),
         "synth_seconds": round(synth_s, 1),

@@ -36,6 +36,7 @@ class HeatmapConfig:
     widths: tuple[int, ...] = (16, 32, 48, 64, 96)  # strides 2, 4, 8, 16, 32
     decoder_width: int = 48
     output_stride: int = 4
+    coords: bool = True  # CoordConv channels at the input and before the heatmaps
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,7 +97,20 @@ def custom_objects() -> dict[str, Any]:
             fmap, vec = inputs
             return fmap + vec[:, None, None, :]
 
-    _LAYERS.update(SoftArgmax=SoftArgmax, AddContext=AddContext)
+    @keras.saving.register_keras_serializable(package="spinescan")
+    class AddCoords(keras.layers.Layer):
+        """Append two channels holding each position's normalised x and y (CoordConv, Liu et al.
+        2018): which vertebra a heatmap is for depends on where it is along the film."""
+
+        def call(self, fmap: Any) -> Any:
+            h, w = fmap.shape[1], fmap.shape[2]
+            gx = (ops.arange(w, dtype="float32") + 0.5) / w
+            gy = (ops.arange(h, dtype="float32") + 0.5) / h
+            grid = ops.stack([ops.tile(gx[None, :], (h, 1)), ops.tile(gy[:, None], (1, w))], axis=-1)
+            batch = ops.zeros_like(fmap[..., :1])  # (N, h, w, 1): broadcasts the grid over the batch
+            return ops.concatenate([fmap, batch + grid[None]], axis=-1)
+
+    _LAYERS.update(SoftArgmax=SoftArgmax, AddContext=AddContext, AddCoords=AddCoords)
     return dict(_LAYERS)
 
 
@@ -118,7 +132,7 @@ def build_heatmap_model(cfg: HeatmapConfig | None = None) -> Any:
     if h % 32 or w % 32:
         raise ValueError(f"input height and width must be multiples of 32, got {h}x{w}")
     inp = keras.Input(shape=(h, w, c), name="image")
-    x = inp
+    x = objs["AddCoords"](name="coords_in")(inp) if cfg.coords else inp
     skips = {}
     for level, width in enumerate(cfg.widths):
         stride = 2 ** (level + 1)
@@ -138,6 +152,9 @@ def build_heatmap_model(cfg: HeatmapConfig | None = None) -> Any:
         x = L.Concatenate(name=f"cat{stride}")([x, skips[stride]])
         x = _conv_bn(x, cfg.decoder_width, f"dec{stride}a")
         x = _conv_bn(x, cfg.decoder_width, f"dec{stride}b")
+    if cfg.coords:
+        x = objs["AddCoords"](name="coords_out")(x)
+        x = _conv_bn(x, cfg.decoder_width, "head")
     logits = L.Conv2D(cfg.n_points, 1, name="heatmap_logits")(x)
     xy_spread = objs["SoftArgmax"](input_hw=(h, w), name="soft_argmax")(logits)
     vis = L.Reshape((cfg.n_points, 1), name="visibility_logit")(vis)
@@ -149,7 +166,7 @@ def make_loss(
     input_hw: tuple[int, int],
     angle_weight: float = 20.0,
     spread_target: float = 2.0,
-    spread_weight: float = 0.01,
+    spread_weight: float = 0.1,
     visibility_weight: float = 1.0,
 ) -> Any:
     """The landmark loss on ``y_true`` (N, K, 3) = normalised x, y, visible (0/1).
