@@ -65,6 +65,24 @@ def load(
     return xs, ys, places, rows
 
 
+def centreline_cobb(landmarks: np.ndarray, degree: int = 4) -> float | None:
+    """Exploratory, not a manifest definition: the largest angle between tangents of the spine's
+    centre line (a polynomial x(y) through the vertebral centres), which ignores each vertebra's
+    own corners. A robustness check for films where corners are noisy (real films, zero-shot)."""
+    c = np.asarray(landmarks, dtype=np.float64).reshape(17, 4, 2).mean(axis=1)
+    ok = np.isfinite(c).all(axis=1)
+    if ok.sum() < 6:
+        return None
+    y, x = c[ok, 1], c[ok, 0]
+    span = float(y.max() - y.min()) or 1.0
+    t = (y - y.mean()) / span
+    coef = np.polyfit(t, x, min(degree, int(ok.sum()) - 2))
+    tt = np.linspace(t.min(), t.max(), 200)
+    slope = np.polyval(np.polyder(coef), tt) / span  # dx/dy in pixels
+    ang = np.degrees(np.arctan(slope))
+    return float(ang.max() - ang.min())
+
+
 def smape(pred: np.ndarray, true: np.ndarray) -> float:
     """AASCE 2019 SMAPE (percent): per image sum|p - t| / sum(p + t) over its angles, averaged."""
     num = np.abs(pred - true).sum(axis=1)
@@ -95,6 +113,7 @@ def evaluate(
             tru = A.ap_angles(true, image_size=size)
             rec.update({f"true_{k}": tru[k].value for k in A.AP_ANGLES})
             rec["true_cobb_deg"] = float(r["cobb_deg"])
+            rec["centreline_cobb"] = centreline_cobb(d.landmarks)
         else:
             sac_true = np.array(json.loads(r["sacrum"]))
             got = A.lateral_angles(d.landmarks, d.sacrum, image_size=size)
@@ -126,6 +145,10 @@ def evaluate(
             res[f"p90_abs_err_{k}"] = float(np.percentile(np.abs(a[:, 0] - a[:, 1]), 90))
         res[f"none_{k}"] = sum(p[k] is None for p in per)
     if view == "ap":
+        cl = [(p["centreline_cobb"], p["true_cobb_deg"]) for p in per if p["centreline_cobb"] is not None]
+        if cl:
+            a = np.array(cl)
+            res["mae_centreline_cobb_vs_cobb_deg"] = float(np.mean(np.abs(a[:, 0] - a[:, 1])))
         three = ("cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg")
         ok = [p for p in per if all(p[k] is not None and p[f"true_{k}"] is not None for k in three)]
         if ok:
@@ -156,6 +179,7 @@ def real_films(
                 "label": r["label"],
                 "framing": r["framing"],
                 **{k: got[k].value for k in A.AP_ANGLES},
+                "centreline_cobb": centreline_cobb(d.landmarks),
                 "pred_label": label,
                 "landmarks": np.round(d.landmarks, 1).tolist(),
             }
@@ -166,6 +190,12 @@ def real_films(
         y = np.array([p["label"] == "scoliosis" for p in sel], dtype=int)
         s = np.array([p["cobb_deg"] if p["cobb_deg"] is not None else np.nan for p in sel])
         ok = np.isfinite(s)
+        cl = np.array([p["centreline_cobb"] if p["centreline_cobb"] is not None else np.nan for p in sel])
+        okc = np.isfinite(cl)
+        res[subset + "_centreline"] = {
+            "auc": float(roc_auc(y[okc].astype(bool), cl[okc])) if len(set(y[okc])) == 2 else None,
+            "accuracy_10deg": float(np.mean((cl[okc] >= 10) == (y[okc] == 1))),
+        }
         res[subset] = {
             "n": len(sel),
             "n_measured": int(ok.sum()),
@@ -211,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=300)
     ap.add_argument("--film", type=int, default=512, help="phantom height in pixels")
     ap.add_argument("--size", default="256x96", help="model input HxW")
-    ap.add_argument("--resize", default="spine_crop", choices=("spine_crop", "letterbox"))
+    ap.add_argument("--resize", default="spine_crop", choices=("spine_crop", "spine_band", "letterbox"))
     ap.add_argument("--crop-aspect", type=float, default=None, help="default: input W/H")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch", type=int, default=16)

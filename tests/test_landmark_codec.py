@@ -70,7 +70,8 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str,
 def test_encode_then_decode_returns_the_manifest_landmarks(rows: tuple[Path, list[dict[str, str]]]) -> None:
     root, manifest = rows
     size = (128, 48, 1)
-    for prep in (Preprocessing(), Preprocessing(resize="spine_crop", crop_aspect=0.375)):
+    crops = (Preprocessing(resize=m, crop_aspect=0.375) for m in ("spine_crop", "spine_band"))
+    for prep in (Preprocessing(), *crops):
         for r in manifest:
             img = cv2.imread(str(root / r["file"]), cv2.IMREAD_GRAYSCALE)
             _, pl = preprocess_placed(img, size, prep)
@@ -86,6 +87,21 @@ def test_encode_then_decode_returns_the_manifest_landmarks(rows: tuple[Path, lis
             assert np.isnan(d.landmarks[~vis]).all()
             if prep.resize == "letterbox":
                 assert t.visible.all()  # the letterboxed film keeps every landmark
+
+
+def test_spine_band_keeps_the_rows_of_narrow_films() -> None:
+    narrow = np.full((600, 100), 10, np.uint8)
+    narrow[:, 40:60] = 200
+    band = Preprocessing(resize="spine_band", crop_aspect=0.375)
+    _, pl = preprocess_placed(narrow, (128, 48, 1), band)
+    assert (pl.crop_top, pl.crop_height, pl.crop_width) == (0, 600, 100)  # whole film, padded
+    _, cut = preprocess_placed(narrow, (128, 48, 1), Preprocessing(resize="spine_crop", crop_aspect=0.375))
+    assert cut.crop_height < 600  # spine_crop cuts rows of the same film
+    wide = np.full((600, 900), 10, np.uint8)
+    wide[:, 600:640] = 200
+    _, pl = preprocess_placed(wide, (128, 48, 1), band)
+    assert pl.crop_height == 600 and pl.crop_width == 225 and pl.crop_left <= 620 <= pl.crop_left + 225
+    assert "rows kept" in band.describe()
 
 
 def test_points_cut_off_by_the_crop_are_invisible() -> None:

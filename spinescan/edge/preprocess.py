@@ -11,6 +11,8 @@ square changes those angles. The default resize therefore preserves the aspect r
 the spine column, and only then letterboxes it: the padding is then the same for every film, so
 it no longer tells a CNN how wide the original film was (a framing shortcut on the real AP
 films, where healthy films are narrow crops and scoliosis films mostly full frames).
+``spine_band`` cuts only the columns of films wider than that aspect and never cuts rows: a
+landmark model must not lose the top and bottom vertebrae of a narrow film to the crop.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-RESIZE_MODES = ("letterbox", "spine_crop")
+RESIZE_MODES = ("letterbox", "spine_crop", "spine_band")
 INTENSITY_MODES = ("minmax", "divide255", "percentile")
 
 
@@ -69,6 +71,8 @@ class Preprocessing:
         crop = ""
         if self.resize == "spine_crop":
             crop = f"crop to w/h {self.crop_aspect:g} around the spine, then "
+        elif self.resize == "spine_band":
+            crop = f"cut columns to w/h {self.crop_aspect:g} around the spine (rows kept), then "
         return (
             f"grey; {crop}aspect-preserving letterbox resize (INTER_AREA), pad {self.pad_value:g}; "
             f"intensity {self.intensity} to [0, 1]"
@@ -193,7 +197,10 @@ def crop_to_aspect(x: np.ndarray, aspect: float) -> np.ndarray:
 def placement(x: np.ndarray, size: tuple[int, int], prep: Preprocessing) -> Placement:
     """The crop and letterbox that :func:`resize_to` applies to the intensity-scaled image ``x``."""
     h, w = x.shape[:2]
-    top, left, ch, cw = crop_window(x, prep.crop_aspect) if prep.resize == "spine_crop" else (0, 0, h, w)
+    if prep.resize == "spine_crop" or (prep.resize == "spine_band" and w > h * prep.crop_aspect):
+        top, left, ch, cw = crop_window(x, prep.crop_aspect)
+    else:
+        top, left, ch, cw = 0, 0, h, w
     target_h, target_w = int(size[0]), int(size[1])
     scale = min(target_h / ch, target_w / cw)
     new_h, new_w = max(1, round(ch * scale)), max(1, round(cw * scale))
