@@ -137,6 +137,10 @@ def test_out_of_frame_vertebrae_give_none_with_a_reason() -> None:
     # The same through the film size: a film 300 px tall holds only the upper vertebrae.
     short = A.ap_angles(_spine(tilt), image_size=(300, 600))
     assert short["cobb_tl_deg"].value is None and "L5" in short["cobb_tl_deg"].reason
+    straight = _spine(np.zeros(17)).reshape(17, 4, 2)
+    straight[:3] = np.nan
+    label, why = A.label_from_angles("ap", A.ap_angles(straight))
+    assert label == "healthy" and "visible vertebrae only" in why
     none = A.ap_angles(np.full((68, 2), np.nan))
     assert all(a.value is None and a.reason for a in none.values())
     assert A.label_from_angles("ap", none)[0] is None

@@ -337,13 +337,17 @@ def label_from_angles(view: str, angles: dict[str, Angle]) -> tuple[str | None, 
 
     Returns ``(label, reason)``: ``label`` is ``None`` with a reason when an angle the rule needs is
     missing, or (lateral) when the angles fit none of the classes (both curves abnormal, or hypo-).
+    An AP "healthy" measured over part of the spine comes with the reason that it is partial.
     """
     if view == "ap":
         cobb = angles.get("cobb_deg")
         if cobb is None or cobb.value is None:
             why = cobb.reason if cobb is not None and cobb.reason else "not measured"
             return None, f"no Cobb angle: {why}"
-        return ap_label(cobb.value), None
+        label = ap_label(cobb.value)
+        if cobb.note and label == "healthy":  # a lower bound under the threshold rules nothing out
+            return label, f"healthy over the visible vertebrae only: {cobb.note}"
+        return label, None
     if view == "lateral":
         k, lo = angles.get("thoracic_kyphosis_deg"), angles.get("lumbar_lordosis_deg")
         missing = [a.name for a in (k, lo) if a is not None and a.value is None]
