@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from spinescan.edge.imageio import MIN_SIDE, find_images, read_image
-from spinescan.edge.preprocess import Preprocessing, preprocess
+from spinescan.edge.measure import (
+    measurements_json,
+    points_json,
+    read_landmarks,
+    write_overlay,
+)
+from spinescan.edge.preprocess import Preprocessing, preprocess, preprocess_placed
 from spinescan.errors import ImageReadError, SpineScanError
 
 #: ``metadata_props`` keys written by the export. ``FORMAT_KEY`` marks a Spine Scan model.
@@ -41,6 +47,9 @@ REQUIRED_KEYS = (FORMAT_KEY, "model_name", "classes", "input_size", "preprocessi
 MANIFEST_NAME = "manifest.json"
 DEFAULT_MODELS_DIR = "exported"
 OUTPUT_NAME = "probabilities"
+#: A landmark model's output (N, K, >= 3): normalised x, y and a visibility logit per point.
+POINTS_OUTPUT = "points"
+TASKS = ("classification", "landmarks")
 #: Images per onnxruntime call when classifying many files. Only the small model-input tensors
 #: are batched: each file is decoded, preprocessed for every model and dropped before the next
 #: one is read, so peak memory is one decoded image plus CHUNK input tensors per model.
@@ -64,6 +73,10 @@ class ModelInfo:
     input_size: tuple[int, int, int]
     preprocessing: Preprocessing
     metadata: dict[str, str]
+    # ``classification`` (older files carry no task) or ``landmarks`` (points and measurements).
+    task: str = "classification"
+    landmarks: tuple[str, ...] = ()
+    measurements: tuple[str, ...] = ()
 
 
 def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
@@ -89,10 +102,21 @@ def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
                 "use the predictor written by the same export (predict.py) or a newer spinescan"
             )
         prep = Preprocessing.from_dict(prep_dict)
+        task = meta.get("task", "classification")
+        landmarks = tuple(str(n) for n in json.loads(meta.get("landmarks", "[]")))
+        measurements = tuple(str(n) for n in json.loads(meta.get("measurements", "[]")))
     except (ValueError, TypeError) as exc:
         raise ModelRefusedError(f"{source}: malformed metadata ({exc})") from None
     if len(classes) < 2 or len(input_size) != 3:
         raise ModelRefusedError(f"{source}: malformed metadata (classes {classes}, input size {input_size})")
+    if task not in TASKS:
+        raise ModelRefusedError(
+            f"{source}: task {task!r} is unknown to this predictor (knows {', '.join(TASKS)})"
+        )
+    if task == "landmarks" and (
+        not landmarks or not measurements or meta.get("view") not in ("ap", "lateral")
+    ):
+        raise ModelRefusedError(f"{source}: a landmark model needs landmark names, measurements and a view")
     return ModelInfo(
         name=meta["model_name"],
         classes=classes,
@@ -100,6 +124,9 @@ def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
         input_size=(input_size[0], input_size[1], input_size[2]),
         preprocessing=prep,
         metadata=dict(meta),
+        task=task,
+        landmarks=landmarks,
+        measurements=measurements,
     )
 
 
@@ -191,8 +218,18 @@ class OnnxModel:
                 f"{self.path}: input shape {inputs[0].shape} disagrees with metadata {self.info.input_size}"
             )
         outputs = {o.name: o for o in self.session.get_outputs()}
-        self.output_name = OUTPUT_NAME if OUTPUT_NAME in outputs else next(iter(outputs))
-        width = outputs[self.output_name].shape[-1]
+        wanted = POINTS_OUTPUT if self.info.task == "landmarks" else OUTPUT_NAME
+        self.output_name = wanted if wanted in outputs else next(iter(outputs))
+        shape = outputs[self.output_name].shape
+        if self.info.task == "landmarks":
+            if len(shape) != 3 or (
+                shape[1] not in (None, len(self.info.landmarks)) and isinstance(shape[1], int)
+            ):
+                raise ModelRefusedError(
+                    f"{self.path}: output shape {shape} disagrees with {len(self.info.landmarks)} landmarks"
+                )
+            return
+        width = shape[-1]
         if isinstance(width, int) and width != len(self.info.classes):
             raise ModelRefusedError(
                 f"{self.path}: {width} outputs but the metadata names {len(self.info.classes)} classes"
@@ -202,16 +239,50 @@ class OnnxModel:
     def name(self) -> str:
         return self.info.name
 
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """The model's input tensor for one decoded image (the shared preprocessing)."""
-        return preprocess(image, self.info.input_size, self.info.preprocessing)
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The model's input tensor for one decoded image (the shared preprocessing), and what
+        reading its output needs besides: nothing for a classifier; for a landmark model where
+        the film went in the input (:class:`~spinescan.edge.preprocess.Placement`) and its size."""
+        if self.info.task == "landmarks":
+            x, placement = preprocess_placed(image, self.info.input_size, self.info.preprocessing)
+            return x, (placement, tuple(image.shape[:2]))
+        return preprocess(image, self.info.input_size, self.info.preprocessing), None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for an (N, H, W, C) float32 batch."""
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         return self.session.run([self.output_name], {self.input_name: batch})[0]
 
-    def result(self, probs: np.ndarray) -> dict[str, Any]:
+    def read(self, output: np.ndarray, context: Any) -> dict[str, Any]:
+        """A landmark model's output for one film -> landmarks (film pixels), angles, label."""
+        placement, image_hw = context
+        return read_landmarks(output, placement, self.info.view, self.info.input_size[:2], image_hw)
+
+    def result(
+        self, output: np.ndarray, context: Any = None, reading: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The JSON entry of one film. A landmark model's: ``measurements`` (degrees, manifest
+        names; ``null`` when not measurable, with the reason in ``reasons``), ``landmarks`` as
+        ``[x, y]`` in the input image's pixels (``null`` for a point judged not visible; 68 corners
+        T1..L5 TL, TR, BL, BR, then the S1 endplate's left and right ends), and the ``label`` that
+        the angles imply (``null`` with ``label_reason`` when they imply none)."""
+        if self.info.task == "landmarks":
+            r = reading if reading is not None else self.read(output, context)
+            m = measurements_json(r["angles"], self.info.measurements)
+            out = {
+                "model": self.name,
+                "task": "landmarks",
+                "label": r["label"],
+                "measurements": m["measurements"],
+                "reasons": m["missing"],
+                "landmarks": points_json(r["landmarks"], r["sacrum"]),
+            }
+            if r["label_reason"]:
+                out["label_reason"] = r["label_reason"]
+            if m["notes"]:
+                out["notes"] = m["notes"]
+            return out
+        probs = output
         probabilities = {c: float(p) for c, p in zip(self.info.classes, probs, strict=True)}
         return {
             "model": self.name,
@@ -281,15 +352,16 @@ def load_model(path: str | os.PathLike[str]) -> OnnxModel:
 def predict_image(
     path: str | os.PathLike[str], model: str = "generalist", models_dir: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
-    """Classify one image: ``{"label", "probabilities": {class: p}, "model"}``.
+    """Classify one image: ``{"label", "probabilities": {class: p}, "model"}``; with a landmark
+    model ``{"label", "measurements", "reasons", "landmarks", "model", "task"}`` (:meth:`OnnxModel.result`).
 
     ``model`` is an exported model's name (looked up in ``models_dir``, default ``exported/``) or
     a path to an ``.onnx`` file. Raises :class:`~spinescan.errors.ImageReadError` for a bad image
     and :class:`ModelRefusedError` for a bad model.
     """
     onnx_model = load_model(resolve_model(model, models_dir))
-    x = onnx_model.prepare(read_image(path, min_side=MIN_SIDE))[None]
-    return onnx_model.result(onnx_model.predict(x)[0])
+    x, context = onnx_model.prepare(read_image(path, min_side=MIN_SIDE))
+    return onnx_model.result(onnx_model.predict(x[None])[0], context)
 
 
 # --- many images -------------------------------------------------------------------------------
@@ -325,15 +397,18 @@ def _read_error(path: Path, exc: Exception) -> str:
     return f"{path}: cannot read ({type(exc).__name__}: {first})"
 
 
-def iter_results(paths: list[Path], models: list[OnnxModel]) -> Iterator[dict[str, Any]]:
+def iter_results(
+    paths: list[Path], models: list[OnnxModel], overlay_dir: Path | None = None
+) -> Iterator[dict[str, Any]]:
     """:func:`classify_files`, one result at a time, in input order.
 
     Files are streamed: each is decoded, turned into every model's (small) input tensor and
     dropped before the next is read; the tensors go to onnxruntime CHUNK images at a time. Peak
     memory is therefore one decoded image (bounded by the reader's byte limit) plus CHUNK input
-    tensors per model, whatever the folder holds.
+    tensors per model, whatever the folder holds. ``overlay_dir``: a landmark model's reading is
+    drawn on the film (read again, only then) into ``overlay_dir/<image stem>.<model>.png``.
     """
-    pending: list[tuple[Path, list[np.ndarray] | str]] = []
+    pending: list[tuple[Path, list[tuple[np.ndarray, Any]] | str]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
         ready = [i for i, (_p, item) in enumerate(pending) if not isinstance(item, str)]
@@ -341,7 +416,7 @@ def iter_results(paths: list[Path], models: list[OnnxModel]) -> Iterator[dict[st
         for m, model in enumerate(models):
             if not ready:
                 break
-            batch = np.stack([pending[i][1][m] for i in ready])  # type: ignore[index]
+            batch = np.stack([pending[i][1][m][0] for i in ready])  # type: ignore[index]
             try:
                 out = model.predict(batch)
             except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
@@ -352,7 +427,7 @@ def iter_results(paths: list[Path], models: list[OnnxModel]) -> Iterator[dict[st
             if isinstance(item, str):
                 yield {"image": str(path), "error": item}
                 continue
-            for model, p in zip(models, probs[i], strict=True):
+            for m, (model, p) in enumerate(zip(models, probs[i], strict=True)):
                 if isinstance(p, str):
                     yield {"image": str(path), "model": model.name, "error": f"{path}: {p}"}
                 elif not np.all(np.isfinite(p)):
@@ -362,7 +437,12 @@ def iter_results(paths: list[Path], models: list[OnnxModel]) -> Iterator[dict[st
                         "error": f"{path}: {model.name} gave non-finite probabilities (a broken model)",
                     }
                 else:
-                    yield {"image": str(path), **model.result(p)}
+                    context = item[m][1]
+                    reading = model.read(p, context) if model.info.task == "landmarks" else None
+                    entry = {"image": str(path), **model.result(p, context, reading)}
+                    if overlay_dir is not None and reading is not None:
+                        entry["overlay"] = _overlay(path, model, reading, overlay_dir)
+                    yield entry
         pending.clear()
 
     for path in paths:
@@ -378,12 +458,24 @@ def iter_results(paths: list[Path], models: list[OnnxModel]) -> Iterator[dict[st
     yield from flush()
 
 
-def classify_files(paths: list[Path], models: list[OnnxModel]) -> list[dict[str, Any]]:
+def _overlay(path: Path, model: OnnxModel, reading: dict[str, Any], overlay_dir: Path) -> str:
+    """Draw one reading on its film; the PNG's path (or why none was written, never a crash)."""
+    target = Path(overlay_dir) / f"{path.stem}.{model.name}.png"
+    try:
+        write_overlay(read_image(path, min_side=MIN_SIDE), reading, target)
+    except Exception as exc:  # noqa: BLE001 - a failed drawing must not lose the measurement
+        return f"not written: {type(exc).__name__}: {exc}"
+    return str(target)
+
+
+def classify_files(
+    paths: list[Path], models: list[OnnxModel], overlay_dir: Path | None = None
+) -> list[dict[str, Any]]:
     """One result per (image, model), or one ``{"image", "error"}`` per image that cannot be read.
 
     Each image is decoded once; bad images are recorded and the rest are still classified.
     """
-    return list(iter_results(paths, models))
+    return list(iter_results(paths, models, overlay_dir))
 
 
 def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
@@ -392,11 +484,17 @@ def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
         return "No images."
     image_w = min(60, max(len(r["image"]) for r in results))
     model_w = max([len(r.get("model", "")) for r in results] + [5])
-    label_w = max([len(r.get("label", "")) for r in results] + [5])
+    label_w = max([len(r.get("label") or "") for r in results] + [5])
     lines = [f"{'image':<{image_w}}  {'model':<{model_w}}  {'label':<{label_w}}  probabilities"]
     for r in results:
         if "error" in r:
             lines.append(f"{r['image']:<{image_w}}  ERROR  {r['error']}")
+            continue
+        if "measurements" in r:
+            probs = "  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in r["measurements"].items())
+            lines.append(
+                f"{r['image']:<{image_w}}  {r['model']:<{model_w}}  {r['label'] or '-':<{label_w}}  {probs}"
+            )
             continue
         ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[: top or None]
         probs = "  ".join(f"{c} {p:.3f}" for c, p in ranked)
@@ -441,6 +539,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=["lateral", "ap"],
         help="run only the models of this view (a lateral model says nothing useful about an AP film)",
     )
+    parser.add_argument(
+        "--overlay",
+        metavar="DIR",
+        help="write a PNG per film and landmark model with the landmarks, end-vertebra lines and angles",
+    )
     return parser
 
 
@@ -472,7 +575,22 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         print("spinescan-predict: error: no images found in the given folders", file=sys.stderr)
         return 1
-    results = classify_files(images, models)
+    overlay_dir = None
+    if args.overlay:
+        overlay_dir = Path(args.overlay)
+        try:
+            overlay_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            print(
+                f"spinescan-predict: error: --overlay {overlay_dir}: {exc.strerror or exc}", file=sys.stderr
+            )
+            return 2
+        if not any(m.info.task == "landmarks" for m in models):
+            print(
+                "spinescan-predict: note: --overlay draws landmark models only; none is loaded",
+                file=sys.stderr,
+            )
+    results = classify_files(images, models, overlay_dir)
     if args.top:
         _add_top(results, args.top)
     if args.json:

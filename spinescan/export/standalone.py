@@ -18,7 +18,10 @@ from spinescan import __version__
 from spinescan.atomic import atomic_write_text
 
 #: Inlined in dependency order. Only light-island modules belong here.
-MODULES = ("errors", "edge.preprocess", "edge.imageio", "edge.predictor")
+MODULES = (
+    "errors", "edge.preprocess", "edge.imageio", "edge.thresholds", "edge.angles", "edge.landmarks",
+    "edge.overlay", "edge.measure", "edge.predictor",
+)
 STANDALONE_NAME = "predict.py"
 
 _HEADER = '''#!/usr/bin/env python3
