@@ -181,7 +181,7 @@ def test_missing_vertebrae_are_null_with_a_reason(
     cut = tmp_path / "lumbar_only.png"
     cv2.imwrite(str(cut), img[-keep:])
     model = load_model(exported_cobb / "cobb.onnx")
-    x, (placement, hw) = model.prepare(cv2.imread(str(cut), cv2.IMREAD_UNCHANGED))
+    _x, (placement, hw) = model.prepare(cv2.imread(str(cut), cv2.IMREAD_UNCHANGED))
     truth = np.array(json.loads(row["landmarks"])) - [0, img.shape[0] - keep]  # into the cut's pixels
     t = encode(truth, None, placement, model.info.input_size[:2])
     perfect = np.concatenate([t.coords, np.where(t.visible, 10.0, -10.0)[:, None]], axis=1)

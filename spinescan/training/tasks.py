@@ -213,7 +213,8 @@ class LandmarkTask(Task):
             return ops.sum(hit) / ops.maximum(ops.sum(vis), 1.0)
 
         return {
-            "loss": make_loss(hw),
+            # spread weight 0.01: 0.1 stalled training (landmarks branch 7bda1eb); stated explicitly
+            "loss": make_loss(hw, angle_weight=20.0, spread_weight=0.01),
             "metrics": [keras.metrics.MeanMetricWrapper(pck, name="accuracy")],
         }
 

@@ -177,7 +177,11 @@ def landmark_builder(
     (refused before TensorFlow by :func:`spinescan.training.config.resolve_request`)."""
     from spinescan.landmarks.model import HeatmapConfig, build_heatmap_model  # noqa: PLC0415
 
-    return build_heatmap_model(HeatmapConfig(input_size=spec.input_size, n_points=len(spec.landmarks)))
+    # CoordConv off: with it (and the stronger spread regulariser) training stalled at loss ~60 in
+    # the prototype's v2 runs and in ours (landmarks branch 7bda1eb); stated here, not left to the
+    # research module's current default.
+    cfg = HeatmapConfig(input_size=spec.input_size, n_points=len(spec.landmarks), coords=False)
+    return build_heatmap_model(cfg)
 
 
 def build_model(spec: ModelSpec, hparams: HParams, weights: str | None) -> keras.Model:
