@@ -180,5 +180,5 @@ def test_unknown_model_lists_known_ones() -> None:
     from spinescan.errors import SpineScanError
     from spinescan.zoo.registry import get_spec
 
-    with pytest.raises(SpineScanError, match="registered models: generalist"):
+    with pytest.raises(SpineScanError, match="registered models: cobb, generalist"):
         get_spec("nope")

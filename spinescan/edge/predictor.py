@@ -9,7 +9,7 @@ model file cannot be fed the wrong tensors. Images go through the same
 
 The export also writes ``exported/predict.py``: this module, ``imageio``, ``preprocess`` and
 ``errors`` inlined into one file that needs only onnxruntime, numpy and opencv-python-headless.
-For that reason this module imports nothing else from the package.
+For that reason this module imports only light-island modules (``measure`` reads landmark models).
 
 A model is refused (:class:`ModelRefusedError`) when its metadata is missing or malformed, or when
 a ``manifest.json`` beside it records a different sha256: a swapped or corrupted file must not

@@ -273,7 +273,7 @@ def summarize_landmarks(
     from spinescan.metrics import landmark_summary  # noqa: PLC0415
 
     pred_angles = [{m: r.angles[m].value for m in spec.measurements} for r in readings]
-    true_angles = [{m: _float(s.extra.get(m)) for m in spec.measurements} for s in samples]
+    true_angles = [_true_angles(spec, s, t, hw) for s, t, hw in zip(samples, truths, sizes, strict=True)]
     return landmark_summary(
         pred_landmarks=[r.landmarks for r in readings],
         true_landmarks=[t[0] for t in truths],
@@ -284,6 +284,24 @@ def summarize_landmarks(
         pred_labels=[r.label for r in readings],
         smape_angles=[m for m in spec.measurements if m != "cobb_deg"] if spec.view == "ap" else None,
     )
+
+
+def _true_angles(
+    spec: ModelSpec, sample: Sample, truth: tuple[np.ndarray, np.ndarray | None], hw: tuple[int, int]
+) -> dict[str, float | None]:
+    """The manifest's angle where it has a column (``cobb_deg``, kyphosis, lordosis), else the
+    same definition measured on the manifest's landmarks (the phantoms list no PT/MT/TL angles)."""
+    from spinescan.edge.angles import ap_angles, lateral_angles  # noqa: PLC0415
+
+    lm, sacrum = truth
+    measured = (
+        ap_angles(lm, image_size=hw) if spec.view == "ap" else lateral_angles(lm, sacrum, image_size=hw)
+    )
+    out = {}
+    for m in spec.measurements:
+        given = _float(sample.extra.get(m))
+        out[m] = given if given is not None else measured[m].value
+    return out
 
 
 def _float(value: str | None) -> float | None:
