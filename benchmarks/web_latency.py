@@ -43,7 +43,7 @@ def _python_per_film(models_dir: Path, view: str, films: list[Path], repeats: in
             t0 = time.perf_counter()
             image = read_image(film)
             for model in models:
-                model.predict(model.prepare(image)[None])
+                model.predict(model.prepare(image)[0][None])
             times.append((time.perf_counter() - t0) * 1000)
     return times
 

@@ -415,3 +415,79 @@ def metric_cis(
 
     stats = bootstrap_stats(all_four, groups, n_boot=n_boot, seed=seed, strata=[g[0] for g in groups])
     return {name: _percentile_ci(stats[:, i], level) for i, name in enumerate(CI_METRICS)}
+
+
+# -- landmark models ------------------------------------------------------------------------------
+
+
+def smape(pred: np.ndarray, true: np.ndarray) -> float:
+    """AASCE 2019 SMAPE in percent: per image ``sum|p - t| / sum(p + t)`` over its angles, averaged
+    over images (images whose angles sum to 0 count as 0 error when predicted 0)."""
+    p, t = np.asarray(pred, dtype=np.float64), np.asarray(true, dtype=np.float64)
+    num = np.abs(p - t).sum(axis=1)
+    den = (p + t).sum(axis=1)
+    return float(100.0 * np.mean(np.where(den > 0, num / np.maximum(den, 1e-9), 0.0)))
+
+
+def landmark_summary(
+    pred_landmarks: Sequence[np.ndarray],
+    true_landmarks: Sequence[np.ndarray],
+    heights: Sequence[int],
+    pred_angles: Sequence[dict[str, float | None]],
+    true_angles: Sequence[dict[str, float | None]],
+    labels: Sequence[str],
+    pred_labels: Sequence[str | None],
+    smape_angles: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """A landmark model's figures on one set of films.
+
+    * ``landmark_error``: mean distance between predicted and true corners as a fraction of the
+      film's height, over the points both know (a point the model calls not visible is counted in
+      ``landmarks_missing``, not in the error);
+    * per angle: mean absolute error (``mae``), bias and how many films had no measurement;
+    * ``smape``: the AASCE metric over ``smape_angles`` (default: every angle), films measured on all;
+    * ``label_accuracy``: the label that follows from the measured angles against the true label
+      (a film without a label, e.g. an angle not measured, counts as wrong).
+    """
+    errs, missing = [], []
+    for p, t, h in zip(pred_landmarks, true_landmarks, heights, strict=True):
+        p, t = np.asarray(p, dtype=np.float64).reshape(-1, 2), np.asarray(t, dtype=np.float64).reshape(-1, 2)
+        known = np.isfinite(t).all(axis=1)
+        seen = known & np.isfinite(p).all(axis=1)
+        missing.append(float((known & ~seen).sum()) / max(1, int(known.sum())))
+        if seen.any():
+            errs.append(float(np.mean(np.hypot(*(p[seen] - t[seen]).T)) / float(h)))
+    names = list(pred_angles[0]) if pred_angles else []
+    angles: dict[str, Any] = {}
+    for n in names:
+        pairs = [(p[n], t[n]) for p, t in zip(pred_angles, true_angles, strict=True)
+                 if p[n] is not None and t[n] is not None]  # fmt: skip
+        a = np.array(pairs, dtype=np.float64).reshape(-1, 2)
+        angles[n] = {
+            "mae": float(np.mean(np.abs(a[:, 0] - a[:, 1]))) if len(a) else None,
+            "bias": float(np.mean(a[:, 0] - a[:, 1])) if len(a) else None,
+            "n": len(a),
+            "not_measured": sum(p[n] is None for p in pred_angles),
+        }
+    use = list(smape_angles) if smape_angles else names
+    full = [(p, t) for p, t in zip(pred_angles, true_angles, strict=True)
+            if all(p[n] is not None and t[n] is not None for n in use)]  # fmt: skip
+    sm = (
+        smape(
+            np.array([[p[n] for n in use] for p, _ in full]), np.array([[t[n] for n in use] for _, t in full])
+        )
+        if full
+        else None
+    )
+    correct = [p is not None and p == t for p, t in zip(pred_labels, labels, strict=True)]
+    return {
+        "n": len(labels),
+        "landmark_error": float(np.mean(errs)) if errs else None,
+        "landmark_error_median": float(np.median(errs)) if errs else None,
+        "landmarks_missing": float(np.mean(missing)) if missing else None,
+        "angles": angles,
+        "smape": sm,
+        "smape_angles": use,
+        "label_accuracy": float(np.mean(correct)) if correct else None,
+        "unlabelled": sum(p is None for p in pred_labels),
+    }

@@ -15,7 +15,7 @@ from spinescan.errors import SpecError
 from spinescan.zoo.spec import ModelSpec, default_builder
 
 HERE = Path(__file__).parent
-BUILTINS = {"generalist", "lordosis", "kyphosis", "scoliosis"}
+BUILTINS = {"generalist", "lordosis", "kyphosis", "scoliosis", "cobb", "sagittal"}
 
 
 def make_dist(site: Path, dist: str, entry_points: dict[str, str], src: Path | None = None) -> None:
@@ -180,5 +180,5 @@ def test_unknown_model_lists_known_ones() -> None:
     from spinescan.errors import SpineScanError
     from spinescan.zoo.registry import get_spec
 
-    with pytest.raises(SpineScanError, match="registered models: generalist"):
+    with pytest.raises(SpineScanError, match="registered models: cobb, generalist"):
         get_spec("nope")

@@ -283,7 +283,7 @@ def test_page_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_p
     for name, (got, model, path) in tensors.items():
         paths = predictor.model_paths(exported)
         onnx_model = next(predictor.OnnxModel(p) for p in paths if predictor.OnnxModel(p).name == model)
-        want = onnx_model.prepare(read_image(path)).ravel()
+        want = onnx_model.prepare(read_image(path))[0].ravel()
         diff = np.abs(np.asarray(got["tensor"], dtype=np.float32) - want).max()
         limit = 1e-5 if path.suffix == ".png" else 1e-4  # JPEG: the browser decodes it (measured 1.2e-7)
         print(f"{name}: max |dx| page vs numpy tensor {diff:.2e}")

@@ -20,8 +20,13 @@ def summary_lines(entry: dict) -> list[str]:
     lines = [
         f"{entry['model']}: {entry['file']} ({entry['size_bytes'] / 1e6:.2f} MB, run {entry['run_id']}, "
         f"{entry.get('backbone') or '?'})",
-        f"  parity on {parity['images']} {parity['split']} images: max |Δp| {parity['max_abs_diff']:.1e}, "
-        f"identical argmax {'yes' if parity['argmax_identical'] else 'no'}"
+        f"  parity on {parity['images']} {parity['split']} images: "
+        + (
+            f"max |Δxy| {parity['max_abs_diff']:.1e} {parity['unit']}, identical visibility "
+            if parity.get("unit")
+            else f"max |Δp| {parity['max_abs_diff']:.1e}, identical argmax "
+        )
+        + f"{'yes' if parity['argmax_identical'] else 'no'}"
         + (f" ({parity['note']})" if parity.get("note") else ""),
     ]
     cam, cam_info = parity.get("cam"), entry.get("cam") or {}

@@ -36,6 +36,8 @@ def kept_wording(metrics: dict) -> str:
 def summary_lines(run_dir: Path, metrics: dict) -> list[str]:
     """The end-of-training summary (also used by tests): accuracy, time, target, run dir."""
     val, test = metrics.get("val", {}), metrics.get("test", {})
+    if metrics.get("task") == "landmarks":
+        return landmark_summary_lines(run_dir, metrics)
 
     def scores(part: dict) -> str:
         return (
@@ -184,6 +186,26 @@ def _run(config: Any, pretrain: str | None, stage: tuple[Any, Any, Any]) -> Any:
     except TrainingInterrupted as exc:
         click.echo(f"Error: {exc} Resume with: {resume_command(exc)}", err=True)
         raise SystemExit(exc.exit_code) from None
+
+
+def landmark_summary_lines(run_dir: Path, metrics: dict) -> list[str]:
+    """A landmark run's summary: landmark error, angle MAE, label accuracy (from the angles)."""
+    lines = [f"Finished {metrics.get('model')} (landmarks, {metrics.get('params', 0):,} parameters)"]
+    for part in ("val", "test"):
+        r = metrics.get(part) or {}
+        err = r.get("landmark_error")
+        maes = ", ".join(
+            f"{name} {_fmt(a.get('mae'), '.2f')}" for name, a in (r.get("angles") or {}).items()
+        )
+        lines.append(
+            f"  {part:<4} n={r.get('n', 0)}: landmark error {_fmt(err, '.4f')} x film height; "
+            f"angle MAE (deg) {maes}; label accuracy {_fmt(r.get('label_accuracy'))}"
+        )
+    lines += [
+        f"  training time {metrics.get('train_seconds', 0):.0f} s ({metrics.get('epochs_run')} epochs)",
+        f"  run: {run_dir}",
+    ]
+    return lines
 
 
 COMMANDS = [train_command]

@@ -9,7 +9,7 @@ model file cannot be fed the wrong tensors. Images go through the same
 
 The export also writes ``exported/predict.py``: this module, ``imageio``, ``preprocess`` and
 ``errors`` inlined into one file that needs only onnxruntime, numpy and opencv-python-headless.
-For that reason this module imports nothing else from the package.
+For that reason this module imports only light-island modules (``measure`` reads landmark models).
 
 A model is refused (:class:`ModelRefusedError`) when its metadata is missing or malformed, or when
 a ``manifest.json`` beside it records a different sha256: a swapped or corrupted file must not
@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from spinescan.edge.imageio import MIN_SIDE, find_images, read_image
-from spinescan.edge.preprocess import Preprocessing, preprocess
+from spinescan.edge.measure import measurements_json, points_json, read_landmarks, write_overlay
+from spinescan.edge.preprocess import Preprocessing, preprocess, preprocess_placed
 from spinescan.errors import ImageReadError, SpineScanError
 
 #: ``metadata_props`` keys written by the export. ``FORMAT_KEY`` marks a Spine Scan model.
@@ -43,6 +44,9 @@ DEFAULT_MODELS_DIR = "exported"
 OUTPUT_NAME = "probabilities"
 #: Optional second output: one class activation map per class (see ``spinescan.export.onnx_convert``).
 CAM_NAME = "cam"
+#: A landmark model's output (N, K, >= 3): normalised x, y and a visibility logit per point.
+POINTS_OUTPUT = "points"
+TASKS = ("classification", "landmarks")
 #: Images per onnxruntime call when classifying many files. Only the small model-input tensors
 #: are batched: each file is decoded, preprocessed for every model and dropped before the next
 #: one is read, so peak memory is one decoded image plus CHUNK input tensors per model.
@@ -66,6 +70,10 @@ class ModelInfo:
     input_size: tuple[int, int, int]
     preprocessing: Preprocessing
     metadata: dict[str, str]
+    # ``classification`` (older files carry no task) or ``landmarks`` (points and measurements).
+    task: str = "classification"
+    landmarks: tuple[str, ...] = ()
+    measurements: tuple[str, ...] = ()
 
 
 def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
@@ -91,10 +99,21 @@ def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
                 "use the predictor written by the same export (predict.py) or a newer spinescan"
             )
         prep = Preprocessing.from_dict(prep_dict)
+        task = meta.get("task", "classification")
+        landmarks = tuple(str(n) for n in json.loads(meta.get("landmarks", "[]")))
+        measurements = tuple(str(n) for n in json.loads(meta.get("measurements", "[]")))
     except (ValueError, TypeError) as exc:
         raise ModelRefusedError(f"{source}: malformed metadata ({exc})") from None
     if len(classes) < 2 or len(input_size) != 3:
         raise ModelRefusedError(f"{source}: malformed metadata (classes {classes}, input size {input_size})")
+    if task not in TASKS:
+        raise ModelRefusedError(
+            f"{source}: task {task!r} is unknown to this predictor (knows {', '.join(TASKS)})"
+        )
+    if task == "landmarks" and (
+        not landmarks or not measurements or meta.get("view") not in ("ap", "lateral")
+    ):
+        raise ModelRefusedError(f"{source}: a landmark model needs landmark names, measurements and a view")
     return ModelInfo(
         name=meta["model_name"],
         classes=classes,
@@ -102,6 +121,9 @@ def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
         input_size=(input_size[0], input_size[1], input_size[2]),
         preprocessing=prep,
         metadata=dict(meta),
+        task=task,
+        landmarks=landmarks,
+        measurements=measurements,
     )
 
 
@@ -193,9 +215,19 @@ class OnnxModel:
                 f"{self.path}: input shape {inputs[0].shape} disagrees with metadata {self.info.input_size}"
             )
         outputs = {o.name: o for o in self.session.get_outputs()}
-        self.output_name = OUTPUT_NAME if OUTPUT_NAME in outputs else next(iter(outputs))
-        self.cam_name = CAM_NAME if CAM_NAME in outputs else None
-        width = outputs[self.output_name].shape[-1]
+        wanted = POINTS_OUTPUT if self.info.task == "landmarks" else OUTPUT_NAME
+        self.output_name = wanted if wanted in outputs else next(iter(outputs))
+        self.cam_name = CAM_NAME if CAM_NAME in outputs and self.info.task == "classification" else None
+        shape = outputs[self.output_name].shape
+        if self.info.task == "landmarks":
+            if len(shape) != 3 or (
+                shape[1] not in (None, len(self.info.landmarks)) and isinstance(shape[1], int)
+            ):
+                raise ModelRefusedError(
+                    f"{self.path}: output shape {shape} disagrees with {len(self.info.landmarks)} landmarks"
+                )
+            return
+        width = shape[-1]
         if isinstance(width, int) and width != len(self.info.classes):
             raise ModelRefusedError(
                 f"{self.path}: {width} outputs but the metadata names {len(self.info.classes)} classes"
@@ -205,9 +237,14 @@ class OnnxModel:
     def name(self) -> str:
         return self.info.name
 
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """The model's input tensor for one decoded image (the shared preprocessing)."""
-        return preprocess(image, self.info.input_size, self.info.preprocessing)
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
+        """The model's input tensor for one decoded image (the shared preprocessing), and what
+        reading its output needs besides: nothing for a classifier; for a landmark model where
+        the film went in the input (:class:`~spinescan.edge.preprocess.Placement`) and its size."""
+        if self.info.task == "landmarks":
+            x, placement = preprocess_placed(image, self.info.input_size, self.info.preprocessing)
+            return x, (placement, tuple(image.shape[:2]))
+        return preprocess(image, self.info.input_size, self.info.preprocessing), None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities (N, classes) for an (N, H, W, C) float32 batch."""
@@ -239,7 +276,36 @@ class OnnxModel:
             "note": overlay.DISCLAIMER,
         }
 
-    def result(self, probs: np.ndarray) -> dict[str, Any]:
+    def read(self, output: np.ndarray, context: Any) -> dict[str, Any]:
+        """A landmark model's output for one film -> landmarks (film pixels), angles, label."""
+        placement, image_hw = context
+        return read_landmarks(output, placement, self.info.view, self.info.input_size[:2], image_hw)
+
+    def result(
+        self, output: np.ndarray, context: Any = None, reading: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The JSON entry of one film. A landmark model's: ``measurements`` (degrees, manifest
+        names; ``null`` when not measurable, with the reason in ``reasons``), ``landmarks`` as
+        ``[x, y]`` in the input image's pixels (``null`` for a point judged not visible; 68 corners
+        T1..L5 TL, TR, BL, BR, then the S1 endplate's left and right ends), and the ``label`` that
+        the angles imply (``null`` with ``label_reason`` when they imply none)."""
+        if self.info.task == "landmarks":
+            r = reading if reading is not None else self.read(output, context)
+            m = measurements_json(r["angles"], self.info.measurements)
+            out = {
+                "model": self.name,
+                "task": "landmarks",
+                "label": r["label"],
+                "measurements": m["measurements"],
+                "reasons": m["missing"],
+                "landmarks": points_json(r["landmarks"], r["sacrum"]),
+            }
+            if r["label_reason"]:
+                out["label_reason"] = r["label_reason"]
+            if m["notes"]:
+                out["notes"] = m["notes"]
+            return out
+        probs = output
         probabilities = {c: float(p) for c, p in zip(self.info.classes, probs, strict=True)}
         return {
             "model": self.name,
@@ -331,7 +397,10 @@ def predict_image(
     """
     onnx_model = load_model(resolve_model(model, models_dir))
     image = read_image(path, min_side=MIN_SIDE)
-    probs, cam = onnx_model.predict_cam(onnx_model.prepare(image)[None])
+    x, context = onnx_model.prepare(image)
+    if onnx_model.info.task == "landmarks":
+        return onnx_model.result(onnx_model.predict(x[None])[0], context)
+    probs, cam = onnx_model.predict_cam(x[None])
     result = onnx_model.result(probs[0])
     if heatmap:
         result["heatmap"] = onnx_model.heatmap(image, probs[0], None if cam is None else cam[0])
@@ -381,7 +450,7 @@ def iter_results(
     memory is therefore one decoded image (bounded by the reader's byte limit) plus CHUNK input
     tensors per model, whatever the folder holds.
     """
-    pending: list[tuple[Path, list[np.ndarray] | str]] = []
+    pending: list[tuple[Path, list[tuple[np.ndarray, Any]] | str]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
         ready = [i for i, (_p, item) in enumerate(pending) if not isinstance(item, str)]
@@ -389,7 +458,7 @@ def iter_results(
         for m, model in enumerate(models):
             if not ready:
                 break
-            batch = np.stack([pending[i][1][m] for i in ready])  # type: ignore[index]
+            batch = np.stack([pending[i][1][m][0] for i in ready])  # type: ignore[index]
             try:
                 out = model.predict(batch)
             except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
@@ -400,7 +469,7 @@ def iter_results(
             if isinstance(item, str):
                 yield {"image": str(path), "error": item}
                 continue
-            for model, p in zip(models, probs[i], strict=True):
+            for m, (model, p) in enumerate(zip(models, probs[i], strict=True)):
                 if isinstance(p, str):
                     yield {"image": str(path), "model": model.name, "error": f"{path}: {p}"}
                 elif not np.all(np.isfinite(p)):
@@ -410,7 +479,7 @@ def iter_results(
                         "error": f"{path}: {model.name} gave non-finite probabilities (a broken model)",
                     }
                 else:
-                    yield {"image": str(path), **model.result(p)}
+                    yield {"image": str(path), **model.result(p, item[m][1])}
         pending.clear()
 
     explain = heatmap or overlay_dir is not None
@@ -418,7 +487,7 @@ def iter_results(
     for path in paths:
         try:
             image = read_image(path, min_side=MIN_SIDE)  # a 1 x 1 film is refused, not classified
-            tensors: list[np.ndarray] | str = [] if explain else [model.prepare(image) for model in models]
+            tensors: list[Any] | str = [] if explain else [mo.prepare(image) for mo in models]
         except Exception as exc:  # noqa: BLE001 - one bad file is one error entry, never a crash
             image, tensors = None, _read_error(path, exc)
         if explain and image is not None:
@@ -440,11 +509,15 @@ def _explain(
     overlay_dir: Path | None,
     written: set[str],
 ) -> Iterator[dict[str, Any]]:
-    """One film through every model with its class activation maps. Heatmap entries and overlay
-    PNGs need the decoded film, so this path runs film by film: memory stays one decoded image."""
+    """One film through every model with what explains its answer: a classifier's class activation
+    map, a landmark model's landmarks and angle lines. Heatmap entries and overlay PNGs need the
+    decoded film, so this path runs film by film: memory stays one decoded image."""
     for model in models:
+        if model.info.task == "landmarks":
+            yield _explain_landmarks(path, image, model, overlay_dir, written)
+            continue
         try:
-            probs, cam = model.predict_cam(model.prepare(image)[None])
+            probs, cam = model.predict_cam(model.prepare(image)[0][None])
         except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
             first = (str(exc).strip().splitlines() or [""])[0]
             failed = f"{path}: {model.name}: inference failed ({first})"
@@ -466,14 +539,50 @@ def _explain(
         yield result
 
 
+def _explain_landmarks(
+    path: Path, image: np.ndarray, model: OnnxModel, overlay_dir: Path | None, written: set[str]
+) -> dict[str, Any]:
+    """A landmark model's entry for one film, with its overlay (landmarks, end-vertebra lines and
+    angles drawn on the film) when ``overlay_dir`` is given."""
+    try:
+        x, context = model.prepare(image)
+        out = model.predict(x[None])[0]
+        reading = model.read(out, context)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
+        first = (str(exc).strip().splitlines() or [""])[0]
+        failed = f"{path}: {model.name}: inference failed ({first})"
+        return {"image": str(path), "model": model.name, "error": failed}
+    result = {"image": str(path), **model.result(out, context, reading)}
+    if overlay_dir is not None:
+        target = overlay_dir / _overlay_name(path, model, written)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            result["overlay"] = str(write_overlay(image, reading, target))
+        except (OSError, ValueError) as exc:  # a failed drawing must not lose the measurement
+            result["overlay_error"] = f"{target}: {exc}"
+    return result
+
+
+def _overlay_name(path: Path, model: OnnxModel, written: set[str]) -> str:
+    """``<film stem>.<model>.png``, with ``-2``, ``-3``... when film names repeat in one call."""
+    stem = path.stem if path.stem else "image"
+    name, n = f"{stem}.{model.name}.png", 1
+    while name in written:
+        n += 1
+        name = f"{stem}-{n}.{model.name}.png"
+    written.add(name)
+    return name
+
+
 def classify_files(
     paths: list[Path], models: list[OnnxModel], heatmap: bool = False, overlay_dir: Path | None = None
 ) -> list[dict[str, Any]]:
     """One result per (image, model), or one ``{"image", "error"}`` per image that cannot be read.
 
     Each image is decoded once; bad images are recorded and the rest are still classified.
-    ``heatmap`` adds each result's heatmap entry; ``overlay_dir`` writes one PNG per image and
-    model there (the predicted class's heatmap over the film) and records its path.
+    ``heatmap`` adds each classifier result's heatmap entry; ``overlay_dir`` writes one PNG per
+    image and model there (a classifier's predicted-class heatmap, a landmark model's landmarks and
+    angle lines over the film) and records its path.
     """
     return list(iter_results(paths, models, heatmap, overlay_dir))
 
@@ -499,13 +608,7 @@ def _write_overlay(
         caption.append(f"{entry['class']} {overlay.DISCLAIMER}")
     else:
         caption.append(entry.get("error", "no heatmap"))
-    stem = path.stem if path.stem else "image"
-    name, n = f"{stem}.{model.name}.png", 1
-    while name in written:
-        n += 1
-        name = f"{stem}-{n}.{model.name}.png"
-    written.add(name)
-    target = folder / name
+    target = folder / _overlay_name(path, model, written)
     try:
         overlay.write_png(target, overlay.render(image, heatmap=heat, caption=caption))
     except OSError as exc:
@@ -520,11 +623,17 @@ def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
         return "No images."
     image_w = min(60, max(len(r["image"]) for r in results))
     model_w = max([len(r.get("model", "")) for r in results] + [5])
-    label_w = max([len(r.get("label", "")) for r in results] + [5])
+    label_w = max([len(r.get("label") or "") for r in results] + [5])
     lines = [f"{'image':<{image_w}}  {'model':<{model_w}}  {'label':<{label_w}}  probabilities"]
     for r in results:
         if "error" in r:
             lines.append(f"{r['image']:<{image_w}}  ERROR  {r['error']}")
+            continue
+        if "measurements" in r:
+            probs = "  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in r["measurements"].items())
+            lines.append(
+                f"{r['image']:<{image_w}}  {r['model']:<{model_w}}  {r['label'] or '-':<{label_w}}  {probs}"
+            )
             continue
         ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[: top or None]
         probs = "  ".join(f"{c} {p:.3f}" for c, p in ranked)
@@ -567,8 +676,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overlay",
         metavar="DIR",
-        help="write one PNG per image and model into DIR: the predicted class's heatmap over the film "
-        "(a quality check, not a localisation claim)",
+        help="write one PNG per image and model into DIR: a classifier's predicted-class heatmap over "
+        "the film (a quality check, not a localisation claim); a landmark model's landmarks, "
+        "end-vertebra lines and angles",
     )
     parser.add_argument(
         "--heatmap", action="store_true", help="with --json: include each result's heatmap grid and geometry"

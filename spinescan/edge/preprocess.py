@@ -11,6 +11,8 @@ square changes those angles. The default resize therefore preserves the aspect r
 the spine column, and only then letterboxes it: the padding is then the same for every film, so
 it no longer tells a CNN how wide the original film was (a framing shortcut on the real AP
 films, where healthy films are narrow crops and scoliosis films mostly full frames).
+``spine_band`` cuts only the columns of films wider than that aspect and never cuts rows: a
+landmark model must not lose the top and bottom vertebrae of a narrow film to the crop.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-RESIZE_MODES = ("letterbox", "spine_crop")
+RESIZE_MODES = ("letterbox", "spine_crop", "spine_band")
 INTENSITY_MODES = ("minmax", "divide255", "percentile")
 
 
@@ -69,6 +71,8 @@ class Preprocessing:
         crop = ""
         if self.resize == "spine_crop":
             crop = f"crop to w/h {self.crop_aspect:g} around the spine, then "
+        elif self.resize == "spine_band":
+            crop = f"cut columns to w/h {self.crop_aspect:g} around the spine (rows kept), then "
         return (
             f"grey; {crop}aspect-preserving letterbox resize (INTER_AREA), pad {self.pad_value:g}; "
             f"intensity {self.intensity} to [0, 1]"
@@ -131,30 +135,94 @@ def spine_column(x: np.ndarray) -> int:
     return lo + int(np.argmax(smooth[lo:hi]))
 
 
-def crop_to_aspect(x: np.ndarray, aspect: float) -> np.ndarray:
-    """Cut a window of width/height ``aspect``: columns around the spine, or rows around the centre."""
+@dataclass(frozen=True)
+class Placement:
+    """Where a film's pixels went in the model input: the crop window, then the letterbox.
+
+    Points use the pixel-centre convention (pixel ``(i, j)`` is centred on ``x = j, y = i``), the
+    phantom manifest's landmark convention. :meth:`to_input` and :meth:`to_source` are exact
+    inverses and follow OpenCV's resize mapping (``dst = (src + 0.5) * scale - 0.5``), so
+    landmark targets and the predictor's decoding go through the very geometry of the pixels.
+    """
+
+    crop_top: int
+    crop_left: int
+    crop_height: int
+    crop_width: int
+    new_height: int  # size of the resized crop inside the input
+    new_width: int
+    pad_top: int
+    pad_left: int
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(x, y) scale from crop pixels to input pixels (they differ by rounding only)."""
+        return self.new_width / self.crop_width, self.new_height / self.crop_height
+
+    def to_input(self, points: np.ndarray) -> np.ndarray:
+        """Film pixel coordinates (..., 2) as ``(x, y)`` -> model-input pixel coordinates."""
+        p = np.asarray(points, dtype=np.float64)
+        sx, sy = self.scale
+        x = self.pad_left + (p[..., 0] - self.crop_left + 0.5) * sx - 0.5
+        y = self.pad_top + (p[..., 1] - self.crop_top + 0.5) * sy - 0.5
+        return np.stack([x, y], axis=-1)
+
+    def to_source(self, points: np.ndarray) -> np.ndarray:
+        """Model-input pixel coordinates (..., 2) -> film pixel coordinates (inverse of ``to_input``)."""
+        p = np.asarray(points, dtype=np.float64)
+        sx, sy = self.scale
+        x = (p[..., 0] - self.pad_left + 0.5) / sx - 0.5 + self.crop_left
+        y = (p[..., 1] - self.pad_top + 0.5) / sy - 0.5 + self.crop_top
+        return np.stack([x, y], axis=-1)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def crop_window(x: np.ndarray, aspect: float) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the window of width/height ``aspect``: columns around the
+    spine, or rows around the centre."""
     h, w = x.shape[:2]
     if w > h * aspect:  # too wide: keep a band of columns centred on the spine
         cw = max(1, round(h * aspect))
         left = int(np.clip(spine_column(x) - cw // 2, 0, w - cw))
-        return x[:, left : left + cw]
+        return 0, left, h, cw
     ch = max(1, round(w / aspect))  # too tall: keep the central rows
     top = (h - ch) // 2
-    return x[top : top + ch, :]
+    return top, 0, ch, w
+
+
+def crop_to_aspect(x: np.ndarray, aspect: float) -> np.ndarray:
+    """Cut a window of width/height ``aspect``: columns around the spine, or rows around the centre."""
+    top, left, ch, cw = crop_window(x, aspect)
+    return x[top : top + ch, left : left + cw]
+
+
+def placement(x: np.ndarray, size: tuple[int, int], prep: Preprocessing) -> Placement:
+    """The crop and letterbox that :func:`resize_to` applies to the intensity-scaled image ``x``."""
+    h, w = x.shape[:2]
+    if prep.resize == "spine_crop" or (prep.resize == "spine_band" and w > h * prep.crop_aspect):
+        top, left, ch, cw = crop_window(x, prep.crop_aspect)
+    else:
+        top, left, ch, cw = 0, 0, h, w
+    target_h, target_w = int(size[0]), int(size[1])
+    scale = min(target_h / ch, target_w / cw)
+    new_h, new_w = max(1, round(ch * scale)), max(1, round(cw * scale))
+    return Placement(top, left, ch, cw, new_h, new_w, (target_h - new_h) // 2, (target_w - new_w) // 2)
 
 
 def resize_to(x: np.ndarray, size: tuple[int, int], prep: Preprocessing) -> np.ndarray:
     """Aspect-preserving resize of a 2-D float image into ``size`` = (height, width), padded."""
-    if prep.resize == "spine_crop":
-        x = crop_to_aspect(x, prep.crop_aspect)
-    target_h, target_w = int(size[0]), int(size[1])
-    h, w = x.shape[:2]
-    scale = min(target_h / h, target_w / w)
-    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = cv2.resize(np.ascontiguousarray(x), (new_w, new_h), interpolation=cv2.INTER_AREA)
-    out = np.full((target_h, target_w), prep.pad_value, dtype=np.float32)
-    top, left = (target_h - new_h) // 2, (target_w - new_w) // 2
-    out[top : top + new_h, left : left + new_w] = resized
+    return _apply(x, size, prep, placement(x, size, prep))
+
+
+def _apply(x: np.ndarray, size: tuple[int, int], prep: Preprocessing, pl: Placement) -> np.ndarray:
+    window = x[pl.crop_top : pl.crop_top + pl.crop_height, pl.crop_left : pl.crop_left + pl.crop_width]
+    resized = cv2.resize(
+        np.ascontiguousarray(window), (pl.new_width, pl.new_height), interpolation=cv2.INTER_AREA
+    )
+    out = np.full((int(size[0]), int(size[1])), prep.pad_value, dtype=np.float32)
+    out[pl.pad_top : pl.pad_top + pl.new_height, pl.pad_left : pl.pad_left + pl.new_width] = resized
     return out
 
 
@@ -174,6 +242,20 @@ def preprocess(
     channels = int(input_size[2])
     out = np.repeat(x[:, :, None], channels, axis=2) if channels > 1 else x[:, :, None]
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def preprocess_placed(
+    image: np.ndarray, input_size: tuple[int, int, int], prep: Preprocessing | None = None
+) -> tuple[np.ndarray, Placement]:
+    """:func:`preprocess` that also returns where the film went, for models that output points."""
+    prep = prep or Preprocessing()
+    grey = to_grey(np.asarray(image))
+    x = scale_intensity(grey, prep)
+    pl = placement(x, input_size[:2], prep)
+    y = np.clip(_apply(x, input_size[:2], prep, pl), 0.0, 1.0)
+    channels = int(input_size[2])
+    out = np.repeat(y[:, :, None], channels, axis=2) if channels > 1 else y[:, :, None]
+    return np.ascontiguousarray(out, dtype=np.float32), pl
 
 
 def preprocess_batch(

@@ -81,8 +81,16 @@ def resolve_specs(
     from spinescan.zoo.registry import get_spec, list_models  # noqa: PLC0415
 
     if names:
-        return [get_spec(n) for n in dict.fromkeys(names)]
-    specs = list_models()
+        chosen = [get_spec(n) for n in dict.fromkeys(names)]
+        landmark = [s.name for s in chosen if s.task != "classification"]
+        if landmark:
+            raise SpineScanError(
+                f"{', '.join(landmark)}: landmark models are benchmarked by benchmarks/landmark_bench.py "
+                "(landmark error, angle MAE, SMAPE, paired with the classifiers), not by `spinescan bench`"
+            )
+        return chosen
+    # The classifier benchmark; landmark models have their own (spinescan.evaluation.landmarks).
+    specs = [s for s in list_models() if s.task == "classification"]
     if dataset is None:
         return specs
     usable = []

@@ -122,6 +122,13 @@ def _paired_summary(
     }
 
 
+def paired_summary(pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], n_boot: int) -> dict[str, Any]:
+    """The paired comparison of two models on the same images (side a = "specialist", side b =
+    "generalist" in the keys): mean accuracies, bootstrap CI of the difference, exact McNemar.
+    Public for the landmark benchmark (:mod:`spinescan.evaluation.landmarks`)."""
+    return _paired_summary(pairs, n_boot)
+
+
 def _per_run(slot: tuple[int, int | None], a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     test = m.mcnemar_exact(a, b)
     return {

@@ -50,6 +50,10 @@ PARITY_IMAGES = 64
 CALIBRATION_IMAGES = 128
 QUANTIZE_CHOICES = ("int8",)
 METRIC_KEYS = ("n", "accuracy", "balanced_accuracy", "macro_f1")
+#: A landmark model's figures quoted in its metadata (from :func:`spinescan.metrics.landmark_summary`).
+LANDMARK_METRIC_KEYS = ("n", "landmark_error", "angles", "smape", "label_accuracy")
+#: Largest Keras-vs-onnxruntime landmark difference accepted, in model-input pixels.
+LANDMARK_PARITY_PX = 0.05
 DEFAULT_OUT = Path("exported")
 
 Echo = Callable[[str], None]
@@ -246,9 +250,35 @@ class Staged:
     card: str
 
 
+def landmark_parity(keras_out: np.ndarray, onnx_out: np.ndarray, input_hw: tuple[int, int]) -> dict[str, Any]:
+    """Compare two landmark outputs (N, K, >= 3): the largest point difference in input pixels, and
+    whether every point's visible/not-visible decision agrees (a logit within 1e-3 of 0 is a tie)."""
+    if keras_out.shape != onnx_out.shape:
+        raise ExportError(f"Keras gives shape {keras_out.shape}, onnxruntime {onnx_out.shape}")
+    scale = np.array([input_hw[1], input_hw[0]], dtype=np.float64)
+    diff = float(np.max(np.abs(keras_out[..., :2] - onnx_out[..., :2]) * scale)) if keras_out.size else 0.0
+    k_vis, o_vis = keras_out[..., 2] > 0, onnx_out[..., 2] > 0
+    tie = np.abs(keras_out[..., 2]) <= 1e-3
+    same = not bool(np.any((k_vis != o_vis) & ~tie))
+    return {
+        "images": len(keras_out),
+        "max_abs_diff": diff,
+        "unit": "input pixels",
+        "argmax_identical": same,  # here: identical visibility decisions
+        "ties": int(np.sum(tie)),
+        "tolerance": LANDMARK_PARITY_PX,
+        "passed": bool(diff <= LANDMARK_PARITY_PX and same),
+    }
+
+
 def _metadata(run: Run, spec: ModelSpec, opset: int, source_sha: str, exported: str) -> dict[str, Any]:
     metrics = run.metrics or {}
+    keys = LANDMARK_METRIC_KEYS if spec.task == "landmarks" else METRIC_KEYS
+    task = {"task": spec.task}
+    if spec.task == "landmarks":
+        task.update(landmarks=list(spec.landmarks), measurements=list(spec.measurements))
     return {
+        **task,
         "model_name": spec.name,
         "description": spec.description,
         "classes": list(spec.classes),
@@ -260,7 +290,7 @@ def _metadata(run: Run, spec: ModelSpec, opset: int, source_sha: str, exported: 
         "opset": str(opset),
         "run_id": str(metrics.get("run_id") or run.config.run_id or run.dir.name),
         "backbone": str(metrics.get("backbone") or run.config.hparams.backbone),
-        "metrics": {p: {k: (metrics.get(p) or {}).get(k) for k in METRIC_KEYS} for p in ("val", "test")},
+        "metrics": {p: {k: (metrics.get(p) or {}).get(k) for k in keys} for p in ("val", "test")},
         "export_date": exported,
         "source_sha256": source_sha,
     }
@@ -286,9 +316,14 @@ def stage_run(
     spec = run.spec
     name = spec.name
     model = inference.load_model(run_dir)
-    if (
-        tuple(model.input_shape[1:]) != tuple(spec.input_size)
-        or int(model.output_shape[-1]) != spec.num_classes
+    landmarks = spec.task == "landmarks"
+    width = (
+        (model.output_shape[1] if len(model.output_shape) == 3 else -1)
+        if landmarks
+        else model.output_shape[-1]
+    )
+    if tuple(model.input_shape[1:]) != tuple(spec.input_size) or int(width) != (
+        len(spec.landmarks) if landmarks else spec.num_classes
     ):
         raise ExportError(
             f"{run_dir}: model input {model.input_shape} / output {model.output_shape} disagree with "
@@ -310,22 +345,37 @@ def stage_run(
     parts = split_samples(run, data)
     images, note = parity_images(parts, spec)
     onnx_model = OnnxModel(fp32_path, verify=False)  # the exact bytes that will ship
-    parity = parity_check(inference.predict_arrays(model, images.x), onnx_model.predict(images.x))
+    keras_out, onnx_out = inference.predict_arrays(model, images.x), onnx_model.predict(images.x)
+    if landmarks:
+        parity = landmark_parity(keras_out, onnx_out, spec.input_size[:2])
+    else:
+        parity = parity_check(keras_out, onnx_out)
     parity.update(split=images.part, note=note)
     if conversion.no_cam is None:
         parity["cam"] = cam_parity(model, onnx_model, images.x)
         parity["passed"] = parity["passed"] and parity["cam"]["passed"]
     if not parity["passed"]:
+        what = "max |Δxy| (input px)" if landmarks else "max |Δp|"
+        same = "identical visibility" if landmarks else "identical argmax"
         raise ExportError(
             f"{name}: ONNX output differs from Keras on {parity['images']} {images.part} images "
-            f"(max |Δp| {parity['max_abs_diff']:.2e}, limit {PARITY_TOLERANCE:.0e}; identical argmax: "
+            f"({what} {parity['max_abs_diff']:.2e}, limit {parity['tolerance']:.0e}; {same}: "
             f"{parity['argmax_identical']}; CAM {parity.get('cam', {}).get('max_abs_diff', 'n/a')}); "
             "nothing was written"
         )
 
     files = {fp32_name: fp32_path}
     int8_info: dict[str, Any] | None = None
-    if quantize == "int8":
+    if quantize == "int8" and landmarks:
+        int8_info = {
+            "file": None,
+            "shipped": False,
+            "agreement": None,
+            "reason": "int8 is not offered for landmark models yet: the int8 gate measures "
+            "classification agreement, and no gate on angle error has been measured (fp32 shipped)",
+        }
+        echo(f"{name}: int8 NOT shipped: {int8_info['reason']}")
+    elif quantize == "int8":
         int8_info, int8_path = _stage_int8(fp32_path, parts, spec, metadata, echo)
         if int8_info["shipped"]:
             files[int8_info["file"]] = int8_path
@@ -377,13 +427,16 @@ def _entry(
     data_root: str | Path,
 ) -> dict[str, Any]:
     metrics = dict(metadata["metrics"])
-    try:
-        _files, labels, probs = RunDir(run.dir).read_predictions().get(
-            "test", ([], [], np.zeros((0, spec.num_classes)))
-        )
-        metrics["test_ci"] = bootstrap_test_cis(labels, probs, spec.classes)
-    except SpineScanError:
-        metrics["test_ci"] = {}
+    if spec.task == "landmarks":
+        metrics["test_ci"] = {}  # over seeds: benchmarks/landmark_bench.py, not one run's films
+    else:
+        try:
+            _files, labels, probs = (
+                RunDir(run.dir).read_predictions().get("test", ([], [], np.zeros((0, spec.num_classes))))
+            )
+            metrics["test_ci"] = bootstrap_test_cis(labels, probs, spec.classes)
+        except SpineScanError:
+            metrics["test_ci"] = {}
     return {
         "model": spec.name,
         "description": spec.description,
@@ -391,6 +444,12 @@ def _entry(
         "sha256": sha256_file(fp32_path),
         "size_bytes": fp32_path.stat().st_size,
         "classes": list(spec.classes),
+        "task": spec.task,
+        **(
+            {"measurements": list(spec.measurements), "landmarks": len(spec.landmarks)}
+            if spec.landmarks
+            else {}
+        ),
         "view": spec.view,
         "input_size": list(spec.input_size),
         "preprocessing": spec.preprocessing.to_dict(),

@@ -177,10 +177,41 @@ def _view_phrase(view: str) -> str:
     return "an AP" if view == "ap" else f"a {view}"
 
 
+def _landmark_table(metrics: dict[str, Any]) -> list[str]:
+    """A landmark model's figures: landmark error, angle MAE per angle, SMAPE, label accuracy."""
+    names = sorted({n for part in ("val", "test") for n in ((metrics.get(part) or {}).get("angles") or {})})
+    head = "| split | n | landmark error (x film height) | " + " | ".join(f"{n} MAE (deg)" for n in names)
+    rows = [head + " | SMAPE % | label accuracy |", "|---" * (len(names) + 5) + "|"]
+    for part in ("val", "test"):
+        m = metrics.get(part) or {}
+        angles = m.get("angles") or {}
+        maes = " | ".join(_fmt((angles.get(n) or {}).get("mae")) for n in names)
+        rows.append(
+            f"| {part} | {m.get('n', 'n/a')} | {_fmt(m.get('landmark_error'))} | {maes} | "
+            f"{_fmt(m.get('smape'))} | {_fmt(m.get('label_accuracy'))} |"
+        )
+    return rows
+
+
 def model_card(entry: dict[str, Any]) -> str:
     """Markdown for one manifest entry."""
     classes = ", ".join(entry["classes"])
     parity = entry["parity"]
+    landmarks = entry.get("task") == "landmarks"
+    if landmarks:
+        use = (
+            f"measure {', '.join(entry.get('measurements') or [])} (degrees) on "
+            f"{_view_phrase(entry['view'])} spine radiograph from {entry.get('landmarks')} vertebral "
+            f"landmarks, and derive a label ({classes}) from the angles by the clinical thresholds, "
+        )
+        output = "`points` (per landmark: normalised x, y, visibility logit, heatmap spread)"
+        diff = "max |Δxy| (input pixels)"
+        same = "identical visibility decisions"
+        table = _landmark_table(entry["metrics"])
+    else:
+        use = f"classify {_view_phrase(entry['view'])} spine radiograph as one of {classes}, "
+        output = f"`probabilities` in the order {classes}"
+        diff, same, table = "max |Δp|", "identical argmax", _metrics_table(entry["metrics"])
     lines = [
         f"# Model card: {entry['model']}",
         "",
@@ -188,8 +219,7 @@ def model_card(entry: dict[str, Any]) -> str:
         "",
         "## Intended use",
         "",
-        f"Research and teaching: classify {_view_phrase(entry['view'])} spine radiograph as one of "
-        f"{classes}, "
+        f"Research and teaching: {use}"
         "offline, on a CPU, with `spinescan-predict` or the standalone `predict.py` beside this card. "
         "A clinician reviews every output; the model is a second look, not a decision.",
         "",
@@ -197,7 +227,7 @@ def model_card(entry: dict[str, Any]) -> str:
         "",
         f"- File: `{entry['file']}` (sha256 `{entry['sha256']}`), ONNX opset {entry['opset']}.",
         f"- Backbone: {entry.get('backbone') or 'n/a'}; input {'x'.join(map(str, entry['input_size']))} "
-        f"(height x width x channels); output `probabilities` in the order {classes}.",
+        f"(height x width x channels); output {output}.",
         f"- Preprocessing (inside the file's metadata): {entry['preprocessing_text']}.",
         f"- Training run `{entry['run_id']}`; exported {entry['exported']} "
         f"with spinescan {entry['spinescan_version']}.",
@@ -213,20 +243,22 @@ def model_card(entry: dict[str, Any]) -> str:
         "",
         "Test figures carry a 95% stratified bootstrap confidence interval in parentheses.",
         "",
-        *_metrics_table(entry["metrics"]),
+        *table,
         "",
         *_benchmark_lines(entry.get("benchmark")),
         "## Export checks",
         "",
-        f"- Keras vs onnxruntime on {parity['images']} {parity['split']} images: max |Δp| = "
-        f"{parity['max_abs_diff']:.2e} (limit {parity['tolerance']:.0e}), identical argmax: "
+        f"- Keras vs onnxruntime on {parity['images']} {parity['split']} images: {diff} = "
+        f"{parity['max_abs_diff']:.2e} (limit {parity['tolerance']:.0e}), {same}: "
         f"{'yes' if parity['argmax_identical'] else 'no'}"
         + (f" ({parity['ties']} ties within the tolerance)" if parity.get("ties") else "")
         + "."
         + (f" {parity['note']}" if parity.get("note") else ""),
     ]
     int8 = entry.get("int8")
-    if int8:
+    if int8 and "size_fp32" not in int8:
+        lines.append(f"- int8: not shipped; {int8['reason']}.")
+    elif int8:
         status = "shipped" if int8["shipped"] else "not shipped"
         lines.append(
             f"- int8 (static QDQ, per-channel, stem in float): {status}; {int8['reason']}. Size "

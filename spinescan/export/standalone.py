@@ -26,7 +26,12 @@ MODULES = (
     "edge.dicom",
     "edge.imageio",
     "edge.preprocess",
+    "edge.thresholds",
+    "edge.angles",
+    "edge.landmarks",
     "edge.overlay",
+    "edge.landmark_overlay",
+    "edge.measure",
     "edge.predictor",
 )
 STANDALONE_NAME = "predict.py"

@@ -18,6 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spinescan.edge.angles import (  # noqa: F401 - re-exported: the manifest's angle definitions
+    edge_angle,
+    kyphosis_from_landmarks,
+    line_angle_between,
+    lordosis_from_landmarks,
+    max_cobb_from_landmarks,
+)
+
 LEVELS = (
     "T1",
     "T2",
@@ -179,50 +187,9 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
     return Spine(phi, corners, sacrum, dims)
 
 
-# --- measurement from landmarks (image or patient coordinates) -----------------------------------
-
-
-def edge_angle(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Orientation (degrees, in (-90, 90]) of the line through ``p`` and ``q``, direction-free."""
-    d = np.asarray(q, dtype=np.float64) - np.asarray(p, dtype=np.float64)
-    a = np.degrees(np.arctan2(d[..., 1], d[..., 0]))
-    return (a + 90.0) % 180.0 - 90.0
-
-
-def line_angle_between(a1: np.ndarray | float, a2: np.ndarray | float) -> np.ndarray:
-    """Unsigned angle between two lines given by their orientations, in [0, 90]."""
-    d = np.abs((np.asarray(a1) - np.asarray(a2) + 90.0) % 180.0 - 90.0)
-    return d
-
-
-def kyphosis_from_landmarks(landmarks: np.ndarray) -> float:
-    """T4-T12 Cobb: T4 superior endplate against T12 inferior endplate.
-
-    ``landmarks`` is (68, 2) or (17, 4, 2) in AASCE order (TL, TR, BL, BR per vertebra).
-    """
-    c = np.asarray(landmarks, dtype=np.float64).reshape(N_VERT, 4, 2)
-    return float(line_angle_between(edge_angle(c[T4, 0], c[T4, 1]), edge_angle(c[T12, 2], c[T12, 3])))
-
-
-def lordosis_from_landmarks(landmarks: np.ndarray, sacrum: np.ndarray) -> float:
-    """L1-S1 Cobb: L1 superior endplate against the S1 superior endplate (``sacrum``, 2 points)."""
-    c = np.asarray(landmarks, dtype=np.float64).reshape(N_VERT, 4, 2)
-    s = np.asarray(sacrum, dtype=np.float64).reshape(2, 2)
-    return float(line_angle_between(edge_angle(c[L1, 0], c[L1, 1]), edge_angle(s[0], s[1])))
-
-
-def max_cobb_from_landmarks(landmarks: np.ndarray) -> tuple[float, int, int]:
-    """Largest coronal Cobb angle over all pairs of end vertebrae (upper superior, lower inferior).
-
-    Returns ``(angle, upper, lower)`` vertebra indices, as in the AASCE challenge's evaluation.
-    """
-    c = np.asarray(landmarks, dtype=np.float64).reshape(N_VERT, 4, 2)
-    top = edge_angle(c[:, 0], c[:, 1])
-    bottom = edge_angle(c[:, 2], c[:, 3])
-    diff = line_angle_between(top[:, None], bottom[None, :])
-    diff = np.triu(diff)  # upper vertebra i at or above lower vertebra j
-    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    return float(diff[i, j]), int(i), int(j)
+# --- measurement from landmarks: one definition, shared with the predictor ----------------------
+# (kyphosis_from_landmarks, lordosis_from_landmarks, max_cobb_from_landmarks, edge_angle and
+# line_angle_between live in the light island, imported at the top of this module.)
 
 
 def max_cobb_from_phi(phi: np.ndarray) -> float:

@@ -1,6 +1,8 @@
 """Class labels from angles, by published clinical thresholds, and the angle ranges sampled per class.
 
-Thresholds (degrees, Cobb method: angle between the end vertebrae's endplates, Cobb 1948):
+The thresholds and the label rules are defined once, in :mod:`spinescan.edge.thresholds` (the
+predictor labels measured angles with them), and imported here. They are (degrees, Cobb method:
+angle between the end vertebrae's endplates, Cobb 1948):
 
 * Thoracic kyphosis, T4 superior to T12 inferior endplate. Normal adults lie roughly 20-40 deg
   (Fon, Pitt & Thies, "Thoracic kyphosis: range in normal subjects", AJR 1980;134:979-983;
@@ -40,44 +42,49 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KYPHOSIS_THRESHOLD = 45.0  # T4-T12 Cobb above this: hyperkyphosis
-LORDOSIS_THRESHOLD = 65.0  # L1-S1 Cobb above this: hyperlordosis
-SCOLIOSIS_THRESHOLD = 10.0  # coronal Cobb at or above this: scoliosis (SRS)
+# The thresholds and the label rules live in the light island (the predictor labels measured
+# angles with them); re-exported here for the generator and its callers.
+from spinescan.edge.thresholds import (
+    CLASSES,
+    KYPHOSIS_NORMAL_MIN,
+    KYPHOSIS_THRESHOLD,
+    LORDOSIS_NORMAL_MIN,
+    LORDOSIS_THRESHOLD,
+    SCOLIOSIS_THRESHOLD,
+    VIEWS,
+    ap_label,
+    lateral_label,
+)
+
 MARGIN = 5.0
 # Borderline cases keep this far from the threshold, so a label survives landmark rounding.
 BORDER_GAP = 0.5
 
-#: Physiological bounds of the sampled ranges (outside the thresholds' margins).
-KYPHOSIS_NORMAL_MIN = 20.0  # below: hypokyphosis, not a class here
+#: Upper bounds of the sampled ranges (the lower ones, ``*_NORMAL_MIN``, are clinical and live
+#: with the thresholds).
 KYPHOSIS_MAX = 75.0
-LORDOSIS_NORMAL_MIN = 40.0  # below: hypolordosis, not a class here
 LORDOSIS_MAX = 90.0
 COBB_MAX = 70.0
 
-CLASSES = {"lateral": ("healthy", "kyphosis", "lordosis"), "ap": ("healthy", "scoliosis")}
-VIEWS = tuple(CLASSES)
-
-
-def lateral_label(kyphosis_deg: float, lordosis_deg: float) -> str | None:
-    """The lateral class of a spine, or ``None`` when it fits none of the three classes.
-
-    A spine with both curves abnormal, or with hypokyphosis/hypolordosis, has no class in this
-    project and is never generated.
-    """
-    kyph_normal = KYPHOSIS_NORMAL_MIN <= kyphosis_deg <= KYPHOSIS_THRESHOLD
-    lord_normal = LORDOSIS_NORMAL_MIN <= lordosis_deg <= LORDOSIS_THRESHOLD
-    if kyph_normal and lord_normal:
-        return "healthy"
-    if kyphosis_deg > KYPHOSIS_THRESHOLD and lord_normal:
-        return "kyphosis"
-    if lordosis_deg > LORDOSIS_THRESHOLD and kyph_normal:
-        return "lordosis"
-    return None
-
-
-def ap_label(cobb_deg: float) -> str:
-    """``scoliosis`` at or above the SRS 10 deg Cobb threshold, else ``healthy``."""
-    return "scoliosis" if cobb_deg >= SCOLIOSIS_THRESHOLD else "healthy"
+__all__ = [
+    "BORDER_GAP",
+    "CLASSES",
+    "COBB_MAX",
+    "KYPHOSIS_MAX",
+    "KYPHOSIS_NORMAL_MIN",
+    "KYPHOSIS_THRESHOLD",
+    "LORDOSIS_MAX",
+    "LORDOSIS_NORMAL_MIN",
+    "LORDOSIS_THRESHOLD",
+    "MARGIN",
+    "SCOLIOSIS_THRESHOLD",
+    "VIEWS",
+    "LateralAngles",
+    "ap_label",
+    "lateral_label",
+    "sample_cobb",
+    "sample_lateral_angles",
+]
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,9 @@ def resolve_request(config: TrainConfig, check_data: bool = True) -> Resolved:
     weights = normalize_weights(config.weights)
     if weights is not None and not get_backbone(hparams.backbone).pretrained:
         raise SpineScanError(f"backbone {hparams.backbone!r} has no {weights} weights; use --weights none")
+    from spinescan.training.tasks import task_for  # noqa: PLC0415
+
+    task_for(spec).check(spec, hparams, weights)
     if config.strategy not in STRATEGIES:
         raise SpineScanError(f"unknown strategy {config.strategy!r}; choose one of {', '.join(STRATEGIES)}")
     if config.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):

@@ -31,7 +31,10 @@ def load_model(run_dir: str | Path) -> keras.Model:
     path = RunDir(Path(run_dir)).model_file
     if not path.is_file():
         raise SpineScanError(f"{run_dir} has no {RunDir.MODEL} (the run never finished an epoch)")
+    from spinescan.landmarks.model import custom_objects  # noqa: PLC0415
     from spinescan.training.model_files import load_keras_safely  # noqa: PLC0415
+
+    custom_objects()  # registers the landmark model's layers, so safe mode can rebuild them
 
     return load_keras_safely(keras, path)
 

@@ -41,6 +41,7 @@ from spinescan.training.distribute import make_strategy, patch_keras_for_multiwo
 from spinescan.training.prepare import Plan, load_view_samples, make_split, prepare_run
 from spinescan.training.runconfig import DatasetRecord, RunConfig, dataset_fingerprint, split_hash, versions
 from spinescan.training.runs import RunDir, kept_epoch
+from spinescan.training.tasks import task_for
 from spinescan.zoo.spec import build_model
 
 if TYPE_CHECKING:
@@ -186,38 +187,29 @@ class Inputs:
 
 
 def _inputs(plan: Plan, data: TrainingData, replicas: int, cache_dir: Path) -> Inputs:
-    from spinescan.training import pipeline  # noqa: PLC0415
-
+    """Arrays and targets of the run, as the spec's task makes them (:mod:`.tasks`), then its pipelines."""
     spec, progress = plan.spec, plan.config.progress
+    task = task_for(spec)
     parts = data.parts
-    y = {p: pipeline.encode_labels(parts[p], spec.classes) for p in ("train", "val", "test")}
-    if plan.config.in_memory:
-        x = {
-            p: pipeline.load_arrays(parts[p], spec, progress=progress, label=f"Loading {p} images") for p in y
-        }
-    else:  # file-backed: decoded once into memory-mapped files, paged in by the OS
-        x = {
-            p: pipeline.cache_arrays(parts[p], spec, cache_dir / f"{p}.npy", progress, f"Caching {p} images")
-            for p in y
-        }
+    x, y = {}, {}
+    for p in ("train", "val", "test"):
+        # file-backed: decoded once into memory-mapped files, paged in by the OS
+        cache = None if plan.config.in_memory else cache_dir / f"{p}.npy"
+        verb = "Loading" if cache is None else "Caching"
+        x[p], y[p] = task.load(parts[p], spec, progress, f"{verb} {p} images", cache)
     return make_inputs(plan, x, y, replicas)
 
 
 def make_inputs(plan: Plan, x: dict[str, Any], y: dict[str, np.ndarray], replicas: int = 1) -> Inputs:
-    """The training and validation pipelines (augmentation, class weights, batching) over decoded
-    arrays; public so that ``spinescan tune`` trains its trials on exactly what a run trains on."""
-    from spinescan.training import pipeline  # noqa: PLC0415
-
+    """The training and validation pipelines (the task's augmentation, weights and batching) over
+    decoded arrays; public so that ``spinescan tune`` trains its trials on exactly what a run trains on."""
     spec, hp = plan.spec, plan.hparams
-    weights = pipeline.class_weights(y["train"], spec.num_classes)[y["train"]]
+    task = task_for(spec)
     global_batch = hp.batch_size * replicas
-    train_ds = pipeline.make_dataset(
-        x["train"], y["train"], spec, global_batch, training=True, augment=hp.augment,
-        sample_weights=weights, seed=plan.seed,
-    )  # fmt: skip
-    val_ds = pipeline.make_dataset(x["val"], y["val"], spec, global_batch)
+    train_ds = task.dataset(x["train"], y["train"], spec, hp, global_batch, training=True, seed=plan.seed)
+    val_ds = task.dataset(x["val"], y["val"], spec, hp, global_batch, training=False, seed=plan.seed)
     n_train = len(y["train"])
-    drop = n_train >= 2 * global_batch  # as make_dataset does for training
+    drop = n_train >= 2 * global_batch  # as the datasets do for training
     steps = n_train // global_batch if drop else math.ceil(n_train / global_batch)
     return Inputs(x, y, train_ds, val_ds, steps, steps * global_batch if drop else n_train)
 
@@ -234,8 +226,7 @@ def build_compiled(plan: Plan, keras: Any, steps: int, gpu: bool) -> keras.Model
         plan.config.progress.info(f"Initialised {copied} layers from {plan.init_from} ({skipped} skipped)")
     model.compile(
         optimizer=_optimizer(keras, hp.optimizer, _lr(keras, hp, steps)),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
+        **task_for(plan.spec).compile_args(keras, plan.spec, hp),
         jit_compile="auto" if gpu else False,
     )
     return model
@@ -367,20 +358,17 @@ def _finish(
         kept = _to_float32(kept, plan)
         inference.save_model(kept, rundir.path)
     batch = max(32, hp.batch_size)
-    results: dict[str, Any] = {}
-    predictions = {}
-    for part in ("val", "test"):
-        probs = inference.predict_arrays(kept, inputs.x[part], batch)
-        results[part] = inference.summarize_predictions(inputs.y[part], probs, spec.classes)
-        samples = data.parts[part]
-        predictions[part] = ([s.rel for s in samples], [s.label for s in samples], probs)
-    rundir.write_predictions(spec.classes, predictions)
+    task = task_for(spec)
+    parts = {p: (data.parts[p], inputs.x[p], inputs.y[p]) for p in ("val", "test")}
+    results = task.evaluate(kept, parts, spec, batch, rundir)
     history = history or rundir.read_history()
     inference.plot_curves(rundir.path, history, title=f"{spec.name} ({hp.backbone}) {rundir.run_id}")
     speeds = [r["images_per_second"] for r in history[1:] if r.get("images_per_second")]
     metrics = {
         "finished": True,
         "model": spec.name,
+        "task": spec.task,
+        "accuracy_means": task.accuracy_means,
         "run_id": rundir.run_id,
         "val": results["val"],
         "test": results["test"],

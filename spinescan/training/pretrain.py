@@ -254,6 +254,13 @@ def pretrain_and_finetune(
     config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage()
 ) -> RunResult:
     """Both stages: pretrain (``"phantoms"``, reused when possible) or take a run dir, then fine-tune."""
+    from spinescan.training.config import spec_for  # noqa: PLC0415
+
+    if spec_for(config).task != "classification":
+        raise SpineScanError(
+            f"--pretrain is for classifiers; {config.model} is a landmark model, which trains on "
+            "phantoms' landmarks directly (use --init-from RUN_DIR to start from another landmark run)"
+        )
     t0 = time.perf_counter()
     pretrain_dir = resolve_pretrain(config, pretrain, phantoms)
     elapsed = time.perf_counter() - t0

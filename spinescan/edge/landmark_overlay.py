@@ -1,0 +1,132 @@
+"""Draw a landmark model's reading on the film: corners, end-vertebra lines, angles (light island).
+
+What a reader checks: are the corners on the vertebrae, are the right end vertebrae chosen, and do
+the drawn lines give the printed angle. Each angle's two endplates are drawn extended across the
+film in the angle's colour, with the angle's name and value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import cv2
+import numpy as np
+
+from spinescan.edge.angles import LEVELS, Angle, as_corners
+
+_COLOURS = {  # BGR
+    "cobb_deg": (0, 0, 255),
+    "cobb_pt_deg": (255, 160, 0),
+    "cobb_mt_deg": (0, 200, 0),
+    "cobb_tl_deg": (0, 200, 255),
+    "thoracic_kyphosis_deg": (0, 200, 0),
+    "lumbar_lordosis_deg": (0, 200, 255),
+}
+_SHORT = {
+    "cobb_deg": "Cobb",
+    "cobb_pt_deg": "PT",
+    "cobb_mt_deg": "MT",
+    "cobb_tl_deg": "TL/L",
+    "thoracic_kyphosis_deg": "T4-T12",
+    "lumbar_lordosis_deg": "L1-S1",
+}
+
+
+def _endplate(
+    corners: np.ndarray, sacrum: np.ndarray | None, vertebra: int | str, side: str
+) -> np.ndarray | None:
+    if vertebra == "S1":
+        return None if sacrum is None else np.asarray(sacrum, dtype=np.float64).reshape(2, 2)
+    v = int(vertebra)
+    pair = corners[v, :2] if side == "superior" else corners[v, 2:]
+    return pair if np.isfinite(pair).all() else None
+
+
+def _extended(p: np.ndarray, scale: float) -> tuple[tuple[int, int], tuple[int, int]]:
+    mid, d = p.mean(axis=0), p[1] - p[0]
+    n = float(np.hypot(*d)) or 1.0
+    a, b = mid - d / n * scale, mid + d / n * scale
+    return (round(a[0]), round(a[1])), (round(b[0]), round(b[1]))
+
+
+def draw_overlay(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    angles: Mapping[str, Angle],
+    sacrum: np.ndarray | None = None,
+    label: str | None = None,
+    max_height: int = 1024,
+) -> np.ndarray:
+    """A BGR uint8 copy of ``image`` (any layout) with the reading drawn on it, at most
+    ``max_height`` pixels tall (drawn at film scale, then resized)."""
+    img = np.asarray(image)
+    if img.dtype != np.uint8:
+        lo, hi = float(np.min(img)), float(np.max(img))
+        img = np.clip((img.astype(np.float32) - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    elif img.shape[2] == 1:
+        img = cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    out = img.copy()
+    h, w = out.shape[:2]
+    unit = max(1, round(h / 600))
+    corners = as_corners(landmarks)
+    for v in range(len(LEVELS)):
+        q = corners[v][[0, 1, 3, 2]]
+        if np.isfinite(q).all():
+            cv2.polylines(out, [np.round(q).astype(np.int32)], True, (255, 255, 0), unit, cv2.LINE_AA)
+            if v % 4 == 0 or v == len(LEVELS) - 1:
+                x, y = q[:, 0].max() + 3 * unit, q[:, 1].mean()
+                cv2.putText(
+                    out,
+                    LEVELS[v],
+                    (round(x), round(y)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.3 * unit,
+                    (255, 255, 0),
+                    max(1, unit // 2),
+                    cv2.LINE_AA,
+                )
+    if sacrum is not None and np.isfinite(np.asarray(sacrum, dtype=np.float64)).all():
+        s = np.round(np.asarray(sacrum, dtype=np.float64).reshape(2, 2)).astype(np.int32)
+        cv2.line(out, tuple(s[0]), tuple(s[1]), (255, 0, 255), unit, cv2.LINE_AA)
+    text_y = 14 * unit
+    for name, angle in angles.items():
+        colour = _COLOURS.get(name, (255, 255, 255))
+        if angle.value is None:
+            msg = f"{_SHORT.get(name, name)}: - ({angle.reason})"
+        else:
+            msg = f"{_SHORT.get(name, name)}: {angle.value:.1f} deg"
+            for vertebra, side in angle.lines:
+                p = _endplate(corners, sacrum, vertebra, side)
+                if p is not None:
+                    a, b = _extended(p, 0.18 * w + 20)
+                    cv2.line(out, a, b, colour, unit, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            msg,
+            (4 * unit, text_y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * unit,
+            colour,
+            max(1, unit // 2),
+            cv2.LINE_AA,
+        )
+        text_y += 14 * unit
+    if label is not None:
+        cv2.putText(
+            out,
+            f"label: {label}",
+            (4 * unit, text_y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * unit,
+            (255, 255, 255),
+            max(1, unit // 2),
+            cv2.LINE_AA,
+        )
+    if h > max_height:
+        s = max_height / h
+        out = cv2.resize(out, (max(1, round(w * s)), max_height), interpolation=cv2.INTER_AREA)
+    return out

@@ -1,0 +1,91 @@
+"""A landmark model's output -> landmarks in the film's pixels, angles and label (light island).
+
+The one read-out shared by training's evaluation, the benchmark and the ONNX predictor, so that
+the angles a run reports are the angles ``spinescan-predict`` prints for the same film.
+The output is ``(K, >= 3)`` per film: normalised ``x``, ``y`` and a visibility logit per point
+(:mod:`spinescan.landmarks.model`), points in :data:`spinescan.edge.landmarks.POINT_NAMES` order.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spinescan.edge.angles import ap_angles, label_from_angles, lateral_angles
+from spinescan.edge.landmarks import N_POINTS, decode
+from spinescan.edge.preprocess import Placement
+
+
+def read_landmarks(
+    output: np.ndarray,
+    placement: Placement,
+    view: str,
+    input_hw: tuple[int, int],
+    image_hw: tuple[int, int],
+) -> dict[str, Any]:
+    """``{"landmarks", "sacrum", "angles", "label", "label_reason"}`` for one film.
+
+    A model with fewer than the 70 points (no S1 endplate) reads the missing ones as not visible.
+    """
+    o = np.asarray(output, dtype=np.float64)
+    k = o.shape[0]
+    coords = np.full((N_POINTS, 2), 0.5)
+    logits = np.full(N_POINTS, -np.inf)
+    coords[:k], logits[:k] = o[:, :2], o[:, 2]
+    with np.errstate(over="ignore"):
+        d = decode(coords, logits, placement, (int(input_hw[0]), int(input_hw[1])))
+    size = (int(image_hw[0]), int(image_hw[1]))
+    if view == "ap":
+        angles = ap_angles(d.landmarks, image_size=size)
+    else:
+        angles = lateral_angles(d.landmarks, d.sacrum, image_size=size)
+    label, reason = label_from_angles(view, angles)
+    return {
+        "landmarks": d.landmarks,
+        "sacrum": d.sacrum,
+        "angles": angles,
+        "label": label,
+        "label_reason": reason,
+    }
+
+
+def points_json(landmarks: np.ndarray, sacrum: np.ndarray | None = None) -> list[list[float] | None]:
+    """``[[x, y], ...]`` in film pixels (68 corners, then the S1 endplate when given); ``None`` for a
+    point judged not visible."""
+    pts = np.asarray(landmarks, dtype=np.float64).reshape(-1, 2)
+    if sacrum is not None:
+        pts = np.concatenate([pts, np.asarray(sacrum, dtype=np.float64).reshape(-1, 2)])
+    return [[round(float(x), 2), round(float(y), 2)] if np.isfinite([x, y]).all() else None for x, y in pts]
+
+
+def measurements_json(angles: dict[str, Any], names: tuple[str, ...] | list[str]) -> dict[str, Any]:
+    """``{name: degrees or None}`` and, for each ``None``, the reason (``{name: reason}``)."""
+    values = {n: (None if angles[n].value is None else round(float(angles[n].value), 2)) for n in names}
+    reasons = {n: angles[n].reason for n in names if angles[n].value is None}
+    notes = {n: angles[n].note for n in names if angles[n].note}
+    return {"measurements": values, "missing": reasons, "notes": notes}
+
+
+def overlay_image(image: np.ndarray, reading: dict[str, Any]) -> np.ndarray:
+    """The reading drawn on the film (BGR uint8). The one call into :mod:`spinescan.edge.overlay`,
+    so that the drawing can change (or gain heatmaps) without touching the predictor."""
+    from spinescan.edge.landmark_overlay import draw_overlay  # noqa: PLC0415
+
+    return draw_overlay(image, reading["landmarks"], reading["angles"], reading["sacrum"], reading["label"])
+
+
+def write_overlay(image: np.ndarray, reading: dict[str, Any], path: str | Path) -> Path:
+    """:func:`overlay_image` written as a PNG (atomic: a temporary file, then a rename)."""
+    import cv2  # noqa: PLC0415
+
+    path = Path(path)
+    ok, buf = cv2.imencode(".png", overlay_image(image, reading))
+    if not ok:
+        raise ValueError(f"cannot encode {path}")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.tobytes())
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,195 @@
+"""Angles from landmarks (spinescan.edge.angles): the manifest's definitions, named curves, availability."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spinescan.edge import angles as A
+from spinescan.edge.thresholds import KYPHOSIS_THRESHOLD, SCOLIOSIS_THRESHOLD
+from spinescan.synth import generate
+from spinescan.synth import geometry as G
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, str]]:
+    out = tmp_path_factory.mktemp("angles")
+    generate(out, per_class=6, seed=11, size=256, workers=1, progress=False)
+    with open(out / "manifest.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _rounding_bound(p: np.ndarray, q: np.ndarray) -> float:
+    """Largest orientation error (deg) of the line p-q when each coordinate was rounded to 0.01 px."""
+    length = float(np.hypot(*(np.asarray(q) - np.asarray(p))))
+    return math.degrees(2 * 0.005 * math.sqrt(2) / (length - 0.02))
+
+
+def test_definitions_are_the_generators() -> None:
+    assert G.kyphosis_from_landmarks is A.kyphosis_from_landmarks
+    assert G.lordosis_from_landmarks is A.lordosis_from_landmarks
+    assert G.max_cobb_from_landmarks is A.max_cobb_from_landmarks
+    assert tuple(G.LEVELS) == A.LEVELS
+
+
+def test_manifest_landmarks_give_manifest_angles(phantoms: list[dict[str, str]]) -> None:
+    """Angles measured from the manifest's (rounded) landmarks equal its exact angles, within the
+    error that rounding the landmarks to 0.01 px and the angles to 0.001 deg can cause."""
+    n = {"ap": 0, "lateral": 0}
+    for r in phantoms:
+        pts = np.array(json.loads(r["landmarks"]))
+        c = pts.reshape(17, 4, 2)
+        size = (int(r["height"]), int(r["width"]))
+        n[r["view"]] += 1
+        if r["view"] == "lateral":
+            sac = np.array(json.loads(r["sacrum"]))
+            got = A.lateral_angles(pts, sac, image_size=size)
+            tol_k = _rounding_bound(c[A.T4, 0], c[A.T4, 1]) + _rounding_bound(c[A.T12, 2], c[A.T12, 3])
+            tol_l = _rounding_bound(c[A.L1, 0], c[A.L1, 1]) + _rounding_bound(sac[0], sac[1])
+            k, lo = got["thoracic_kyphosis_deg"].value, got["lumbar_lordosis_deg"].value
+            assert abs(k - float(r["thoracic_kyphosis_deg"])) <= tol_k + 6e-4
+            assert abs(lo - float(r["lumbar_lordosis_deg"])) <= tol_l + 6e-4
+            assert A.label_from_angles("lateral", got) == (r["label"], None)
+        else:
+            got = A.ap_angles(pts, image_size=size)
+            cobb = got["cobb_deg"]
+            (u, _), (lw, _) = cobb.lines
+            tol = _rounding_bound(c[u, 0], c[u, 1]) + _rounding_bound(c[lw, 2], c[lw, 3])
+            assert abs(cobb.value - float(r["cobb_deg"])) <= tol + 6e-4
+            assert cobb.note is None and cobb.reason is None
+            regional = [got[k].value for k in ("cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg")]
+            assert all(v is not None and 0.0 <= v <= cobb.value + 1e-9 for v in regional)
+            assert max(regional) == pytest.approx(cobb.value, abs=1e-9)
+            assert A.label_from_angles("ap", got) == (r["label"], None)
+    assert n["ap"] == 12 and n["lateral"] == 18
+
+
+def _spine(
+    tilts_deg: np.ndarray, width: float = 30.0, pitch: float = 40.0, height: float = 28.0
+) -> np.ndarray:
+    """AASCE corners of 17 rectangular vertebrae whose mid-lines have the given tilts (image coords).
+
+    The centres follow the tilts (each vertebra stacked along its predecessor's normal), so the
+    curve is a plausible spine; both endplates of a vertebra share its tilt.
+    """
+    corners = np.zeros((17, 4, 2))
+    centre = np.array([200.0, 50.0])
+    for v, t in enumerate(np.radians(tilts_deg)):
+        e = np.array([math.cos(t), math.sin(t)])  # along the endplate, towards +x (y down)
+        n = np.array([-math.sin(t), math.cos(t)])  # down the spine
+        if v:
+            centre = centre + pitch * n
+        corners[v] = [
+            centre - width / 2 * e - height / 2 * n,
+            centre + width / 2 * e - height / 2 * n,
+            centre - width / 2 * e + height / 2 * n,
+            centre + width / 2 * e + height / 2 * n,
+        ]
+    return corners.reshape(68, 2)
+
+
+def test_named_curves_follow_their_apex() -> None:
+    """A proximal curve of 8 deg, a main thoracic T5-T11 of 40 deg and a lumbar T11-L4 of 25 deg."""
+    tilt = np.zeros(17)
+    tilt[:4] = 12.0  # T1-T4: a small proximal curve of 8 deg down to T5
+    tilt[4] = 20.0  # T5: the upper end vertebra of the main curve
+    tilt[5:10] = np.linspace(15.0, -15.0, 5)
+    tilt[10] = -20.0  # T11: lower end of the thoracic curve, upper end of the lumbar one
+    tilt[11:15] = np.linspace(-12.0, 0.0, 4)
+    tilt[15:] = 5.0  # L4, L5
+    got = A.ap_angles(_spine(tilt))
+    assert got["cobb_deg"].value == pytest.approx(40.0)
+    assert got["cobb_mt_deg"].value == pytest.approx(40.0)
+    assert got["cobb_mt_deg"].lines == ((4, "superior"), (10, "inferior"))
+    assert got["cobb_tl_deg"].value == pytest.approx(25.0)
+    assert got["cobb_tl_deg"].lines == ((10, "superior"), (15, "inferior"))
+    assert got["cobb_pt_deg"].value == pytest.approx(8.0)
+    assert got["cobb_pt_deg"].lines == ((0, "superior"), (4, "inferior"))
+    curves = A.coronal_curves(_spine(tilt))
+    assert [c.upper for c in curves] == sorted(c.upper for c in curves)
+
+
+def test_straight_spine_measures_zero_and_is_healthy() -> None:
+    got = A.ap_angles(_spine(np.full(17, 7.0)))  # tilted film, straight spine
+    assert all(got[k].value == pytest.approx(0.0, abs=1e-9) for k in A.AP_ANGLES)
+    assert A.label_from_angles("ap", got) == ("healthy", None)
+    bent = np.zeros(17)
+    bent[8:] = SCOLIOSIS_THRESHOLD  # one 10-degree step: exactly at the SRS threshold
+    assert A.label_from_angles("ap", A.ap_angles(_spine(bent)))[0] == "scoliosis"
+
+
+def test_out_of_frame_vertebrae_give_none_with_a_reason() -> None:
+    tilt = np.zeros(17)
+    tilt[12:] = 30.0  # a lumbar curve
+    pts = _spine(tilt).reshape(17, 4, 2)
+    pts[:3] = np.nan  # T1-T3 cut off
+    got = A.ap_angles(pts)
+    assert got["cobb_pt_deg"].value is None and "T1-T3" in got["cobb_pt_deg"].reason
+    assert got["cobb_tl_deg"].value == pytest.approx(30.0)
+    assert got["cobb_deg"].value == pytest.approx(30.0) and "lower bound" in got["cobb_deg"].note
+    # The same through the film size: a film 300 px tall holds only the upper vertebrae.
+    short = A.ap_angles(_spine(tilt), image_size=(300, 600))
+    assert short["cobb_tl_deg"].value is None and "L5" in short["cobb_tl_deg"].reason
+    straight = _spine(np.zeros(17)).reshape(17, 4, 2)
+    straight[:3] = np.nan
+    label, why = A.label_from_angles("ap", A.ap_angles(straight))
+    assert label == "healthy" and "visible vertebrae only" in why
+    none = A.ap_angles(np.full((68, 2), np.nan))
+    assert all(a.value is None and a.reason for a in none.values())
+    assert A.label_from_angles("ap", none)[0] is None
+
+
+def test_lateral_angles_need_their_vertebrae() -> None:
+    tilt = np.zeros(17)
+    tilt[A.T4] = -25.0
+    tilt[A.T12] = 25.0
+    tilt[A.L1] = 10.0
+    pts = _spine(tilt)
+    sacrum = np.array([[180.0, 760.0], [220.0, 760.0 - 40.0 * math.tan(math.radians(60.0))]])
+    got = A.lateral_angles(pts, sacrum)
+    assert got["thoracic_kyphosis_deg"].value == pytest.approx(50.0)
+    assert got["lumbar_lordosis_deg"].value == pytest.approx(70.0)
+    assert got["thoracic_kyphosis_deg"].value > KYPHOSIS_THRESHOLD
+    # both abnormal: no class, and the rule says why
+    label, why = A.label_from_angles("lateral", got)
+    assert label is None and "none of the classes" in why
+    lumbar_only = pts.reshape(17, 4, 2).copy()
+    lumbar_only[: A.L1] = np.nan
+    got = A.lateral_angles(lumbar_only, sacrum)
+    assert got["thoracic_kyphosis_deg"].value is None and "T4" in got["thoracic_kyphosis_deg"].reason
+    assert got["lumbar_lordosis_deg"].value == pytest.approx(70.0)
+    assert A.label_from_angles("lateral", got)[0] is None
+    no_sacrum = A.lateral_angles(pts, None)
+    assert no_sacrum["lumbar_lordosis_deg"].value is None and "S1" in no_sacrum["lumbar_lordosis_deg"].reason
+    hidden = A.lateral_angles(pts, sacrum, visible=np.arange(17) != A.T12)
+    assert hidden["thoracic_kyphosis_deg"].value is None and "T12" in hidden["thoracic_kyphosis_deg"].reason
+
+
+def test_angle_json_names_the_endplates() -> None:
+    got = A.ap_angles(_spine(np.linspace(-10, 10, 17)))
+    js = got["cobb_deg"].to_json()
+    assert js["value"] == pytest.approx(20.0, abs=0.01)
+    assert js["lines"] == [["T1", "superior"], ["L5", "inferior"]]
+
+
+def test_angles_module_stays_light() -> None:
+    code = (
+        "import sys, spinescan.edge.angles; "
+        "bad = [m for m in ('tensorflow', 'keras', 'click', 'spinescan.synth') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_wrong_landmark_count_is_refused() -> None:
+    with pytest.raises(ValueError, match="68"):
+        A.ap_angles(np.zeros((60, 2)))
+    assert Path(A.__file__).parent.name == "edge"

@@ -1,0 +1,231 @@
+"""Landmark models in the zoo (issue 14): spec task validation, training through the shared loop,
+export with parity, the predictor's measurements/landmarks/label fields and overlays.
+
+One tiny ``cobb`` run (64 x 64 input, 1 epoch on the session's phantoms) serves every test here;
+the numbers it gives are meaningless, the fields and their consistency are what is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spinescan.edge.angles import AP_ANGLES, LATERAL_ANGLES
+from spinescan.edge.landmarks import POINT_NAMES
+from spinescan.errors import SpecError, SpineScanError
+from spinescan.zoo.spec import ModelSpec, landmark_builder
+
+
+def _spec(**changes):
+    base = dict(
+        name="lm", description="d", view="ap", classes=("healthy", "scoliosis"), build=landmark_builder,
+        task="landmarks", landmarks=POINT_NAMES, measurements=AP_ANGLES,
+    )  # fmt: skip
+    return ModelSpec(**{**base, **changes})
+
+
+def test_spec_task_validation() -> None:
+    assert _spec().task == "landmarks"
+    with pytest.raises(SpecError, match="task must be one of"):
+        _spec(task="segmentation")
+    with pytest.raises(SpecError, match="unknown: thoracic_kyphosis_deg"):
+        _spec(measurements=("thoracic_kyphosis_deg",))
+    with pytest.raises(SpecError, match="classes follow from its angles"):
+        _spec(view="lateral", measurements=LATERAL_ANGLES, classes=("healthy", "kyphosis"))
+    with pytest.raises(SpecError, match="needs unique landmark names"):
+        _spec(landmarks=())
+    with pytest.raises(SpecError, match="declares no landmarks"):
+        _spec(task="classification")
+    summary = _spec().summary()
+    assert summary["task"] == "landmarks" and summary["measurements"] == list(AP_ANGLES)
+
+
+def test_builtin_landmark_plugins_are_registered() -> None:
+    from spinescan.zoo.registry import get_spec
+
+    cobb, sagittal = get_spec("cobb"), get_spec("sagittal")
+    assert (cobb.task, cobb.view, cobb.measurements) == ("landmarks", "ap", AP_ANGLES)
+    assert (sagittal.view, sagittal.measurements) == ("lateral", LATERAL_ANGLES)
+    assert "S1-L" in sagittal.landmarks
+    assert get_spec("scoliosis").task == "classification"
+
+
+def test_landmark_options_refused_before_tensorflow(phantom_dir: Path, tmp_path: Path) -> None:
+    from spinescan.training.config import TrainConfig, resolve_request
+
+    with pytest.raises(SpineScanError, match="augmentation would move"):
+        resolve_request(TrainConfig(model="cobb", data=phantom_dir, hparams={"augment": True}))
+    with pytest.raises(SpineScanError, match="--backbone and --weights do not apply"):
+        resolve_request(TrainConfig(model="cobb", data=phantom_dir, hparams={"backbone": "efficientnetb0"}))
+
+
+@pytest.fixture(scope="module")
+def cobb_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("tensorflow")
+    from spinescan.training.loop import TrainConfig, train
+
+    runs = tmp_path_factory.mktemp("lm_runs")
+    result = train(
+        TrainConfig(model="cobb", data=phantom_dir, runs_dir=runs, image_size=64, hparams={"epochs": 1})
+    )
+    return result.run_dir
+
+
+def test_training_writes_a_landmark_run(cobb_run: Path, phantom_dir: Path) -> None:
+    from spinescan.training.runs import RunDir
+
+    metrics = json.loads((cobb_run / "metrics.json").read_text())
+    assert metrics["task"] == "landmarks" and metrics["finished"]
+    test = metrics["test"]
+    assert test["n"] == metrics["counts"]["test"] > 0
+    assert 0 < test["landmark_error"] < 1
+    assert set(test["angles"]) == set(AP_ANGLES)
+    history = RunDir(cobb_run).read_history()
+    assert len(history) == 1 and 0.0 <= history[0]["val_accuracy"] <= 1.0  # PCK
+    rows = (cobb_run / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("split,file,label,pred_label,cobb_deg")
+    assert len(rows) - 1 == metrics["counts"]["val"] + metrics["counts"]["test"]
+    # the shared split: the test films are the ones the AP classifier is tested on
+    from spinescan.data.splits import Split
+
+    split = Split.load(cobb_run / "split.json")
+    assert split is not None
+
+
+@pytest.fixture(scope="module")
+def exported_cobb(cobb_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("tf2onnx")
+    from spinescan.export.exporter import export_runs
+
+    out = tmp_path_factory.mktemp("lm_export")
+    report = export_runs([cobb_run], out, quantize="int8")
+    report.raise_for_failures()
+    return out
+
+
+def test_export_metadata_parity_and_int8_refusal(exported_cobb: Path) -> None:
+    from spinescan.edge.predictor import OnnxModel
+
+    model = OnnxModel(exported_cobb / "cobb.onnx")
+    assert model.info.task == "landmarks"
+    assert model.info.measurements == AP_ANGLES and len(model.info.landmarks) == 70
+    manifest = json.loads((exported_cobb / "manifest.json").read_text())
+    entry = manifest["models"]["cobb"]
+    assert entry["parity"]["passed"] and entry["parity"]["unit"] == "input pixels"
+    assert entry["int8"]["shipped"] is False and "landmark" in entry["int8"]["reason"]
+    assert not (exported_cobb / "cobb.int8.onnx").exists()
+
+
+def _check_entry(entry: dict, image_hw: tuple[int, int]) -> None:
+    assert entry["task"] == "landmarks"
+    assert set(entry["measurements"]) == set(AP_ANGLES)
+    for name, value in entry["measurements"].items():
+        assert (value is None) == (name in entry["reasons"])  # null always comes with a reason
+    assert len(entry["landmarks"]) == 70
+    for point in entry["landmarks"]:
+        if point is not None:  # film pixels (decoded through the placement), not input pixels
+            assert -0.5 * image_hw[1] <= point[0] <= 1.5 * image_hw[1]
+            assert -0.5 * image_hw[0] <= point[1] <= 1.5 * image_hw[0]
+    if entry["label"] is not None:
+        from spinescan.edge.thresholds import ap_label
+
+        assert entry["label"] == ap_label(entry["measurements"]["cobb_deg"])
+    else:
+        assert entry["label_reason"]
+
+
+def test_predictor_json_fields_and_overlay(exported_cobb: Path, phantom_dir: Path, tmp_path: Path) -> None:
+    from spinescan.edge.imageio import read_image
+    from spinescan.edge.predictor import main, predict_image
+
+    films = sorted((phantom_dir / "ap").rglob("*.png"))[:2]
+    entry = predict_image(films[0], model=str(exported_cobb / "cobb.onnx"))
+    _check_entry(entry, read_image(films[0]).shape[:2])
+    overlays = tmp_path / "ov"
+    out = subprocess.run(
+        [sys.executable, "-m", "spinescan.edge.predictor", *map(str, films), "--models", str(exported_cobb),
+         "--json", "--overlay", str(overlays)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    results = json.loads(out.stdout)
+    assert len(results) == 2
+    for r, film in zip(results, films, strict=True):
+        _check_entry(r, read_image(film).shape[:2])
+        assert Path(r["overlay"]).is_file() and Path(r["overlay"]).parent == overlays
+    assert main([str(films[0]), "--models", str(exported_cobb)]) == 0  # the table prints measurements
+
+
+def test_missing_vertebrae_are_null_with_a_reason(
+    exported_cobb: Path, phantom_dir: Path, tmp_path: Path
+) -> None:
+    """A film cut to its lower part has no T1-T5. Read through the predictor's read-out with the
+    manifest's own points (a perfect model), PT Cobb is null with a reason naming the missing
+    vertebrae, and the trained model's entry for the cut film keeps the null-with-reason rule."""
+    import csv
+
+    import cv2
+
+    from spinescan.edge.landmarks import encode
+    from spinescan.edge.measure import read_landmarks
+    from spinescan.edge.predictor import load_model, predict_image
+
+    with open(phantom_dir / "manifest.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["view"] == "ap")
+    img = cv2.imread(str(phantom_dir / row["file"]), cv2.IMREAD_UNCHANGED)
+    keep = img.shape[0] * 3 // 5  # about T10-L5 of a phantom
+    cut = tmp_path / "lumbar_only.png"
+    cv2.imwrite(str(cut), img[-keep:])
+    model = load_model(exported_cobb / "cobb.onnx")
+    _x, (placement, hw) = model.prepare(cv2.imread(str(cut), cv2.IMREAD_UNCHANGED))
+    truth = np.array(json.loads(row["landmarks"])) - [0, img.shape[0] - keep]  # into the cut's pixels
+    t = encode(truth, None, placement, model.info.input_size[:2])
+    perfect = np.concatenate([t.coords, np.where(t.visible, 10.0, -10.0)[:, None]], axis=1)
+    reading = read_landmarks(perfect, placement, "ap", model.info.input_size[:2], hw)
+    pt = reading["angles"]["cobb_pt_deg"]
+    assert pt.value is None and "T1" in pt.reason and "not visible" in pt.reason, pt
+    assert reading["angles"]["cobb_tl_deg"].value is not None  # the lumbar curve is in the film
+    entry = predict_image(cut, model=str(exported_cobb / "cobb.onnx"))
+    _check_entry(entry, hw)
+
+
+def test_standalone_predict_py_reads_landmark_models(exported_cobb: Path, phantom_dir: Path) -> None:
+    film = sorted((phantom_dir / "ap").rglob("*.png"))[0]
+    out = subprocess.run(
+        [sys.executable, str(exported_cobb / "predict.py"), str(film), "--json"],
+        capture_output=True, text=True, check=True, cwd=exported_cobb,
+    )  # fmt: skip
+    (entry,) = json.loads(out.stdout)
+    assert entry["model"] == "cobb" and set(entry["measurements"]) == set(AP_ANGLES)
+
+
+def test_measure_reads_a_perfect_output_as_the_manifest(phantom_dir: Path) -> None:
+    """The read-out (edge.measure) inverts the training targets: truth in, manifest angles out."""
+    import csv
+
+    from spinescan.edge.imageio import read_image
+    from spinescan.edge.landmarks import encode
+    from spinescan.edge.measure import read_landmarks
+    from spinescan.edge.preprocess import Preprocessing, preprocess_placed
+
+    with open(phantom_dir / "manifest.csv", newline="") as fh:
+        row = next(r for r in csv.DictReader(fh) if r["view"] == "lateral")
+    img = read_image(phantom_dir / row["file"])
+    size, prep = (256, 96, 1), Preprocessing(resize="spine_band", crop_aspect=96 / 256)
+    _, placement = preprocess_placed(img, size, prep)
+    t = encode(
+        np.array(json.loads(row["landmarks"])), np.array(json.loads(row["sacrum"])), placement, size[:2]
+    )
+    logits = np.where(t.visible, 10.0, -10.0)
+    out = np.concatenate([t.coords, logits[:, None]], axis=1)
+    r = read_landmarks(out, placement, "lateral", size[:2], img.shape[:2])
+    assert r["angles"]["thoracic_kyphosis_deg"].value == pytest.approx(
+        float(row["thoracic_kyphosis_deg"]), abs=0.5
+    )
+    assert r["angles"]["lumbar_lordosis_deg"].value == pytest.approx(
+        float(row["lumbar_lordosis_deg"]), abs=0.5
+    )
