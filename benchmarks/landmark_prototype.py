@@ -247,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--angle-weight", type=float, default=20.0)
-    ap.add_argument("--spread-weight", type=float, default=0.1)
-    ap.add_argument("--no-coords", action="store_true", help="no CoordConv channels")
+    ap.add_argument("--spread-weight", type=float, default=0.01)
+    ap.add_argument("--coords", action="store_true", help="CoordConv channels (untested: see report)")
     ap.add_argument("--widths", default="16,32,48,64,96")
     ap.add_argument("--decoder", type=int, default=48)
     ap.add_argument("--data", default="/tmp/lm/data", help="phantom cache folder")
@@ -291,13 +291,14 @@ def main(argv: list[str] | None = None) -> int:
         input_size=input_size,
         widths=tuple(int(v) for v in args.widths.split(",")),
         decoder_width=args.decoder,
-        coords=not args.no_coords,
+        coords=args.coords,
     )
     model = build_heatmap_model(cfg)
     steps = int(np.ceil(len(trn) / args.batch)) * args.epochs
     sched = keras.optimizers.schedules.CosineDecay(args.lr, steps, warmup_target=None, alpha=0.02)
     model.compile(
-        optimizer=keras.optimizers.Adam(sched), loss=make_loss((h, w), angle_weight=args.angle_weight)
+        optimizer=keras.optimizers.Adam(sched),
+        loss=make_loss((h, w), angle_weight=args.angle_weight, spread_weight=args.spread_weight),
     )
     timer = EpochTimer()
     x_tr = xtr[trn].astype(np.float32) / 255.0

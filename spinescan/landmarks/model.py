@@ -36,7 +36,7 @@ class HeatmapConfig:
     widths: tuple[int, ...] = (16, 32, 48, 64, 96)  # strides 2, 4, 8, 16, 32
     decoder_width: int = 48
     output_stride: int = 4
-    coords: bool = True  # CoordConv channels at the input and before the heatmaps
+    coords: bool = False  # CoordConv channels at the input and before the heatmaps
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -166,7 +166,7 @@ def make_loss(
     input_hw: tuple[int, int],
     angle_weight: float = 20.0,
     spread_target: float = 2.0,
-    spread_weight: float = 0.1,
+    spread_weight: float = 0.01,
     visibility_weight: float = 1.0,
 ) -> Any:
     """The landmark loss on ``y_true`` (N, K, 3) = normalised x, y, visible (0/1).
