@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from scipy.stats import spearmanr
 
     from spinescan.edge import overlay
-    from spinescan.export.exporter import load_images, split_samples
+    from spinescan.export.parity import load_images, split_samples
     from spinescan.training import inference, runs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -32,6 +32,7 @@ MODULES = (
     "edge.overlay",
     "edge.landmark_overlay",
     "edge.measure",
+    "edge.onnxmodel",
     "edge.predictor",
 )
 STANDALONE_NAME = "predict.py"

@@ -242,9 +242,6 @@ def tune(config: TuneConfig) -> TuneResult:
         import keras_tuner  # noqa: PLC0415
     except ImportError:
         raise SpineScanError("tuning needs keras-tuner: pip install 'spinescan[notebook]'") from None
-    import keras  # noqa: PLC0415
-
-    from spinescan.training.loop import build_compiled, make_inputs  # noqa: PLC0415
     from spinescan.training.prepare import Plan  # noqa: PLC0415
     from spinescan.training.runs import RunDir  # noqa: PLC0415
 
@@ -253,39 +250,12 @@ def tune(config: TuneConfig) -> TuneResult:
     project.parent.mkdir(parents=True, exist_ok=True)
     x, y, folds = _load(config, spec, base)
     fixed = {k for k, v in config.hparams.items() if v is not None}
-    where = "over " + (f"{config.folds} folds of train+val" if config.folds else "the validation split")
-    progress.info(
-        f"Tuning {spec.name} with Hyperband (max {config.max_epochs} epochs, factor {config.factor}, "
-        f"budget: {config.budget.describe()}), scored by validation accuracy {where}; project: {project}"
-    )
-    for line in space.describe():
-        if line.split(":")[0] not in fixed:
-            progress.info(f"  {line}")
+    _announce(config, spec, space, fixed)
     plan0 = Plan(_train_config(config), spec, base, RunDir(project), False, Path(config.data), None, None)
 
     def score(values: dict[str, Any], epochs: int) -> tuple[float, list[float]]:
         hparams = replace(_hparams_of(values, space, base), epochs=int(epochs))
-        plan = replace(plan0, hparams=hparams)
-        scores = []
-        for fold in folds:
-            keras.utils.set_random_seed(config.seed)
-            inputs = make_inputs(
-                plan,
-                {"train": x[fold.train], "val": x[fold.val]},
-                {"train": y[fold.train], "val": y[fold.val]},
-            )
-            model = build_compiled(plan, keras, inputs.steps, gpu=False)
-            history = model.fit(
-                inputs.train_ds,
-                validation_data=inputs.val_ds,
-                epochs=hparams.epochs,
-                verbose=0,
-                shuffle=False,
-            )
-            value = float(history.history["val_accuracy"][-1])
-            scores.append(0.0 if math.isnan(value) else value)
-            keras.backend.clear_session(free_memory=True)
-        return float(np.mean(scores)), scores
+        return _score_folds(replace(plan0, hparams=hparams), x, y, folds, config.seed)
 
     deadline = time.monotonic() + config.budget.seconds if config.budget.seconds else None
     timings: dict[str, dict[str, Any]] = {}
@@ -336,6 +306,48 @@ def tune(config: TuneConfig) -> TuneResult:
     seconds = time.monotonic() - start
     trials = _write_tables(project, tuner.oracle, space, timings)
     return _finish(config, spec, space, project, trials, seconds)
+
+
+def _announce(config: TuneConfig, spec: ModelSpec, space: SearchSpace, fixed: set[str]) -> None:
+    """Say what is searched, how it is scored and where the project lives."""
+    where = "over " + (f"{config.folds} folds of train+val" if config.folds else "the validation split")
+    config.progress.info(
+        f"Tuning {spec.name} with Hyperband (max {config.max_epochs} epochs, factor {config.factor}, "
+        f"budget: {config.budget.describe()}), scored by validation accuracy {where}; "
+        f"project: {config.project_dir}"
+    )
+    for line in space.describe():
+        if line.split(":")[0] not in fixed:
+            config.progress.info(f"  {line}")
+
+
+def _score_folds(plan: Any, x: np.ndarray, y: np.ndarray, folds: Any, seed: int) -> tuple[float, list[float]]:
+    """One trial's settings trained from scratch on every fold, exactly as ``spinescan train``
+    trains (``make_inputs``, ``build_compiled``); the score is the last epoch's validation accuracy."""
+    import keras  # noqa: PLC0415
+
+    from spinescan.training.loop import build_compiled, make_inputs  # noqa: PLC0415
+
+    scores = []
+    for fold in folds:
+        keras.utils.set_random_seed(seed)
+        inputs = make_inputs(
+            plan,
+            {"train": x[fold.train], "val": x[fold.val]},
+            {"train": y[fold.train], "val": y[fold.val]},
+        )
+        model = build_compiled(plan, keras, inputs.steps, gpu=False)
+        history = model.fit(
+            inputs.train_ds,
+            validation_data=inputs.val_ds,
+            epochs=plan.hparams.epochs,
+            verbose=0,
+            shuffle=False,
+        )
+        value = float(history.history["val_accuracy"][-1])
+        scores.append(0.0 if math.isnan(value) else value)
+        keras.backend.clear_session(free_memory=True)
+    return float(np.mean(scores)), scores
 
 
 def _search_hp(keras_tuner: Any, space: SearchSpace, fixed: set[str]) -> Any:
