@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             "train_films": [mm["counts"]["train"] for mm in metrics],
             "comparisons": {},
         }
-        wanted = (
-            CLASSIFIERS[view] if args.classifiers is None else [c for c in args.classifiers.split(",") if c]
-        )
+        wanted = [
+            c for c in CLASSIFIERS[view] if args.classifiers is None or c in args.classifiers.split(",")
+        ]
         lm_preds = [L.read_landmark_predictions(r) for r in lm_runs]
         for clf in wanted:
             cl_runs = [train_or_reuse(clf, args.data, args.runs, s, hp(clf)) for s in args.seeds]

@@ -229,3 +229,29 @@ def test_measure_reads_a_perfect_output_as_the_manifest(phantom_dir: Path) -> No
     assert r["angles"]["lumbar_lordosis_deg"].value == pytest.approx(
         float(row["lumbar_lordosis_deg"]), abs=0.5
     )
+
+
+def test_pretrain_and_classifier_bench_refuse_landmark_models(phantom_dir: Path) -> None:
+    from spinescan.evaluation.jobs import resolve_specs
+    from spinescan.training.config import TrainConfig
+    from spinescan.training.pretrain import pretrain_and_finetune
+
+    with pytest.raises(SpineScanError, match="--pretrain is for classifiers"):
+        pretrain_and_finetune(TrainConfig(model="cobb", data=phantom_dir), "phantoms")
+    with pytest.raises(SpineScanError, match=r"benchmarks/landmark_bench\.py"):
+        resolve_specs(["scoliosis", "cobb"], None)
+    assert all(s.task == "classification" for s in resolve_specs([], None))
+
+
+def test_landmark_comparison_is_paired_per_film() -> None:
+    """compare_with_classifier pairs the two models film by film (McNemar's discordant counts)."""
+    from spinescan.evaluation.landmarks import compare_with_classifier
+
+    files = ["a", "b", "c", "d"]
+    labels = ["healthy", "scoliosis", "scoliosis", "healthy"]
+    lm = {f: {"pred_label": p} for f, p in zip(files, ["healthy", "healthy", "scoliosis", ""], strict=True)}
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.8, 0.2], [0.6, 0.4]])
+    out = compare_with_classifier([lm], [(files, labels, probs)], ("healthy", "scoliosis"), n_boot=50)
+    # landmark right on a, c (d unlabelled counts wrong); classifier right on a, b, d
+    assert out["landmark_accuracy"] == 0.5 and out["classifier_accuracy"] == 0.75
+    assert out["mcnemar"]["only_landmark_correct"] == 1 and out["mcnemar"]["only_classifier_correct"] == 2

@@ -26,7 +26,8 @@ def models_command(pattern: str | None, view: str | None, as_json: bool) -> None
     width = max(len(s.name) for s in specs)
     for s in specs:
         size = "x".join(str(v) for v in s.input_size)
-        click.echo(f"{s.name:<{width}}  {s.view:<7}  {size:<9}  {', '.join(s.classes):<28}  [{s.plugin}]")
+        what = ", ".join(s.classes) if s.task == "classification" else "measures " + ", ".join(s.measurements)
+        click.echo(f"{s.name:<{width}}  {s.view:<7}  {size:<9}  {what:<28}  [{s.plugin}]")
 
 
 @click.command("plugins")

@@ -326,7 +326,9 @@ def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
     image_w = min(60, max(len(r["image"]) for r in results))
     model_w = max([len(r.get("model", "")) for r in results] + [5])
     label_w = max([len(r.get("label") or "") for r in results] + [5])
-    lines = [f"{'image':<{image_w}}  {'model':<{model_w}}  {'label':<{label_w}}  probabilities"]
+    kinds = ["measurements" in r for r in results if "error" not in r]
+    what = "measurements (deg)" if kinds and all(kinds) else "probabilities"
+    lines = [f"{'image':<{image_w}}  {'model':<{model_w}}  {'label':<{label_w}}  {what}"]
     for r in results:
         if "error" in r:
             lines.append(f"{r['image']:<{image_w}}  ERROR  {r['error']}")
