@@ -335,8 +335,8 @@ def test_every_backbone_exports_with_parity(backbone: str) -> None:
     import keras
     import onnxruntime as ort
 
-    from spinescan.export.parity import parity_check
     from spinescan.export.onnx_convert import keras_to_onnx
+    from spinescan.export.parity import parity_check
     from spinescan.zoo.backbones import build_classifier
     from spinescan.zoo.registry import get_spec
 
