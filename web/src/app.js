@@ -37,6 +37,12 @@ async function loadModels() {
   if (!entries.length) throw new Error("the manifest lists no models");
   const models = [];
   for (const entry of entries) {
+    if (entry.task && entry.task !== "classification") {
+      // Landmark models (angles in degrees) need the spine_band crop and the angle read-out,
+      // which this page has not ported yet: say so rather than misread their outputs.
+      state.errors.push(`${entry.model}: a ${entry.task} model, not shown here yet (use spinescan-predict --overlay)`);
+      continue;
+    }
     const url = new URL(`../${entry.file}`, document.baseURI);
     const fetched = await fetch(url, { cache: "no-store" });
     if (!fetched.ok) {
