@@ -8,7 +8,6 @@ The output is ``(K, >= 3)`` per film: normalised ``x``, ``y`` and a visibility l
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +77,8 @@ def overlay_image(image: np.ndarray, reading: dict[str, Any]) -> np.ndarray:
 
 
 def write_overlay(image: np.ndarray, reading: dict[str, Any], path: str | Path) -> Path:
-    """:func:`overlay_image` written as a PNG (atomic: a temporary file, then a rename)."""
-    import cv2  # noqa: PLC0415
+    """:func:`overlay_image` written as a PNG (atomically, the folder created; ``OSError`` when it
+    cannot be), by the same writer as the heatmap overlays."""
+    from spinescan.edge.overlay import write_png  # noqa: PLC0415
 
-    path = Path(path)
-    ok, buf = cv2.imencode(".png", overlay_image(image, reading))
-    if not ok:
-        raise ValueError(f"cannot encode {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
-    return path
+    return write_png(path, overlay_image(image, reading))

@@ -258,9 +258,8 @@ def _explain_landmarks(
     if overlay_dir is not None:
         target = overlay_dir / _overlay_name(path, model, written)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
             result["overlay"] = str(write_overlay(image, reading, target))
-        except (OSError, ValueError) as exc:  # a failed drawing must not lose the measurement
+        except OSError as exc:  # a failed drawing must not lose the measurement
             result["overlay_error"] = f"{target}: {exc}"
     return result
 
