@@ -109,8 +109,11 @@ def test_export_cli_refuses_weak_models_unless_allowed(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         build_cli(), ["export", "--onnx", "--runs", str(runs_dir), "--out", str(tmp_path / "x")]
     )
+    from spinescan.export.selection import WeakModelsRefused
+
     assert result.exit_code != 0
     assert "No benchmark winners" in result.output and "WEAK MODEL" in result.output
+    assert isinstance(result.exception, WeakModelsRefused) and result.exception.exit_code == 3
     assert "--allow-weak" in str(result.exception)
     assert not (tmp_path / "x" / "generalist.onnx").exists()
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from spinescan.cli.options import runs_option
-from spinescan.errors import SpineScanError
 
 
 def _echo(message: str) -> None:
@@ -98,11 +97,13 @@ def export_command(
     refused unless --allow-weak. Each file
     carries its classes, input size and preprocessing in its metadata, is checked against Keras
     on the run's validation images (max |Δp| <= 1e-4, same argmax) and is listed with its sha256
-    in OUT/manifest.json, beside a model card and the standalone OUT/predict.py. A model that
-    fails a check is not written; its previous files stay.
+    in OUT/manifest.json, beside a model card and the standalone OUT/predict.py. If any model
+    fails a check, nothing is written and the previous set stays. A weak model (no better than
+    chance or its shortcut probe on its own test split) is refused unless --allow-weak; the others
+    are exported and the command exits with status 3.
     """
     from spinescan.export.exporter import export_runs  # noqa: PLC0415 - TensorFlow comes later
-    from spinescan.export.selection import assess, select_runs  # noqa: PLC0415
+    from spinescan.export.selection import WeakModelsRefused, assess, select_runs  # noqa: PLC0415
 
     selection = select_runs(names, run_dir, runs_dir)
     if selection.note:
@@ -125,11 +126,11 @@ def export_command(
             click.echo(line)
     if report.exported:
         click.echo(f"Wrote {len(report.exported)} model(s), manifest.json and predict.py to {out}")
+    report.raise_for_failures()
     if refused:
-        raise SpineScanError(
+        raise WeakModelsRefused(
             f"refused {len(refused)} weak model(s): {', '.join(refused)} (see above; --allow-weak exports)"
         )
-    report.raise_for_failures()
 
 
 COMMANDS = [export_command]

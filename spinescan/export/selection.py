@@ -35,6 +35,13 @@ N_BOOT = 2000
 LEVEL = 0.95
 
 
+class WeakModelsRefused(SpineScanError):
+    """Some models were refused by the weak-model gate (the others were exported). Its own exit
+    status, so a script can go on with the models that passed and still see the refusal."""
+
+    exit_code = 3
+
+
 @dataclass(frozen=True)
 class Selection:
     """The run directories to export and where the choice came from."""
