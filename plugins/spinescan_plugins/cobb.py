@@ -7,13 +7,13 @@ The label (scoliosis at a largest Cobb of 10 deg or more) follows from the measu
 from spinescan import hookimpl
 from spinescan.edge.angles import AP_ANGLES
 from spinescan.edge.landmarks import POINT_NAMES
-from spinescan.edge.preprocess import Preprocessing
-from spinescan.zoo.spec import ModelSpec, TrainDefaults, landmark_builder
-
-# A tall, narrow input: 256 rows keep each of the 17 vertebrae about 10 input pixels high, and
-# spine_band keeps every row of the film (a crop must never cut off T1 or L5) while cutting the
-# columns of wide films to the input's aspect around the spine (benchmarks/landmark_prototype.py).
-INPUT = (256, 96, 1)
+from spinescan.zoo.spec import (
+    LANDMARK_INPUT,
+    LANDMARK_PREPROCESSING,
+    LANDMARK_TRAIN,
+    ModelSpec,
+    landmark_builder,
+)
 
 
 @hookimpl
@@ -30,18 +30,8 @@ def register_models(register):
             # loss masks it and the model learns to call it not visible).
             landmarks=POINT_NAMES,
             measurements=AP_ANGLES,
-            input_size=INPUT,
-            preprocessing=Preprocessing(resize="spine_band", crop_aspect=INPUT[1] / INPUT[0]),
-            # From scratch, no augmentation (a geometric one would move the targets), the whole
-            # cosine schedule kept. 40 epochs of the default 100-per-class phantoms: minutes on CPU.
-            train=TrainDefaults(
-                epochs=40,
-                batch_size=16,
-                learning_rate=2e-3,
-                augment=False,
-                checkpoint="last",
-                dropout=0.0,
-                target_accuracy=0.9,
-            ),
+            input_size=LANDMARK_INPUT,
+            preprocessing=LANDMARK_PREPROCESSING,
+            train=LANDMARK_TRAIN,
         )
     )

@@ -8,10 +8,13 @@ The label (healthy, kyphosis > 45 deg, lordosis > 65 deg) follows from the angle
 from spinescan import hookimpl
 from spinescan.edge.angles import LATERAL_ANGLES
 from spinescan.edge.landmarks import POINT_NAMES
-from spinescan.edge.preprocess import Preprocessing
-from spinescan.zoo.spec import ModelSpec, TrainDefaults, landmark_builder
-
-INPUT = (256, 96, 1)
+from spinescan.zoo.spec import (
+    LANDMARK_INPUT,
+    LANDMARK_PREPROCESSING,
+    LANDMARK_TRAIN,
+    ModelSpec,
+    landmark_builder,
+)
 
 
 @hookimpl
@@ -26,16 +29,8 @@ def register_models(register):
             task="landmarks",
             landmarks=POINT_NAMES,  # the 68 corners and the S1 superior endplate (manifest `sacrum`)
             measurements=LATERAL_ANGLES,
-            input_size=INPUT,
-            preprocessing=Preprocessing(resize="spine_band", crop_aspect=INPUT[1] / INPUT[0]),
-            train=TrainDefaults(
-                epochs=40,
-                batch_size=16,
-                learning_rate=2e-3,
-                augment=False,
-                checkpoint="last",
-                dropout=0.0,
-                target_accuracy=0.9,
-            ),
+            input_size=LANDMARK_INPUT,
+            preprocessing=LANDMARK_PREPROCESSING,
+            train=LANDMARK_TRAIN,
         )
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spinescan.edge.preprocess import Preprocessing, scale_intensity, spine_column, to_grey
+from spinescan.edge.preprocess import Preprocessing, placement, scale_intensity, to_grey
 
 #: Shown with every heatmap, on the image and in the page.
 DISCLAIMER = "heatmap: a quality check, not a localisation claim"
@@ -53,36 +53,20 @@ class Geometry:
         }
 
 
-def crop_window(x: np.ndarray, aspect: float) -> tuple[int, int, int, int]:
-    """The window :func:`spinescan.edge.preprocess.crop_to_aspect` keeps, as (top, left, h, w).
-
-    Same arithmetic (tests check the two agree pixel for pixel); kept here because preprocess
-    returns only the cut image.
-    """
-    h, w = x.shape[:2]
-    if w > h * aspect:
-        cw = max(1, round(h * aspect))
-        left = int(np.clip(spine_column(x) - cw // 2, 0, w - cw))
-        return 0, left, h, cw
-    ch = max(1, round(w / aspect))
-    top = (h - ch) // 2
-    return top, 0, ch, w
-
-
 def geometry(image: np.ndarray, input_size: Sequence[int], prep: Preprocessing | None = None) -> Geometry:
-    """The crop and letterbox that :func:`~spinescan.edge.preprocess.preprocess` applies to ``image``."""
+    """The crop and letterbox that :func:`~spinescan.edge.preprocess.preprocess` applies to
+    ``image``: its own :func:`~spinescan.edge.preprocess.placement`, so a map can never sit
+    elsewhere than the pixels the model saw (``spine_band`` included)."""
     prep = prep or Preprocessing()
     grey = to_grey(np.asarray(image))
-    h, w = grey.shape[:2]
-    crop = (0, 0, h, w)
-    if prep.resize == "spine_crop":
-        crop = crop_window(scale_intensity(grey, prep), prep.crop_aspect)
-    target_h, target_w = int(input_size[0]), int(input_size[1])
-    ch, cw = crop[2], crop[3]
-    scale = min(target_h / ch, target_w / cw)
-    new_h, new_w = max(1, round(ch * scale)), max(1, round(cw * scale))
-    box = ((target_h - new_h) // 2, (target_w - new_w) // 2, new_h, new_w)
-    return Geometry((h, w), crop, box, (target_h, target_w))
+    target_hw = (int(input_size[0]), int(input_size[1]))
+    pl = placement(scale_intensity(grey, prep), target_hw, prep)
+    return Geometry(
+        grey.shape[:2],
+        (pl.crop_top, pl.crop_left, pl.crop_height, pl.crop_width),
+        (pl.pad_top, pl.pad_left, pl.new_height, pl.new_width),
+        target_hw,
+    )
 
 
 def normalise_cam(cam: np.ndarray) -> np.ndarray:

@@ -175,6 +175,24 @@ def default_builder(
     return build_classifier(spec, backbone=backbone, weights=weights, hparams=hparams)
 
 
+# What the built-in landmark models (cobb, sagittal) share. A tall, narrow input: 256 rows keep each
+# of the 17 vertebrae about 10 input pixels high, and spine_band keeps every row of the film (a crop
+# must never cut off T1 or L5) while cutting the columns of wide films to the input's aspect around
+# the spine (benchmarks/landmark_prototype.py). Trained from scratch without augmentation (a
+# geometric one would move the targets), the whole cosine schedule kept.
+LANDMARK_INPUT = (256, 96, 1)
+LANDMARK_PREPROCESSING = Preprocessing(resize="spine_band", crop_aspect=LANDMARK_INPUT[1] / LANDMARK_INPUT[0])
+LANDMARK_TRAIN = HParams(
+    epochs=40,
+    batch_size=16,
+    learning_rate=2e-3,
+    augment=False,
+    checkpoint="last",
+    dropout=0.0,
+    target_accuracy=0.9,
+)
+
+
 def landmark_builder(
     spec: ModelSpec, *, backbone: str, weights: str | None = None, hparams: HParams | None = None
 ) -> keras.Model:
