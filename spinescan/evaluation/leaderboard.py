@@ -46,6 +46,20 @@ def jsonable(obj: Any) -> Any:
     return obj
 
 
+class _Scored:
+    """What a model entry and a probe entry both answer from their ``scores``."""
+
+    scores: dict[str, Any]
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.scores.get("accuracy")
+
+    def figures(self) -> dict[str, Any]:
+        """The cross-run figures a model card quotes (:data:`FIGURE_KEYS`)."""
+        return {k: self.scores.get(k) for k in FIGURE_KEYS}
+
+
 @dataclass(frozen=True)
 class RunEntry:
     """One run (seed, fold) of a model entry: its own test figures and training facts."""
@@ -78,7 +92,7 @@ def _split(cls: type, d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
 
 
 @dataclass(frozen=True)
-class ModelEntry:
+class ModelEntry(_Scored):
     """One model (and backbone) over all its runs."""
 
     key: str
@@ -101,13 +115,6 @@ class ModelEntry:
     runs: tuple[RunEntry, ...] = ()
     subgroups: dict[str, dict[str, Any]] | None = None
 
-    @property
-    def accuracy(self) -> float | None:
-        return self.scores.get("accuracy")
-
-    def figures(self) -> dict[str, Any]:
-        return {k: self.scores.get(k) for k in FIGURE_KEYS}
-
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("scores", "runs")}
         out = {**out, **self.scores, "runs": [asdict(r) for r in self.runs]}
@@ -127,7 +134,7 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
-class ProbeEntry:
+class ProbeEntry(_Scored):
     """A shortcut probe scored on the same test images as the CNN of its task."""
 
     probe: str
@@ -139,13 +146,6 @@ class ProbeEntry:
     cv_folds: int = 0
     scores: dict[str, Any] = field(default_factory=dict)
     subgroups: dict[str, dict[str, Any]] | None = None
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.scores.get("accuracy")
-
-    def figures(self) -> dict[str, Any]:
-        return {k: self.scores.get(k) for k in FIGURE_KEYS}
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "scores"}
