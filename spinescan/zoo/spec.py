@@ -183,7 +183,7 @@ def default_builder(
 LANDMARK_INPUT = (256, 96, 1)
 LANDMARK_PREPROCESSING = Preprocessing(resize="spine_band", crop_aspect=LANDMARK_INPUT[1] / LANDMARK_INPUT[0])
 LANDMARK_TRAIN = HParams(
-    epochs=40,
+    epochs=24,
     batch_size=16,
     learning_rate=2e-3,
     augment=False,
