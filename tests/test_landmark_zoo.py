@@ -58,10 +58,38 @@ def test_builtin_landmark_plugins_are_registered() -> None:
 def test_landmark_options_refused_before_tensorflow(phantom_dir: Path, tmp_path: Path) -> None:
     from spinescan.training.config import TrainConfig, resolve_request
 
-    with pytest.raises(SpineScanError, match="augmentation would move"):
-        resolve_request(TrainConfig(model="cobb", data=phantom_dir, hparams={"augment": True}))
     with pytest.raises(SpineScanError, match="--backbone and --weights do not apply"):
         resolve_request(TrainConfig(model="cobb", data=phantom_dir, hparams={"backbone": "efficientnetb0"}))
+
+
+def test_landmark_augmentation_changes_exposure_but_never_moves_anything() -> None:
+    """--augment on a landmark model: pixels change, geometry and targets do not."""
+    pytest.importorskip("tensorflow")
+    from spinescan.training.tasks import LandmarkTask
+    from spinescan.zoo.hparams import HParams
+    from spinescan.zoo.registry import get_spec
+
+    spec = get_spec("cobb")
+    h, w, _ = spec.input_size
+    rng = np.random.default_rng(0)
+    x = np.full((8, h, w, 1), 0.2, np.float32)
+    rows, cols = rng.integers(10, h - 10, 8), rng.integers(10, w - 10, 8)
+    for i, (r, c) in enumerate(zip(rows, cols)):
+        x[i, r - 2 : r + 3, c - 2 : c + 3] = 0.9  # one bright block per image
+    y = rng.random((8, len(spec.landmarks), 3)).astype(np.float32)
+
+    def batches(augment: bool) -> tuple[np.ndarray, np.ndarray]:
+        ds = LandmarkTask().dataset(x, y, spec, HParams(augment=augment), 8, True, 3)
+        xb, yb = next(iter(ds))
+        return xb.numpy(), yb.numpy()
+
+    plain_x, plain_y = batches(False)
+    aug_x, aug_y = batches(True)
+    np.testing.assert_array_equal(aug_y, plain_y)  # same shuffle, targets untouched
+    assert np.abs(aug_x - plain_x).mean() > 1e-3  # the exposure did change
+    for a, p in zip(aug_x, plain_x):  # ...but the bright block stays where it was
+        blur = lambda im: np.convolve(im[..., 0].mean(axis=1), np.ones(5), "same")  # noqa: E731
+        assert abs(int(np.argmax(blur(a))) - int(np.argmax(blur(p)))) <= 1
 
 
 @pytest.fixture(scope="module")

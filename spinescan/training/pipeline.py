@@ -63,6 +63,11 @@ class Augmentation:
 
 DEFAULT_AUGMENTATION = Augmentation()
 
+# Exposure, contrast, tone curve, blur and noise only: nothing moves, so the landmark models can
+# use it without moving the images under their targets (real films differ from phantoms far more
+# in exposure and detector curve than in geometry).
+PHOTOMETRIC_AUGMENTATION = Augmentation(rotation_deg=0.0, shift=0.0, zoom=0.0, flip=False)
+
 
 # -- numpy side: reading and class weights --------------------------------------------------------
 
@@ -314,12 +319,18 @@ def make_dataset(
         ds = ds.batch(batch_size, drop_remainder=drop)
 
     if training and augment:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(
-            2, drop_remainder=True
-        )
-        fill = float(spec.preprocessing.pad_value)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda batch, s: (augment_batch(batch[0], s, augmentation, fill), *batch[1:]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        ds = augment_batches(ds, seed, augmentation, float(spec.preprocessing.pad_value))
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(tf))
+
+
+def augment_batches(ds: tf.data.Dataset, seed: int, augmentation: Augmentation, fill: float) -> tf.data.Dataset:
+    """``ds`` of ``(images, ...)`` batches with :func:`augment_batch` applied to the images.
+
+    Each batch draws its own stateless seed from one seeded stream, re-drawn every epoch, so a
+    run is reproducible and no two epochs see the same transforms."""
+    tf = require_tensorflow()
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
+    return tf.data.Dataset.zip((ds, seeds)).map(
+        lambda batch, s: (augment_batch(batch[0], s, augmentation, fill), *batch[1:]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )

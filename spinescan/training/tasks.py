@@ -160,11 +160,6 @@ class LandmarkTask(Task):
     accuracy_means = f"PCK: share of visible landmarks within {PCK_TOLERANCE:g} x input height"
 
     def check(self, spec, hp, weights):  # noqa: ANN001, ANN201
-        if hp.augment:
-            raise SpineScanError(
-                f"{spec.name} is a landmark model: augmentation would move the images under their "
-                "targets; use --no-augment"
-            )
         if hp.backbone != "compact" or weights is not None:
             raise SpineScanError(
                 f"{spec.name} is a landmark model with its own encoder-decoder: "
@@ -191,12 +186,20 @@ class LandmarkTask(Task):
     def dataset(self, x, y, spec, hp, batch, training, seed):  # noqa: ANN001, ANN201
         from spinescan.errors import require_tensorflow  # noqa: PLC0415
 
+        from spinescan.training import pipeline  # noqa: PLC0415
+
         tf = require_tensorflow()
         ds = tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), np.asarray(y, np.float32)))
         if training:
             ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         drop = training and len(x) >= 2 * batch
-        return ds.batch(batch, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+        ds = ds.batch(batch, drop_remainder=drop)
+        if training and hp.augment:
+            # --augment on a landmark model means exposure, contrast, tone, blur and noise only:
+            # a geometric transform would move the images under their targets.
+            fill = float(spec.preprocessing.pad_value)
+            ds = pipeline.augment_batches(ds, seed, pipeline.PHOTOMETRIC_AUGMENTATION, fill)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     def compile_args(self, keras, spec, hp):  # noqa: ANN001, ANN201
         from spinescan.landmarks.model import make_loss  # noqa: PLC0415
