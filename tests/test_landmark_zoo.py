@@ -74,7 +74,7 @@ def test_landmark_augmentation_changes_exposure_but_never_moves_anything() -> No
     rng = np.random.default_rng(0)
     x = np.full((8, h, w, 1), 0.2, np.float32)
     rows, cols = rng.integers(10, h - 10, 8), rng.integers(10, w - 10, 8)
-    for i, (r, c) in enumerate(zip(rows, cols)):
+    for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
         x[i, r - 2 : r + 3, c - 2 : c + 3] = 0.9  # one bright block per image
     y = rng.random((8, len(spec.landmarks), 3)).astype(np.float32)
 
@@ -87,7 +87,7 @@ def test_landmark_augmentation_changes_exposure_but_never_moves_anything() -> No
     aug_x, aug_y = batches(True)
     np.testing.assert_array_equal(aug_y, plain_y)  # same shuffle, targets untouched
     assert np.abs(aug_x - plain_x).mean() > 1e-3  # the exposure did change
-    for a, p in zip(aug_x, plain_x):  # ...but the bright block stays where it was
+    for a, p in zip(aug_x, plain_x, strict=True):  # ...but the bright block stays where it was
         blur = lambda im: np.convolve(im[..., 0].mean(axis=1), np.ones(5), "same")  # noqa: E731
         assert abs(int(np.argmax(blur(a))) - int(np.argmax(blur(p)))) <= 1
 

@@ -323,7 +323,9 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options(tf))
 
 
-def augment_batches(ds: tf.data.Dataset, seed: int, augmentation: Augmentation, fill: float) -> tf.data.Dataset:
+def augment_batches(
+    ds: tf.data.Dataset, seed: int, augmentation: Augmentation, fill: float
+) -> tf.data.Dataset:
     """``ds`` of ``(images, ...)`` batches with :func:`augment_batch` applied to the images.
 
     Each batch draws its own stateless seed from one seeded stream, re-drawn every epoch, so a

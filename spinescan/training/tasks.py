@@ -185,7 +185,6 @@ class LandmarkTask(Task):
 
     def dataset(self, x, y, spec, hp, batch, training, seed):  # noqa: ANN001, ANN201
         from spinescan.errors import require_tensorflow  # noqa: PLC0415
-
         from spinescan.training import pipeline  # noqa: PLC0415
 
         tf = require_tensorflow()
