@@ -38,7 +38,10 @@ def _endplate(
     if vertebra == "S1":
         return None if sacrum is None else np.asarray(sacrum, dtype=np.float64).reshape(2, 2)
     v = int(vertebra)
-    pair = corners[v, :2] if side == "superior" else corners[v, 2:]
+    if side == "mid":  # the mid-line: middle of the left side to middle of the right side
+        pair = np.stack([(corners[v, 0] + corners[v, 2]) / 2.0, (corners[v, 1] + corners[v, 3]) / 2.0])
+    else:
+        pair = corners[v, :2] if side == "superior" else corners[v, 2:]
     return pair if np.isfinite(pair).all() else None
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from spinescan.edge.angles import ap_angles, label_from_angles, lateral_angles
+from spinescan.edge.angles import PREDICTION_READOUT, ap_angles, label_from_angles, lateral_angles
 from spinescan.edge.landmarks import N_POINTS, decode
 from spinescan.edge.preprocess import Placement
 
@@ -38,7 +38,7 @@ def read_landmarks(
         d = decode(coords, logits, placement, (int(input_hw[0]), int(input_hw[1])))
     size = (int(image_hw[0]), int(image_hw[1]))
     if view == "ap":
-        angles = ap_angles(d.landmarks, image_size=size)
+        angles = ap_angles(d.landmarks, image_size=size, readout=PREDICTION_READOUT)
     else:
         angles = lateral_angles(d.landmarks, d.sacrum, image_size=size)
     label, reason = label_from_angles(view, angles)
