@@ -6,11 +6,13 @@ Measures, in headless Chromium (Debian's ``chromium``, onnxruntime-web wasm, one
   the film being chosen as soon as the page has loaded (the page loads the runtime and every model,
   checks their sha256, then classifies);
 * per-film latency on the page: decode, preprocess, every model of the film's view and drawing the
-  film (the page records it per film), and per model: preprocess + inference only;
+  film (the page records it per film), and per model: preprocess + inference only (for a landmark
+  model also the read-out: points to film pixels, angles, label), overall and by model name;
 
 and, in Python on the same films, the same per-film work with the warm edge predictor
-(``read_image`` + ``prepare`` + ``predict`` for every model of the view), and a cold
-``spinescan-predict`` process over all the films. Reports the page / Python ratios.
+(``read_image`` + ``prepare`` + ``predict`` for every model of the view, plus a landmark model's
+read-out), per model the same without ``read_image``, and a cold ``spinescan-predict`` process over
+all the films. Reports the page / Python ratios, per film and per model.
 
 Usage::
 
@@ -30,22 +32,30 @@ import time
 from pathlib import Path
 
 
-def _python_per_film(models_dir: Path, view: str, films: list[Path], repeats: int) -> list[float]:
+def _python_per_film(
+    models_dir: Path, view: str, films: list[Path], repeats: int
+) -> tuple[list[float], dict[str, list[float]]]:
     from spinescan.edge import predictor
     from spinescan.edge.imageio import read_image
 
     models = [
         m for m in (predictor.OnnxModel(p) for p in predictor.model_paths(models_dir)) if m.info.view == view
     ]
-    times = []
+    times: list[float] = []
+    by_model: dict[str, list[float]] = {m.name: [] for m in models}
     for _ in range(repeats):
         for film in films:
             t0 = time.perf_counter()
             image = read_image(film)
             for model in models:
-                model.predict(model.prepare(image)[0][None])
+                t1 = time.perf_counter()
+                x, context = model.prepare(image)
+                out = model.predict(x[None])[0]
+                if model.info.task == "landmarks":
+                    model.result(out, context)  # the read-out the page does too
+                by_model[model.name].append((time.perf_counter() - t1) * 1000)
             times.append((time.perf_counter() - t0) * 1000)
-    return times
+    return times, by_model
 
 
 def _browser(models_dir: Path, view: str, films: list[Path], repeats: int) -> dict[str, object]:
@@ -57,6 +67,7 @@ def _browser(models_dir: Path, view: str, films: list[Path], repeats: int) -> di
     threading.Thread(target=server.serve_forever, daemon=True).start()
     origin = f"http://127.0.0.1:{server.server_address[1]}"
     firsts, per_film, ready, per_model = [], [], [], []
+    by_model: dict[str, list[float]] = {}
     chromium = shutil.which("chromium")
     try:
         with sync_playwright() as pw:
@@ -78,6 +89,9 @@ def _browser(models_dir: Path, view: str, films: list[Path], repeats: int) -> di
                 ready.append(page.evaluate("window.spineScan.loadedAt"))
                 per_film += [r["ms"] for r in results[1:]]  # the first film also waited for the models
                 per_model += [m["ms"] for r in results[1:] for m in r["results"]]
+                for r in results[1:]:
+                    for m in r["results"]:
+                        by_model.setdefault(m["model"], []).append(m["ms"])
                 page.close()
             browser.close()
     finally:
@@ -88,6 +102,7 @@ def _browser(models_dir: Path, view: str, films: list[Path], repeats: int) -> di
         "models_ready_ms": ready,
         "per_film_ms": per_film,
         "per_model_ms": per_model,
+        "per_model_ms_by_name": by_model,
     }
 
 
@@ -104,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     films = expand_inputs(args.films)
     models_dir = Path(args.models)
     page = _browser(models_dir, args.view, films, args.repeats)
-    python_ms = _python_per_film(models_dir, args.view, films, args.repeats)
+    python_ms, python_by_model = _python_per_film(models_dir, args.view, films, args.repeats)
     t0 = time.perf_counter()
     subprocess.run(
         [
@@ -133,9 +148,19 @@ def main(argv: list[str] | None = None) -> int:
         "page_per_model_ms_median": statistics.median(page["per_model_ms"]),
         "python_per_film_ms_median": py_med,
         "ratio_page_over_python_per_film": page_med / py_med,
+        "by_model": {
+            name: {
+                "page_ms_median": statistics.median(page["per_model_ms_by_name"][name]),
+                "python_ms_median": statistics.median(python_by_model[name]),
+                "ratio_page_over_python": statistics.median(page["per_model_ms_by_name"][name])
+                / statistics.median(python_by_model[name]),
+            }
+            for name in python_by_model
+            if page["per_model_ms_by_name"].get(name)
+        },
         "spinescan_predict_cold_process_s": cold_cli_s,
         "page_first_result_over_cold_cli": statistics.median(page["first_result_ms"]) / 1000 / cold_cli_s,
-        "raw": {**page, "python_per_film_ms": python_ms},
+        "raw": {**page, "python_per_film_ms": python_ms, "python_per_model_ms_by_name": python_by_model},
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")

@@ -22,7 +22,7 @@ from pathlib import Path
 WEB_DIR = "web"
 #: The onnxruntime-web files the single-threaded wasm backend loads (ESM build, no WebGPU/WebGL).
 ORT_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-SOURCE_FILES = ("index.html", "app.js", "decode.js", "preprocess.js", "style.css")
+SOURCE_FILES = ("index.html", "app.js", "decode.js", "preprocess.js", "landmarks.js", "style.css")
 
 
 def web_source() -> Path:

@@ -4,6 +4,7 @@
 // preprocessing. Nothing is requested from anywhere but this page's own origin.
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { decodeFile } from "./decode.js";
+import { LEVELS, N_LANDMARKS, apAngles, labelFromAngles, lateralAngles, readLandmarks } from "./landmarks.js";
 import { normaliseCam, preprocess } from "./preprocess.js";
 
 ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
@@ -12,6 +13,7 @@ ort.env.wasm.proxy = false;
 ort.env.logLevel = "error";
 
 const DISCLAIMER = "heatmap: a quality check, not a localisation claim";
+const LANDMARK_DISCLAIMER = "landmarks and angles: a quality check, not a diagnosis";
 const state = { models: [], results: [], ready: null, loadedAt: null, errors: [] };
 // Exposed for the browser test and for anyone scripting the page.
 window.spineScan = state;
@@ -37,10 +39,14 @@ async function loadModels() {
   if (!entries.length) throw new Error("the manifest lists no models");
   const models = [];
   for (const entry of entries) {
-    if (entry.task && entry.task !== "classification") {
-      // Landmark models (angles in degrees) need the spine_band crop and the angle read-out,
-      // which this page has not ported yet: say so rather than misread their outputs.
-      state.errors.push(`${entry.model}: a ${entry.task} model, not shown here yet (use spinescan-predict --overlay)`);
+    const task = entry.task || "classification";
+    if (task !== "classification" && task !== "landmarks") {
+      // A task this page does not know: say so rather than misread its outputs.
+      state.errors.push(`${entry.model}: a ${task} model, not shown by this page (use spinescan-predict)`);
+      continue;
+    }
+    if (task === "landmarks" && (entry.view !== "ap" && entry.view !== "lateral")) {
+      state.errors.push(`${entry.model}: a landmark model needs the view ap or lateral, not ${entry.view}`);
       continue;
     }
     const url = new URL(`../${entry.file}`, document.baseURI);
@@ -61,14 +67,23 @@ async function loadModels() {
       state.errors.push(`${entry.file}: this browser's runtime cannot load it (${err.message || err})`);
       continue;
     }
+    // The output to read, as spinescan-predict picks it: "points" (a landmark model) or
+    // "probabilities" (a classifier) by name, else the first output (today's landmark exports name
+    // their (1, K, 4) output "probabilities").
+    const wanted = task === "landmarks" ? "points" : "probabilities";
+    const outputName = session.outputNames.includes(wanted) ? wanted : session.outputNames[0];
     models.push({
       name: entry.model,
+      task,
       view: entry.view,
       classes: entry.classes,
+      measurements: entry.measurements || [],
       inputSize: entry.input_size,
       prep: entry.preprocessing,
-      cam: session.outputNames.includes("cam"),
+      cam: task === "classification" && session.outputNames.includes("cam"),
       camInfo: entry.cam || null,
+      inputName: session.inputNames[0],
+      outputName,
       session,
     });
   }
@@ -79,14 +94,36 @@ function views() {
   return [...new Set(state.models.map((m) => m.view))].sort();
 }
 
+async function measure(model, decoded) {
+  // A landmark model: points -> film pixels -> angles -> label (landmarks.js, the Python's port).
+  const t0 = performance.now();
+  const { tensor, geometry } = preprocess(decoded, model.inputSize, model.prep);
+  const input = new ort.Tensor("float32", tensor, [1, ...model.inputSize]);
+  const outputs = await model.session.run({ [model.inputName]: input });
+  const points = outputs[model.outputName];
+  if (points.dims.length !== 3 || points.dims[2] < 3)
+    throw new Error(`${model.name}: output of shape [${points.dims}], not (1, points, >= 3); export it again`);
+  const reading = readLandmarks(points.data, points.dims, geometry, model.view, model.measurements);
+  return { model: model.name, task: "landmarks", ...reading, geometry, ms: performance.now() - t0 };
+}
+
 async function classify(decoded, view) {
   const out = [];
   for (const model of state.models.filter((m) => m.view === view)) {
+    if (model.task === "landmarks") {
+      try {
+        out.push(await measure(model, decoded));
+      } catch (err) {
+        // One model that cannot read this film must not hide the others' results.
+        out.push({ model: model.name, task: "landmarks", error: `${model.name}: ${err && err.message ? err.message : err}` });
+      }
+      continue;
+    }
     const t0 = performance.now();
     const { tensor, geometry } = preprocess(decoded, model.inputSize, model.prep);
     const input = new ort.Tensor("float32", tensor, [1, ...model.inputSize]);
-    const outputs = await model.session.run({ image: input });
-    const probs = Array.from(outputs.probabilities.data);
+    const outputs = await model.session.run({ [model.inputName]: input });
+    const probs = Array.from(outputs[model.outputName].data);
     const best = probs.indexOf(Math.max(...probs));
     const result = {
       model: model.name,
@@ -174,6 +211,105 @@ function drawHeatmap(target, film, result) {
   ctx.restore();
 }
 
+// Colours and short names of spinescan/edge/landmark_overlay.py (RGB here).
+const ANGLE_STYLE = {
+  cobb_deg: ["#ff0000", "Cobb"],
+  cobb_pt_deg: ["#00a0ff", "PT"],
+  cobb_mt_deg: ["#00c800", "MT"],
+  cobb_tl_deg: ["#ffc800", "TL/L"],
+  thoracic_kyphosis_deg: ["#00c800", "T4-T12"],
+  lumbar_lordosis_deg: ["#ffc800", "L1-S1"],
+};
+
+function endplate(points, vertebra, side) {
+  if (vertebra === "S1") {
+    const s = points.slice(N_LANDMARKS, N_LANDMARKS + 2);
+    return s.every(Boolean) ? s : null;
+  }
+  const base = 4 * vertebra + (side === "superior" ? 0 : 2);
+  const pair = [points[base], points[base + 1]];
+  return pair.every(Boolean) ? pair : null;
+}
+
+function drawLandmarks(target, film, result) {
+  // The reading over the film, like spinescan-predict --overlay: vertebra outlines, the S1
+  // endplate, each angle's two endplates extended across the film, the angles and the label.
+  const ctx = target.getContext("2d");
+  ctx.drawImage(film, 0, 0);
+  const { landmarks: pts, angles, label } = result;
+  const w = target.width;
+  const unit = Math.max(1, Math.round(target.height / 600));
+  ctx.save();
+  ctx.lineWidth = unit;
+  ctx.strokeStyle = "#00ffff";
+  ctx.fillStyle = "#00ffff";
+  ctx.font = `${10 * unit}px sans-serif`;
+  for (let v = 0; v < LEVELS.length; v++) {
+    const q = [0, 1, 3, 2].map((j) => pts[4 * v + j]);
+    if (!q.every(Boolean)) continue;
+    ctx.beginPath();
+    q.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    ctx.closePath();
+    ctx.stroke();
+    if (v % 4 === 0 || v === LEVELS.length - 1) {
+      const x = Math.max(...q.map((p) => p[0])) + 3 * unit;
+      const y = q.reduce((s, p) => s + p[1], 0) / 4;
+      ctx.fillText(LEVELS[v], x, y);
+    }
+  }
+  const sacrum = endplate(pts, "S1");
+  if (sacrum) {
+    ctx.strokeStyle = "#ff00ff";
+    ctx.beginPath();
+    ctx.moveTo(...sacrum[0]);
+    ctx.lineTo(...sacrum[1]);
+    ctx.stroke();
+  }
+  ctx.font = `bold ${13 * unit}px sans-serif`;
+  let textY = 16 * unit;
+  const text = (msg, colour) => {
+    ctx.lineWidth = 3 * unit;
+    ctx.strokeStyle = "#000";
+    ctx.strokeText(msg, 4 * unit, textY);
+    ctx.fillStyle = colour;
+    ctx.fillText(msg, 4 * unit, textY);
+    textY += 16 * unit;
+  };
+  for (const [name, a] of Object.entries(angles)) {
+    const [colour, short] = ANGLE_STYLE[name] || ["#ffffff", name];
+    if (a.value === null) {
+      text(`${short}: - (${a.reason})`, colour);
+      continue;
+    }
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = unit;
+    for (const [vertebra, side] of a.lines) {
+      const p = endplate(pts, vertebra, side);
+      if (!p) continue;
+      const mid = [(p[0][0] + p[1][0]) / 2, (p[0][1] + p[1][1]) / 2];
+      const d = [p[1][0] - p[0][0], p[1][1] - p[0][1]];
+      const n = Math.hypot(d[0], d[1]) || 1;
+      const reach = 0.18 * w + 20;
+      ctx.beginPath();
+      ctx.moveTo(mid[0] - (d[0] / n) * reach, mid[1] - (d[1] / n) * reach);
+      ctx.lineTo(mid[0] + (d[0] / n) * reach, mid[1] + (d[1] / n) * reach);
+      ctx.stroke();
+    }
+    text(`${short}: ${a.value.toFixed(1)} deg`, colour);
+  }
+  text(`label: ${label === null ? "-" : label}`, "#ffffff");
+  ctx.restore();
+}
+
+function describeReading(result) {
+  // One line per measurement, as spinescan-predict's JSON names them, with the reason for a null.
+  return Object.entries(result.measurements).map(([name, v]) => {
+    if (v === null) return `${name} - (${result.reasons[name]})`;
+    const note = result.notes[name] ? ` (${result.notes[name]})` : "";
+    return `${name} ${v.toFixed(1)} deg${note}`;
+  });
+}
+
 function fmt(p) {
   return p.toFixed(3);
 }
@@ -205,23 +341,46 @@ function render(card, entry) {
   const table = document.createElement("table");
   card.append(table);
   const show = (result, row) => {
-    drawHeatmap(canvas, entry.film, result);
+    if (result && result.task === "landmarks") drawLandmarks(canvas, entry.film, result);
+    else drawHeatmap(canvas, entry.film, result);
     table.querySelectorAll("tr").forEach((r) => r.classList.remove("shown"));
     if (row) row.classList.add("shown");
+    if (result && result.task === "landmarks") {
+      caption.textContent = `${result.model}: landmarks and the endplates of each angle (${LANDMARK_DISCLAIMER})`;
+      return;
+    }
     caption.textContent = result && result.heatmap
       ? `${result.model}: heatmap of ${result.heatmap.class} (${DISCLAIMER})`
       : `${result ? result.model : ""}: no heatmap for this model`;
   };
-  entry.results.forEach((result, i) => {
+  drawHeatmap(canvas, entry.film, null); // the film alone until a result is shown
+  let shown = false;
+  entry.results.forEach((result) => {
     const row = table.insertRow();
     row.className = "model";
     row.dataset.model = result.model;
     row.insertCell().textContent = result.model;
+    if (result.error) {
+      const cell = row.insertCell();
+      cell.colSpan = 3;
+      cell.className = "error-message";
+      cell.textContent = result.error;
+      return;
+    }
     const label = row.insertCell();
     label.innerHTML = "<strong></strong>";
-    label.firstChild.textContent = result.label;
+    label.firstChild.textContent = result.label === null ? "no label" : result.label;
     const probs = row.insertCell();
-    for (const [c, p] of Object.entries(result.probabilities).sort((a, b) => b[1] - a[1])) {
+    if (result.task === "landmarks") {
+      row.classList.add("landmarks");
+      if (result.label_reason) label.append(document.createElement("br"), result.label_reason);
+      for (const line of describeReading(result)) {
+        const item = document.createElement("div");
+        item.textContent = line;
+        probs.append(item);
+      }
+    }
+    for (const [c, p] of Object.entries(result.probabilities || {}).sort((a, b) => b[1] - a[1])) {
       const bar = document.createElement("span");
       bar.className = "bar";
       bar.style.width = `${Math.round(p * 60)}px`;
@@ -229,7 +388,8 @@ function render(card, entry) {
     }
     row.insertCell().textContent = `${result.ms.toFixed(0)} ms`;
     row.addEventListener("click", () => show(result, row));
-    if (i === 0) show(result, row);
+    if (!shown) show(result, row);
+    shown = true;
   });
   if (!entry.results.length) caption.textContent = `no ${entry.view} model was exported`;
 }
@@ -265,9 +425,28 @@ async function addFile(file, view) {
     error: entry.error,
     ms: entry.ms,
     finishedAt: entry.finishedAt,
-    results: (entry.results || []).map(({ model, label, probabilities, ms, heatmap }) => ({
-      model, label, probabilities, ms, heatmap: heatmap ? { class: heatmap.class, shape: heatmap.shape, grid: Array.from(heatmap.grid) } : null,
-    })),
+    results: (entry.results || []).map((r) => (r.error
+      ? { model: r.model, task: r.task, error: r.error }
+      : r.task === "landmarks"
+      ? {
+        model: r.model,
+        task: r.task,
+        label: r.label,
+        label_reason: r.label_reason,
+        measurements: r.measurements,
+        reasons: r.reasons,
+        notes: r.notes,
+        landmarks: r.landmarks,
+        visibility: r.visibility,
+        ms: r.ms,
+      }
+      : {
+        model: r.model,
+        label: r.label,
+        probabilities: r.probabilities,
+        ms: r.ms,
+        heatmap: r.heatmap ? { class: r.heatmap.class, shape: r.heatmap.shape, grid: Array.from(r.heatmap.grid) } : null,
+      })),
   });
 }
 
@@ -286,6 +465,16 @@ state.preprocessBytes = async (bytes, modelOrSpec) => {
   const decoded = await decodeFile(new Uint8Array(bytes), "bytes");
   const { tensor, geometry } = preprocess(decoded, inputSize, prep);
   return { tensor: Array.from(tensor), geometry };
+};
+
+// For tests: the angles, reasons and label the page derives from landmarks in film pixels
+// (68 corners and the two S1 points, null where not visible), without a model.
+state.measureLandmarks = (points, view, filmHw) => {
+  const corners = points.slice(0, N_LANDMARKS);
+  const sacrum = points.slice(N_LANDMARKS, N_LANDMARKS + 2);
+  const angles = view === "ap" ? apAngles(corners, filmHw) : lateralAngles(corners, sacrum, filmHw);
+  const [label, reason] = labelFromAngles(view, angles);
+  return { angles, label, label_reason: reason };
 };
 
 function setup() {
@@ -311,7 +500,8 @@ function setup() {
       state.loadedAt = performance.now();
       const select = $("#view");
       for (const v of views()) select.append(new Option(v, v));
-      const names = models.map((m) => `${m.name} (${m.view}${m.cam ? ", heatmap" : ""})`).join(", ");
+      const what = (m) => (m.task === "landmarks" ? ", landmarks and angles" : m.cam ? ", heatmap" : "");
+      const names = models.map((m) => `${m.name} (${m.view}${what(m)})`).join(", ");
       setStatus(`Ready: ${models.length} model(s), loaded in ${(state.loadedAt / 1000).toFixed(1)} s.`);
       $("#models").textContent = `Models: ${names}. ${state.errors.join(" ")}`;
       if (!models.length) setStatus(`No usable model. ${state.errors.join(" ")}`, true);

@@ -247,14 +247,17 @@ export function resizeArea(img, dw, dh) {
 
 /**
  * preprocess(image, input_size, prep) -> {tensor: Float32Array (H*W*C, NHWC order), geometry}.
- * geometry = {film_hw, crop, box, input_hw} exactly as spinescan.edge.overlay.geometry.
+ * geometry = {film_hw, crop, box, input_hw} exactly as spinescan.edge.overlay.geometry (crop and box
+ * are the Placement of spinescan.edge.preprocess.placement: landmarks map back through them).
  */
 export function preprocess(decoded, inputSize, prep) {
   const [H, W, C] = inputSize;
   const grey = toGrey(decoded);
   let x = scaleIntensity(grey, prep);
   let win = [0, 0, x.height, x.width];
-  if (prep.resize === "spine_crop") {
+  // spine_crop always cuts the film to the aspect; spine_band cuts only the columns of a film wider
+  // than it and never its rows (a landmark model must keep the top and bottom vertebrae).
+  if (prep.resize === "spine_crop" || (prep.resize === "spine_band" && x.width > x.height * prep.crop_aspect)) {
     win = cropWindow(x, prep.crop_aspect);
     x = crop(x, win);
   }

@@ -1,0 +1,364 @@
+// Port of the landmark read-out of spinescan-predict: spinescan/edge/landmarks.py (decode),
+// spinescan/edge/angles.py (ap_angles, lateral_angles, label_from_angles),
+// spinescan/edge/thresholds.py and spinescan/edge/measure.py (read_landmarks and the JSON fields).
+//
+// A landmark model outputs, per point, x and y normalised to its input tensor and a visibility
+// logit. The points are mapped back to the film's pixels through the crop and letterbox the
+// preprocessing applied (the Placement, here preprocess()'s geometry), and the angles are measured
+// from them by the same definitions as the Python, in float64 like numpy. tests/test_web.py checks
+// points, angles, reasons and labels against spinescan-predict --json on real films and phantoms.
+
+export const LEVELS = [...Array.from({ length: 12 }, (_, i) => `T${i + 1}`), ...Array.from({ length: 5 }, (_, i) => `L${i + 1}`)];
+export const N_VERT = LEVELS.length;
+export const N_LANDMARKS = 4 * N_VERT;
+export const N_POINTS = N_LANDMARKS + 2; // 68 corners, then the S1 superior endplate (left, right)
+const T4 = LEVELS.indexOf("T4");
+const T12 = LEVELS.indexOf("T12");
+const L1 = LEVELS.indexOf("L1");
+export const AP_ANGLES = ["cobb_deg", "cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg"];
+export const LATERAL_ANGLES = ["thoracic_kyphosis_deg", "lumbar_lordosis_deg"];
+const REGIONS = [
+  ["cobb_pt_deg", 0, LEVELS.indexOf("T5")],
+  ["cobb_mt_deg", LEVELS.indexOf("T6"), LEVELS.indexOf("T11")],
+  ["cobb_tl_deg", T12, N_VERT - 1],
+];
+const MIN_RUN = 4;
+
+// spinescan/edge/thresholds.py
+export const KYPHOSIS_THRESHOLD = 45.0;
+export const LORDOSIS_THRESHOLD = 65.0;
+export const SCOLIOSIS_THRESHOLD = 10.0;
+const KYPHOSIS_NORMAL_MIN = 20.0;
+const LORDOSIS_NORMAL_MIN = 40.0;
+
+/** Python's a % b (the sign of b). */
+function pyMod(a, b) {
+  const r = a % b;
+  return r !== 0 && (r < 0) !== (b < 0) ? r + b : r;
+}
+
+const finite = (p) => p !== null && Number.isFinite(p[0]) && Number.isFinite(p[1]);
+
+// --- decode: model output -> film pixels --------------------------------------------------------
+
+/**
+ * read_landmarks' decoding: output (K x D floats, row-major, D >= 3: x, y, visibility logit) ->
+ * {points: 70 [x, y] in film pixels or null where not visible, visibility: 70 probabilities}.
+ * geometry is preprocess()'s: crop = [top, left, h, w], box = [pad_top, pad_left, new_h, new_w].
+ */
+export function decodePoints(data, k, d, geometry, threshold = 0.5) {
+  const [H, W] = geometry.input_hw;
+  const [cropTop, cropLeft, cropH, cropW] = geometry.crop;
+  const [padTop, padLeft, newH, newW] = geometry.box;
+  const sx = newW / cropW;
+  const sy = newH / cropH;
+  const points = [];
+  const visibility = [];
+  for (let i = 0; i < N_POINTS; i++) {
+    // A model with fewer points reads the missing ones as not visible (coordinate 0.5, logit -inf).
+    const cx = i < k ? data[i * d] : 0.5;
+    const cy = i < k ? data[i * d + 1] : 0.5;
+    const logit = i < k ? data[i * d + 2] : -Infinity;
+    const prob = 1.0 / (1.0 + Math.exp(-logit));
+    visibility.push(prob);
+    // from_normalised, then Placement.to_source
+    const ix = cx * W - 0.5;
+    const iy = cy * H - 0.5;
+    const x = (ix - padLeft + 0.5) / sx - 0.5 + cropLeft;
+    const y = (iy - padTop + 0.5) / sy - 0.5 + cropTop;
+    // NaN coordinates (a broken model) are "not visible" too, as NaN is in numpy.
+    points.push(prob < threshold || !Number.isFinite(x) || !Number.isFinite(y) ? null : [x, y]);
+  }
+  return { points, visibility };
+}
+
+// --- angles (spinescan/edge/angles.py) ----------------------------------------------------------
+
+/** Orientation (degrees, in [-90, 90)) of the line through p and q, direction-free. */
+export function edgeAngle(p, q) {
+  const a = Math.atan2(q[1] - p[1], q[0] - p[0]) * (180.0 / Math.PI); // np.degrees
+  return pyMod(a + 90.0, 180.0) - 90.0;
+}
+
+/** Unsigned angle between two lines given by their orientations, in [0, 90]. */
+export function lineAngleBetween(a1, a2) {
+  return Math.abs(pyMod(a1 - a2 + 90.0, 180.0) - 90.0);
+}
+
+/** 68 corner points (null where unknown) -> 17 vertebrae of 4 [x, y] (NaN where unknown). */
+function asCorners(points) {
+  const c = [];
+  for (let v = 0; v < N_VERT; v++) {
+    const q = [];
+    for (let j = 0; j < 4; j++) {
+      const p = points[4 * v + j];
+      q.push(finite(p) ? [p[0], p[1]] : [NaN, NaN]);
+    }
+    c.push(q);
+  }
+  return c;
+}
+
+function inside(p, [h, w]) {
+  // _inside: on the film of size (h, w); NaN is outside.
+  return p[0] >= -0.5 && p[0] <= w - 0.5 && p[1] >= -0.5 && p[1] <= h - 0.5;
+}
+
+function visibleVertebrae(corners, imageSize) {
+  return corners.map((q) => q.every((p) => finite(p) && (!imageSize || inside(p, imageSize))));
+}
+
+function names(indices) {
+  // _names: "T1-T3, L5".
+  const idx = indices.map(Number);
+  if (!idx.length) return "";
+  const runs = [];
+  let start = idx[0];
+  for (let n = 0; n < idx.length; n++) {
+    const a = idx[n];
+    const b = n + 1 < idx.length ? idx[n + 1] : null;
+    if (b === null || b !== a + 1) {
+      runs.push(start === a ? LEVELS[start] : `${LEVELS[start]}-${LEVELS[a]}`);
+      start = b !== null ? b : a;
+    }
+  }
+  return runs.join(", ");
+}
+
+function longestRun(ok) {
+  // _longest_run: inclusive [first, last] of the longest run of true; the upper one on ties.
+  let best = null;
+  let start = null;
+  const flags = [...ok, false];
+  for (let i = 0; i < flags.length; i++) {
+    if (flags[i] && start === null) start = i;
+    else if (!flags[i] && start !== null) {
+      if (best === null || i - start > best[1] - best[0] + 1) best = [start, i - 1];
+      start = null;
+    }
+  }
+  return best;
+}
+
+function endplateAngles(corners) {
+  const top = corners.map((q) => edgeAngle(q[0], q[1]));
+  const bottom = corners.map((q) => edgeAngle(q[2], q[3]));
+  const diff = top.map((t) => bottom.map((b) => lineAngleBetween(t, b)));
+  return diff;
+}
+
+function maxCobb(corners) {
+  // max_cobb_from_landmarks: argmax of triu(diff) (diagonal included), first in row-major order.
+  const diff = endplateAngles(corners);
+  let best = -Infinity;
+  let bi = 0;
+  let bj = 0;
+  for (let i = 0; i < N_VERT; i++) {
+    for (let j = 0; j < N_VERT; j++) {
+      const v = j >= i ? diff[i][j] : 0;
+      // numpy's argmax returns the first NaN when there is one; no NaN reaches here (all visible).
+      if (v > best) {
+        best = v;
+        bi = i;
+        bj = j;
+      }
+    }
+  }
+  return [best, bi, bj];
+}
+
+function apex(centres, upper, lower) {
+  if (lower - upper < 2) return (upper + lower) / 2.0;
+  const a = centres[upper];
+  const b = centres[lower];
+  const chord = [b[0] - a[0], b[1] - a[1]];
+  const norm = Math.hypot(chord[0], chord[1]);
+  if (norm === 0.0) return (upper + lower) / 2.0;
+  let best = -Infinity;
+  let arg = 0;
+  for (let v = upper + 1; v < lower; v++) {
+    const rel = [centres[v][0] - a[0], centres[v][1] - a[1]];
+    const dev = Math.abs(chord[0] * rel[1] - chord[1] * rel[0]) / norm;
+    if (dev > best) {
+      best = dev;
+      arg = v - upper - 1;
+    }
+  }
+  if (best <= 1e-9) return (upper + lower) / 2.0;
+  return upper + 1 + arg;
+}
+
+/** coronal_curves: the vertebrae first..last decomposed into curves, top to bottom. */
+export function coronalCurves(corners, first, last) {
+  const diff = endplateAngles(corners);
+  const centres = corners.map((q) => [
+    (q[0][0] + q[1][0] + q[2][0] + q[3][0]) / 4,
+    (q[0][1] + q[1][1] + q[2][1] + q[3][1]) / 4,
+  ]);
+  const split = (a, b) => {
+    if (b - a < 1) return [];
+    let best = -Infinity;
+    let bi = 0;
+    let bj = 0;
+    for (let i = a; i <= b; i++) {
+      for (let j = a; j <= b; j++) {
+        const v = j > i ? diff[i][j] : 0; // np.triu(k=1)
+        if (v > best) {
+          best = v;
+          bi = i;
+          bj = j;
+        }
+      }
+    }
+    if (best <= 0.0) return [];
+    const curve = { upper: bi, lower: bj, apex: apex(centres, bi, bj), angle: diff[bi][bj] };
+    return [...split(a, bi), curve, ...split(bj, b)];
+  };
+  return split(first, last);
+}
+
+function regionOf(apexLevel) {
+  for (const [name, lo, hi] of REGIONS) if (lo - 0.5 < apexLevel && apexLevel <= hi + 0.5) return name;
+  return "cobb_tl_deg";
+}
+
+const angle = (name, value, extra = {}) => ({ name, value, reason: null, lines: [], note: null, ...extra });
+const lines = (upper, lower) => [[upper, "superior"], [lower, "inferior"]];
+
+function maxBy(curves) {
+  // Python's max(key=...): the first of equal maxima.
+  return curves.reduce((m, k) => (k.angle > m.angle ? k : m));
+}
+
+/** ap_angles: cobb_deg and the PT, MT, TL/L Cobb angles ({name: {value, reason, lines, note}}). */
+export function apAngles(points, imageSize) {
+  const c = asCorners(points);
+  const ok = visibleVertebrae(c, imageSize);
+  const run = longestRun(ok);
+  if (run === null || run[1] - run[0] + 1 < MIN_RUN) {
+    const why = `fewer than ${MIN_RUN} consecutive vertebrae visible`;
+    return Object.fromEntries(AP_ANGLES.map((n) => [n, angle(n, null, { reason: why })]));
+  }
+  const [first, last] = run;
+  const safe = c.map((q) => q.map((p) => p.map((v) => (Number.isFinite(v) ? v : 0.0))));
+  const curves = coronalCurves(safe, first, last);
+  const out = {};
+  if (ok.every(Boolean)) {
+    const [value, i, j] = maxCobb(c);
+    out.cobb_deg = angle("cobb_deg", value, { lines: lines(i, j) });
+  } else {
+    const missing = names(ok.flatMap((v, i) => (v ? [] : [i])));
+    const note = `largest over ${LEVELS[first]}-${LEVELS[last]} only (${missing} not visible): a lower bound`;
+    if (curves.length) {
+      const best = maxBy(curves);
+      out.cobb_deg = angle("cobb_deg", best.angle, { lines: lines(best.upper, best.lower), note });
+    } else {
+      out.cobb_deg = angle("cobb_deg", 0.0, { note });
+    }
+  }
+  for (const [name, lo, hi] of REGIONS) {
+    const levels = Array.from({ length: hi - lo + 1 }, (_, n) => lo + n);
+    if (!levels.every((v) => ok[v]) || lo < first || hi > last) {
+      const gone = names(levels.filter((v) => !ok[v] || v < first || v > last));
+      out[name] = angle(name, null, { reason: `${gone} not visible` });
+      continue;
+    }
+    const mine = curves.filter((k) => regionOf(k.apex) === name);
+    if (!mine.length) {
+      out[name] = angle(name, 0.0, { note: `no curve with its apex in ${LEVELS[lo]}-${LEVELS[hi]}` });
+      continue;
+    }
+    const best = maxBy(mine);
+    out[name] = angle(name, best.angle, { lines: lines(best.upper, best.lower) });
+  }
+  return Object.fromEntries(AP_ANGLES.map((n) => [n, out[n]]));
+}
+
+/** lateral_angles: T4-T12 thoracic kyphosis and L1-S1 lumbar lordosis. */
+export function lateralAngles(points, sacrum, imageSize) {
+  const c = asCorners(points);
+  const ok = visibleVertebrae(c, imageSize);
+  const out = {};
+  const need = [T4, T12].filter((v) => !ok[v]);
+  if (need.length) {
+    out.thoracic_kyphosis_deg = angle("thoracic_kyphosis_deg", null, { reason: `${names(need)} not visible` });
+  } else {
+    const value = lineAngleBetween(edgeAngle(c[T4][0], c[T4][1]), edgeAngle(c[T12][2], c[T12][3]));
+    out.thoracic_kyphosis_deg = angle("thoracic_kyphosis_deg", value, { lines: [[T4, "superior"], [T12, "inferior"]] });
+  }
+  let sOk = sacrum !== null && sacrum.every(finite);
+  if (sOk && imageSize) sOk = sacrum.every((p) => inside(p, imageSize));
+  if (!ok[L1] || !sOk) {
+    const gone = [["L1", ok[L1]], ["S1", sOk]].filter(([, good]) => !good).map(([n]) => n).join(", ");
+    out.lumbar_lordosis_deg = angle("lumbar_lordosis_deg", null, { reason: `${gone} not visible` });
+  } else {
+    const value = lineAngleBetween(edgeAngle(c[L1][0], c[L1][1]), edgeAngle(sacrum[0], sacrum[1]));
+    out.lumbar_lordosis_deg = angle("lumbar_lordosis_deg", value, { lines: [[L1, "superior"], ["S1", "superior"]] });
+  }
+  return out;
+}
+
+function lateralLabel(kyphosis, lordosis) {
+  const kyphNormal = KYPHOSIS_NORMAL_MIN <= kyphosis && kyphosis <= KYPHOSIS_THRESHOLD;
+  const lordNormal = LORDOSIS_NORMAL_MIN <= lordosis && lordosis <= LORDOSIS_THRESHOLD;
+  if (kyphNormal && lordNormal) return "healthy";
+  if (kyphosis > KYPHOSIS_THRESHOLD && lordNormal) return "kyphosis";
+  if (lordosis > LORDOSIS_THRESHOLD && kyphNormal) return "lordosis";
+  return null;
+}
+
+/** Python's f"{v:.1f}": toFixed rounds the exact binary value too, but ties (x.25, x.75, the only
+ * exact ones) go up there and to even in Python. */
+function fixed1(v) {
+  const quarters = v * 4; // exact: a power of two
+  if (Number.isInteger(quarters) && quarters % 2 !== 0) return ((2 * Math.round((v * 10) / 2)) / 10).toFixed(1);
+  return v.toFixed(1);
+}
+
+/** label_from_angles: [label, reason] (label null with a reason when the angles imply none). */
+export function labelFromAngles(view, angles) {
+  if (view === "ap") {
+    const cobb = angles.cobb_deg;
+    if (!cobb || cobb.value === null) return [null, `no Cobb angle: ${cobb && cobb.reason ? cobb.reason : "not measured"}`];
+    const label = cobb.value >= SCOLIOSIS_THRESHOLD ? "scoliosis" : "healthy";
+    if (cobb.note && label === "healthy") return [label, `healthy over the visible vertebrae only: ${cobb.note}`];
+    return [label, null];
+  }
+  if (view === "lateral") {
+    const k = angles.thoracic_kyphosis_deg;
+    const lo = angles.lumbar_lordosis_deg;
+    const missing = [k, lo].filter((a) => a && a.value === null).map((a) => a.name);
+    if (!k || !lo || k.value === null || lo.value === null) return [null, `not measured: ${missing.join(", ") || "angles absent"}`];
+    const label = lateralLabel(k.value, lo.value);
+    if (label === null) return [null, `kyphosis ${fixed1(k.value)} and lordosis ${fixed1(lo.value)} deg fit none of the classes`];
+    return [label, null];
+  }
+  throw new Error(`unknown view ${view}`);
+}
+
+/**
+ * read_landmarks + OnnxModel.result: one film's landmark reading, as spinescan-predict --json
+ * reports it (values unrounded; the CLI rounds to 0.01): {label, label_reason, measurements,
+ * reasons, notes, landmarks (70 points or null), angles (with the endplates they were measured
+ * between, for drawing)}.
+ */
+export function readLandmarks(data, dims, geometry, view, measurementNames) {
+  const [, k, d] = dims;
+  const { points, visibility } = decodePoints(data, k, d, geometry);
+  const corners = points.slice(0, N_LANDMARKS);
+  const sacrum = points.slice(N_LANDMARKS);
+  const size = geometry.film_hw;
+  const angles = view === "ap" ? apAngles(corners, size) : lateralAngles(corners, sacrum, size);
+  const [label, labelReason] = labelFromAngles(view, angles);
+  const names = measurementNames && measurementNames.length ? measurementNames : Object.keys(angles);
+  const measurements = {};
+  const reasons = {};
+  const notes = {};
+  for (const n of names) {
+    const a = angles[n];
+    measurements[n] = a ? a.value : null;
+    if (!a || a.value === null) reasons[n] = a ? a.reason : "not measured by this page";
+    if (a && a.note) notes[n] = a.note;
+  }
+  return { label, label_reason: labelReason, measurements, reasons, notes, landmarks: points, visibility, angles };
+}
