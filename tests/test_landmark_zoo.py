@@ -149,6 +149,25 @@ def test_export_metadata_parity_and_int8_refusal(exported_cobb: Path) -> None:
     assert not (exported_cobb / "cobb.int8.onnx").exists()
 
 
+def test_export_command_gates_a_landmark_run_by_its_derived_label(cobb_run: Path, tmp_path: Path) -> None:
+    """`spinescan export --onnx --run <landmark run>` scores the label the angles imply (it used to
+    read the run's predictions as class probabilities and crash)."""
+    pytest.importorskip("tf2onnx")
+    import csv
+
+    from spinescan.cli import main
+    from spinescan.export.selection import assess
+
+    with open(cobb_run / "predictions.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    verdict = assess(cobb_run)
+    assert verdict.n == len(rows) > 0
+    assert verdict.accuracy == pytest.approx(np.mean([r["pred_label"] == r["label"] for r in rows]))
+    out = tmp_path / "exported"
+    main(["export", "--onnx", "--run", str(cobb_run), "--out", str(out), "--allow-weak"])
+    assert (out / "cobb.onnx").is_file()
+
+
 def _check_entry(entry: dict, image_hw: tuple[int, int]) -> None:
     assert entry["task"] == "landmarks"
     assert set(entry["measurements"]) == set(AP_ANGLES)

@@ -600,16 +600,17 @@ def test_angles_port_matches_python(exported: Path) -> None:
         page.goto(f"{origin}/web/")
         _wait(page, f"window.spineScan && window.spineScan.models.length === {N_MODELS}", 60)
         got = page.evaluate(
-            "(cases) => cases.map(([pts, hw]) => ['ap', 'lateral'].map("
-            "(v) => window.spineScan.measureLandmarks(pts, v, hw)))",
+            "(cases) => cases.map(([pts, hw]) => [['ap', 'endplates'], ['ap', 'midlines'], ['lateral']].map("
+            "([v, r]) => window.spineScan.measureLandmarks(pts, v, hw, r)))",
             payload,
         )
         browser.close()
     worst, values, labels, reasons = 0.0, 0, set(), set()
     for (corners, sacrum, hw), page_views in zip(cases, got, strict=True):
-        for view, page in zip(("ap", "lateral"), page_views, strict=True):
+        readouts = (("ap", "endplates"), ("ap", "midlines"), ("lateral", None))
+        for (view, readout), page in zip(readouts, page_views, strict=True):
             angles = (
-                ap_angles(corners, image_size=hw)
+                ap_angles(corners, image_size=hw, readout=readout)
                 if view == "ap"
                 else lateral_angles(corners, sacrum, image_size=hw)
             )
@@ -628,7 +629,7 @@ def test_angles_port_matches_python(exported: Path) -> None:
                     worst = max(worst, abs(mine["value"] - angle.value))
                     values += 1
                 reasons.add(angle.reason is not None or angle.note is not None)
-    print(f"\n{len(cases)} spines x 2 views: {values} angles, max |d angle| = {worst:.1e} deg")
+    print(f"\n{len(cases)} spines x 3 readings: {values} angles, max |d angle| = {worst:.1e} deg")
     assert worst <= 1e-9
     assert reasons == {True, False}  # measured and unmeasured (or partial) angles both occurred
     assert {("ap", "healthy"), ("ap", "scoliosis"), ("ap", None), ("lateral", None)} <= labels

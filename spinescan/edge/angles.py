@@ -131,7 +131,8 @@ class Angle:
 
     ``lines`` names the two lines it was measured between, as ``(vertebra, "superior" |
     "inferior" | "mid")`` pairs (``vertebra`` is an index into :data:`LEVELS`, or ``"S1"``; "mid" is
-    the vertebra's mid-line, see :func:`midline_tilts`), so an overlay can draw them. ``note`` qualifies a value (e.g. measured over part of the spine only).
+    the vertebra's mid-line, see :func:`midline_tilts`), so an overlay can draw them. ``note``
+    qualifies a value (e.g. measured over part of the spine only).
     """
 
     name: str

@@ -137,15 +137,12 @@ def assess(
 
     run = runs.load_run(run_dir)
     classes = list(run.spec.classes)
-    predictions = RunDir(run.dir).read_predictions().get("test")
-    if predictions is None or not predictions[0]:
+    read = _landmark_test_predictions if run.spec.task == "landmarks" else _classifier_test_predictions
+    files, y, pred = read(run, classes)
+    if not files:
         return Assessment(
             run.spec.name, run.dir, 0, 0.0, (0.0, 0.0), 1.0, None, None, "unavailable (no test images)"
         )
-    files, labels, probs = predictions
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.asarray([index[lab] for lab in labels], dtype=int)
-    pred = np.asarray(probs).argmax(axis=1)
     acc = accuracy(y, pred)
     ci = bootstrap_ci(accuracy, y, pred, n_boot=N_BOOT, seed=0, strata=y, level=LEVEL)
     chance = float(np.bincount(y, minlength=len(classes)).max() / len(y))
@@ -153,6 +150,36 @@ def assess(
     return Assessment(
         run.spec.name, run.dir, len(y), float(acc), (float(ci[0]), float(ci[1])), chance, probe, name, source
     )
+
+
+Predictions = tuple[list[str], np.ndarray, np.ndarray]
+
+
+def _classifier_test_predictions(run: runs.Run, classes: list[str]) -> Predictions:
+    """Files, true and predicted class indices on the test split: the argmax of the probabilities."""
+    predictions = RunDir(run.dir).read_predictions().get("test")
+    if predictions is None or not predictions[0]:
+        return [], np.zeros(0, int), np.zeros(0, int)
+    files, labels, probs = predictions
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.asarray([index[lab] for lab in labels], dtype=int)
+    return list(files), y, np.asarray(probs).argmax(axis=1)
+
+
+def _landmark_test_predictions(run: runs.Run, classes: list[str]) -> Predictions:
+    """The same for a landmark model: the label its measured angles imply (``pred_label``). A film
+    whose angles gave no label (out of frame, or fitting no class) counts as wrong (index -1)."""
+    from spinescan.evaluation.landmarks import read_landmark_predictions  # noqa: PLC0415
+
+    try:
+        rows = read_landmark_predictions(run.dir, "test")
+    except FileNotFoundError:
+        return [], np.zeros(0, int), np.zeros(0, int)
+    index = {c: i for i, c in enumerate(classes)}
+    files = list(rows)
+    y = np.asarray([index[rows[f]["label"]] for f in files], dtype=int)
+    pred = np.asarray([index.get(rows[f]["pred_label"], -1) for f in files], dtype=int)
+    return files, y, pred
 
 
 def _probe(

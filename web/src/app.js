@@ -226,8 +226,14 @@ function endplate(points, vertebra, side) {
     const s = points.slice(N_LANDMARKS, N_LANDMARKS + 2);
     return s.every(Boolean) ? s : null;
   }
-  const base = 4 * vertebra + (side === "superior" ? 0 : 2);
-  const pair = [points[base], points[base + 1]];
+  const base = 4 * vertebra;
+  const q = points.slice(base, base + 4);
+  if (side === "mid") {
+    // the vertebra's mid-line: middle of its left side (corners 0, 2) to middle of its right side
+    if (!q.every(Boolean)) return null;
+    return [0, 1].map((k) => [(q[k][0] + q[k + 2][0]) / 2.0, (q[k][1] + q[k + 2][1]) / 2.0]);
+  }
+  const pair = side === "superior" ? [q[0], q[1]] : [q[2], q[3]];
   return pair.every(Boolean) ? pair : null;
 }
 
@@ -346,7 +352,7 @@ function render(card, entry) {
     table.querySelectorAll("tr").forEach((r) => r.classList.remove("shown"));
     if (row) row.classList.add("shown");
     if (result && result.task === "landmarks") {
-      caption.textContent = `${result.model}: landmarks and the endplates of each angle (${LANDMARK_DISCLAIMER})`;
+      caption.textContent = `${result.model}: landmarks and the lines of each angle (${LANDMARK_DISCLAIMER})`;
       return;
     }
     caption.textContent = result && result.heatmap
@@ -469,10 +475,11 @@ state.preprocessBytes = async (bytes, modelOrSpec) => {
 
 // For tests: the angles, reasons and label the page derives from landmarks in film pixels
 // (68 corners and the two S1 points, null where not visible), without a model.
-state.measureLandmarks = (points, view, filmHw) => {
+state.measureLandmarks = (points, view, filmHw, readout = "endplates") => {
   const corners = points.slice(0, N_LANDMARKS);
   const sacrum = points.slice(N_LANDMARKS, N_LANDMARKS + 2);
-  const angles = view === "ap" ? apAngles(corners, filmHw) : lateralAngles(corners, sacrum, filmHw);
+  const angles =
+    view === "ap" ? apAngles(corners, filmHw, readout) : lateralAngles(corners, sacrum, filmHw);
   const [label, reason] = labelFromAngles(view, angles);
   return { angles, label, label_reason: reason };
 };

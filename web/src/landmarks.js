@@ -140,16 +140,25 @@ function longestRun(ok) {
   return best;
 }
 
-function endplateAngles(corners) {
+/** How a model's coronal angles are read (angles.PREDICTION_READOUT): vertebral mid-lines. */
+export const PREDICTION_READOUT = "midlines";
+
+const mid = (a, b) => [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0];
+
+/** cobb_matrix: angle between vertebra i (upper) and j (lower), endplates or mid-lines. */
+function cobbMatrix(corners, readout) {
+  if (readout === "midlines") {
+    const tilt = corners.map((q) => edgeAngle(mid(q[0], q[2]), mid(q[1], q[3])));
+    return tilt.map((t) => tilt.map((u) => lineAngleBetween(t, u)));
+  }
   const top = corners.map((q) => edgeAngle(q[0], q[1]));
   const bottom = corners.map((q) => edgeAngle(q[2], q[3]));
-  const diff = top.map((t) => bottom.map((b) => lineAngleBetween(t, b)));
-  return diff;
+  return top.map((t) => bottom.map((b) => lineAngleBetween(t, b)));
 }
 
-function maxCobb(corners) {
+function maxCobb(corners, readout) {
   // max_cobb_from_landmarks: argmax of triu(diff) (diagonal included), first in row-major order.
-  const diff = endplateAngles(corners);
+  const diff = cobbMatrix(corners, readout);
   let best = -Infinity;
   let bi = 0;
   let bj = 0;
@@ -189,8 +198,8 @@ function apex(centres, upper, lower) {
 }
 
 /** coronal_curves: the vertebrae first..last decomposed into curves, top to bottom. */
-export function coronalCurves(corners, first, last) {
-  const diff = endplateAngles(corners);
+export function coronalCurves(corners, first, last, readout = "endplates") {
+  const diff = cobbMatrix(corners, readout);
   const centres = corners.map((q) => [
     (q[0][0] + q[1][0] + q[2][0] + q[3][0]) / 4,
     (q[0][1] + q[1][1] + q[2][1] + q[3][1]) / 4,
@@ -223,7 +232,6 @@ function regionOf(apexLevel) {
 }
 
 const angle = (name, value, extra = {}) => ({ name, value, reason: null, lines: [], note: null, ...extra });
-const lines = (upper, lower) => [[upper, "superior"], [lower, "inferior"]];
 
 function maxBy(curves) {
   // Python's max(key=...): the first of equal maxima.
@@ -231,7 +239,9 @@ function maxBy(curves) {
 }
 
 /** ap_angles: cobb_deg and the PT, MT, TL/L Cobb angles ({name: {value, reason, lines, note}}). */
-export function apAngles(points, imageSize) {
+export function apAngles(points, imageSize, readout = "endplates") {
+  const sides = readout === "midlines" ? ["mid", "mid"] : ["superior", "inferior"];
+  const lines = (upper, lower) => [[upper, sides[0]], [lower, sides[1]]];
   const c = asCorners(points);
   const ok = visibleVertebrae(c, imageSize);
   const run = longestRun(ok);
@@ -241,10 +251,10 @@ export function apAngles(points, imageSize) {
   }
   const [first, last] = run;
   const safe = c.map((q) => q.map((p) => p.map((v) => (Number.isFinite(v) ? v : 0.0))));
-  const curves = coronalCurves(safe, first, last);
+  const curves = coronalCurves(safe, first, last, readout);
   const out = {};
   if (ok.every(Boolean)) {
-    const [value, i, j] = maxCobb(c);
+    const [value, i, j] = maxCobb(c, readout);
     out.cobb_deg = angle("cobb_deg", value, { lines: lines(i, j) });
   } else {
     const missing = names(ok.flatMap((v, i) => (v ? [] : [i])));
@@ -348,7 +358,8 @@ export function readLandmarks(data, dims, geometry, view, measurementNames) {
   const corners = points.slice(0, N_LANDMARKS);
   const sacrum = points.slice(N_LANDMARKS);
   const size = geometry.film_hw;
-  const angles = view === "ap" ? apAngles(corners, size) : lateralAngles(corners, sacrum, size);
+  const angles =
+    view === "ap" ? apAngles(corners, size, PREDICTION_READOUT) : lateralAngles(corners, sacrum, size);
   const [label, labelReason] = labelFromAngles(view, angles);
   const names = measurementNames && measurementNames.length ? measurementNames : Object.keys(angles);
   const measurements = {};
