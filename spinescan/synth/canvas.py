@@ -36,6 +36,7 @@ class Canvas:
         # pixels ss*i .. ss*i+ss-1, whose centre is ss*i + (ss-1)/2. Folded into the affine once.
         self._fix = (self._m * _ONE).T.copy()
         self._fix[2] += (self.ss - 1) / 2.0 * _ONE
+        self._fix_a, self._fix_b = self._fix[:2], self._fix[2]  # the same (views), sliced once
         self.layers: dict[str, np.ndarray] = {}
         self.mm = float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))  # output pixels per mm
 
@@ -53,16 +54,21 @@ class Canvas:
         so batches of vertebrae cost one call and no splitting.
         """
         if isinstance(polys, np.ndarray) and polys.ndim == 3:
-            return np.rint(polys @ self._fix[:2] + self._fix[2]).astype(np.int32)
+            return self._round(polys @ self._fix_a)
         if len(polys) == 1:
             p = np.asarray(polys[0], dtype=np.float64).reshape(-1, 2)
-            return [np.rint(p @ self._fix[:2] + self._fix[2]).astype(np.int32)]
-        p = np.rint(np.concatenate(polys) @ self._fix[:2] + self._fix[2]).astype(np.int32)
+            return [self._round(p @ self._fix_a)]
+        p = self._round(np.concatenate(polys) @ self._fix_a)
         out, i = [], 0
         for a in polys:
             out.append(p[i : i + len(a)])
             i += len(a)
         return out
+
+    def _round(self, p: np.ndarray) -> np.ndarray:
+        """``rint(p + offset)`` as int32, in place on the fresh product ``p``."""
+        p += self._fix_b
+        return np.rint(p, out=p).astype(np.int32)
 
     def _len(self, mm: float) -> int:
         return max(1, round(mm * self.mm * self.ss))
@@ -132,9 +138,13 @@ def ellipse_points(centre: np.ndarray, axes: tuple[float, float], angle: float, 
     """Outline of an ellipse as a polygon (world mm), so it goes through the same affine."""
     cos_t, sin_t = _unit_circle(n)
     a = math.radians(angle)
+    ca, sa = math.cos(a), math.sin(a)
     x, y = axes[0] * cos_t, axes[1] * sin_t
-    pts = np.stack([x * math.cos(a) - y * math.sin(a), x * math.sin(a) + y * math.cos(a)], axis=1)
-    return pts + np.asarray(centre, dtype=np.float64).reshape(2)
+    pts = np.empty((n, 2))  # the two rotated coordinates written in place (np.stack costs more)
+    np.subtract(x * ca, y * sa, out=pts[:, 0])
+    np.add(x * sa, y * ca, out=pts[:, 1])
+    pts += np.asarray(centre, dtype=np.float64).reshape(2)
+    return pts
 
 
 @functools.lru_cache(maxsize=64)

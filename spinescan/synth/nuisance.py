@@ -219,6 +219,15 @@ def _low_pass(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 _LUT_SIZE = 4096
+_LUT_STEPS = np.arange(_LUT_SIZE, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=32)
+def _heel_ramp(height: int) -> np.ndarray:
+    """-1 .. 1 down the film's rows (a column vector), computed once per film height."""
+    ramp = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
+    ramp.flags.writeable = False
+    return ramp
 
 
 def _tone_curve(exp: Exposure, d_max: float) -> np.ndarray:
@@ -228,7 +237,12 @@ def _tone_curve(exp: Exposure, d_max: float) -> np.ndarray:
     and the detector's S-shaped characteristic curve. One table lookup per pixel replaces an
     exponential, a power and a tanh over the whole film.
     """
-    d = np.linspace(0.0, d_max, _LUT_SIZE, dtype=np.float64)
+    step = np.float64(d_max) / (_LUT_SIZE - 1)
+    if step > 0.0:  # np.linspace(0, d_max, _LUT_SIZE) bit for bit, without its Python overhead
+        d = _LUT_STEPS * step
+        d[-1] = d_max
+    else:  # pragma: no cover - d_max is a sum of positive weights
+        d = np.linspace(0.0, d_max, _LUT_SIZE, dtype=np.float64)
     signal = 1.0 - np.exp(-exp.gain * d)
     ref = 1.0 - np.exp(-exp.gain * (exp.soft + 1.8 * exp.bone))
     x = np.clip((signal / ref - exp.low) / (exp.high - exp.low), 0.0, 1.0) ** exp.gamma
@@ -252,8 +266,13 @@ def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Gen
     mm = cv.mm
     soft = cv.layers.get("soft")
     body = (soft > 127).view(np.uint8) if soft is not None else np.zeros((h, w), np.uint8)
-    dist = cv2.distanceTransform(body, cv2.DIST_L2, 3)
-    thickness = cv2.sqrt(np.minimum(dist, np.float32(70.0 * mm)) * np.float32(1.0 / (70.0 * mm)))
+    # Pointwise steps below run in place on arrays nothing else holds: the same float32 operations
+    # in the same order as the expressions they replace, so the film is bit-identical, with fewer
+    # temporaries (a fresh array costs more than the arithmetic on it at these sizes).
+    thickness = cv2.distanceTransform(body, cv2.DIST_L2, 3)
+    np.minimum(thickness, np.float32(70.0 * mm), out=thickness)
+    thickness *= np.float32(1.0 / (70.0 * mm))
+    cv2.sqrt(thickness, dst=thickness)
     air = _low_pass(cv.reduced("air"), max(0.5, 4.0 * mm))
     tex = _smooth_noise(rng, h, w, max(2.0, 4.0 * mm))
     tex *= np.float32(exp.texture)
@@ -273,25 +292,27 @@ def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Gen
     # Bowel content, muscle and fat planes: a coarse mottle over the soft tissue.
     air *= np.float32(-exp.air)
     air += np.float32(1.0)
-    density = thickness * mottle
+    density = thickness
+    density *= mottle
     density *= air
     density *= np.float32(exp.soft)
     spongy *= np.float32(exp.bone * bone_density)
     density += spongy
     d_max = float(exp.soft * 1.2 + exp.bone * bone_density * 6.0)
-    idx = np.minimum(density * np.float32((_LUT_SIZE - 1) / d_max), np.float32(_LUT_SIZE - 1)).astype(
-        np.int32
-    )
-    x = _tone_curve(exp, d_max)[idx]
+    density *= np.float32((_LUT_SIZE - 1) / d_max)
+    np.minimum(density, np.float32(_LUT_SIZE - 1), out=density)
+    x = np.take(_tone_curve(exp, d_max), density.astype(np.int32))  # = table[idx], negative idx too
     if exp.equalise > 0.0 or exp.unsharp > 0.0:
         wide = _low_pass(x, max(1.0, exp.unsharp_mm * mm * 2.5))
         near = _low_pass(x, max(1.0, exp.unsharp_mm * mm))
-        x = (
-            x * np.float32(1.0 + exp.unsharp)
-            - near * np.float32(exp.unsharp)
-            - (wide - 0.5) * np.float32(exp.equalise)
-        )
-    x *= 1.0 + np.float32(exp.heel) * np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
+        # x * (1 + unsharp) - near * unsharp - (wide - 0.5) * equalise, evaluated in that order
+        x *= np.float32(1.0 + exp.unsharp)
+        near *= np.float32(exp.unsharp)
+        x -= near
+        wide -= np.float32(0.5)
+        wide *= np.float32(exp.equalise)
+        x -= wide
+    x *= 1.0 + np.float32(exp.heel) * _heel_ramp(h)
     x += np.float32(exp.fog)
     if exp.invert_background:
         x = np.where(body > 0, x, np.maximum(x, np.float32(0.85)))
