@@ -121,11 +121,13 @@ class Canvas:
         width_mm: float | None = None,
     ) -> None:
         """An ellipse (filled when ``width_mm`` is None) given in mm; ``angle`` in world degrees."""
-        pts = ellipse_points(centre, axes_mm, angle)
+        # What polygons([pts]) / lines([pts]) do, without their generic argument handling.
+        fixed = [self._round(ellipse_points(centre, axes_mm, angle) @ self._fix_a)]
+        v = (round(float(value) * 255.0),)
         if width_mm is None:
-            self.polygons(name, [pts], value)
+            cv2.fillPoly(self.layer(name), fixed, v, cv2.LINE_AA, _SHIFT)
         else:
-            self.lines(name, [pts], value, width_mm, True)
+            cv2.polylines(self.layer(name), fixed, True, v, self._len(width_mm), cv2.LINE_8, _SHIFT)
 
 
 @functools.lru_cache(maxsize=64)
