@@ -33,10 +33,11 @@ def _body_outline(spine: Spine, hab: Habitus, arms: bool) -> list[np.ndarray]:
     top = spine.centres[0]
     s1 = spine.sacrum.mean(axis=0)
     hip_y = s1[1] - 105.0 * hab.size
+    (s1_x, s1_y), (t1_x, t1_y) = s1.tolist(), top.tolist()
 
     def cx(y: float) -> float:  # the trunk stays over the line from the sacrum to T1
-        t = np.clip((y - s1[1]) / (top[1] - s1[1]), -0.5, 1.5)
-        return float(s1[0] + t * (top[0] - s1[0]))
+        t = min(max((float(y) - s1_y) / (t1_y - s1_y), -0.5), 1.5)  # np.clip, in Python floats
+        return s1_x + t * (t1_x - s1_x)
 
     y_t1, y_l3 = top[1], spine.centres[14][1]
     y_t8 = spine.centres[7][1]
@@ -68,6 +69,20 @@ def _body_outline(spine: Spine, hab: Habitus, arms: bool) -> list[np.ndarray]:
             )
             polys.append(arm)
     return polys
+
+
+class _Scaled:
+    """``at(pts)``: ``origin + (a * s) * e + (b * s) * n`` for each point (a, b), in Python floats:
+    the same operations in the same order as the numpy expression it replaced, without numpy's
+    per-call cost on a handful of points."""
+
+    def __init__(self, origin: np.ndarray, e: np.ndarray, n: np.ndarray, s: float) -> None:
+        self._f = (*origin.tolist(), *e.tolist(), *n.tolist(), float(s))
+
+    def __call__(self, pts: list) -> np.ndarray:
+        ox, oy, ex, ey, nx, ny, s = self._f
+        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2).tolist()
+        return np.array([(ox + (a * s) * ex + (b * s) * nx, oy + (a * s) * ey + (b * s) * ny) for a, b in p])
 
 
 def cervical_ap(spine: Spine, hab: Habitus, rng: np.random.Generator) -> np.ndarray:
@@ -124,9 +139,7 @@ def _head_and_arms(cv: Canvas, neck: np.ndarray, spine: Spine, hab: Habitus, arm
     n = np.array([-e[1], e[0]])
     s = hab.size
 
-    def at(pts: list) -> np.ndarray:
-        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2) * s
-        return top + p[:, :1] * e + p[:, 1:] * n
+    at = _Scaled(top, e, n, s)
 
     cv.ellipse("bone", at([[0.0, 95.0]])[0], (72.0 * s, 88.0 * s), 0.0, 0.35)  # skull
     cv.ellipse("cortex", at([[0.0, 95.0]])[0], (72.0 * s, 88.0 * s), 0.0, 0.8, width_mm=6.0)
@@ -229,9 +242,7 @@ def _pelvis(cv: Canvas, spine: Spine, hab: Habitus) -> None:
     m = spine.sacrum.mean(axis=0)
     s = hab.size
 
-    def at(pts: list) -> np.ndarray:
-        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2) * s
-        return m + p[:, :1] * e + p[:, 1:] * n
+    at = _Scaled(m, e, n, s)
 
     half = spine.dims.s1_width / 2.0 / s
     wings, rims = [], []
