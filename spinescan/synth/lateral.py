@@ -7,6 +7,8 @@ body would, but every size and offset comes from the habitus (class-independent)
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from spinescan.synth.anatomy import Habitus, Local, rounded_quads, stack
@@ -45,58 +47,90 @@ def cervical(spine: Spine, rng: np.random.Generator, hab: Habitus) -> np.ndarray
     return stack(top, start_phi, phis, np.full(n, 13.5 * s), np.full(n, 16.0 * s), np.full(n, 5.0 * s))
 
 
+def _along(phi_deg: float) -> tuple[float, float]:
+    """``along(phi)`` as two Python floats (the same libm values; see geometry.along)."""
+    a = math.radians(phi_deg)
+    return math.cos(a), -math.sin(a)
+
+
+def _normal(phi_deg: float) -> tuple[float, float]:
+    """``normal(phi)`` as two Python floats (see geometry.normal)."""
+    a = math.radians(phi_deg)
+    return math.sin(a), math.cos(a)
+
+
+# _skin and _lungs place a few dozen single points. They work in Python floats, each coordinate
+# computed by the same IEEE operations, in the same order, as the 2-vector numpy expressions they
+# replaced (so the films are bit-identical), at a fraction of numpy's per-call cost.
+
+
 def _skin(spine: Spine, neck: np.ndarray, hip: np.ndarray, hab: Habitus) -> np.ndarray:
     """The body's outline: anterior skin bottom-up, then posterior skin top-down."""
-    c = spine.corners
+    c = spine.corners.tolist()
+    top_phi = spine.top_phi.tolist()
     fat = hab.fat
+    hx, hy = hip.tolist()
 
-    def ant(v: int, depth: float) -> np.ndarray:
-        return c[v, 1] + 0.5 * (c[v, 3] - c[v, 1]) + depth * along(float(spine.top_phi[v]))
+    def ant(v: int, depth: float) -> tuple[float, float]:  # mid anterior wall + depth along
+        (x1, y1), (x3, y3) = c[v][1], c[v][3]
+        ax, ay = _along(top_phi[v])
+        return x1 + 0.5 * (x3 - x1) + depth * ax, y1 + 0.5 * (y3 - y1) + depth * ay
 
-    def post(v: int, depth: float) -> np.ndarray:
-        return c[v, 0] + 0.5 * (c[v, 2] - c[v, 0]) - depth * along(float(spine.top_phi[v]))
+    def post(v: int, depth: float) -> tuple[float, float]:  # mid posterior wall - depth along
+        (x0, y0), (x2, y2) = c[v][0], c[v][2]
+        ax, ay = _along(top_phi[v])
+        return x0 + 0.5 * (x2 - x0) - depth * ax, y0 + 0.5 * (y2 - y0) - depth * ay
 
-    head = neck[-1].mean(axis=0)
+    ex, ey = neck[-1].mean(axis=0).tolist()  # the head sits on C2
+    (ax3, ay3), (px2, py2) = neck[3, 1].tolist(), neck[2, 0].tolist()
     anterior = [
-        hip + _v(70.0 + fat, -260.0),
-        hip + _v(75.0 + fat, -60.0),
+        (hx + (70.0 + fat), hy + -260.0),
+        (hx + (75.0 + fat), hy + -60.0),
         ant(16, hab.belly * 0.85),
         ant(14, hab.belly),
         ant(11, hab.chest * 0.95),
         ant(7, hab.chest),
         ant(3, hab.chest * 0.9),
         ant(0, 60.0 + fat),
-        neck[3, 1] + [35.0 + 0.5 * fat, 0.0],
-        head + _v(80.0, 60.0),
-        head + _v(60.0, 200.0),
+        (ax3 + (35.0 + 0.5 * fat), ay3 + 0.0),
+        (ex + 80.0, ey + 60.0),
+        (ex + 60.0, ey + 200.0),
     ]
     posterior = [
-        head + _v(-110.0, 200.0),
-        head + _v(-95.0, 60.0),
-        neck[2, 0] + [-55.0 - 0.5 * fat, 0.0],
+        (ex + -110.0, ey + 200.0),
+        (ex + -95.0, ey + 60.0),
+        (px2 + (-55.0 - 0.5 * fat), py2 + 0.0),
         post(1, 60.0 + fat),
         post(6, 55.0 + fat),
         post(12, 55.0 + fat),
         post(16, 50.0 + fat),
-        hip + _v(-85.0 - fat, 40.0),
-        hip + _v(-95.0 - fat, -80.0),
-        hip + _v(-60.0 - fat, -260.0),
+        (hx + (-85.0 - fat), hy + 40.0),
+        (hx + (-95.0 - fat), hy + -80.0),
+        (hx + (-60.0 - fat), hy + -260.0),
     ]
     return np.concatenate([smooth_polyline(np.array(anterior), 80), smooth_polyline(np.array(posterior), 80)])
 
 
 def _lungs(spine: Spine, hab: Habitus) -> np.ndarray:
-    c = spine.corners
-    dia = int(np.clip(round(hab.diaphragm), 8, 11))
-    back = [c[v, 0] - 22.0 * along(float(spine.top_phi[v])) for v in (1, 4, 8, dia + 1)]
-    front = [
-        c[v, 1] + (hab.chest - 15.0 - hab.fat) * along(float(spine.top_phi[v])) for v in (dia - 1, 6, 3, 1)
-    ]
-    apex = (
-        c[0, :2].mean(axis=0) + 25.0 * normal(float(spine.top_phi[0])) + 20.0 * along(float(spine.top_phi[0]))
-    )
-    dome = (c[dia, 1] + front[0]) / 2.0 + 15.0 * normal(float(spine.top_phi[dia]))
-    pts = [apex, *back, (back[-1] + dome) / 2.0 - [0.0, 10.0], dome, *front, apex]
+    c = spine.corners.tolist()
+    top_phi = spine.top_phi.tolist()
+    dia = min(max(round(hab.diaphragm), 8), 11)
+    back = []
+    for v in (1, 4, 8, dia + 1):
+        (x, y), (ax, ay) = c[v][0], _along(top_phi[v])
+        back.append((x - 22.0 * ax, y - 22.0 * ay))
+    depth = hab.chest - 15.0 - hab.fat
+    front = []
+    for v in (dia - 1, 6, 3, 1):
+        (x, y), (ax, ay) = c[v][1], _along(top_phi[v])
+        front.append((x + depth * ax, y + depth * ay))
+    mx, my = spine.corners[0, :2].mean(axis=0).tolist()
+    (nx, ny), (ax, ay) = _normal(top_phi[0]), _along(top_phi[0])
+    apex = (mx + 25.0 * nx + 20.0 * ax, my + 25.0 * ny + 20.0 * ay)
+    (x, y), (nx, ny) = c[dia][1], _normal(top_phi[dia])
+    dome = ((x + front[0][0]) / 2.0 + 15.0 * nx, (y + front[0][1]) / 2.0 + 15.0 * ny)
+    low = ((back[-1][0] + dome[0]) / 2.0 - 0.0, (back[-1][1] + dome[1]) / 2.0 - 10.0)
+    pts = [apex, *back, low, dome, *front, apex]
     return smooth_polyline(np.array(pts), 60)
 
 
