@@ -7,7 +7,6 @@ draws depend on the class; everything else has one distribution for all classes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +131,8 @@ def _visible(points: np.ndarray, shape: tuple[int, ...]) -> str:
     angles must then be reported as missing, not guessed)."""
     h, w = shape[:2]
     inside = (points[:, 0] >= 0) & (points[:, 0] <= w - 1) & (points[:, 1] >= 0) & (points[:, 1] <= h - 1)
-    return json.dumps(inside.astype(int).tolist(), separators=(",", ":"))
+    # json.dumps(list of 0/1, separators=(",", ":")), written directly
+    return "[" + ",".join(["1" if v else "0" for v in inside.tolist()]) + "]"
 
 
 def _facing(view: str, mirrored: bool) -> str:
