@@ -136,15 +136,24 @@ def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(t), np.sin(t)
 
 
+@functools.lru_cache(maxsize=64)
+def _unit_circle_xy(n: int) -> np.ndarray:
+    """(n, 2): the columns cos t and sin t of :func:`_unit_circle`, read-only."""
+    xy = np.stack(_unit_circle(n), axis=1)
+    xy.flags.writeable = False
+    return xy
+
+
 def ellipse_points(centre: np.ndarray, axes: tuple[float, float], angle: float, n: int = 36) -> np.ndarray:
     """Outline of an ellipse as a polygon (world mm), so it goes through the same affine."""
-    cos_t, sin_t = _unit_circle(n)
     a = math.radians(angle)
     ca, sa = math.cos(a), math.sin(a)
-    x, y = axes[0] * cos_t, axes[1] * sin_t
-    pts = np.empty((n, 2))  # the two rotated coordinates written in place (np.stack costs more)
-    np.subtract(x * ca, y * sa, out=pts[:, 0])
-    np.add(x * sa, y * ca, out=pts[:, 1])
+    # Columns x = ax cos t, y = ay sin t, then (x ca - y sa, x sa + y ca) + centre, in three array
+    # operations: x * (ca, sa) + y * (-sa, ca) is the same rounding for every element, since
+    # y * -sa is exactly -(y * sa) and u + -v is exactly u - v.
+    xy = _unit_circle_xy(n) * (float(axes[0]), float(axes[1]))
+    pts = xy[:, :1] * (ca, sa)
+    pts += xy[:, 1:] * (-sa, ca)
     pts += np.asarray(centre, dtype=np.float64).reshape(2)
     return pts
 

@@ -349,6 +349,18 @@ def _glyph(ch: str, font: int) -> tuple[int, int]:
     return w, h
 
 
+def warm_text_cache() -> None:
+    """Measure every glyph the annotations use, once, in this process.
+
+    OpenCV's first text measurement costs 50-70 ms (it sets up its Hershey fonts); a process pool
+    forked after this call inherits both that setup and the filled glyph cache, instead of paying
+    for them again in every worker.
+    """
+    for ch in _CHARS + "LR -":
+        _glyph(ch, cv2.FONT_HERSHEY_SIMPLEX)
+        _glyph(ch, cv2.FONT_HERSHEY_PLAIN)
+
+
 def _text_size(text: str, font: int, scale: float, thick: int) -> tuple[int, int]:
     """``cv2.getTextSize`` from cached glyph sizes (it costs a font lookup per call otherwise)."""
     w = sum(_glyph(ch, font)[0] for ch in text)

@@ -31,6 +31,7 @@ from spinescan.data.provenance import synthetic_provenance, write_provenance
 from spinescan.errors import SpineScanError
 from spinescan.progress import Progress, as_progress
 from spinescan.synth.labels import CLASSES, VIEWS
+from spinescan.synth.nuisance import warm_text_cache
 from spinescan.synth.phantom import make_phantom
 
 MANIFEST = "manifest.csv"
@@ -180,6 +181,8 @@ def _run(jobs: list, workers: int) -> Iterator[dict[str, str]]:
     # OpenCV's thread pool does not survive a fork: a child that inherits it mid-state can wait
     # forever on threads that were not copied (seen once the parent had drawn or decoded images
     # itself). Shrinking it to one thread in the parent joins its workers before the fork.
+    if safe_fork:
+        warm_text_cache()  # set up once here; the forked workers inherit it
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
