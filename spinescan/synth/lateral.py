@@ -215,32 +215,41 @@ def _arms(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> N
     cv.ellipse("pelvis", shoulder, (24.0, 24.0), 0.0, 0.4)
 
 
+# Per-level constants of the posterior elements (the same for every film, computed once).
+_LEVEL_COLUMN = np.arange(N_VERT)[:, None]
+_THORACIC = np.arange(N_VERT) < L1
+_SPINOUS_ANGLE = np.radians(
+    np.where(np.arange(N_VERT) < L1 + 1, 55.0 - 50.0 * np.maximum(0.0, (np.arange(N_VERT) - 8) / 6.0), 8.0)
+)[:, None]  # spinous processes slope down steeply in the thoracic spine, nearly level in the lumbar
+_SPINOUS_COS, _SPINOUS_SIN = np.cos(_SPINOUS_ANGLE), np.sin(_SPINOUS_ANGLE)
+for _a in (_LEVEL_COLUMN, _THORACIC, _SPINOUS_ANGLE, _SPINOUS_COS, _SPINOUS_SIN):
+    _a.flags.writeable = False
+
+
 def _posterior_elements(cv: Canvas, spine: Spine) -> None:
     """Pedicles, laminae/facet pillars and spinous processes behind each body (at ``-x``)."""
     f = spine.frames
-    v = np.arange(N_VERT)[:, None]
+    v = _LEVEL_COLUMN
     w, h = f.width[:, None], f.height[:, None]
     back = -w / 2.0
     ped = f.at(
         v,
-        np.hstack([back + 1, back - 0.45 * w, back - 0.45 * w, back + 1]),
-        np.hstack([0.45 * h, 0.4 * h, 0 * h, -0.05 * h]),
+        np.concatenate([back + 1, back - 0.45 * w, back - 0.45 * w, back + 1], axis=1),
+        np.concatenate([0.45 * h, 0.4 * h, 0 * h, -0.05 * h], axis=1),
     )
     pillar = f.at(
         v,
-        np.hstack([back - 0.4 * w, back - 0.8 * w, back - 0.9 * w, back - 0.5 * w]),
-        np.hstack([0.75 * h, 0.8 * h, -0.65 * h, -0.8 * h]),
+        np.concatenate([back - 0.4 * w, back - 0.8 * w, back - 0.9 * w, back - 0.5 * w], axis=1),
+        np.concatenate([0.75 * h, 0.8 * h, -0.65 * h, -0.8 * h], axis=1),
     )
-    k = np.arange(N_VERT)
-    angle = np.radians(np.where(k < L1 + 1, 55.0 - 50.0 * np.maximum(0.0, (k - 8) / 6.0), 8.0))[:, None]
     length = 0.7 * w + 8.0
     base = back - 0.75 * w
-    half = np.where(k < L1, 4.5, 0.28 * f.height)[:, None]
-    tip_x, tip_y = base - length * np.cos(angle), -length * np.sin(angle)
+    half = np.where(_THORACIC, 4.5, 0.28 * f.height)[:, None]
+    tip_x, tip_y = base - length * _SPINOUS_COS, -length * _SPINOUS_SIN
     spinous = f.at(
         v,
-        np.hstack([base, tip_x, tip_x, base]),
-        np.hstack([half, tip_y + half * 0.6, tip_y - half * 0.6, -half]),
+        np.concatenate([base, tip_x, tip_x, base], axis=1),
+        np.concatenate([half, tip_y + half * 0.6, tip_y - half * 0.6, -half], axis=1),
     )
     polys = np.concatenate([ped, pillar, spinous])
     cv.polygons("post", polys, 0.8)
