@@ -242,17 +242,19 @@ def _heel_ramp(height: int) -> np.ndarray:
     return ramp
 
 
-def _tone_curve(exp: Exposure, d_max: float) -> np.ndarray:
+def _tone_curve(exp: Exposure, d_max: float, entries: int = _LUT_SIZE) -> np.ndarray:
     """Attenuation -> displayed grey, every pointwise step in one table of ``_LUT_SIZE`` entries.
 
     Beer-Lambert absorption relative to dense bone over a full body, the display window, gamma
     and the detector's S-shaped characteristic curve. One table lookup per pixel replaces an
-    exponential, a power and a tanh over the whole film.
+    exponential, a power and a tanh over the whole film. ``entries`` < ``_LUT_SIZE`` computes only
+    the table's first entries (each entry is computed on its own, so they are the same values).
     """
     step = np.float64(d_max) / (_LUT_SIZE - 1)
     if step > 0.0:  # np.linspace(0, d_max, _LUT_SIZE) bit for bit, without its Python overhead
-        d = _LUT_STEPS * step
-        d[-1] = d_max
+        d = _LUT_STEPS[:entries] * step
+        if entries == _LUT_SIZE:
+            d[-1] = d_max
     else:  # pragma: no cover - d_max is a sum of positive weights
         d = np.linspace(0.0, d_max, _LUT_SIZE, dtype=np.float64)
     signal = 1.0 - np.exp(-exp.gain * d)
@@ -313,7 +315,12 @@ def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Gen
     d_max = float(exp.soft * 1.2 + exp.bone * bone_density * 6.0)
     density *= np.float32((_LUT_SIZE - 1) / d_max)
     np.minimum(density, np.float32(_LUT_SIZE - 1), out=density)
-    x = np.take(_tone_curve(exp, d_max), density.astype(np.int32))  # = table[idx], negative idx too
+    idx = density.astype(np.int32)
+    # A film uses about half of the table (its densest pixel sits near the middle): only the
+    # entries up to the largest index are computed. A negative index (never seen; it would wrap
+    # around to the table's end) gets the whole table, as before.
+    entries = int(idx.max()) + 1 if idx.min() >= 0 else _LUT_SIZE
+    x = np.take(_tone_curve(exp, d_max, entries), idx)  # = table[idx]
     if exp.equalise > 0.0 or exp.unsharp > 0.0:
         wide = _low_pass(x, max(1.0, exp.unsharp_mm * mm * 2.5))
         near = _low_pass(x, max(1.0, exp.unsharp_mm * mm))
