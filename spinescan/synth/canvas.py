@@ -37,6 +37,7 @@ class Canvas:
         self._fix = (self._m * _ONE).T.copy()
         self._fix[2] += (self.ss - 1) / 2.0 * _ONE
         self._fix_a, self._fix_b = self._fix[:2], self._fix[2]  # the same (views), sliced once
+        self._last: tuple[object, list[np.ndarray] | np.ndarray] | None = None  # see _fixed
         self.layers: dict[str, np.ndarray] = {}
         self.mm = float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))  # output pixels per mm
 
@@ -51,18 +52,25 @@ class Canvas:
         """Polygons in mm -> OpenCV fixed-point (supersampled) pixels, in one matrix product.
 
         A (k, n, 2) array of equal-length polygons stays one array (OpenCV takes it as k polygons),
-        so batches of vertebrae cost one call and no splitting.
+        so batches of vertebrae cost one call and no splitting. The same shapes are often filled and
+        then outlined (bodies, rings, ribs drawn twice): the last conversion is kept and reused when
+        the very same object comes again (callers never modify a shape between the two draws).
         """
+        last = self._last
+        if last is not None and last[0] is polys:
+            return last[1]
         if isinstance(polys, np.ndarray) and polys.ndim == 3:
-            return self._round(polys @ self._fix_a)
-        if len(polys) == 1:
+            out = self._round(polys @ self._fix_a)
+        elif len(polys) == 1:
             p = np.asarray(polys[0], dtype=np.float64).reshape(-1, 2)
-            return [self._round(p @ self._fix_a)]
-        p = self._round(np.concatenate(polys) @ self._fix_a)
-        out, i = [], 0
-        for a in polys:
-            out.append(p[i : i + len(a)])
-            i += len(a)
+            out = [self._round(p @ self._fix_a)]
+        else:
+            p = self._round(np.concatenate(polys) @ self._fix_a)
+            out, i = [], 0
+            for a in polys:
+                out.append(p[i : i + len(a)])
+                i += len(a)
+        self._last = (polys, out)
         return out
 
     def _round(self, p: np.ndarray) -> np.ndarray:
