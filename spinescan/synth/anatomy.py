@@ -110,6 +110,10 @@ def corner_frames(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 _T5 = np.linspace(0.0, 1.0, 5, endpoint=False)
+_T5_COLUMN = _T5[None, None, :, None]
+_SIN_T5 = np.sin(np.pi * _T5_COLUMN)  # the sides' bulge profile, the same for every outline
+for _a in (_T5, _T5_COLUMN, _SIN_T5):
+    _a.flags.writeable = False
 
 
 def rounded_quads(c: np.ndarray, bulge: float = 0.06) -> np.ndarray:
@@ -120,9 +124,11 @@ def rounded_quads(c: np.ndarray, bulge: float = 0.06) -> np.ndarray:
     """
     c = np.asarray(c, dtype=np.float64).reshape(-1, 4, 2)
     walk = c[:, [0, 1, 3, 2]]  # clockwise with y up: top edge, right side, bottom edge, left side
-    d = np.roll(walk, -1, axis=1) - walk  # (n, 4, 2) edge vectors
-    outward = np.stack([-d[..., 1], d[..., 0]], axis=-1)  # left of a clockwise walk, edge-length scaled
+    d = c[:, [1, 3, 2, 0]] - walk  # (n, 4, 2) edge vectors (each corner's successor minus it)
+    outward = np.empty_like(d)  # left of a clockwise walk, edge-length scaled
+    outward[..., 0] = -d[..., 1]
+    outward[..., 1] = d[..., 0]
     inward = np.array([0.02, bulge, 0.02, bulge])[None, :, None, None]
-    t = _T5[None, None, :, None]
-    pts = walk[:, :, None] + t * d[:, :, None] - inward * np.sin(np.pi * t) * outward[:, :, None]
+    t = _T5_COLUMN
+    pts = walk[:, :, None] + t * d[:, :, None] - inward * _SIN_T5 * outward[:, :, None]
     return pts.reshape(len(c), -1, 2)

@@ -210,9 +210,14 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
 # line_angle_between live in the light island, imported at the top of this module.)
 
 
+_UPPER = np.triu(np.ones((N_VERT, N_VERT), dtype=bool))  # top endplate above (or of) the bottom one
+
+
 def max_cobb_from_phi(phi: np.ndarray) -> float:
     """The same largest Cobb angle, straight from the endplate orientations."""
     top = phi[_TOPS]
     bottom = phi[_BOTTOMS]
     diff = np.abs(top[:, None] - bottom[None, :])
-    return float(np.triu(diff).max())
+    # = np.triu(diff).max(): the entries below the diagonal would be zeroed, and never exceed the
+    # non-negative ones kept
+    return float(diff[_UPPER].max())

@@ -338,7 +338,8 @@ def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Gen
     x = cv2.GaussianBlur(x, (0, 0), max(0.5, exp.blur * mm))  # also hides the strokes' aliasing
     np.clip(x, 0.0, 1.0, out=x)
     grain = rng.standard_normal((h, w), dtype=np.float32)
-    grain *= cv2.sqrt(x + np.float32(0.05))
+    level = x + np.float32(0.05)
+    grain *= cv2.sqrt(level, dst=level)
     grain *= np.float32(exp.noise)
     x += grain
     return np.clip(x, 0.0, 1.0, out=x)
