@@ -38,6 +38,7 @@ class Canvas:
         self._fix[2] += (self.ss - 1) / 2.0 * _ONE
         self._fix_a, self._fix_b = self._fix[:2], self._fix[2]  # the same (views), sliced once
         self._last: tuple[object, list[np.ndarray] | np.ndarray] | None = None  # see _fixed
+        self._last_ellipse: tuple[tuple[float, ...], list[np.ndarray]] | None = None  # see ellipse
         self.layers: dict[str, np.ndarray] = {}
         self.mm = float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))  # output pixels per mm
 
@@ -129,8 +130,16 @@ class Canvas:
         width_mm: float | None = None,
     ) -> None:
         """An ellipse (filled when ``width_mm`` is None) given in mm; ``angle`` in world degrees."""
-        # What polygons([pts]) / lines([pts]) do, without their generic argument handling.
-        fixed = [self._round(ellipse_points(centre, axes_mm, angle) @ self._fix_a)]
+        # What polygons([pts]) / lines([pts]) do, without their generic argument handling. A shape
+        # filled and then outlined (skull, femoral heads) is converted once: the same arguments give
+        # the same points.
+        cx, cy = np.asarray(centre, dtype=np.float64).reshape(2).tolist()
+        key = (cx, cy, float(axes_mm[0]), float(axes_mm[1]), float(angle))
+        if self._last_ellipse is not None and self._last_ellipse[0] == key:
+            fixed = self._last_ellipse[1]
+        else:
+            fixed = [self._round(ellipse_points((cx, cy), key[2:4], key[4]) @ self._fix_a)]
+            self._last_ellipse = (key, fixed)
         v = (round(float(value) * 255.0),)
         if width_mm is None:
             cv2.fillPoly(self.layer(name), fixed, v, cv2.LINE_AA, _SHIFT)

@@ -156,7 +156,7 @@ def draw_lateral(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generato
 
     # Ribs: both sides nearly superimposed, sweeping forward and down from the spine.
     f = spine.frames
-    v = np.repeat(np.arange(1, 11), 2)[:, None]  # both sides of ribs 2-11, nearly superimposed
+    v = _RIB_LEVELS  # both sides of ribs 2-11, nearly superimposed
     off = np.zeros((10, 2))
     off[:, 1] = rng.uniform(4.0, 10.0, 10)
     off = off.reshape(-1, 1)
@@ -214,6 +214,9 @@ def _arms(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> N
     cv.lines("pelvis", [forearm + side, forearm - side], 0.3, 10.0, False)
     cv.ellipse("pelvis", shoulder, (24.0, 24.0), 0.0, 0.4)
 
+
+_RIB_LEVELS = np.repeat(np.arange(1, 11), 2)[:, None]
+_RIB_LEVELS.flags.writeable = False
 
 # Per-level constants of the posterior elements (the same for every film, computed once).
 _LEVEL_COLUMN = np.arange(N_VERT)[:, None]
