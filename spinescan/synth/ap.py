@@ -164,9 +164,11 @@ def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) ->
     cv.polygons("soft", _body_outline(spine, hab, arms), 1.0)
     rot = axial_rotation(spine)
     _ribs_and_lungs(cv, spine, hab, rng)
+    centres = spine.centres.tolist()
     for _ in range(hab.gas):  # bowel gas over the abdomen, independent of the spine's shape
         v = int(rng.integers(L1, N_VERT))
-        at = spine.centres[v] + [rng.uniform(-hab.waist * 0.8, hab.waist * 0.8), rng.uniform(-60.0, 20.0)]
+        x, y = centres[v]  # Python floats: the same sums as the 2-vector numpy version
+        at = (x + rng.uniform(-hab.waist * 0.8, hab.waist * 0.8), y + rng.uniform(-60.0, 20.0))
         cv.ellipse("air", at, tuple(rng.uniform(8.0, 25.0, 2)), rng.uniform(0, 180), 0.6)
     neck = cervical_ap(spine, hab, rng)
     _head_and_arms(cv, neck, spine, hab, arms)

@@ -147,12 +147,14 @@ def draw_lateral(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generato
     cv.polygons("air", [_lungs(spine, hab)], 1.0)
     heart = c[8, 1] + (hab.chest * 0.55) * along(float(spine.top_phi[8])) + [0.0, -10.0]
     cv.ellipse("air", heart, (hab.chest * 0.38, 60.0), -30.0, 0.35)
+    corners, top_phi = c.tolist(), spine.top_phi.tolist()
     for _ in range(hab.gas):  # bowel gas: dark pockets in the abdomen, anywhere in front of L1-S1
         v = int(rng.integers(L1, N_VERT))
-        at = c[v, 1] + rng.uniform(15.0, hab.belly * 0.8) * along(float(spine.top_phi[v]))
-        cv.ellipse(
-            "air", at + rng.normal(0, 12, 2), tuple(rng.uniform(6.0, 22.0, 2)), rng.uniform(0, 180), 0.6
-        )
+        (x, y), (ax, ay) = corners[v][1], _along(top_phi[v])
+        depth = rng.uniform(15.0, hab.belly * 0.8)
+        x, y = x + depth * ax, y + depth * ay  # in Python floats, as _skin
+        dx, dy = rng.normal(0, 12, 2).tolist()
+        cv.ellipse("air", (x + dx, y + dy), tuple(rng.uniform(6.0, 22.0, 2)), rng.uniform(0, 180), 0.6)
 
     # Ribs: both sides nearly superimposed, sweeping forward and down from the spine.
     f = spine.frames
