@@ -71,6 +71,10 @@ def _body_outline(spine: Spine, hab: Habitus, arms: bool) -> list[np.ndarray]:
     return polys
 
 
+_NECK_WIDTHS = np.linspace(27.0, 21.0, 6)  # C7 .. C2 body widths, mm, before the patient's scale
+_NECK_WIDTHS.flags.writeable = False
+
+
 class _Scaled:
     """``at(pts)``: ``origin + (a * s) * e + (b * s) * n`` for each point (a, b), in Python floats:
     the same operations in the same order as the numpy expression it replaced, without numpy's
@@ -93,7 +97,7 @@ def cervical_ap(spine: Spine, hab: Habitus, rng: np.random.Generator) -> np.ndar
     phis = start_phi + np.cumsum(rng.normal(0.0, 1.2, n))
     top = spine.corners[0, :2].mean(axis=0)
     s = hab.size
-    widths = np.linspace(27.0, 21.0, n) * s
+    widths = _NECK_WIDTHS * s
     return stack(top, start_phi, phis, np.full(n, 13.0 * s), widths, np.full(n, 4.5 * s))
 
 
@@ -219,18 +223,17 @@ def _ribs_and_lungs(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Gener
     # Lungs: between the mediastinum and the ribcage, down to the diaphragm domes.
     dia = hab.diaphragm
     polys = []
+    frames = {k: Local(spine, k) for k in (1, 4, 7)}  # each vertebra's frame built once
     for sgn in (-1.0, 1.0):
         level = dia + (0.4 if sgn > 0 else 0.0)  # the left (image right) dome sits lower
-        v = int(np.clip(int(level), 8, 11))
+        v = min(max(int(level), 8), 11)
         lv = Local(spine, v)
-        medial = [
-            Local(spine, k).at([[sgn * (0.5 * Local(spine, k).width + 14.0), 0.0]])[0] for k in (1, 4, 7)
-        ]
+        medial = [lk.at([[sgn * (0.5 * lk.width + 14.0), 0.0]])[0] for lk in frames.values()]
         lateral = lung_edge[:v, 0 if sgn < 0 else 1][::-1]
         dome_lat = lv.at([[sgn * (span[v] * 0.9), -30.0]])[0]
         dome_mid = lv.at([[sgn * span[v] * 0.45, 10.0 + 8.0 * float(rng.normal())]])[0]
         dome_med = lv.at([[sgn * (0.5 * lv.width + 16.0), -5.0]])[0]
-        apex = Local(spine, 0).at([[sgn * 45.0, 35.0]])[0]
+        apex = lv0.at([[sgn * 45.0, 35.0]])[0]
         pts = np.array([apex, *medial, dome_med, dome_mid, dome_lat, *lateral[1:], apex])
         polys.append(smooth_polyline(pts, 60))
     cv.polygons("air", polys, 1.0)
