@@ -77,7 +77,10 @@ def normal(phi_deg: np.ndarray | float) -> np.ndarray:
         a = math.radians(float(phi_deg))
         return np.array([math.sin(a), math.cos(a)])
     a = np.radians(phi_deg)
-    return np.stack([np.sin(a), np.cos(a)], axis=-1)
+    out = np.empty((*np.shape(a), 2))  # = np.stack([sin, cos], axis=-1), without its overhead
+    out[..., 0] = np.sin(a)
+    out[..., 1] = np.cos(a)
+    return out
 
 
 def along(phi_deg: np.ndarray | float) -> np.ndarray:
@@ -86,7 +89,10 @@ def along(phi_deg: np.ndarray | float) -> np.ndarray:
         a = math.radians(float(phi_deg))
         return np.array([math.cos(a), -math.sin(a)])
     a = np.radians(phi_deg)
-    return np.stack([np.cos(a), -np.sin(a)], axis=-1)
+    out = np.empty((*np.shape(a), 2))  # = np.stack([cos, -sin], axis=-1), without its overhead
+    out[..., 0] = np.cos(a)
+    out[..., 1] = -np.sin(a)
+    return out
 
 
 _SIZE_RAMP = np.linspace(0.0, 1.0, N_VERT) ** 1.3  # T1 .. L5 growth profile (sample_dimensions)
@@ -200,8 +206,13 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
     bottoms, tops = pos[0::2][::-1], pos[1::2][::-1]  # T1..L5
     half = (np.asarray(dims.widths, dtype=np.float64) / 2.0)[:, None]
     at, ab = along(phi[_TOPS]), along(phi[_BOTTOMS])
-    corners = np.stack([tops - half * at, tops + half * at, bottoms - half * ab, bottoms + half * ab], axis=1)
-    sacrum = np.array([-dims.s1_width / 2.0 * along(phi[0]), dims.s1_width / 2.0 * along(phi[0])])
+    corners = np.empty((N_VERT, 4, 2))  # = np.stack([...], axis=1)
+    corners[:, 0] = tops - half * at
+    corners[:, 1] = tops + half * at
+    corners[:, 2] = bottoms - half * ab
+    corners[:, 3] = bottoms + half * ab
+    a0 = along(phi[0])
+    sacrum = np.array([-dims.s1_width / 2.0 * a0, dims.s1_width / 2.0 * a0])
     return Spine(phi, corners, sacrum, dims)
 
 
