@@ -108,3 +108,23 @@ def test_largest_cobb_without_triu() -> None:
         top, bottom = phi[geometry._TOPS], phi[geometry._BOTTOMS]
         expected = float(np.triu(np.abs(top[:, None] - bottom[None, :])).max())
         assert geometry.max_cobb_from_phi(phi) == expected
+
+
+def _random_text_reference(rng: np.random.Generator) -> str:
+    import string
+
+    kind = int(rng.integers(4))
+    if kind == 0:
+        return f"{rng.integers(1990, 2025)}-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}"
+    if kind == 1:
+        return "ID " + "".join(rng.choice(list(string.digits), size=int(rng.integers(5, 9))))
+    if kind == 2:
+        return "".join(rng.choice(list(nuisance._CHARS), size=int(rng.integers(3, 10))))
+    return f"{rng.integers(60, 125)}KV {rng.integers(5, 40)}MAS"
+
+
+def test_burned_in_text_is_generator_choice_draw_for_draw() -> None:
+    for seed in RNG_SEEDS:
+        mine, plain = np.random.default_rng(seed), np.random.default_rng(seed)
+        assert nuisance._random_text(mine) == _random_text_reference(plain)
+        assert mine.bit_generator.state == plain.bit_generator.state

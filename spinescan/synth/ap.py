@@ -193,16 +193,25 @@ _CIRCLE16 = (
     np.sin(np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)),
 )
 _T14 = np.linspace(0.0, 1.0, 14)
+# Rib shape constants (the same for every film): level, side and position along the rib, the
+# arch 14 sin(0.8 pi t) and the drop (25 + 2 v) t^2 of each posterior rib.
+_RIB_V = np.arange(12)[:, None, None]
+_RIB_SIDE = np.array([-1.0, 1.0])[None, :, None]
+_RIB_T = _T14[None, None, :]
+_RIB_ARCH = 14.0 * np.sin(np.pi * _RIB_T * 0.8)
+_RIB_DROP = (25.0 + 2.0 * _RIB_V) * _RIB_T**2
+for _a in (_T14, _RIB_V, _RIB_SIDE, _RIB_T, _RIB_ARCH, _RIB_DROP):
+    _a.flags.writeable = False
 
 
 def _ribs_and_lungs(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> None:
     f = spine.frames
     span = _RIB_SPAN * (hab.shoulders / 190.0)
-    v = np.arange(12)[:, None, None]  # (rib level, side, point along the rib)
-    sgn = np.array([-1.0, 1.0])[None, :, None]
-    t = _T14[None, None, :]
+    v = _RIB_V  # (rib level, side, point along the rib)
+    sgn = _RIB_SIDE
+    t = _RIB_T
     x = sgn * (0.5 * f.width[v] + 4.0 + span[v] * t)
-    y = 0.15 * f.height[v] + 14.0 * np.sin(np.pi * t * 0.8) - (25.0 + 2.0 * v) * t**2
+    y = 0.15 * f.height[v] + _RIB_ARCH - _RIB_DROP
     back = f.at(v, x, y)  # (12, 2, 14, 2): posterior ribs from the costovertebral joints
     # Anterior ribs: fainter, running medially and down from the lateral wall (upper ten pairs).
     va, sa = v[:10, :, 0], sgn[:, :, 0]

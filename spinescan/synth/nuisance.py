@@ -348,6 +348,7 @@ def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Gen
 # --- annotations ----------------------------------------------------------------------------------
 
 _CHARS = string.ascii_uppercase + string.digits
+_CHAR_ARRAY, _DIGIT_ARRAY = np.array(list(_CHARS)), np.array(list(string.digits))
 
 
 @functools.lru_cache(maxsize=512)
@@ -380,10 +381,12 @@ def _random_text(rng: np.random.Generator) -> str:
     kind = int(rng.integers(4))
     if kind == 0:
         return f"{rng.integers(1990, 2025)}-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}"
+    # rng.choice(list(chars), size=k) is chars[rng.integers(0, len(chars), size=k)] (the same
+    # draws), without converting the list on every call
     if kind == 1:
-        return "ID " + "".join(rng.choice(list(string.digits), size=int(rng.integers(5, 9))))
+        return "ID " + "".join(_DIGIT_ARRAY[rng.integers(0, len(_DIGIT_ARRAY), size=int(rng.integers(5, 9)))])
     if kind == 2:
-        return "".join(rng.choice(list(_CHARS), size=int(rng.integers(3, 10))))
+        return "".join(_CHAR_ARRAY[rng.integers(0, len(_CHAR_ARRAY), size=int(rng.integers(3, 10)))])
     return f"{rng.integers(60, 125)}KV {rng.integers(5, 40)}MAS"
 
 

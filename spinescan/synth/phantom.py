@@ -53,7 +53,7 @@ def _landmarks(cv: Canvas, spine: Spine) -> tuple[np.ndarray, np.ndarray]:
 
 def _centre_x(view: str, framing: str, spine: Spine, chest: float) -> float:
     """Horizontal centre of the field: the spine for crops, the body for wider frames."""
-    x = float(np.r_[spine.corners[..., 0].ravel(), spine.sacrum[:, 0]].mean())
+    x = float(np.concatenate([spine.corners[..., 0].ravel(), spine.sacrum[:, 0]]).mean())
     if view == "lateral" and framing != "spine_crop":
         x += (0.5 if framing == "torso" else 0.8) * chest * 0.5
     return x
