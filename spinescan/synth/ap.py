@@ -180,11 +180,11 @@ def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) ->
     cv.polygons("bone", bodies, 0.6)
     cv.lines("cortex", bodies, 1.0, 1.6, True)
     allc = np.concatenate([c, neck])
-    lumbar = np.arange(N_VERT) >= L1
-    reach = np.r_[np.where(lumbar, 22.0, 18.0), np.full(len(neck), 6.0)]
+    lumbar = _LUMBAR
+    reach = np.concatenate([np.where(lumbar, 22.0, 18.0), np.full(len(neck), 6.0)])
     _, _, _, _, h = corner_frames(c)
-    tp_h = np.r_[np.where(lumbar, 0.12 * h, 3.5), np.full(len(neck), 2.5)]
-    _posterior_ap(cv, allc, np.r_[rot, np.zeros(len(neck))], reach, tp_h)
+    tp_h = np.concatenate([np.where(lumbar, 0.12 * h, 3.5), np.full(len(neck), 2.5)])
+    _posterior_ap(cv, allc, np.concatenate([rot, np.zeros(len(neck))]), reach, tp_h)
     _pelvis(cv, spine, hab)
 
 
@@ -192,6 +192,7 @@ _CIRCLE16 = (
     np.cos(np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)),
     np.sin(np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)),
 )
+_LUMBAR = np.arange(N_VERT) >= L1
 _T14 = np.linspace(0.0, 1.0, 14)
 # Rib shape constants (the same for every film): level, side and position along the rib, the
 # arch 14 sin(0.8 pi t) and the drop (25 + 2 v) t^2 of each posterior rib.
@@ -200,7 +201,7 @@ _RIB_SIDE = np.array([-1.0, 1.0])[None, :, None]
 _RIB_T = _T14[None, None, :]
 _RIB_ARCH = 14.0 * np.sin(np.pi * _RIB_T * 0.8)
 _RIB_DROP = (25.0 + 2.0 * _RIB_V) * _RIB_T**2
-for _a in (_T14, _RIB_V, _RIB_SIDE, _RIB_T, _RIB_ARCH, _RIB_DROP):
+for _a in (_LUMBAR, _T14, _RIB_V, _RIB_SIDE, _RIB_T, _RIB_ARCH, _RIB_DROP):
     _a.flags.writeable = False
 
 
