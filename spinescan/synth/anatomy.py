@@ -7,11 +7,12 @@ or larger than a healthy one, so none of these can stand in for the label.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from spinescan.synth.geometry import Spine, along, normal
+from spinescan.synth.geometry import Spine
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,14 @@ class Local:
         f = spine.frames
         self.centre, self.e, self.n = f.centre[v], f.e[v], f.n[v]
         self.height, self.width = float(f.height[v]), float(f.width[v])
+        self._frame = (*self.centre.tolist(), *self.e.tolist(), *self.n.tolist())
 
     def at(self, pts: np.ndarray | list) -> np.ndarray:
-        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2)
-        return self.centre + p[:, :1] * self.e + p[:, 1:] * self.n
+        # centre + a * e + b * n per point, in Python floats: the same IEEE operations in the same
+        # order as the numpy expression, without numpy's per-call cost on a handful of points.
+        cx, cy, ex, ey, nx, ny = self._frame
+        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2).tolist()
+        return np.array([(cx + a * ex + b * nx, cy + a * ey + b * ny) for a, b in p])
 
 
 def stack(
@@ -74,15 +79,22 @@ def stack(
 
     Parallel endplates per body; ``phis`` are the bodies' orientations from the bottom up.
     """
-    out = np.zeros((len(phis), 4, 2))
-    p, below = np.asarray(start, dtype=np.float64), below_phi
-    for i, phi in enumerate(phis):
-        pb = p + discs[i] * normal((below + phi) / 2.0)
-        pt = pb + heights[i] * normal(phi)
-        half = widths[i] / 2.0 * along(phi)
-        out[i] = [pt - half, pt + half, pb - half, pb + half]
-        p, below = pt, phi
-    return out
+    # Scalar arithmetic in Python floats, operation for operation what the 2-vector numpy version
+    # computed (normal(phi) = (sin, cos), along(phi) = (cos, -sin) of radians(phi)).
+    px, py = np.asarray(start, dtype=np.float64).tolist()
+    below = below_phi
+    rows = []
+    for phi, d, h, w in zip(phis, discs.tolist(), heights.tolist(), widths.tolist(), strict=True):
+        a = math.radians(float((below + phi) / 2.0))
+        bx, by = px + d * math.sin(a), py + d * math.cos(a)
+        a = math.radians(float(phi))
+        sin_a, cos_a = math.sin(a), math.cos(a)
+        tx, ty = bx + h * sin_a, by + h * cos_a
+        hw = w / 2.0
+        hx, hy = hw * cos_a, hw * -sin_a
+        rows.append(((tx - hx, ty - hy), (tx + hx, ty + hy), (bx - hx, by - hy), (bx + hx, by + hy)))
+        px, py, below = tx, ty, phi
+    return np.array(rows, dtype=np.float64).reshape(len(phis), 4, 2)
 
 
 def corner_frames(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -98,6 +110,10 @@ def corner_frames(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 _T5 = np.linspace(0.0, 1.0, 5, endpoint=False)
+_T5_COLUMN = _T5[None, None, :, None]
+_SIN_T5 = np.sin(np.pi * _T5_COLUMN)  # the sides' bulge profile, the same for every outline
+for _a in (_T5, _T5_COLUMN, _SIN_T5):
+    _a.flags.writeable = False
 
 
 def rounded_quads(c: np.ndarray, bulge: float = 0.06) -> np.ndarray:
@@ -108,9 +124,11 @@ def rounded_quads(c: np.ndarray, bulge: float = 0.06) -> np.ndarray:
     """
     c = np.asarray(c, dtype=np.float64).reshape(-1, 4, 2)
     walk = c[:, [0, 1, 3, 2]]  # clockwise with y up: top edge, right side, bottom edge, left side
-    d = np.roll(walk, -1, axis=1) - walk  # (n, 4, 2) edge vectors
-    outward = np.stack([-d[..., 1], d[..., 0]], axis=-1)  # left of a clockwise walk, edge-length scaled
+    d = c[:, [1, 3, 2, 0]] - walk  # (n, 4, 2) edge vectors (each corner's successor minus it)
+    outward = np.empty_like(d)  # left of a clockwise walk, edge-length scaled
+    outward[..., 0] = -d[..., 1]
+    outward[..., 1] = d[..., 0]
     inward = np.array([0.02, bulge, 0.02, bulge])[None, :, None, None]
-    t = _T5[None, None, :, None]
-    pts = walk[:, :, None] + t * d[:, :, None] - inward * np.sin(np.pi * t) * outward[:, :, None]
+    t = _T5_COLUMN
+    pts = walk[:, :, None] + t * d[:, :, None] - inward * _SIN_T5 * outward[:, :, None]
     return pts.reshape(len(c), -1, 2)

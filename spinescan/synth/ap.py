@@ -33,10 +33,11 @@ def _body_outline(spine: Spine, hab: Habitus, arms: bool) -> list[np.ndarray]:
     top = spine.centres[0]
     s1 = spine.sacrum.mean(axis=0)
     hip_y = s1[1] - 105.0 * hab.size
+    (s1_x, s1_y), (t1_x, t1_y) = s1.tolist(), top.tolist()
 
     def cx(y: float) -> float:  # the trunk stays over the line from the sacrum to T1
-        t = np.clip((y - s1[1]) / (top[1] - s1[1]), -0.5, 1.5)
-        return float(s1[0] + t * (top[0] - s1[0]))
+        t = min(max((float(y) - s1_y) / (t1_y - s1_y), -0.5), 1.5)  # np.clip, in Python floats
+        return s1_x + t * (t1_x - s1_x)
 
     y_t1, y_l3 = top[1], spine.centres[14][1]
     y_t8 = spine.centres[7][1]
@@ -70,6 +71,24 @@ def _body_outline(spine: Spine, hab: Habitus, arms: bool) -> list[np.ndarray]:
     return polys
 
 
+_NECK_WIDTHS = np.linspace(27.0, 21.0, 6)  # C7 .. C2 body widths, mm, before the patient's scale
+_NECK_WIDTHS.flags.writeable = False
+
+
+class _Scaled:
+    """``at(pts)``: ``origin + (a * s) * e + (b * s) * n`` for each point (a, b), in Python floats:
+    the same operations in the same order as the numpy expression it replaced, without numpy's
+    per-call cost on a handful of points."""
+
+    def __init__(self, origin: np.ndarray, e: np.ndarray, n: np.ndarray, s: float) -> None:
+        self._f = (*origin.tolist(), *e.tolist(), *n.tolist(), float(s))
+
+    def __call__(self, pts: list) -> np.ndarray:
+        ox, oy, ex, ey, nx, ny, s = self._f
+        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2).tolist()
+        return np.array([(ox + (a * s) * ex + (b * s) * nx, oy + (a * s) * ey + (b * s) * ny) for a, b in p])
+
+
 def cervical_ap(spine: Spine, hab: Habitus, rng: np.random.Generator) -> np.ndarray:
     """C7..C2 bodies above T1 in the coronal plane: nearly straight, with a small random tilt
     (context only: not landmarks, drawn the same way for every class)."""
@@ -78,7 +97,7 @@ def cervical_ap(spine: Spine, hab: Habitus, rng: np.random.Generator) -> np.ndar
     phis = start_phi + np.cumsum(rng.normal(0.0, 1.2, n))
     top = spine.corners[0, :2].mean(axis=0)
     s = hab.size
-    widths = np.linspace(27.0, 21.0, n) * s
+    widths = _NECK_WIDTHS * s
     return stack(top, start_phi, phis, np.full(n, 13.0 * s), widths, np.full(n, 4.5 * s))
 
 
@@ -124,9 +143,7 @@ def _head_and_arms(cv: Canvas, neck: np.ndarray, spine: Spine, hab: Habitus, arm
     n = np.array([-e[1], e[0]])
     s = hab.size
 
-    def at(pts: list) -> np.ndarray:
-        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2) * s
-        return top + p[:, :1] * e + p[:, 1:] * n
+    at = _Scaled(top, e, n, s)
 
     cv.ellipse("bone", at([[0.0, 95.0]])[0], (72.0 * s, 88.0 * s), 0.0, 0.35)  # skull
     cv.ellipse("cortex", at([[0.0, 95.0]])[0], (72.0 * s, 88.0 * s), 0.0, 0.8, width_mm=6.0)
@@ -151,9 +168,11 @@ def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) ->
     cv.polygons("soft", _body_outline(spine, hab, arms), 1.0)
     rot = axial_rotation(spine)
     _ribs_and_lungs(cv, spine, hab, rng)
+    centres = spine.centres.tolist()
     for _ in range(hab.gas):  # bowel gas over the abdomen, independent of the spine's shape
         v = int(rng.integers(L1, N_VERT))
-        at = spine.centres[v] + [rng.uniform(-hab.waist * 0.8, hab.waist * 0.8), rng.uniform(-60.0, 20.0)]
+        x, y = centres[v]  # Python floats: the same sums as the 2-vector numpy version
+        at = (x + rng.uniform(-hab.waist * 0.8, hab.waist * 0.8), y + rng.uniform(-60.0, 20.0))
         cv.ellipse("air", at, tuple(rng.uniform(8.0, 25.0, 2)), rng.uniform(0, 180), 0.6)
     neck = cervical_ap(spine, hab, rng)
     _head_and_arms(cv, neck, spine, hab, arms)
@@ -161,11 +180,11 @@ def draw_ap(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) ->
     cv.polygons("bone", bodies, 0.6)
     cv.lines("cortex", bodies, 1.0, 1.6, True)
     allc = np.concatenate([c, neck])
-    lumbar = np.arange(N_VERT) >= L1
-    reach = np.r_[np.where(lumbar, 22.0, 18.0), np.full(len(neck), 6.0)]
+    lumbar = _LUMBAR
+    reach = np.concatenate([np.where(lumbar, 22.0, 18.0), np.full(len(neck), 6.0)])
     _, _, _, _, h = corner_frames(c)
-    tp_h = np.r_[np.where(lumbar, 0.12 * h, 3.5), np.full(len(neck), 2.5)]
-    _posterior_ap(cv, allc, np.r_[rot, np.zeros(len(neck))], reach, tp_h)
+    tp_h = np.concatenate([np.where(lumbar, 0.12 * h, 3.5), np.full(len(neck), 2.5)])
+    _posterior_ap(cv, allc, np.concatenate([rot, np.zeros(len(neck))]), reach, tp_h)
     _pelvis(cv, spine, hab)
 
 
@@ -173,17 +192,27 @@ _CIRCLE16 = (
     np.cos(np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)),
     np.sin(np.linspace(0.0, 2.0 * np.pi, 16, endpoint=False)),
 )
+_LUMBAR = np.arange(N_VERT) >= L1
 _T14 = np.linspace(0.0, 1.0, 14)
+# Rib shape constants (the same for every film): level, side and position along the rib, the
+# arch 14 sin(0.8 pi t) and the drop (25 + 2 v) t^2 of each posterior rib.
+_RIB_V = np.arange(12)[:, None, None]
+_RIB_SIDE = np.array([-1.0, 1.0])[None, :, None]
+_RIB_T = _T14[None, None, :]
+_RIB_ARCH = 14.0 * np.sin(np.pi * _RIB_T * 0.8)
+_RIB_DROP = (25.0 + 2.0 * _RIB_V) * _RIB_T**2
+for _a in (_LUMBAR, _T14, _RIB_V, _RIB_SIDE, _RIB_T, _RIB_ARCH, _RIB_DROP):
+    _a.flags.writeable = False
 
 
 def _ribs_and_lungs(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> None:
     f = spine.frames
     span = _RIB_SPAN * (hab.shoulders / 190.0)
-    v = np.arange(12)[:, None, None]  # (rib level, side, point along the rib)
-    sgn = np.array([-1.0, 1.0])[None, :, None]
-    t = _T14[None, None, :]
+    v = _RIB_V  # (rib level, side, point along the rib)
+    sgn = _RIB_SIDE
+    t = _RIB_T
     x = sgn * (0.5 * f.width[v] + 4.0 + span[v] * t)
-    y = 0.15 * f.height[v] + 14.0 * np.sin(np.pi * t * 0.8) - (25.0 + 2.0 * v) * t**2
+    y = 0.15 * f.height[v] + _RIB_ARCH - _RIB_DROP
     back = f.at(v, x, y)  # (12, 2, 14, 2): posterior ribs from the costovertebral joints
     # Anterior ribs: fainter, running medially and down from the lateral wall (upper ten pairs).
     va, sa = v[:10, :, 0], sgn[:, :, 0]
@@ -204,18 +233,17 @@ def _ribs_and_lungs(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Gener
     # Lungs: between the mediastinum and the ribcage, down to the diaphragm domes.
     dia = hab.diaphragm
     polys = []
+    frames = {k: Local(spine, k) for k in (1, 4, 7)}  # each vertebra's frame built once
     for sgn in (-1.0, 1.0):
         level = dia + (0.4 if sgn > 0 else 0.0)  # the left (image right) dome sits lower
-        v = int(np.clip(int(level), 8, 11))
+        v = min(max(int(level), 8), 11)
         lv = Local(spine, v)
-        medial = [
-            Local(spine, k).at([[sgn * (0.5 * Local(spine, k).width + 14.0), 0.0]])[0] for k in (1, 4, 7)
-        ]
+        medial = [lk.at([[sgn * (0.5 * lk.width + 14.0), 0.0]])[0] for lk in frames.values()]
         lateral = lung_edge[:v, 0 if sgn < 0 else 1][::-1]
         dome_lat = lv.at([[sgn * (span[v] * 0.9), -30.0]])[0]
         dome_mid = lv.at([[sgn * span[v] * 0.45, 10.0 + 8.0 * float(rng.normal())]])[0]
         dome_med = lv.at([[sgn * (0.5 * lv.width + 16.0), -5.0]])[0]
-        apex = Local(spine, 0).at([[sgn * 45.0, 35.0]])[0]
+        apex = lv0.at([[sgn * 45.0, 35.0]])[0]
         pts = np.array([apex, *medial, dome_med, dome_mid, dome_lat, *lateral[1:], apex])
         polys.append(smooth_polyline(pts, 60))
     cv.polygons("air", polys, 1.0)
@@ -229,9 +257,7 @@ def _pelvis(cv: Canvas, spine: Spine, hab: Habitus) -> None:
     m = spine.sacrum.mean(axis=0)
     s = hab.size
 
-    def at(pts: list) -> np.ndarray:
-        p = np.asarray(pts, dtype=np.float64).reshape(-1, 2) * s
-        return m + p[:, :1] * e + p[:, 1:] * n
+    at = _Scaled(m, e, n, s)
 
     half = spine.dims.s1_width / 2.0 / s
     wings, rims = [], []

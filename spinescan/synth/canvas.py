@@ -36,6 +36,9 @@ class Canvas:
         # pixels ss*i .. ss*i+ss-1, whose centre is ss*i + (ss-1)/2. Folded into the affine once.
         self._fix = (self._m * _ONE).T.copy()
         self._fix[2] += (self.ss - 1) / 2.0 * _ONE
+        self._fix_a, self._fix_b = self._fix[:2], self._fix[2]  # the same (views), sliced once
+        self._last: tuple[object, list[np.ndarray] | np.ndarray] | None = None  # see _fixed
+        self._last_ellipse: tuple[tuple[float, ...], list[np.ndarray]] | None = None  # see ellipse
         self.layers: dict[str, np.ndarray] = {}
         self.mm = float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))  # output pixels per mm
 
@@ -50,19 +53,31 @@ class Canvas:
         """Polygons in mm -> OpenCV fixed-point (supersampled) pixels, in one matrix product.
 
         A (k, n, 2) array of equal-length polygons stays one array (OpenCV takes it as k polygons),
-        so batches of vertebrae cost one call and no splitting.
+        so batches of vertebrae cost one call and no splitting. The same shapes are often filled and
+        then outlined (bodies, rings, ribs drawn twice): the last conversion is kept and reused when
+        the very same object comes again (callers never modify a shape between the two draws).
         """
+        last = self._last
+        if last is not None and last[0] is polys:
+            return last[1]
         if isinstance(polys, np.ndarray) and polys.ndim == 3:
-            return np.rint(polys @ self._fix[:2] + self._fix[2]).astype(np.int32)
-        if len(polys) == 1:
+            out = self._round(polys @ self._fix_a)
+        elif len(polys) == 1:
             p = np.asarray(polys[0], dtype=np.float64).reshape(-1, 2)
-            return [np.rint(p @ self._fix[:2] + self._fix[2]).astype(np.int32)]
-        p = np.rint(np.concatenate(polys) @ self._fix[:2] + self._fix[2]).astype(np.int32)
-        out, i = [], 0
-        for a in polys:
-            out.append(p[i : i + len(a)])
-            i += len(a)
+            out = [self._round(p @ self._fix_a)]
+        else:
+            p = self._round(np.concatenate(polys) @ self._fix_a)
+            out, i = [], 0
+            for a in polys:
+                out.append(p[i : i + len(a)])
+                i += len(a)
+        self._last = (polys, out)
         return out
+
+    def _round(self, p: np.ndarray) -> np.ndarray:
+        """``rint(p + offset)`` as int32, in place on the fresh product ``p``."""
+        p += self._fix_b
+        return np.rint(p, out=p).astype(np.int32)
 
     def _len(self, mm: float) -> int:
         return max(1, round(mm * self.mm * self.ss))
@@ -115,11 +130,21 @@ class Canvas:
         width_mm: float | None = None,
     ) -> None:
         """An ellipse (filled when ``width_mm`` is None) given in mm; ``angle`` in world degrees."""
-        pts = ellipse_points(centre, axes_mm, angle)
-        if width_mm is None:
-            self.polygons(name, [pts], value)
+        # What polygons([pts]) / lines([pts]) do, without their generic argument handling. A shape
+        # filled and then outlined (skull, femoral heads) is converted once: the same arguments give
+        # the same points.
+        cx, cy = np.asarray(centre, dtype=np.float64).reshape(2).tolist()
+        key = (cx, cy, float(axes_mm[0]), float(axes_mm[1]), float(angle))
+        if self._last_ellipse is not None and self._last_ellipse[0] == key:
+            fixed = self._last_ellipse[1]
         else:
-            self.lines(name, [pts], value, width_mm, True)
+            fixed = [self._round(ellipse_points((cx, cy), key[2:4], key[4]) @ self._fix_a)]
+            self._last_ellipse = (key, fixed)
+        v = (round(float(value) * 255.0),)
+        if width_mm is None:
+            cv2.fillPoly(self.layer(name), fixed, v, cv2.LINE_AA, _SHIFT)
+        else:
+            cv2.polylines(self.layer(name), fixed, True, v, self._len(width_mm), cv2.LINE_8, _SHIFT)
 
 
 @functools.lru_cache(maxsize=64)
@@ -128,13 +153,26 @@ def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.cos(t), np.sin(t)
 
 
+@functools.lru_cache(maxsize=64)
+def _unit_circle_xy(n: int) -> np.ndarray:
+    """(n, 2): the columns cos t and sin t of :func:`_unit_circle`, read-only."""
+    xy = np.stack(_unit_circle(n), axis=1)
+    xy.flags.writeable = False
+    return xy
+
+
 def ellipse_points(centre: np.ndarray, axes: tuple[float, float], angle: float, n: int = 36) -> np.ndarray:
     """Outline of an ellipse as a polygon (world mm), so it goes through the same affine."""
-    cos_t, sin_t = _unit_circle(n)
     a = math.radians(angle)
-    x, y = axes[0] * cos_t, axes[1] * sin_t
-    pts = np.stack([x * math.cos(a) - y * math.sin(a), x * math.sin(a) + y * math.cos(a)], axis=1)
-    return pts + np.asarray(centre, dtype=np.float64).reshape(2)
+    ca, sa = math.cos(a), math.sin(a)
+    # Columns x = ax cos t, y = ay sin t, then (x ca - y sa, x sa + y ca) + centre, in three array
+    # operations: x * (ca, sa) + y * (-sa, ca) is the same rounding for every element, since
+    # y * -sa is exactly -(y * sa) and u + -v is exactly u - v.
+    xy = _unit_circle_xy(n) * (float(axes[0]), float(axes[1]))
+    pts = xy[:, :1] * (ca, sa)
+    pts += xy[:, 1:] * (-sa, ca)
+    pts += np.asarray(centre, dtype=np.float64).reshape(2)
+    return pts
 
 
 @functools.lru_cache(maxsize=64)

@@ -8,6 +8,7 @@ the label.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,14 @@ _UPPER = slice(top_index(T4), N_ENDPLATES - 1)  # T4 superior .. T1 superior
 _LORD_BASE = np.array([0.22, 0.12, 0.18, 0.08, 0.12, 0.06, 0.08, 0.05, 0.05, 0.04])
 
 
+# Per-call constants, computed once (the same values every film).
+_LORD_RAMP = np.linspace(0.0, 1.0, _LORD_BASE.size)
+_KYPH_POS = np.linspace(0.0, 1.0, _KYPH.stop - _KYPH.start)
+_KYPH_SHARE = np.where(np.arange(_KYPH.stop - _KYPH.start) % 2 == 0, 1.0, 0.8)
+for _a in (_LORD_RAMP, _KYPH_POS, _KYPH_SHARE):
+    _a.flags.writeable = False
+
+
 def _jitter(rng: np.random.Generator, base: np.ndarray, sigma: float) -> np.ndarray:
     w = base * np.exp(rng.normal(0.0, sigma, base.shape))
     return w / w.sum()
@@ -64,14 +73,13 @@ def lateral_spine(kyphosis: float, lordosis: float, dims: Dimensions, rng: np.ra
     """
     delta = np.zeros(N_ENDPLATES - 1)
     tilt = float(rng.uniform(-0.4, 0.4))  # shifts lordosis towards the upper or lower lumbar spine
-    base = _LORD_BASE * np.exp(tilt * np.linspace(0.0, 1.0, _LORD_BASE.size))
+    base = _LORD_BASE * np.exp(tilt * _LORD_RAMP)
     delta[_LORD] = -lordosis * _jitter(rng, base, 0.25)
     delta[_JUNCTION] = float(rng.normal(0.0, 1.5))
-    n = _KYPH.stop - _KYPH.start
-    pos = np.linspace(0.0, 1.0, n)
+    pos = _KYPH_POS
     apex, width = rng.uniform(0.35, 0.7), rng.uniform(0.25, 0.45)
     bell = np.exp(-0.5 * ((pos - apex) / width) ** 2) + 0.15
-    bell *= np.where(np.arange(n) % 2 == 0, 1.0, 0.8)  # bodies (wedging) and discs share the bend
+    bell *= _KYPH_SHARE  # bodies (wedging) and discs share the bend
     delta[_KYPH] = kyphosis * _jitter(rng, bell, 0.25)
     upper = float(rng.uniform(2.0, 10.0))
     delta[_UPPER] = upper * _jitter(rng, np.ones(_UPPER.stop - _UPPER.start), 0.3)
@@ -97,6 +105,7 @@ _CURVE_TYPES = {
 }
 
 
+@functools.lru_cache(maxsize=1)
 def _endplate_positions() -> np.ndarray:
     """Position of every endplate along the spine, bottom-up, in vertebra units from T1's top."""
     s = np.empty(N_ENDPLATES)
@@ -104,6 +113,7 @@ def _endplate_positions() -> np.ndarray:
     for v in range(N_VERT):
         s[bottom_index(v)] = v + 0.8
         s[top_index(v)] = v
+    s.flags.writeable = False  # cached: shared by every call
     return s
 
 

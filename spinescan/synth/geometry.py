@@ -64,22 +64,39 @@ _TOPS = np.array([top_index(v) for v in range(N_VERT)])  # superior endplates of
 _BOTTOMS = np.array([bottom_index(v) for v in range(N_VERT)])  # inferior endplates of T1..L5
 
 
+def _is_scalar(x: object) -> bool:
+    """``np.ndim(x) == 0``, answered without numpy's dispatch for the common scalar types."""
+    if isinstance(x, (float, int, np.generic)):
+        return True
+    return np.ndim(x) == 0
+
+
 def normal(phi_deg: np.ndarray | float) -> np.ndarray:
     """Unit endplate normal (pointing up) for orientation ``phi``."""
-    if np.ndim(phi_deg) == 0:
+    if _is_scalar(phi_deg):
         a = math.radians(float(phi_deg))
         return np.array([math.sin(a), math.cos(a)])
     a = np.radians(phi_deg)
-    return np.stack([np.sin(a), np.cos(a)], axis=-1)
+    out = np.empty((*np.shape(a), 2))  # = np.stack([sin, cos], axis=-1), without its overhead
+    out[..., 0] = np.sin(a)
+    out[..., 1] = np.cos(a)
+    return out
 
 
 def along(phi_deg: np.ndarray | float) -> np.ndarray:
     """Unit vector along an endplate, towards ``+x``."""
-    if np.ndim(phi_deg) == 0:
+    if _is_scalar(phi_deg):
         a = math.radians(float(phi_deg))
         return np.array([math.cos(a), -math.sin(a)])
     a = np.radians(phi_deg)
-    return np.stack([np.cos(a), -np.sin(a)], axis=-1)
+    out = np.empty((*np.shape(a), 2))  # = np.stack([cos, -sin], axis=-1), without its overhead
+    out[..., 0] = np.cos(a)
+    out[..., 1] = -np.sin(a)
+    return out
+
+
+_SIZE_RAMP = np.linspace(0.0, 1.0, N_VERT) ** 1.3  # T1 .. L5 growth profile (sample_dimensions)
+_SIZE_RAMP.flags.writeable = False
 
 
 @dataclass(frozen=True)
@@ -99,7 +116,7 @@ def sample_dimensions(view: str, rng: np.random.Generator, size: float = 1.0) ->
     16 mm (T1) to 35 mm (L5); coronal width 27 mm (T1) to 50 mm (L5); discs 4-5 mm in the upper
     thoracic to 10-12 mm in the lower lumbar spine. ``size`` is the patient's overall scale.
     """
-    t = np.linspace(0.0, 1.0, N_VERT) ** 1.3
+    t = _SIZE_RAMP
     heights = (16.0 + 11.0 * t) * size * np.exp(rng.normal(0, 0.04, N_VERT))
     if view == "lateral":
         widths = (17.0 + 18.0 * t) * size
@@ -125,21 +142,28 @@ class Spine:
     sacrum: np.ndarray  # (2, 2)
     dims: Dimensions
 
-    @property
+    # Derived arrays are computed once per spine (drawing reads them dozens of times) and
+    # returned read-only, since every caller shares the one copy.
+    @functools.cached_property
     def top_phi(self) -> np.ndarray:
-        return self.phi[_TOPS]
+        return _frozen(self.phi[_TOPS])
 
-    @property
+    @functools.cached_property
     def bottom_phi(self) -> np.ndarray:
-        return self.phi[_BOTTOMS]
+        return _frozen(self.phi[_BOTTOMS])
 
-    @property
+    @functools.cached_property
     def centres(self) -> np.ndarray:
-        return self.corners.mean(axis=1)
+        return _frozen(self.corners.mean(axis=1))
 
     @functools.cached_property
     def frames(self) -> Frames:
         return Frames(self)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 class Frames:
@@ -147,7 +171,7 @@ class Frames:
 
     def __init__(self, spine: Spine) -> None:
         c = spine.corners
-        self.centre = c.mean(axis=1)
+        self.centre = spine.centres
         phi = (spine.top_phi + spine.bottom_phi) / 2.0
         self.e, self.n = along(phi), normal(phi)
         self.height = (np.hypot(*(c[:, 0] - c[:, 2]).T) + np.hypot(*(c[:, 1] - c[:, 3]).T)) / 2.0
@@ -182,8 +206,13 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
     bottoms, tops = pos[0::2][::-1], pos[1::2][::-1]  # T1..L5
     half = (np.asarray(dims.widths, dtype=np.float64) / 2.0)[:, None]
     at, ab = along(phi[_TOPS]), along(phi[_BOTTOMS])
-    corners = np.stack([tops - half * at, tops + half * at, bottoms - half * ab, bottoms + half * ab], axis=1)
-    sacrum = np.array([-dims.s1_width / 2.0 * along(phi[0]), dims.s1_width / 2.0 * along(phi[0])])
+    corners = np.empty((N_VERT, 4, 2))  # = np.stack([...], axis=1)
+    corners[:, 0] = tops - half * at
+    corners[:, 1] = tops + half * at
+    corners[:, 2] = bottoms - half * ab
+    corners[:, 3] = bottoms + half * ab
+    a0 = along(phi[0])
+    sacrum = np.array([-dims.s1_width / 2.0 * a0, dims.s1_width / 2.0 * a0])
     return Spine(phi, corners, sacrum, dims)
 
 
@@ -192,9 +221,14 @@ def build_spine(phi: np.ndarray, dims: Dimensions) -> Spine:
 # line_angle_between live in the light island, imported at the top of this module.)
 
 
+_UPPER = np.triu(np.ones((N_VERT, N_VERT), dtype=bool))  # top endplate above (or of) the bottom one
+
+
 def max_cobb_from_phi(phi: np.ndarray) -> float:
     """The same largest Cobb angle, straight from the endplate orientations."""
     top = phi[_TOPS]
     bottom = phi[_BOTTOMS]
     diff = np.abs(top[:, None] - bottom[None, :])
-    return float(np.triu(diff).max())
+    # = np.triu(diff).max(): the entries below the diagonal would be zeroed, and never exceed the
+    # non-negative ones kept
+    return float(diff[_UPPER].max())

@@ -7,6 +7,8 @@ body would, but every size and offset comes from the habitus (class-independent)
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from spinescan.synth.anatomy import Habitus, Local, rounded_quads, stack
@@ -45,58 +47,90 @@ def cervical(spine: Spine, rng: np.random.Generator, hab: Habitus) -> np.ndarray
     return stack(top, start_phi, phis, np.full(n, 13.5 * s), np.full(n, 16.0 * s), np.full(n, 5.0 * s))
 
 
+def _along(phi_deg: float) -> tuple[float, float]:
+    """``along(phi)`` as two Python floats (the same libm values; see geometry.along)."""
+    a = math.radians(phi_deg)
+    return math.cos(a), -math.sin(a)
+
+
+def _normal(phi_deg: float) -> tuple[float, float]:
+    """``normal(phi)`` as two Python floats (see geometry.normal)."""
+    a = math.radians(phi_deg)
+    return math.sin(a), math.cos(a)
+
+
+# _skin and _lungs place a few dozen single points. They work in Python floats, each coordinate
+# computed by the same IEEE operations, in the same order, as the 2-vector numpy expressions they
+# replaced (so the films are bit-identical), at a fraction of numpy's per-call cost.
+
+
 def _skin(spine: Spine, neck: np.ndarray, hip: np.ndarray, hab: Habitus) -> np.ndarray:
     """The body's outline: anterior skin bottom-up, then posterior skin top-down."""
-    c = spine.corners
+    c = spine.corners.tolist()
+    top_phi = spine.top_phi.tolist()
     fat = hab.fat
+    hx, hy = hip.tolist()
 
-    def ant(v: int, depth: float) -> np.ndarray:
-        return c[v, 1] + 0.5 * (c[v, 3] - c[v, 1]) + depth * along(float(spine.top_phi[v]))
+    def ant(v: int, depth: float) -> tuple[float, float]:  # mid anterior wall + depth along
+        (x1, y1), (x3, y3) = c[v][1], c[v][3]
+        ax, ay = _along(top_phi[v])
+        return x1 + 0.5 * (x3 - x1) + depth * ax, y1 + 0.5 * (y3 - y1) + depth * ay
 
-    def post(v: int, depth: float) -> np.ndarray:
-        return c[v, 0] + 0.5 * (c[v, 2] - c[v, 0]) - depth * along(float(spine.top_phi[v]))
+    def post(v: int, depth: float) -> tuple[float, float]:  # mid posterior wall - depth along
+        (x0, y0), (x2, y2) = c[v][0], c[v][2]
+        ax, ay = _along(top_phi[v])
+        return x0 + 0.5 * (x2 - x0) - depth * ax, y0 + 0.5 * (y2 - y0) - depth * ay
 
-    head = neck[-1].mean(axis=0)
+    ex, ey = neck[-1].mean(axis=0).tolist()  # the head sits on C2
+    (ax3, ay3), (px2, py2) = neck[3, 1].tolist(), neck[2, 0].tolist()
     anterior = [
-        hip + _v(70.0 + fat, -260.0),
-        hip + _v(75.0 + fat, -60.0),
+        (hx + (70.0 + fat), hy + -260.0),
+        (hx + (75.0 + fat), hy + -60.0),
         ant(16, hab.belly * 0.85),
         ant(14, hab.belly),
         ant(11, hab.chest * 0.95),
         ant(7, hab.chest),
         ant(3, hab.chest * 0.9),
         ant(0, 60.0 + fat),
-        neck[3, 1] + [35.0 + 0.5 * fat, 0.0],
-        head + _v(80.0, 60.0),
-        head + _v(60.0, 200.0),
+        (ax3 + (35.0 + 0.5 * fat), ay3 + 0.0),
+        (ex + 80.0, ey + 60.0),
+        (ex + 60.0, ey + 200.0),
     ]
     posterior = [
-        head + _v(-110.0, 200.0),
-        head + _v(-95.0, 60.0),
-        neck[2, 0] + [-55.0 - 0.5 * fat, 0.0],
+        (ex + -110.0, ey + 200.0),
+        (ex + -95.0, ey + 60.0),
+        (px2 + (-55.0 - 0.5 * fat), py2 + 0.0),
         post(1, 60.0 + fat),
         post(6, 55.0 + fat),
         post(12, 55.0 + fat),
         post(16, 50.0 + fat),
-        hip + _v(-85.0 - fat, 40.0),
-        hip + _v(-95.0 - fat, -80.0),
-        hip + _v(-60.0 - fat, -260.0),
+        (hx + (-85.0 - fat), hy + 40.0),
+        (hx + (-95.0 - fat), hy + -80.0),
+        (hx + (-60.0 - fat), hy + -260.0),
     ]
     return np.concatenate([smooth_polyline(np.array(anterior), 80), smooth_polyline(np.array(posterior), 80)])
 
 
 def _lungs(spine: Spine, hab: Habitus) -> np.ndarray:
-    c = spine.corners
-    dia = int(np.clip(round(hab.diaphragm), 8, 11))
-    back = [c[v, 0] - 22.0 * along(float(spine.top_phi[v])) for v in (1, 4, 8, dia + 1)]
-    front = [
-        c[v, 1] + (hab.chest - 15.0 - hab.fat) * along(float(spine.top_phi[v])) for v in (dia - 1, 6, 3, 1)
-    ]
-    apex = (
-        c[0, :2].mean(axis=0) + 25.0 * normal(float(spine.top_phi[0])) + 20.0 * along(float(spine.top_phi[0]))
-    )
-    dome = (c[dia, 1] + front[0]) / 2.0 + 15.0 * normal(float(spine.top_phi[dia]))
-    pts = [apex, *back, (back[-1] + dome) / 2.0 - [0.0, 10.0], dome, *front, apex]
+    c = spine.corners.tolist()
+    top_phi = spine.top_phi.tolist()
+    dia = min(max(round(hab.diaphragm), 8), 11)
+    back = []
+    for v in (1, 4, 8, dia + 1):
+        (x, y), (ax, ay) = c[v][0], _along(top_phi[v])
+        back.append((x - 22.0 * ax, y - 22.0 * ay))
+    depth = hab.chest - 15.0 - hab.fat
+    front = []
+    for v in (dia - 1, 6, 3, 1):
+        (x, y), (ax, ay) = c[v][1], _along(top_phi[v])
+        front.append((x + depth * ax, y + depth * ay))
+    mx, my = spine.corners[0, :2].mean(axis=0).tolist()
+    (nx, ny), (ax, ay) = _normal(top_phi[0]), _along(top_phi[0])
+    apex = (mx + 25.0 * nx + 20.0 * ax, my + 25.0 * ny + 20.0 * ay)
+    (x, y), (nx, ny) = c[dia][1], _normal(top_phi[dia])
+    dome = ((x + front[0][0]) / 2.0 + 15.0 * nx, (y + front[0][1]) / 2.0 + 15.0 * ny)
+    low = ((back[-1][0] + dome[0]) / 2.0 - 0.0, (back[-1][1] + dome[1]) / 2.0 - 10.0)
+    pts = [apex, *back, low, dome, *front, apex]
     return smooth_polyline(np.array(pts), 60)
 
 
@@ -113,16 +147,18 @@ def draw_lateral(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generato
     cv.polygons("air", [_lungs(spine, hab)], 1.0)
     heart = c[8, 1] + (hab.chest * 0.55) * along(float(spine.top_phi[8])) + [0.0, -10.0]
     cv.ellipse("air", heart, (hab.chest * 0.38, 60.0), -30.0, 0.35)
+    corners, top_phi = c.tolist(), spine.top_phi.tolist()
     for _ in range(hab.gas):  # bowel gas: dark pockets in the abdomen, anywhere in front of L1-S1
         v = int(rng.integers(L1, N_VERT))
-        at = c[v, 1] + rng.uniform(15.0, hab.belly * 0.8) * along(float(spine.top_phi[v]))
-        cv.ellipse(
-            "air", at + rng.normal(0, 12, 2), tuple(rng.uniform(6.0, 22.0, 2)), rng.uniform(0, 180), 0.6
-        )
+        (x, y), (ax, ay) = corners[v][1], _along(top_phi[v])
+        depth = rng.uniform(15.0, hab.belly * 0.8)
+        x, y = x + depth * ax, y + depth * ay  # in Python floats, as _skin
+        dx, dy = rng.normal(0, 12, 2).tolist()
+        cv.ellipse("air", (x + dx, y + dy), tuple(rng.uniform(6.0, 22.0, 2)), rng.uniform(0, 180), 0.6)
 
     # Ribs: both sides nearly superimposed, sweeping forward and down from the spine.
     f = spine.frames
-    v = np.repeat(np.arange(1, 11), 2)[:, None]  # both sides of ribs 2-11, nearly superimposed
+    v = _RIB_LEVELS  # both sides of ribs 2-11, nearly superimposed
     off = np.zeros((10, 2))
     off[:, 1] = rng.uniform(4.0, 10.0, 10)
     off = off.reshape(-1, 1)
@@ -181,32 +217,44 @@ def _arms(cv: Canvas, spine: Spine, hab: Habitus, rng: np.random.Generator) -> N
     cv.ellipse("pelvis", shoulder, (24.0, 24.0), 0.0, 0.4)
 
 
+_RIB_LEVELS = np.repeat(np.arange(1, 11), 2)[:, None]
+_RIB_LEVELS.flags.writeable = False
+
+# Per-level constants of the posterior elements (the same for every film, computed once).
+_LEVEL_COLUMN = np.arange(N_VERT)[:, None]
+_THORACIC = np.arange(N_VERT) < L1
+_SPINOUS_ANGLE = np.radians(
+    np.where(np.arange(N_VERT) < L1 + 1, 55.0 - 50.0 * np.maximum(0.0, (np.arange(N_VERT) - 8) / 6.0), 8.0)
+)[:, None]  # spinous processes slope down steeply in the thoracic spine, nearly level in the lumbar
+_SPINOUS_COS, _SPINOUS_SIN = np.cos(_SPINOUS_ANGLE), np.sin(_SPINOUS_ANGLE)
+for _a in (_LEVEL_COLUMN, _THORACIC, _SPINOUS_ANGLE, _SPINOUS_COS, _SPINOUS_SIN):
+    _a.flags.writeable = False
+
+
 def _posterior_elements(cv: Canvas, spine: Spine) -> None:
     """Pedicles, laminae/facet pillars and spinous processes behind each body (at ``-x``)."""
     f = spine.frames
-    v = np.arange(N_VERT)[:, None]
+    v = _LEVEL_COLUMN
     w, h = f.width[:, None], f.height[:, None]
     back = -w / 2.0
     ped = f.at(
         v,
-        np.hstack([back + 1, back - 0.45 * w, back - 0.45 * w, back + 1]),
-        np.hstack([0.45 * h, 0.4 * h, 0 * h, -0.05 * h]),
+        np.concatenate([back + 1, back - 0.45 * w, back - 0.45 * w, back + 1], axis=1),
+        np.concatenate([0.45 * h, 0.4 * h, 0 * h, -0.05 * h], axis=1),
     )
     pillar = f.at(
         v,
-        np.hstack([back - 0.4 * w, back - 0.8 * w, back - 0.9 * w, back - 0.5 * w]),
-        np.hstack([0.75 * h, 0.8 * h, -0.65 * h, -0.8 * h]),
+        np.concatenate([back - 0.4 * w, back - 0.8 * w, back - 0.9 * w, back - 0.5 * w], axis=1),
+        np.concatenate([0.75 * h, 0.8 * h, -0.65 * h, -0.8 * h], axis=1),
     )
-    k = np.arange(N_VERT)
-    angle = np.radians(np.where(k < L1 + 1, 55.0 - 50.0 * np.maximum(0.0, (k - 8) / 6.0), 8.0))[:, None]
     length = 0.7 * w + 8.0
     base = back - 0.75 * w
-    half = np.where(k < L1, 4.5, 0.28 * f.height)[:, None]
-    tip_x, tip_y = base - length * np.cos(angle), -length * np.sin(angle)
+    half = np.where(_THORACIC, 4.5, 0.28 * f.height)[:, None]
+    tip_x, tip_y = base - length * _SPINOUS_COS, -length * _SPINOUS_SIN
     spinous = f.at(
         v,
-        np.hstack([base, tip_x, tip_x, base]),
-        np.hstack([half, tip_y + half * 0.6, tip_y - half * 0.6, -half]),
+        np.concatenate([base, tip_x, tip_x, base], axis=1),
+        np.concatenate([half, tip_y + half * 0.6, tip_y - half * 0.6, -half], axis=1),
     )
     polys = np.concatenate([ped, pillar, spinous])
     cv.polygons("post", polys, 0.8)

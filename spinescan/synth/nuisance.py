@@ -59,10 +59,22 @@ class Framing:
     mirror: bool  # lateral films: patient facing the other way
 
 
+@functools.lru_cache(maxsize=16)
+def _cdf(items: tuple[tuple[str, float], ...]) -> tuple[tuple[str, ...], np.ndarray]:
+    names = tuple(n for n, _ in items)
+    probs = np.array([w for _, w in items])
+    cdf = (probs / probs.sum()).cumsum()
+    cdf /= cdf[-1]
+    return names, cdf
+
+
 def _pick(rng: np.random.Generator, table: dict[str, float]) -> str:
-    names = list(table)
-    probs = np.array([table[n] for n in names])
-    return names[int(rng.choice(len(names), p=probs / probs.sum()))]
+    """``names[rng.choice(len(names), p=normalised weights)]``, the draw done the way numpy's
+    ``Generator.choice`` does it (one ``random()``, searched in the normalised cumulative sum), so
+    the same name comes out and the stream advances the same; the table's sums are cached and the
+    argument checks skipped (a sixth of the cost of drawing a framing)."""
+    names, cdf = _cdf(tuple(table.items()))
+    return names[int(cdf.searchsorted(rng.random(), side="right"))]
 
 
 def sample_framing(view: str, rng: np.random.Generator) -> Framing:
@@ -219,16 +231,32 @@ def _low_pass(x: np.ndarray, sigma: float) -> np.ndarray:
 
 
 _LUT_SIZE = 4096
+_LUT_STEPS = np.arange(_LUT_SIZE, dtype=np.float64)
 
 
-def _tone_curve(exp: Exposure, d_max: float) -> np.ndarray:
+@functools.lru_cache(maxsize=32)
+def _heel_ramp(height: int) -> np.ndarray:
+    """-1 .. 1 down the film's rows (a column vector), computed once per film height."""
+    ramp = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
+    ramp.flags.writeable = False
+    return ramp
+
+
+def _tone_curve(exp: Exposure, d_max: float, entries: int = _LUT_SIZE) -> np.ndarray:
     """Attenuation -> displayed grey, every pointwise step in one table of ``_LUT_SIZE`` entries.
 
     Beer-Lambert absorption relative to dense bone over a full body, the display window, gamma
     and the detector's S-shaped characteristic curve. One table lookup per pixel replaces an
-    exponential, a power and a tanh over the whole film.
+    exponential, a power and a tanh over the whole film. ``entries`` < ``_LUT_SIZE`` computes only
+    the table's first entries (each entry is computed on its own, so they are the same values).
     """
-    d = np.linspace(0.0, d_max, _LUT_SIZE, dtype=np.float64)
+    step = np.float64(d_max) / (_LUT_SIZE - 1)
+    if step > 0.0:  # np.linspace(0, d_max, _LUT_SIZE) bit for bit, without its Python overhead
+        d = _LUT_STEPS[:entries] * step
+        if entries == _LUT_SIZE:
+            d[-1] = d_max
+    else:  # pragma: no cover - d_max is a sum of positive weights
+        d = np.linspace(0.0, d_max, _LUT_SIZE, dtype=np.float64)
     signal = 1.0 - np.exp(-exp.gain * d)
     ref = 1.0 - np.exp(-exp.gain * (exp.soft + 1.8 * exp.bone))
     x = np.clip((signal / ref - exp.low) / (exp.high - exp.low), 0.0, 1.0) ** exp.gamma
@@ -252,8 +280,13 @@ def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Gen
     mm = cv.mm
     soft = cv.layers.get("soft")
     body = (soft > 127).view(np.uint8) if soft is not None else np.zeros((h, w), np.uint8)
-    dist = cv2.distanceTransform(body, cv2.DIST_L2, 3)
-    thickness = cv2.sqrt(np.minimum(dist, np.float32(70.0 * mm)) * np.float32(1.0 / (70.0 * mm)))
+    # Pointwise steps below run in place on arrays nothing else holds: the same float32 operations
+    # in the same order as the expressions they replace, so the film is bit-identical, with fewer
+    # temporaries (a fresh array costs more than the arithmetic on it at these sizes).
+    thickness = cv2.distanceTransform(body, cv2.DIST_L2, 3)
+    np.minimum(thickness, np.float32(70.0 * mm), out=thickness)
+    thickness *= np.float32(1.0 / (70.0 * mm))
+    cv2.sqrt(thickness, dst=thickness)
     air = _low_pass(cv.reduced("air"), max(0.5, 4.0 * mm))
     tex = _smooth_noise(rng, h, w, max(2.0, 4.0 * mm))
     tex *= np.float32(exp.texture)
@@ -273,32 +306,40 @@ def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Gen
     # Bowel content, muscle and fat planes: a coarse mottle over the soft tissue.
     air *= np.float32(-exp.air)
     air += np.float32(1.0)
-    density = thickness * mottle
+    density = thickness
+    density *= mottle
     density *= air
     density *= np.float32(exp.soft)
     spongy *= np.float32(exp.bone * bone_density)
     density += spongy
     d_max = float(exp.soft * 1.2 + exp.bone * bone_density * 6.0)
-    idx = np.minimum(density * np.float32((_LUT_SIZE - 1) / d_max), np.float32(_LUT_SIZE - 1)).astype(
-        np.int32
-    )
-    x = _tone_curve(exp, d_max)[idx]
+    density *= np.float32((_LUT_SIZE - 1) / d_max)
+    np.minimum(density, np.float32(_LUT_SIZE - 1), out=density)
+    idx = density.astype(np.int32)
+    # A film uses about half of the table (its densest pixel sits near the middle): only the
+    # entries up to the largest index are computed. A negative index (never seen; it would wrap
+    # around to the table's end) gets the whole table, as before.
+    entries = int(idx.max()) + 1 if idx.min() >= 0 else _LUT_SIZE
+    x = np.take(_tone_curve(exp, d_max, entries), idx)  # = table[idx]
     if exp.equalise > 0.0 or exp.unsharp > 0.0:
         wide = _low_pass(x, max(1.0, exp.unsharp_mm * mm * 2.5))
         near = _low_pass(x, max(1.0, exp.unsharp_mm * mm))
-        x = (
-            x * np.float32(1.0 + exp.unsharp)
-            - near * np.float32(exp.unsharp)
-            - (wide - 0.5) * np.float32(exp.equalise)
-        )
-    x *= 1.0 + np.float32(exp.heel) * np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
+        # x * (1 + unsharp) - near * unsharp - (wide - 0.5) * equalise, evaluated in that order
+        x *= np.float32(1.0 + exp.unsharp)
+        near *= np.float32(exp.unsharp)
+        x -= near
+        wide -= np.float32(0.5)
+        wide *= np.float32(exp.equalise)
+        x -= wide
+    x *= 1.0 + np.float32(exp.heel) * _heel_ramp(h)
     x += np.float32(exp.fog)
     if exp.invert_background:
         x = np.where(body > 0, x, np.maximum(x, np.float32(0.85)))
     x = cv2.GaussianBlur(x, (0, 0), max(0.5, exp.blur * mm))  # also hides the strokes' aliasing
     np.clip(x, 0.0, 1.0, out=x)
     grain = rng.standard_normal((h, w), dtype=np.float32)
-    grain *= cv2.sqrt(x + np.float32(0.05))
+    level = x + np.float32(0.05)
+    grain *= cv2.sqrt(level, dst=level)
     grain *= np.float32(exp.noise)
     x += grain
     return np.clip(x, 0.0, 1.0, out=x)
@@ -307,6 +348,7 @@ def form_film(cv: Canvas, exp: Exposure, bone_density: float, rng: np.random.Gen
 # --- annotations ----------------------------------------------------------------------------------
 
 _CHARS = string.ascii_uppercase + string.digits
+_CHAR_ARRAY, _DIGIT_ARRAY = np.array(list(_CHARS)), np.array(list(string.digits))
 
 
 @functools.lru_cache(maxsize=512)
@@ -314,6 +356,18 @@ def _glyph(ch: str, font: int) -> tuple[int, int]:
     """Advance width and height of one Hershey glyph at scale 1, thickness 1 (cached)."""
     (w, h), _ = cv2.getTextSize(ch, font, 1.0, 1)
     return w, h
+
+
+def warm_text_cache() -> None:
+    """Measure every glyph the annotations use, once, in this process.
+
+    OpenCV's first text measurement costs 50-70 ms (it sets up its Hershey fonts); a process pool
+    forked after this call inherits both that setup and the filled glyph cache, instead of paying
+    for them again in every worker.
+    """
+    for ch in _CHARS + "LR -":
+        _glyph(ch, cv2.FONT_HERSHEY_SIMPLEX)
+        _glyph(ch, cv2.FONT_HERSHEY_PLAIN)
 
 
 def _text_size(text: str, font: int, scale: float, thick: int) -> tuple[int, int]:
@@ -327,10 +381,12 @@ def _random_text(rng: np.random.Generator) -> str:
     kind = int(rng.integers(4))
     if kind == 0:
         return f"{rng.integers(1990, 2025)}-{rng.integers(1, 13):02d}-{rng.integers(1, 29):02d}"
+    # rng.choice(list(chars), size=k) is chars[rng.integers(0, len(chars), size=k)] (the same
+    # draws), without converting the list on every call
     if kind == 1:
-        return "ID " + "".join(rng.choice(list(string.digits), size=int(rng.integers(5, 9))))
+        return "ID " + "".join(_DIGIT_ARRAY[rng.integers(0, len(_DIGIT_ARRAY), size=int(rng.integers(5, 9)))])
     if kind == 2:
-        return "".join(rng.choice(list(_CHARS), size=int(rng.integers(3, 10))))
+        return "".join(_CHAR_ARRAY[rng.integers(0, len(_CHAR_ARRAY), size=int(rng.integers(3, 10)))])
     return f"{rng.integers(60, 125)}KV {rng.integers(5, 40)}MAS"
 
 

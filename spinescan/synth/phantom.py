@@ -7,7 +7,6 @@ draws depend on the class; everything else has one distribution for all classes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,7 +53,7 @@ def _landmarks(cv: Canvas, spine: Spine) -> tuple[np.ndarray, np.ndarray]:
 
 def _centre_x(view: str, framing: str, spine: Spine, chest: float) -> float:
     """Horizontal centre of the field: the spine for crops, the body for wider frames."""
-    x = float(np.r_[spine.corners[..., 0].ravel(), spine.sacrum[:, 0]].mean())
+    x = float(np.concatenate([spine.corners[..., 0].ravel(), spine.sacrum[:, 0]]).mean())
     if view == "lateral" and framing != "spine_crop":
         x += (0.5 if framing == "torso" else 0.8) * chest * 0.5
     return x
@@ -132,7 +131,8 @@ def _visible(points: np.ndarray, shape: tuple[int, ...]) -> str:
     angles must then be reported as missing, not guessed)."""
     h, w = shape[:2]
     inside = (points[:, 0] >= 0) & (points[:, 0] <= w - 1) & (points[:, 1] >= 0) & (points[:, 1] <= h - 1)
-    return json.dumps(inside.astype(int).tolist(), separators=(",", ":"))
+    # json.dumps(list of 0/1, separators=(",", ":")), written directly
+    return "[" + ",".join(["1" if v else "0" for v in inside.tolist()]) + "]"
 
 
 def _facing(view: str, mirrored: bool) -> str:

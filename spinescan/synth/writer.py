@@ -11,6 +11,7 @@ fork; then they are spawned.
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import json
 import multiprocessing
@@ -30,6 +31,7 @@ from spinescan.data.provenance import synthetic_provenance, write_provenance
 from spinescan.errors import SpineScanError
 from spinescan.progress import Progress, as_progress
 from spinescan.synth.labels import CLASSES, VIEWS
+from spinescan.synth.nuisance import warm_text_cache
 from spinescan.synth.phantom import make_phantom
 
 MANIFEST = "manifest.csv"
@@ -140,9 +142,34 @@ def _render(job: tuple[Path, int, int, float, tuple[str, int, str, int, int]]) -
     return {k: _fmt(row.get(k)) for k in COLUMNS}
 
 
+#: glibc ``mallopt`` parameters (malloc.h): M_TRIM_THRESHOLD, M_MMAP_THRESHOLD.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _keep_freed_memory() -> None:
+    """Let glibc keep freed memory for the next film instead of handing it back to the kernel.
+
+    Each film allocates and frees a few dozen arrays of 25-100 KB. By default glibc serves the
+    larger ones with fresh ``mmap`` pages or trims the heap when they are freed, so the next film
+    takes hundreds of page faults to get the same memory back: about 1 ms of kernel time per film
+    at 256 px, a sixth of the whole cost (measured: 310 minor faults per film before, none after).
+    Only changes where memory comes from, never what is computed. Called in worker processes only
+    (they are ours and exit at the end), so a caller's own process keeps its allocator settings.
+    No-op where the C library has no ``mallopt`` (macOS, Windows).
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # pragma: no cover - non-glibc platforms
+        return
+    mallopt(_M_TRIM_THRESHOLD, 512 << 20)
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest allowed value (bigger arrays: fresh pages)
+
+
 def _init_worker() -> None:
-    """One OpenCV thread per worker process: the processes already use every core."""
+    """One OpenCV thread per worker process (the processes already use every core), and an
+    allocator that reuses memory between films (:func:`_keep_freed_memory`)."""
     cv2.setNumThreads(1)
+    _keep_freed_memory()
 
 
 def _run(jobs: list, workers: int) -> Iterator[dict[str, str]]:
@@ -154,6 +181,8 @@ def _run(jobs: list, workers: int) -> Iterator[dict[str, str]]:
     # OpenCV's thread pool does not survive a fork: a child that inherits it mid-state can wait
     # forever on threads that were not copied (seen once the parent had drawn or decoded images
     # itself). Shrinking it to one thread in the parent joins its workers before the fork.
+    if safe_fork:
+        warm_text_cache()  # set up once here; the forked workers inherit it
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
