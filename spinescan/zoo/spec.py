@@ -178,15 +178,19 @@ def default_builder(
 # What the built-in landmark models (cobb, sagittal) share. A tall, narrow input: 256 rows keep each
 # of the 17 vertebrae about 10 input pixels high, and spine_band keeps every row of the film (a crop
 # must never cut off T1 or L5) while cutting the columns of wide films to the input's aspect around
-# the spine (benchmarks/landmark_prototype.py). Trained from scratch without augmentation (a
-# geometric one would move the targets), the whole cosine schedule kept.
+# the spine (benchmarks/landmark_prototype.py). Trained from scratch with exposure-only augmentation
+# (contrast, tone, blur, noise; nothing moves, so the targets stay put): on 2,000 AP phantoms
+# (seed 0, 24 epochs) it cut cobb's landmark error from 0.0165 to 0.0104 of the film height and
+# raised the AUC of its largest Cobb on the real spine_crop dev films from 0.89 to 0.94-0.96.
+# 24 epochs of the cosine schedule, the last kept: sized for ~1,400-2,100 training phantoms in
+# under 30 minutes on a 2-core CPU.
 LANDMARK_INPUT = (256, 96, 1)
 LANDMARK_PREPROCESSING = Preprocessing(resize="spine_band", crop_aspect=LANDMARK_INPUT[1] / LANDMARK_INPUT[0])
 LANDMARK_TRAIN = HParams(
     epochs=24,
     batch_size=16,
     learning_rate=2e-3,
-    augment=False,
+    augment=True,
     checkpoint="last",
     dropout=0.0,
     target_accuracy=0.9,
