@@ -118,7 +118,7 @@ def _scores(y: np.ndarray, p: np.ndarray, seed: int) -> dict[str, Any]:
 
 
 def zero_shot(run_dir: Path, films: list[dict[str, str]], x: np.ndarray, seed: int) -> dict[str, Any]:
-    from spinescan.training.runs import load_model, predict_arrays  # noqa: PLC0415
+    from spinescan.training.inference import load_model, predict_arrays  # noqa: PLC0415
 
     spec = _spec()
     probs = predict_arrays(load_model(run_dir), x)[:, spec.classes.index("scoliosis")]
