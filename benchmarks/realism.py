@@ -64,6 +64,38 @@ def preprocessed(paths: list[str], spec: Any) -> np.ndarray:
     return np.stack([preprocess(read_image(p), spec.input_size, spec.preprocessing) for p in paths])
 
 
+TONE_STATS = ("film_q50", "film_q99", "film_pct_above_0.98", "window_q50", "window_q90")
+
+
+def tone_stats(paths: list[str], spec: Any) -> dict[str, dict[str, float]]:
+    """How bright films are after the model's intensity scaling: per film, intensity quantiles of
+    the whole film and of its spine_crop window, and the share of near-white pixels; returned as
+    the 10th/50th/90th percentile over films. This is what showed that the phantoms clipped bone
+    to white where real films keep headroom (spinescan.synth.nuisance.sample_exposure)."""
+    from spinescan.edge.imageio import read_image  # noqa: PLC0415
+    from spinescan.edge.preprocess import crop_window, scale_intensity, to_grey  # noqa: PLC0415
+
+    rows = []
+    for p in paths:
+        x = scale_intensity(to_grey(read_image(p)), spec.preprocessing)
+        top, left, h, w = crop_window(x, spec.preprocessing.crop_aspect)
+        win = x[top : top + h, left : left + w]
+        q50, q99 = np.quantile(x, [0.5, 0.99])
+        rows.append([q50, q99, 100.0 * float((x > 0.98).mean()), *np.quantile(win, [0.5, 0.9])])
+    qs = np.quantile(np.array(rows), [0.1, 0.5, 0.9], axis=0)
+    return {
+        k: {"p10": float(qs[0, i]), "p50": float(qs[1, i]), "p90": float(qs[2, i])}
+        for i, k in enumerate(TONE_STATS)
+    }
+
+
+def _print_tone(name: str, stats: dict[str, dict[str, float]]) -> None:
+    print(
+        f"  tone {name:8s} "
+        + "  ".join(f"{k} {v['p50']:.3f} [{v['p10']:.3f}, {v['p90']:.3f}]" for k, v in stats.items())
+    )
+
+
 def ensure_phantoms(out: Path, seed: int, per_class: int, size: int, workers: int) -> Path:
     from spinescan.synth import generate  # noqa: PLC0415
 
@@ -118,7 +150,7 @@ def _scores(y: np.ndarray, p: np.ndarray, seed: int) -> dict[str, Any]:
 
 
 def zero_shot(run_dir: Path, films: list[dict[str, str]], x: np.ndarray, seed: int) -> dict[str, Any]:
-    from spinescan.training.runs import load_model, predict_arrays  # noqa: PLC0415
+    from spinescan.training.inference import load_model, predict_arrays  # noqa: PLC0415
 
     spec = _spec()
     probs = predict_arrays(load_model(run_dir), x)[:, spec.classes.index("scoliosis")]
@@ -199,7 +231,9 @@ def main() -> None:
     result: dict[str, Any] = {
         "tag": args.tag, "seeds": args.seeds, "per_class": args.per_class, "size": size,
         "epochs": args.epochs, "real": str(args.real), "zero_shot": {}, "probe": {},
+        "tone": {"real": tone_stats([f["path"] for f in films], spec)},
     }  # fmt: skip
+    _print_tone("real", result["tone"]["real"])
     for seed in args.seeds:
         print(f"seed {seed}")
         data = ensure_phantoms(work / f"phantoms-s{seed}", seed, args.per_class, size, args.workers)
@@ -208,6 +242,8 @@ def main() -> None:
         samples = [s for s in load_dataset(data).samples if s.view == "ap"]
         pick = np.random.default_rng(seed).choice(len(samples), min(args.probe_phantoms, len(samples)), False)
         x_ph = preprocessed([str(samples[i].path) for i in sorted(pick)], spec)
+        result["tone"][f"phantoms-s{seed}"] = tone_stats([str(samples[i].path) for i in sorted(pick)], spec)
+        _print_tone("phantoms", result["tone"][f"phantoms-s{seed}"])
         result["probe"][str(seed)] = realism_probe(x_real, x_ph)
         print("  probe", json.dumps({k: v["auc_mean"] for k, v in result["probe"][str(seed)].items()
                                      if isinstance(v, dict)}))  # fmt: skip

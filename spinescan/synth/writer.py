@@ -63,7 +63,8 @@ COLUMNS = (
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]
 #: Bumped whenever the same arguments start giving different films, so that cached phantom sets
 #: (``--pretrain phantoms`` reuses them) are rendered again. 2: issue 13's richer phantoms.
-GENERATOR_VERSION = 2
+#: 3: headroom above dense bone in the display window (nuisance.sample_exposure).
+GENERATOR_VERSION = 3
 MIN_SIZE, MAX_SIZE = 64, 4096
 _NAME = re.compile(r"^(lateral|ap)_[a-z]+_\d{5,}\.png$")
 
