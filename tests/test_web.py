@@ -625,6 +625,9 @@ def test_angles_port_matches_python(exported: Path) -> None:
                     name
                 )
                 assert (mine["value"] is None) == (angle.value is None), name
+                assert len(mine.get("orientations", [])) == len(angle.orientations), name
+                for got_o, want_o in zip(mine.get("orientations", []), angle.orientations, strict=True):
+                    worst = max(worst, abs(got_o - want_o))
                 if angle.value is not None:
                     worst = max(worst, abs(mine["value"] - angle.value))
                     values += 1

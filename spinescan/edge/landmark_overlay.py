@@ -45,6 +45,12 @@ def _endplate(
     return pair if np.isfinite(pair).all() else None
 
 
+def _through(centre: np.ndarray, orientation_deg: float) -> np.ndarray:
+    """Two points on the line through ``centre`` at ``orientation_deg`` (image axes, y down)."""
+    d = np.array([np.cos(np.radians(orientation_deg)), np.sin(np.radians(orientation_deg))])
+    return np.stack([centre - d, centre + d])
+
+
 def _extended(p: np.ndarray, scale: float) -> tuple[tuple[int, int], tuple[int, int]]:
     mid, d = p.mean(axis=0), p[1] - p[0]
     n = float(np.hypot(*d)) or 1.0
@@ -102,8 +108,10 @@ def draw_overlay(
             msg = f"{_SHORT.get(name, name)}: - ({angle.reason})"
         else:
             msg = f"{_SHORT.get(name, name)}: {angle.value:.1f} deg"
-            for vertebra, side in angle.lines:
+            for k, (vertebra, side) in enumerate(angle.lines):
                 p = _endplate(corners, sacrum, vertebra, side)
+                if p is not None and side == "mid" and len(angle.orientations) == len(angle.lines):
+                    p = _through(p.mean(axis=0), angle.orientations[k])  # the smoothed mid-line
                 if p is not None:
                     a, b = _extended(p, 0.18 * w + 20)
                     cv2.line(out, a, b, colour, unit, cv2.LINE_AA)

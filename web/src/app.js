@@ -289,18 +289,22 @@ function drawLandmarks(target, film, result) {
     }
     ctx.strokeStyle = colour;
     ctx.lineWidth = unit;
-    for (const [vertebra, side] of a.lines) {
+    a.lines.forEach(([vertebra, side], k) => {
       const p = endplate(pts, vertebra, side);
-      if (!p) continue;
+      if (!p) return;
       const mid = [(p[0][0] + p[1][0]) / 2, (p[0][1] + p[1][1]) / 2];
-      const d = [p[1][0] - p[0][0], p[1][1] - p[0][1]];
+      let d = [p[1][0] - p[0][0], p[1][1] - p[0][1]];
+      if (side === "mid" && a.orientations && a.orientations.length === a.lines.length) {
+        const rad = (a.orientations[k] * Math.PI) / 180; // the smoothed mid-line, through the centre
+        d = [Math.cos(rad), Math.sin(rad)];
+      }
       const n = Math.hypot(d[0], d[1]) || 1;
       const reach = 0.18 * w + 20;
       ctx.beginPath();
       ctx.moveTo(mid[0] - (d[0] / n) * reach, mid[1] - (d[1] / n) * reach);
       ctx.lineTo(mid[0] + (d[0] / n) * reach, mid[1] + (d[1] / n) * reach);
       ctx.stroke();
-    }
+    });
     text(`${short}: ${a.value.toFixed(1)} deg`, colour);
   }
   text(`label: ${label === null ? "-" : label}`, "#ffffff");

@@ -145,10 +145,43 @@ export const PREDICTION_READOUT = "midlines";
 
 const mid = (a, b) => [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0];
 
-/** cobb_matrix: angle between vertebra i (upper) and j (lower), endplates or mid-lines. */
-function cobbMatrix(corners, readout) {
+const midlineTilts = (corners) => corners.map((q) => edgeAngle(mid(q[0], q[2]), mid(q[1], q[3])));
+
+// smoothed_tilts: Savitzky-Golay weights (quadratic over five vertebrae, x 35).
+const SG_EDGE = [
+  [31.0, 9.0, -3.0, -5.0, 3.0],
+  [9.0, 13.0, 12.0, 6.0, -5.0],
+];
+const SG_MID = [-3.0, 12.0, 17.0, 12.0, -3.0];
+
+/** smoothed_tilts: tilts of first..last smoothed by a quadratic over the five nearest vertebrae. */
+export function smoothedTilts(tilts, first = 0, last = N_VERT - 1) {
+  const out = tilts.slice();
+  if (last - first + 1 < 5) return out;
+  for (let i = first; i <= last; i++) {
+    let lo;
+    let w;
+    if (i - first < 2) {
+      lo = first;
+      w = SG_EDGE[i - first];
+    } else if (last - i < 2) {
+      lo = last - 4;
+      w = SG_EDGE[last - i].slice().reverse();
+    } else {
+      lo = i - 2;
+      w = SG_MID;
+    }
+    let acc = 0.0;
+    for (let k = 0; k < 5; k++) acc += w[k] * tilts[lo + k];
+    out[i] = acc / 35.0;
+  }
+  return out;
+}
+
+/** cobb_matrix: angle between vertebra i (upper) and j (lower), endplates or smoothed mid-lines. */
+function cobbMatrix(corners, readout, first = 0, last = N_VERT - 1) {
   if (readout === "midlines") {
-    const tilt = corners.map((q) => edgeAngle(mid(q[0], q[2]), mid(q[1], q[3])));
+    const tilt = smoothedTilts(midlineTilts(corners), first, last);
     return tilt.map((t) => tilt.map((u) => lineAngleBetween(t, u)));
   }
   const top = corners.map((q) => edgeAngle(q[0], q[1]));
@@ -156,9 +189,9 @@ function cobbMatrix(corners, readout) {
   return top.map((t) => bottom.map((b) => lineAngleBetween(t, b)));
 }
 
-function maxCobb(corners, readout) {
+function maxCobb(corners, readout, first, last) {
   // max_cobb_from_landmarks: argmax of triu(diff) (diagonal included), first in row-major order.
-  const diff = cobbMatrix(corners, readout);
+  const diff = cobbMatrix(corners, readout, first, last);
   let best = -Infinity;
   let bi = 0;
   let bj = 0;
@@ -199,7 +232,7 @@ function apex(centres, upper, lower) {
 
 /** coronal_curves: the vertebrae first..last decomposed into curves, top to bottom. */
 export function coronalCurves(corners, first, last, readout = "endplates") {
-  const diff = cobbMatrix(corners, readout);
+  const diff = cobbMatrix(corners, readout, first, last);
   const centres = corners.map((q) => [
     (q[0][0] + q[1][0] + q[2][0] + q[3][0]) / 4,
     (q[0][1] + q[1][1] + q[2][1] + q[3][1]) / 4,
@@ -241,7 +274,12 @@ function maxBy(curves) {
 /** ap_angles: cobb_deg and the PT, MT, TL/L Cobb angles ({name: {value, reason, lines, note}}). */
 export function apAngles(points, imageSize, readout = "endplates") {
   const sides = readout === "midlines" ? ["mid", "mid"] : ["superior", "inferior"];
-  const lines = (upper, lower) => [[upper, sides[0]], [lower, sides[1]]];
+  let tilts = null; // the smoothed mid-lines' orientations, for drawing them
+  const lined = (upper, lower, extra = {}) => ({
+    lines: [[upper, sides[0]], [lower, sides[1]]],
+    ...(tilts ? { orientations: [tilts[upper], tilts[lower]] } : {}),
+    ...extra,
+  });
   const c = asCorners(points);
   const ok = visibleVertebrae(c, imageSize);
   const run = longestRun(ok);
@@ -251,17 +289,18 @@ export function apAngles(points, imageSize, readout = "endplates") {
   }
   const [first, last] = run;
   const safe = c.map((q) => q.map((p) => p.map((v) => (Number.isFinite(v) ? v : 0.0))));
+  if (readout === "midlines") tilts = smoothedTilts(midlineTilts(safe), first, last);
   const curves = coronalCurves(safe, first, last, readout);
   const out = {};
   if (ok.every(Boolean)) {
-    const [value, i, j] = maxCobb(c, readout);
-    out.cobb_deg = angle("cobb_deg", value, { lines: lines(i, j) });
+    const [value, i, j] = maxCobb(c, readout, first, last);
+    out.cobb_deg = angle("cobb_deg", value, lined(i, j));
   } else {
     const missing = names(ok.flatMap((v, i) => (v ? [] : [i])));
     const note = `largest over ${LEVELS[first]}-${LEVELS[last]} only (${missing} not visible): a lower bound`;
     if (curves.length) {
       const best = maxBy(curves);
-      out.cobb_deg = angle("cobb_deg", best.angle, { lines: lines(best.upper, best.lower), note });
+      out.cobb_deg = angle("cobb_deg", best.angle, lined(best.upper, best.lower, { note }));
     } else {
       out.cobb_deg = angle("cobb_deg", 0.0, { note });
     }
@@ -279,7 +318,7 @@ export function apAngles(points, imageSize, readout = "endplates") {
       continue;
     }
     const best = maxBy(mine);
-    out[name] = angle(name, best.angle, { lines: lines(best.upper, best.lower) });
+    out[name] = angle(name, best.angle, lined(best.upper, best.lower));
   }
   return Object.fromEntries(AP_ANGLES.map((n) => [n, out[n]]));
 }
