@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         "--real", type=Path, default=None, help="the real films folder (fraiwan-kauh-dev, lateral-sample)"
     )
     ap.add_argument("--overlays", type=int, default=3, help="real films drawn at each end of the ranking")
+    ap.add_argument(
+        "--rescore",
+        action="store_true",
+        help="score reused landmark runs again with today's read-out (spinescan.training.loop.rescore)",
+    )
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
@@ -95,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     for view in args.views:
         name = LANDMARK_MODELS[view]
         lm_runs = [train_or_reuse(name, args.data, args.runs, s, hp(name)) for s in args.seeds]
+        if args.rescore:
+            from spinescan.training.loop import rescore
+
+            for r in lm_runs:
+                rescore(r, args.data)
+                print(f"{name}: rescored {r}", flush=True)
         metrics = [RunDir(r).read_metrics() for r in lm_runs]
         history = [RunDir(r).read_history() for r in lm_runs]
         epoch_s = [row["seconds"] for h in history for row in h[1:]]

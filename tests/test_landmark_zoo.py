@@ -168,6 +168,28 @@ def test_export_command_gates_a_landmark_run_by_its_derived_label(cobb_run: Path
     assert (out / "cobb.onnx").is_file()
 
 
+def test_rescore_reads_a_finished_run_again_with_todays_code(cobb_run: Path, tmp_path: Path) -> None:
+    """rescore() re-derives the run's figures and predictions from its kept model and split."""
+    import shutil
+
+    from spinescan.errors import SpineScanError
+    from spinescan.training.loop import rescore
+
+    run = tmp_path / "copy"
+    shutil.copytree(cobb_run, run)
+    before = json.loads((run / "metrics.json").read_text())
+    stale = {**before, "test": {**before["test"], "angle_mae": {"cobb_deg": 99.0}}}
+    (run / "metrics.json").write_text(json.dumps(stale))
+    (run / "predictions.csv").write_text("split,file\n")
+    after = rescore(run)
+    assert after["test"] == before["test"] and after["val"] == before["val"]
+    assert "rescored" in json.loads((run / "metrics.json").read_text())
+    assert (run / "predictions.csv").read_text() == (cobb_run / "predictions.csv").read_text()
+    (run / "metrics.json").unlink()
+    with pytest.raises(SpineScanError, match="not a finished run"):
+        rescore(run)
+
+
 def _check_entry(entry: dict, image_hw: tuple[int, int]) -> None:
     assert entry["task"] == "landmarks"
     assert set(entry["measurements"]) == set(AP_ANGLES)

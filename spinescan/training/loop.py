@@ -40,7 +40,7 @@ from spinescan.training.config import TrainConfig, resolve_request
 from spinescan.training.distribute import make_strategy, patch_keras_for_multiworker, worker_role
 from spinescan.training.prepare import Plan, load_view_samples, make_split, prepare_run
 from spinescan.training.runconfig import DatasetRecord, RunConfig, dataset_fingerprint, split_hash, versions
-from spinescan.training.runs import RunDir, kept_epoch
+from spinescan.training.runs import RunDir, kept_epoch, load_run
 from spinescan.training.tasks import task_for
 from spinescan.zoo.spec import build_model
 
@@ -49,8 +49,17 @@ if TYPE_CHECKING:
 
     from spinescan.data.datasets import Dataset, Sample
     from spinescan.data.splits import Split
+    from spinescan.progress import Progress
 
-__all__ = ["RunResult", "TrainConfig", "TrainingInterrupted", "build_compiled", "make_inputs", "train"]
+__all__ = [
+    "RunResult",
+    "TrainConfig",
+    "TrainingInterrupted",
+    "build_compiled",
+    "make_inputs",
+    "rescore",
+    "train",
+]
 
 
 class TrainingInterrupted(SpineScanError):
@@ -392,6 +401,35 @@ def _finish(
     with contextlib.suppress(FileNotFoundError):
         rundir.file(RunDir.STATE).unlink()
     return RunResult(rundir.path, metrics)
+
+
+def rescore(
+    run_dir: str | Path, data: str | Path | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Score a finished run's kept model again on its own val and test films with today's code, and
+    rewrite its ``predictions.csv`` and the ``val``/``test`` figures of ``metrics.json`` (recording
+    when). The model and its split do not change; what can change is how its outputs are read: a
+    landmark model's angles come from the read-out in :mod:`spinescan.edge.angles`, which may be
+    newer than the run. Returns the new metrics."""
+    rundir = RunDir(Path(run_dir))
+    run = load_run(rundir.path)
+    metrics, split = rundir.read_metrics(), rundir.read_split()
+    if not run.finished or metrics is None or split is None:
+        raise SpineScanError(f"{rundir.path}: not a finished run (nothing to rescore)")
+    spec = run.spec
+    root = Path(data) if data is not None else Path(run.config.dataset.root)
+    _, view_samples = load_view_samples(root, spec)
+    parts = split.assign(view_samples)
+    task = task_for(spec)
+    model = inference.load_model(rundir.path)
+    scored = {}
+    for p in ("val", "test"):
+        x, y = task.load(parts[p], spec, progress, f"rescoring {p} images", None)
+        scored[p] = (parts[p], x, y)
+    results = task.evaluate(model, scored, spec, 32, rundir)
+    metrics.update(val=results["val"], test=results["test"], rescored=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    rundir.write_json(RunDir.METRICS, metrics)
+    return metrics
 
 
 def _to_float32(model: keras.Model, plan: Plan) -> keras.Model:
