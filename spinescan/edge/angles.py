@@ -107,16 +107,13 @@ def lordosis_from_landmarks(landmarks: np.ndarray, sacrum: np.ndarray) -> float:
     return float(line_angle_between(edge_angle(c[L1, 0], c[L1, 1]), edge_angle(s[0], s[1])))
 
 
-def max_cobb_from_landmarks(landmarks: np.ndarray) -> tuple[float, int, int]:
-    """Largest coronal Cobb angle over all pairs of end vertebrae (upper superior, lower inferior).
+def max_cobb_from_landmarks(landmarks: np.ndarray, readout: str = "endplates") -> tuple[float, int, int]:
+    """Largest coronal Cobb angle over all pairs of end vertebrae (upper superior, lower inferior;
+    or smoothed mid-lines with ``readout="midlines"``, see :func:`cobb_matrix`).
 
     Returns ``(angle, upper, lower)`` vertebra indices, as in the AASCE challenge's evaluation.
     """
-    c = np.asarray(landmarks, dtype=np.float64).reshape(N_VERT, 4, 2)
-    top = edge_angle(c[:, 0], c[:, 1])
-    bottom = edge_angle(c[:, 2], c[:, 3])
-    diff = line_angle_between(top[:, None], bottom[None, :])
-    diff = np.triu(diff)  # upper vertebra i at or above lower vertebra j
+    diff = np.triu(cobb_matrix(landmarks, readout))  # upper vertebra i at or above lower vertebra j
     i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
     return float(diff[i, j]), int(i), int(j)
 
@@ -362,12 +359,7 @@ def ap_angles(
         tilts = smoothed_tilts(midline_tilts(safe), first, last)
     curves = coronal_curves(safe, first, last, readout)
     if ok.all():
-        if readout == "endplates":
-            value, i, j = max_cobb_from_landmarks(c)
-        else:
-            diff = np.triu(cobb_matrix(c, readout, first, last))
-            i, j = (int(k) for k in np.unravel_index(int(np.argmax(diff)), diff.shape))
-            value = float(diff[i, j])
+        value, i, j = max_cobb_from_landmarks(c, readout)  # every vertebra: first, last = 0, 16
         out["cobb_deg"] = _angle("cobb_deg", value, i, j)
     else:
         missing = _names(np.flatnonzero(~ok))
