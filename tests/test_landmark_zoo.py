@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -324,3 +325,64 @@ def test_landmark_comparison_is_paired_per_film() -> None:
     # landmark right on a, c (d unlabelled counts wrong); classifier right on a, b, d
     assert out["landmark_accuracy"] == 0.5 and out["classifier_accuracy"] == 0.75
     assert out["mcnemar"]["only_landmark_correct"] == 1 and out["mcnemar"]["only_classifier_correct"] == 2
+
+
+def test_stall_check_runs_once_after_its_steps_and_only_with_room_to_restart() -> None:
+    from spinescan.training.callbacks import stall_check_epoch
+    from spinescan.zoo.hparams import HParams
+    from spinescan.zoo.spec import LANDMARK_TRAIN
+
+    on = HParams(epochs=24, restart_below=0.25, restart_check_steps=400)
+    assert stall_check_epoch(on, 87) == 5  # cobb on 1,400 films: 435 steps at the end of epoch 5
+    assert stall_check_epoch(on, 131) == 4  # sagittal on 2,100 films
+    assert stall_check_epoch(on, 400) == 1
+    assert stall_check_epoch(on, 10) is None  # epoch 40 of 24: never
+    assert stall_check_epoch(replace(on, epochs=9), 87) is None  # 5 of 9 leaves too little after it
+    assert stall_check_epoch(replace(on, restart_below=0.0), 87) is None  # off
+    assert stall_check_epoch(replace(on, max_restarts=0), 87) is None
+    assert stall_check_epoch(HParams(), 87) is None  # classifiers: off by default
+    assert LANDMARK_TRAIN.restart_below > 0 and stall_check_epoch(LANDMARK_TRAIN, 87) == 5
+
+
+def test_a_stalled_start_is_restarted_from_a_new_initialisation(phantom_dir: Path, tmp_path: Path) -> None:
+    """A check nothing can pass (PCK below 1.0 after one step) with one restart allowed: the first
+    attempt stops at the check, is recorded and forgotten, and the second runs the whole schedule."""
+    pytest.importorskip("tensorflow")
+    from spinescan.progress import Quiet
+    from spinescan.training.loop import TrainConfig, attempt_seed, train
+    from spinescan.training.runs import RunDir
+
+    messages: list[str] = []
+
+    class Recorder(Quiet):
+        def info(self, message: str) -> None:
+            messages.append(message)
+
+    hp = {"epochs": 2, "restart_below": 1.0, "restart_check_steps": 1, "max_restarts": 1}
+    result = train(
+        TrainConfig(
+            model="cobb", data=phantom_dir, runs_dir=tmp_path, image_size=64, hparams=hp, progress=Recorder()
+        )
+    )
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert metrics["finished"]
+    [restart] = metrics["restarts"]
+    assert restart["epoch"] == 1 and restart["steps"] >= 1 and 0.0 <= restart["val_accuracy"] < 1.0
+    history = RunDir(result.run_dir).read_history()
+    assert [row["epoch"] for row in history] == [1, 2]  # the kept attempt only, whole schedule
+    assert metrics["train_seconds"] >= restart["seconds"] + sum(r["seconds"] for r in history) - 0.01
+    stalled = [m for m in messages if m.startswith("Stalled start")]
+    assert len(stalled) == 1 and "Restart 1 of at most 1" in stalled[0]
+    assert not (result.run_dir / RunDir.STATE).exists()  # the run finished cleanly
+    assert attempt_seed(7, 0) == 7 and attempt_seed(7, 1) != 7
+
+
+def test_resume_after_a_restart_keeps_the_restart_and_its_time() -> None:
+    from spinescan.training.callbacks import restore_state
+    from spinescan.zoo.hparams import HParams
+
+    rows = [{"epoch": 1, "val_accuracy": 0.4, "val_loss": 1.0, "seconds": 10.0}]
+    restarts = [{"epoch": 5, "steps": 435, "val_accuracy": 0.1, "seconds": 80.0}]
+    state = restore_state(rows, HParams(), restarts)
+    assert state["restarts"] == restarts and state["train_seconds"] == 90.0
+    assert "restarts" not in restore_state(rows, HParams())

@@ -26,6 +26,7 @@ class RecorderSetup:
     out: RunDir  # the run dir (chief) or a scratch dir (other workers)
     hparams: HParams
     images_per_epoch: int
+    steps_per_epoch: int = 1
 
 
 def _make_recorder(keras: Any) -> type:
@@ -89,6 +90,52 @@ def _make_early_stopping(keras: Any) -> type:
     return ResumableEarlyStopping
 
 
+def stall_check_epoch(hp: HParams, steps_per_epoch: int) -> int | None:
+    """The epoch (1-based) after which the stalled-start check runs, or None when it does not.
+
+    The first epoch by whose end ``restart_check_steps`` optimizer steps have run: counted in steps
+    rather than epochs because a plateau is a matter of updates, so the same setting suits a
+    2,000-film and a 20,000-film dataset. None when ``restart_below`` is 0, when no restart is
+    allowed, or when the check would leave fewer epochs after it than before it (a restart would
+    not have the time to pay off; this also keeps tiny test runs from restarting).
+    """
+    if hp.restart_below <= 0 or hp.max_restarts <= 0:
+        return None
+    epoch = math.ceil(hp.restart_check_steps / max(1, steps_per_epoch))
+    return epoch if 2 * epoch <= hp.epochs else None
+
+
+def _make_stall_check(keras: Any) -> type:
+    class StalledStart(keras.callbacks.Callback):
+        """Stops the fit when validation accuracy at the check epoch is below ``restart_below``.
+
+        It only marks ``state["stalled"]`` and stops; the loop discards the attempt and starts a
+        new one (:func:`spinescan.training.loop`), so this callback never touches the files.
+        """
+
+        def __init__(self, setup: RecorderSetup, state: dict) -> None:
+            super().__init__()
+            self.hp, self.state = setup.hparams, state
+            self.check_epoch = stall_check_epoch(setup.hparams, setup.steps_per_epoch)
+            self.steps_per_epoch = setup.steps_per_epoch
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if self.check_epoch is None or epoch + 1 != self.check_epoch:
+                return
+            accuracy = float((logs or {}).get("val_accuracy", math.nan))
+            if len(self.state.get("restarts", [])) >= self.hp.max_restarts:
+                return
+            if math.isnan(accuracy) or accuracy < self.hp.restart_below:
+                self.state["stalled"] = {
+                    "epoch": epoch + 1,
+                    "steps": (epoch + 1) * self.steps_per_epoch,
+                    "val_accuracy": None if math.isnan(accuracy) else round(accuracy, 4),
+                }
+                self.model.stop_training = True
+
+    return StalledStart
+
+
 def _current_lr(model: Any) -> float:
     try:
         return float(np.asarray(model.optimizer.learning_rate))
@@ -138,13 +185,18 @@ def update_state(state: dict[str, Any], row: dict, hp: HParams, elapsed: float) 
     return keep
 
 
-def restore_state(history: list[dict], hp: HParams) -> dict[str, Any]:
-    """The recorder's state rebuilt from the history rows kept on resume."""
+def restore_state(history: list[dict], hp: HParams, restarts: list[dict] | None = None) -> dict[str, Any]:
+    """The recorder's state rebuilt from the history rows kept on resume, after ``restarts``
+    (discarded stalled attempts, whose time still counts towards the run's training time)."""
+    restarts = list(restarts or [])
+    spent = float(restarts[-1]["seconds"]) if restarts else 0.0
     state: dict[str, Any] = {
-        "train_seconds": float(sum(r.get("seconds", 0.0) for r in history)),
+        "train_seconds": spent + float(sum(r.get("seconds", 0.0) for r in history)),
         "epochs_done": 0,
     }
-    elapsed = 0.0
+    if restarts:
+        state["restarts"] = restarts
+    elapsed = spent
     for row in history:
         elapsed += row.get("seconds", 0.0)
         update_state(state, row, hp, elapsed)
@@ -167,6 +219,8 @@ def assemble_callbacks(
             str(setup.out.backup_dir), double_checkpoint=True, delete_checkpoint=False
         ),
     ]
+    if stall_check_epoch(hp, setup.steps_per_epoch) is not None:
+        callbacks.append(_make_stall_check(keras)(setup, state))
     if hp.checkpoint != "last":  # "last" runs the whole schedule
         best, wait = early_stopping_state(history, hp.min_epochs)
         early = _make_early_stopping(keras)(

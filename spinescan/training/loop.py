@@ -262,28 +262,66 @@ def _fit_and_record(
     import keras  # noqa: PLC0415
 
     out, cache_dir = where
-    strategy, strategy_name = strategy_and_name
+    strategy = strategy_and_name[0]
     progress = plan.config.progress
     inputs = _inputs(plan, data, int(strategy.num_replicas_in_sync), cache_dir)
     gpu = bool(tf.config.list_physical_devices("GPU"))
     previous_policy = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "float32")
-    keras.utils.set_random_seed(plan.seed)
+    history, state = _history_for_resume(plan, out, chief)
     try:
-        with strategy.scope():
-            model = build_compiled(plan, keras, inputs.steps, gpu)
-        if strategy_name == "multiworker":
-            patch_keras_for_multiworker(model, strategy)
-        history, state = _history_for_resume(plan, out, chief)
+        model = _build_attempt(plan, keras, strategy_and_name, inputs.steps, gpu, state)
         if state.get("fit_done"):
             progress.info("Training had already finished; evaluating the kept model.")
         else:
-            _fit(plan, keras, model, inputs, (out, chief), history, state)
+            while _fit(plan, keras, model, inputs, (out, chief), history, state):
+                _discard_stalled_attempt(plan, out, history, state)
+                model = _build_attempt(plan, keras, strategy_and_name, inputs.steps, gpu, state)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     if not chief:
         return RunResult(plan.rundir.path, {})
     return _finish(plan, data, inputs, model, history, state)
+
+
+def attempt_seed(seed: int, attempt: int) -> int:
+    """The initialisation seed of a run's ``attempt`` (0 = the first; later ones follow stalled
+    starts): the run's seed first, so a run that never stalls is the run it always was."""
+    return seed + 1_000_003 * attempt
+
+
+def _build_attempt(
+    plan: Plan, keras: Any, strategy_and_name: tuple[Any, str], steps: int, gpu: bool, state: dict[str, Any]
+) -> keras.Model:
+    """Seed and build the compiled model of the current attempt (after ``state``'s restarts)."""
+    strategy, strategy_name = strategy_and_name
+    keras.utils.set_random_seed(attempt_seed(plan.seed, len(state.get("restarts", []))))
+    with strategy.scope():
+        model = build_compiled(plan, keras, steps, gpu)
+    if strategy_name == "multiworker":
+        patch_keras_for_multiworker(model, strategy)
+    return model
+
+
+def _discard_stalled_attempt(plan: Plan, out: RunDir, history: list[dict], state: dict[str, Any]) -> None:
+    """Forget a stalled attempt's epochs (history, backup, kept weights are overwritten by the next
+    attempt's first epoch) and record it under ``state["restarts"]``, with the time spent so far."""
+    stalled = state.pop("stalled")
+    restarts = [*state.get("restarts", []), {**stalled, "seconds": round(state.get("train_seconds", 0.0), 3)}]
+    hp = plan.hparams
+    accuracy = "nan" if stalled["val_accuracy"] is None else f"{stalled['val_accuracy']:.3f}"
+    plan.config.progress.info(
+        f"Stalled start: validation accuracy {accuracy} < {hp.restart_below:g} after epoch "
+        f"{stalled['epoch']} ({stalled['steps']} steps). Restart {len(restarts)} of at most "
+        f"{hp.max_restarts}: training again from a new initialisation."
+    )
+    shutil.rmtree(out.backup_dir, ignore_errors=True)
+    history.clear()
+    seconds = state.get("train_seconds", 0.0)
+    state.clear()
+    state.update(restarts=restarts, train_seconds=seconds)
+    out.write_history(history)
+    out.write_json(RunDir.STATE, state)
 
 
 def _fit(
@@ -294,10 +332,11 @@ def _fit(
     out_and_chief: tuple[RunDir, bool],
     history: list[dict],
     state: dict[str, Any],
-) -> None:
-    """``model.fit`` with the run's callbacks; Ctrl-C becomes :class:`TrainingInterrupted`."""
+) -> bool:
+    """``model.fit`` with the run's callbacks; Ctrl-C becomes :class:`TrainingInterrupted`.
+    True when the fit stopped on a stalled start (``state["stalled"]``) and should start again."""
     out, chief = out_and_chief
-    setup = cb.RecorderSetup(out, plan.hparams, inputs.images_per_epoch)
+    setup = cb.RecorderSetup(out, plan.hparams, inputs.images_per_epoch, inputs.steps)
     tensorboard = plan.rundir if plan.config.tensorboard and chief else None
     callbacks = cb.assemble_callbacks(keras, setup, history, state, tensorboard)
     verbose = plan.config.verbose
@@ -315,8 +354,11 @@ def _fit(
         )  # fmt: skip
     except KeyboardInterrupt:
         raise TrainingInterrupted(plan, int(state.get("epochs_done", 0))) from None
+    if "stalled" in state:
+        return True
     state["fit_done"] = True
     out.write_json(RunDir.STATE, state)
+    return False
 
 
 def _lr(keras: Any, hp: Any, steps: int) -> Any:
@@ -347,7 +389,7 @@ def _history_for_resume(plan: Plan, out: RunDir, chief: bool) -> tuple[list[dict
     meta = RunDir(rundir.backup_dir).read_json("training_metadata.json") or {}
     done = int(meta.get("epoch", 0))
     history = [r for r in rundir.read_history() if r["epoch"] <= done]
-    return history, cb.restore_state(history, plan.hparams)
+    return history, cb.restore_state(history, plan.hparams, state.get("restarts"))
 
 
 def _finish(
@@ -385,6 +427,8 @@ def _finish(
         "kept_epoch": state.get("kept_epoch"),
         "kept_val_accuracy_during_training": state.get("kept_val_accuracy"),
         "epochs_run": len(history),
+        # stalled starts discarded before the kept attempt (their time is in train_seconds)
+        "restarts": list(state.get("restarts", [])),
         "train_seconds": round(float(state.get("train_seconds", 0.0)), 3),
         "train_images_per_second": round(float(np.median(speeds)), 2) if speeds else None,
         "target_accuracy": hp.target_accuracy,

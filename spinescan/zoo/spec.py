@@ -183,7 +183,9 @@ def default_builder(
 # (seed 0, 24 epochs) it cut cobb's landmark error from 0.0165 to 0.0104 of the film height and
 # raised the AUC of its largest Cobb on the real spine_crop dev films from 0.89 to 0.94-0.96.
 # 24 epochs of the cosine schedule, the last kept: sized for ~1,400-2,100 training phantoms in
-# under 30 minutes on a 2-core CPU.
+# under 30 minutes on a 2-core CPU. A stalled start is restarted (HParams.restart_below): after 400
+# steps (cobb: epoch 5; sagittal: epoch 4) the runs that trained well were at validation PCK
+# 0.33-0.50 (cobb 0.43, 0.48; sagittal 0.38-0.50), the stalled cobb seed at 0.10.
 LANDMARK_INPUT = (256, 96, 1)
 LANDMARK_PREPROCESSING = Preprocessing(resize="spine_band", crop_aspect=LANDMARK_INPUT[1] / LANDMARK_INPUT[0])
 LANDMARK_TRAIN = HParams(
@@ -194,6 +196,9 @@ LANDMARK_TRAIN = HParams(
     checkpoint="last",
     dropout=0.0,
     target_accuracy=0.9,
+    restart_below=0.25,
+    restart_check_steps=400,
+    max_restarts=2,
 )
 
 
