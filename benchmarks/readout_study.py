@@ -233,6 +233,34 @@ def t_wlen(power: float = 2.0, spread: bool = False, half: int = 2) -> Tilts:
     return fn
 
 
+CROSSFIT = "crossfit"
+
+
+def read_crossfit(lm: np.ndarray, image_size: tuple[int, int]) -> dict[str, Any]:
+    """Selection-bias removal: the largest angle's end vertebrae chosen on one half of the corners
+    and measured on the other (superior endplates, smoothed, choose; inferior measure; and the
+    reverse; the mean of the two). A search for the largest of many noisy angles reads a straight
+    spine high; an angle measured on corners it was not chosen on does not. ``cobb_deg`` only, on
+    whole-spine films; the regional angles and partial films are today's read-out."""
+    from dataclasses import replace
+
+    from spinescan.edge import angles as A
+
+    out = A.ap_angles(lm, image_size=image_size, readout=A.PREDICTION_READOUT)
+    c = A.as_corners(lm)
+    if not A.visible_vertebrae(c, image_size).all():
+        return out
+    top = A.smoothed_tilts(A.edge_angle(c[:, 0], c[:, 1]))
+    bottom = A.smoothed_tilts(A.edge_angle(c[:, 2], c[:, 3]))
+    d_top = np.triu(A.line_angle_between(top[:, None], top[None, :]))
+    d_bottom = np.triu(A.line_angle_between(bottom[:, None], bottom[None, :]))
+    i1, j1 = np.unravel_index(int(np.argmax(d_top)), d_top.shape)
+    i2, j2 = np.unravel_index(int(np.argmax(d_bottom)), d_bottom.shape)
+    value = (float(d_bottom[i1, j1]) + float(d_top[i2, j2])) / 2.0
+    out["cobb_deg"] = replace(out["cobb_deg"], value=value)
+    return out
+
+
 def read_ap(
     lm: np.ndarray, image_size: tuple[int, int], spread: np.ndarray, tilt_fn: Tilts | str
 ) -> dict[str, Any]:
@@ -240,6 +268,8 @@ def read_ap(
     of visible vertebrae, curve search, regions and notes); ``"endplates"`` is the manifest's."""
     from spinescan.edge import angles as A
 
+    if tilt_fn == CROSSFIT:
+        return read_crossfit(lm, image_size)
     if isinstance(tilt_fn, str):
         return A.ap_angles(lm, image_size=image_size, readout=tilt_fn)
     c = A.as_corners(lm)
@@ -354,6 +384,7 @@ CANDIDATES: dict[str, Tilts | str] = {
     "wlen2_spread": t_wlen(2.0, spread=True),
     "short0.35+robust6": t_robust(6.0, t_short(0.35)),
     "wlen2+robust6": t_robust(6.0, t_wlen(2.0)),
+    CROSSFIT: CROSSFIT,
 }
 BASELINE = "sg5 (today)"
 NAMES = ("cobb_deg", "cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg")
