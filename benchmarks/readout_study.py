@@ -307,6 +307,50 @@ def read_ap(
     return out
 
 
+def _crosses(p1: np.ndarray, p2: np.ndarray, p3: np.ndarray, p4: np.ndarray) -> bool:
+    """Whether segments p1-p2 and p3-p4 cross (proper intersection)."""
+
+    def side(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+        return float((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]))
+
+    return side(p1, p2, p3) * side(p1, p2, p4) < 0 and side(p3, p4, p1) * side(p3, p4, p2) < 0
+
+
+def implausible(c: np.ndarray, fi: int, la: int, bowtie: bool) -> np.ndarray:
+    """Vertebrae of ``fi..la`` whose predicted outline cannot be a vertebra: top corners not above
+    the bottom ones on both sides, centre out of order between its neighbours', height or spacing
+    to a neighbour outside 0.5-2 x the film's median, and (``bowtie``) a self-intersecting outline
+    (TL-TR-BR-BL)."""
+    bad = np.zeros(len(c), dtype=bool)
+    ctr = c.mean(axis=1)
+    height = ((c[:, 2, 1] - c[:, 0, 1]) + (c[:, 3, 1] - c[:, 1, 1])) / 2.0
+    gap = np.diff(ctr[:, 1])
+    h_med = np.median(height[fi : la + 1])
+    g_med = np.median(gap[fi:la]) if la > fi else 1.0
+    for i in range(fi, la + 1):
+        q = c[i]
+        b = not (q[0, 1] < q[2, 1] and q[1, 1] < q[3, 1])
+        b |= not (0.5 * h_med <= height[i] <= 2.0 * h_med)
+        if i > fi:
+            b |= not (0.5 * g_med <= gap[i - 1] <= 2.0 * g_med)
+        if i < la:
+            b |= not (0.5 * g_med <= gap[i] <= 2.0 * g_med)
+        if bowtie:
+            b |= _crosses(q[0], q[1], q[3], q[2]) or _crosses(q[1], q[3], q[2], q[0])
+        bad[i] = b
+    return bad
+
+
+def t_plausible(bowtie: bool) -> Tilts:
+    """Drop implausible outlines (:func:`implausible`), bridge their tilts, smooth over five."""
+
+    def fn(c, sp, fi, la):  # noqa: ANN001, ANN202
+        keep = ~implausible(c, fi, la, bowtie)
+        return local_quadratic(bridge(_mid(c), keep, fi, la), fi, la)
+
+    return fn
+
+
 def t_median3(c, sp, fi, la):  # noqa: ANN001, ANN201
     """A running median of three (ends kept) before the five-vertebra quadratic: isolated spikes out."""
     t = _mid(c)
@@ -385,6 +429,8 @@ CANDIDATES: dict[str, Tilts | str] = {
     "short0.35+robust6": t_robust(6.0, t_short(0.35)),
     "wlen2+robust6": t_robust(6.0, t_wlen(2.0)),
     CROSSFIT: CROSSFIT,
+    "plausible": t_plausible(False),
+    "plausible+bowtie": t_plausible(True),
 }
 BASELINE = "sg5 (today)"
 NAMES = ("cobb_deg", "cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg")
