@@ -485,7 +485,10 @@ def real_figures(readings: list[dict[str, Any]], labels: list[str], framing: lis
     return fig
 
 
-def diagnostics(films: dict[str, list[tuple[np.ndarray, tuple[int, int], np.ndarray]]]) -> dict[str, Any]:
+def diagnostics(
+    films: dict[str, list[tuple[np.ndarray, tuple[int, int], np.ndarray]]],
+    truths: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
     """Why a read-out can or cannot help, per film set (whole-spine films only):
 
     * ``collapsed``: per vertebra (T1..L5), share of films whose mid-line is shorter than 0.35 x the
@@ -493,17 +496,26 @@ def diagnostics(films: dict[str, list[tuple[np.ndarray, tuple[int, int], np.ndar
     * ``tilt_noise_sd``: robust SD (deg) of the raw mid-line tilts' second differences / sqrt(6), an
       estimate of per-vertebra tilt noise (a smooth curve adds little to it);
     * ``residual_high_spread`` / ``residual_rest``: median |tilt - five-vertebra quadratic| (deg) of
-      the vertebrae in the top decile of spread relative to their film's median, and of the rest.
+      the vertebrae in the top decile of spread relative to their film's median, and of the rest;
+    * with the manifest's corners (``truths[part]``, phantoms): for the vertebrae collapsed in most
+      films, ``collapsed_offset_px`` (median over films of the largest distance in x of a predicted
+      corner from the true centre) beside ``collapsed_true_width_px`` (where the corners should be:
+      half of it either side).
     """
-    from spinescan.edge.angles import as_corners, midline_tilts, smoothed_tilts
+    from spinescan.edge.angles import LEVELS, as_corners, midline_tilts, smoothed_tilts
 
     out: dict[str, Any] = {}
     for part, rows in films.items():
-        short, d2, res, rel = [], [], [], []
-        for lm, _hw, sp in rows:
+        short, d2, res, rel, offset, width = [], [], [], [], [], []
+        true = None if truths is None else truths.get(part)
+        for k, (lm, _hw, sp) in enumerate(rows):
             c = as_corners(lm)
             if not np.isfinite(c).all():
                 continue
+            if true is not None:
+                tc = as_corners(true[k])
+                offset.append(np.abs(c[:, :, 0] - tc[:, :, 0].mean(axis=1, keepdims=True)).max(axis=1))
+                width.append(((tc[:, 1, 0] - tc[:, 0, 0]) + (tc[:, 3, 0] - tc[:, 2, 0])) / 2.0)
             ln = midline_lengths(c)
             short.append(ln < 0.35 * np.median(ln))
             t = midline_tilts(c)
@@ -519,6 +531,15 @@ def diagnostics(films: dict[str, list[tuple[np.ndarray, tuple[int, int], np.ndar
             "residual_high_spread": float(np.median(r[top])),
             "residual_rest": float(np.median(r[~top])),
         }
+        most = np.flatnonzero(np.mean(short, axis=0) > 0.5)
+        if offset and len(most):
+            out[part]["collapsed_vertebrae"] = [LEVELS[v] for v in most]
+            out[part]["collapsed_offset_px"] = np.round(
+                np.nanmedian(np.array(offset)[:, most], 0), 2
+            ).tolist()
+            out[part]["collapsed_true_width_px"] = np.round(
+                np.nanmedian(np.array(width)[:, most], 0), 2
+            ).tolist()
     return out
 
 
@@ -563,7 +584,7 @@ def score(args: argparse.Namespace) -> int:
                 films[part].append((lm, (int(hw[0]), int(hw[1])), sp))
         entry: dict[str, Any] = {
             "self_check_max_diff_deg": self_check(films),
-            "diagnostics": diagnostics(films),
+            "diagnostics": diagnostics(films, {p: b[f"{p}_true_lm"] for p in ("val", "test")}),
         }
         entry["candidates"] = cands = {}
         for cand in names:
