@@ -3,9 +3,11 @@
 For each run: load ``model.keras`` (safe mode), convert it (:mod:`spinescan.export.onnx_convert`), stamp
 everything the predictor needs into ``metadata_props``, then *prove* the file is faithful: Keras
 and onnxruntime must agree on the run's own validation images (max |Δp| <= 1e-4, identical
-argmax). Optionally quantize to int8 (:mod:`spinescan.export.quantize`) and ship it only if it passes its
-gate. Finally write the model card, ``manifest.json`` (with each file's sha256, which the
-predictor checks) and the standalone ``predict.py``.
+argmax; a landmark model's points within 0.05 input pixels). Optionally quantize to int8
+(:mod:`spinescan.export.quantize`) and ship it only if it passes its gate: argmax agreement and
+accuracy for a classifier, the derived label, angles and landmark shift for a landmark model.
+Finally write the model card, ``manifest.json`` (with each file's sha256, which the predictor
+checks) and the standalone ``predict.py``.
 
 All or nothing, for the whole set of models, manifest included: everything is built in one
 staging folder, and only once every model of the call has passed every check is the new set
