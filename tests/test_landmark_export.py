@@ -46,6 +46,12 @@ def test_landmark_gate_follows_each_limit() -> None:
     assert landmark_gate(100, 0.5, 0.001, _angles(), min_label_agreement=0.4)[0]  # explicit limits win
 
 
+def test_angle_shift_counts_only_films_measured_by_both() -> None:
+    shift = quantize._angle_shift([(1.0, 7.0), (2.0, 2.5), (None, None), (None, 3.0)])
+    assert (shift.n, shift.mean_abs_deg, shift.max_abs_deg) == (2, 3.25, 6.0)
+    assert shift.measured_agreement == 0.75 and shift.n_large == 1  # 6 deg > 5, 0.5 deg is not
+
+
 def test_landmark_result_round_trips_through_its_versioned_record() -> None:
     result = LandmarkInt8Result(
         n_test=3, label_agreement=1.0, landmark_shift_mean=0.001, landmark_shift_max=0.002,

@@ -14,6 +14,7 @@ import numpy as np
 
 from spinescan.data.provenance import read_provenance
 from spinescan.evaluation.formatting import fmt_metric
+from spinescan.export.quantize import LARGE_ANGLE_DIFF_DEG
 
 REAL_SOURCES = {
     "fraiwan": "real AP films of Fraiwan et al., PLOS ONE 17(5): e0267851 (2022), King Abdullah "
@@ -275,7 +276,8 @@ def _landmark_int8_line(int8: dict[str, Any]) -> str:
     what a reader would see change, film by film, had the int8 copy been used."""
     status = "shipped" if int8["shipped"] else "not shipped"
     angles = ", ".join(
-        f"{name} {_fmt(a['mean_abs_deg'], 2)} (max {_fmt(a['max_abs_deg'], 1)})"
+        f"{name} {_fmt(a['mean_abs_deg'], 2)} (max {_fmt(a['max_abs_deg'], 1)}; "
+        f"{a['n_large']} of {a['n']} films over {LARGE_ANGLE_DIFF_DEG:g})"
         for name, a in int8["angles"].items()
     )
     latency = (

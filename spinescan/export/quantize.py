@@ -284,6 +284,10 @@ MIN_MEASURED_AGREEMENT = 0.99
 #: a sixth of the fp32 model's own landmark error on the phantom test split (0.013 of the height),
 #: adding under 2% to it in quadrature.
 MAX_MEAN_SHIFT = 0.002
+#: Recorded, not gated: films where an angle moves by more than this many degrees, about the
+#: spread between two readers of one Cobb angle, so a change a reader would notice. It tells a
+#: few films whose end vertebrae or curve regions swap apart from a drift on every film.
+LARGE_ANGLE_DIFF_DEG = 5.0
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,7 @@ class AngleShift:
     mean_abs_deg: float | None
     max_abs_deg: float | None
     measured_agreement: float | None  # share of films measured by both or by neither
+    n_large: int = 0  # films where it moved by more than LARGE_ANGLE_DIFF_DEG
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -417,6 +422,7 @@ def _angle_shift(pairs: list[tuple[float | None, float | None]]) -> AngleShift:
         mean_abs_deg=float(np.mean(both)) if both else None,
         max_abs_deg=float(np.max(both)) if both else None,
         measured_agreement=float(np.mean(same)) if same else None,
+        n_large=sum(d > LARGE_ANGLE_DIFF_DEG for d in both),
     )
 
 
