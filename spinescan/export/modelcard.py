@@ -14,6 +14,7 @@ import numpy as np
 
 from spinescan.data.provenance import read_provenance
 from spinescan.evaluation.formatting import fmt_metric
+from spinescan.export.quantize import LARGE_ANGLE_DIFF_DEG
 
 REAL_SOURCES = {
     "fraiwan": "real AP films of Fraiwan et al., PLOS ONE 17(5): e0267851 (2022), King Abdullah "
@@ -56,8 +57,8 @@ def bootstrap_test_cis(
     return {k: [round(float(lo), 4), round(float(hi), 4)] for k, (lo, hi) in cis.items() if np.isfinite(lo)}
 
 
-def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{float(value):.3f}"
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{float(value):.{digits}f}"
 
 
 def _metrics_table(metrics: dict[str, Any]) -> list[str]:
@@ -258,6 +259,8 @@ def model_card(entry: dict[str, Any]) -> str:
     int8 = entry.get("int8")
     if int8 and "size_fp32" not in int8:
         lines.append(f"- int8: not shipped; {int8['reason']}.")
+    elif int8 and int8.get("kind") == "landmarks":
+        lines.append(_landmark_int8_line(int8))
     elif int8:
         status = "shipped" if int8["shipped"] else "not shipped"
         lines.append(
@@ -266,3 +269,28 @@ def model_card(entry: dict[str, Any]) -> str:
         )
     lines += ["", "## Limitations", "", *_limitations(entry), ""]
     return "\n".join(lines)
+
+
+def _landmark_int8_line(int8: dict[str, Any]) -> str:
+    """A landmark model's int8 figures (:class:`spinescan.export.quantize.LandmarkInt8Result`):
+    what a reader would see change, film by film, had the int8 copy been used."""
+    status = "shipped" if int8["shipped"] else "not shipped"
+    angles = ", ".join(
+        f"{name} {_fmt(a['mean_abs_deg'], 2)} (max {_fmt(a['max_abs_deg'], 1)}; "
+        f"{a['n_large']} of {a['n']} films over {LARGE_ANGLE_DIFF_DEG:g})"
+        for name, a in int8["angles"].items()
+    )
+    latency = (
+        f"; batch-1 latency {int8['latency_ms_fp32']:.1f} ms -> {int8['latency_ms_int8']:.1f} ms on the "
+        "exporting machine"
+        if int8.get("latency_ms_fp32") is not None and int8.get("latency_ms_int8") is not None
+        else ""
+    )
+    return (
+        f"- int8 (static QDQ, per-channel; stem, heatmap logits and soft-argmax in float): {status}; "
+        f"{int8['reason']}. Against fp32 on {int8['n_test']} test films, read as the predictor reads "
+        f"them: derived label agreement {_fmt(int8['label_agreement'], 3)}; mean landmark shift "
+        f"{_fmt(int8['landmark_shift_mean'], 4)} of the film height (worst film "
+        f"{_fmt(int8['landmark_shift_max'], 4)}); mean |angle difference| in degrees: {angles}. "
+        f"Size {int8['size_fp32'] / 1e6:.2f} MB -> {int8['size_int8'] / 1e6:.2f} MB{latency}."
+    )
