@@ -429,6 +429,31 @@ def smape(pred: np.ndarray, true: np.ndarray) -> float:
     return float(100.0 * np.mean(np.where(den > 0, num / np.maximum(den, 1e-9), 0.0)))
 
 
+#: A vertebra's corner pairs: its two endplates (0-1, 2-3) and its two sides (0-2, 1-3), AASCE order.
+CORNER_PAIRS = ((0, 1), (2, 3), (0, 2), (1, 3))
+
+
+def collapsed_corner_pairs(pred: np.ndarray, true: np.ndarray) -> tuple[int, int]:
+    """How many of a film's vertebral corner pairs the model collapsed (predicted less than half as
+    far apart as they are), out of the pairs both know; ``pred`` and ``true`` are (>=68, 2).
+
+    Why count it: a heatmap landmark model can put two corners of one vertebra on the same spot
+    (a heatmap with a mode on each side reads out as their mean). The corner error barely shows it
+    (half a vertebra's width on two points) and the mid-line read-out hides it, but the endplate
+    it leaves has no direction, so it is the first thing to look at when a run's angles are off.
+    """
+    p = np.asarray(pred, dtype=np.float64).reshape(-1, 2)[:68].reshape(17, 4, 2)
+    t = np.asarray(true, dtype=np.float64).reshape(-1, 2)[:68].reshape(17, 4, 2)
+    collapsed = known = 0
+    for a, b in CORNER_PAIRS:
+        dp = np.hypot(*(p[:, a] - p[:, b]).T)
+        dt = np.hypot(*(t[:, a] - t[:, b]).T)
+        ok = np.isfinite(dp) & np.isfinite(dt) & (dt > 0)
+        known += int(ok.sum())
+        collapsed += int((dp[ok] < 0.5 * dt[ok]).sum())
+    return collapsed, known
+
+
 def landmark_summary(
     pred_landmarks: Sequence[np.ndarray],
     true_landmarks: Sequence[np.ndarray],
@@ -447,10 +472,15 @@ def landmark_summary(
     * per angle: mean absolute error (``mae``), bias and how many films had no measurement;
     * ``smape``: the AASCE metric over ``smape_angles`` (default: every angle), films measured on all;
     * ``label_accuracy``: the label that follows from the measured angles against the true label
-      (a film without a label, e.g. an angle not measured, counts as wrong).
+      (a film without a label, e.g. an angle not measured, counts as wrong);
+    * ``collapsed_pairs``: the share of vertebral corner pairs the model collapsed
+      (:func:`collapsed_corner_pairs`), over every film.
     """
     errs, missing = [], []
+    n_collapsed = n_pairs = 0
     for p, t, h in zip(pred_landmarks, true_landmarks, heights, strict=True):
+        c, k = collapsed_corner_pairs(p, t)
+        n_collapsed, n_pairs = n_collapsed + c, n_pairs + k
         p, t = np.asarray(p, dtype=np.float64).reshape(-1, 2), np.asarray(t, dtype=np.float64).reshape(-1, 2)
         known = np.isfinite(t).all(axis=1)
         seen = known & np.isfinite(p).all(axis=1)
@@ -489,5 +519,6 @@ def landmark_summary(
         "smape": sm,
         "smape_angles": use,
         "label_accuracy": float(np.mean(correct)) if correct else None,
+        "collapsed_pairs": n_collapsed / n_pairs if n_pairs else None,
         "unlabelled": sum(p is None for p in pred_labels),
     }

@@ -158,3 +158,23 @@ def test_summarize_and_mean_sd() -> None:
     assert s["mean"] == pytest.approx(0.9) and s["worst"] == 0.8 and s["n"] == 3
     assert s["sd"] == pytest.approx(0.1)
     assert m.mean_sd([0.5]) == (0.5, 0.0)
+
+
+def test_collapsed_corner_pairs_counts_corners_put_on_one_spot() -> None:
+    # 17 upright vertebrae, 20 px wide and 10 px high, 15 px apart
+    true = np.array([[(x, 15 * v + y) for y in (0, 10) for x in (0, 20)] for v in range(17)], float).reshape(
+        68, 2
+    )
+    assert m.collapsed_corner_pairs(true, true) == (0, 68)
+    pred = true.copy()
+    pred[4 * 3 + 0] = pred[4 * 3 + 1] = (10.0, 45.0)  # T4's top corners on its endplate's middle
+    assert m.collapsed_corner_pairs(pred, true) == (1, 68)
+    pred[4 * 10 + 2] = pred[4 * 10 + 0] + (1.0, 3.0)  # T11's bottom-left 3 px under its top-left
+    assert m.collapsed_corner_pairs(pred, true) == (2, 68)
+    pred[5] = np.nan  # a point the model calls not visible: its two pairs are not counted
+    assert m.collapsed_corner_pairs(pred, true) == (2, 66)
+    # and the summary reports the share over every film
+    summary = m.landmark_summary(
+        [pred, true], [true, true], [100, 100], [{}, {}], [{}, {}], ["a", "a"], ["a", "a"]
+    )
+    assert summary["collapsed_pairs"] == pytest.approx(2 / (66 + 68))

@@ -53,6 +53,7 @@ def seed_figures(run_metrics: Sequence[dict[str, Any]], part: str = "test") -> d
         "angle_bias": {n: mean_ci([(p["angles"].get(n) or {}).get("bias") for p in parts]) for n in names},
         "smape": mean_ci([p.get("smape") for p in parts]),
         "label_accuracy": mean_ci([p.get("label_accuracy") for p in parts]),
+        "collapsed_pairs": mean_ci([p.get("collapsed_pairs") for p in parts]),
     }
 
 

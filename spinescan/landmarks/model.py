@@ -37,6 +37,7 @@ class HeatmapConfig:
     decoder_width: int = 48
     output_stride: int = 4
     coords: bool = False  # CoordConv channels at the input and before the heatmaps
+    head_width: int = 0  # a 1x1 conv-BN-ReLU of this width before the heatmap logits (0: none)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +156,8 @@ def build_heatmap_model(cfg: HeatmapConfig | None = None) -> Any:
     if cfg.coords:
         x = objs["AddCoords"](name="coords_out")(x)
         x = _conv_bn(x, cfg.decoder_width, "head")
+    if cfg.head_width:
+        x = _conv_bn(x, cfg.head_width, "head_mix", kernel=1)
     logits = L.Conv2D(cfg.n_points, 1, name="heatmap_logits")(x)
     xy_spread = objs["SoftArgmax"](input_hw=(h, w), name="soft_argmax")(logits)
     vis = L.Reshape((cfg.n_points, 1), name="visibility_logit")(vis)
