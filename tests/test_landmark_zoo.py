@@ -386,3 +386,21 @@ def test_resume_after_a_restart_keeps_the_restart_and_its_time() -> None:
     state = restore_state(rows, HParams(), restarts)
     assert state["restarts"] == restarts and state["train_seconds"] == 90.0
     assert "restarts" not in restore_state(rows, HParams())
+
+
+def test_a_landmark_model_trains_under_a_mirrored_strategy(phantom_dir: Path, tmp_path: Path) -> None:
+    """tf.distribute's MirroredStrategy (one CPU replica here): the landmark loss and metric run
+    in a replica context and the run is complete."""
+    pytest.importorskip("tensorflow")
+    from spinescan.training.loop import TrainConfig, train
+
+    result = train(
+        TrainConfig(
+            model="cobb", data=phantom_dir, runs_dir=tmp_path, image_size=64, hparams={"epochs": 1},
+            strategy="mirrored",
+        )
+    )  # fmt: skip
+    config = json.loads((result.run_dir / "config.json").read_text())
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert config["strategy"]["name"] == "mirrored" and config["strategy"]["replicas"] >= 1
+    assert metrics["finished"] and 0 < metrics["test"]["landmark_error"] < 1
