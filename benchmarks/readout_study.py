@@ -122,16 +122,13 @@ def decode_film(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Corners in film pixels (68, 2; NaN where not visible), as ``read_landmarks`` decodes them,
     and each vertebra's mean heatmap spread (17,) in input px^2 (NaN where the model has none)."""
-    from spinescan.edge.landmarks import N_POINTS, decode
+    from spinescan.edge.landmarks import N_POINTS
+    from spinescan.edge.measure import decode_output
     from spinescan.edge.preprocess import Placement
 
     o = np.asarray(out, dtype=np.float64)
     k = o.shape[0]
-    coords = np.full((N_POINTS, 2), 0.5)
-    logits = np.full(N_POINTS, -np.inf)
-    coords[:k], logits[:k] = o[:, :2], o[:, 2]
-    with np.errstate(over="ignore"):
-        d = decode(coords, logits, Placement(*[int(v) for v in placement]), input_hw)
+    d = decode_output(o, Placement(*[int(v) for v in placement]), input_hw)
     spread = np.full(N_POINTS, np.nan)
     if o.shape[1] > 3:
         spread[:k] = o[:, 3]

@@ -14,18 +14,12 @@ from typing import Any
 import numpy as np
 
 from spinescan.edge.angles import PREDICTION_READOUT, ap_angles, label_from_angles, lateral_angles
-from spinescan.edge.landmarks import N_POINTS, decode
+from spinescan.edge.landmarks import N_POINTS, Decoded, decode
 from spinescan.edge.preprocess import Placement
 
 
-def read_landmarks(
-    output: np.ndarray,
-    placement: Placement,
-    view: str,
-    input_hw: tuple[int, int],
-    image_hw: tuple[int, int],
-) -> dict[str, Any]:
-    """``{"landmarks", "sacrum", "angles", "label", "label_reason"}`` for one film.
+def decode_output(output: np.ndarray, placement: Placement, input_hw: tuple[int, int]) -> Decoded:
+    """One film's model output ``(K, >= 3)`` -> its points in film pixels (:func:`decode`).
 
     A model with fewer than the 70 points (no S1 endplate) reads the missing ones as not visible.
     """
@@ -35,7 +29,19 @@ def read_landmarks(
     logits = np.full(N_POINTS, -np.inf)
     coords[:k], logits[:k] = o[:, :2], o[:, 2]
     with np.errstate(over="ignore"):
-        d = decode(coords, logits, placement, (int(input_hw[0]), int(input_hw[1])))
+        return decode(coords, logits, placement, (int(input_hw[0]), int(input_hw[1])))
+
+
+def read_landmarks(
+    output: np.ndarray,
+    placement: Placement,
+    view: str,
+    input_hw: tuple[int, int],
+    image_hw: tuple[int, int],
+) -> dict[str, Any]:
+    """``{"landmarks", "sacrum", "angles", "label", "label_reason"}`` for one film
+    (points from :func:`decode_output`)."""
+    d = decode_output(output, placement, input_hw)
     size = (int(image_hw[0]), int(image_hw[1]))
     if view == "ap":
         angles = ap_angles(d.landmarks, image_size=size, readout=PREDICTION_READOUT)
