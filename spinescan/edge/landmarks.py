@@ -28,6 +28,28 @@ N_POINTS = len(POINT_NAMES)
 VISIBLE_MARGIN = 0.0
 
 
+_MIRROR = {"TL": "TR", "TR": "TL", "BL": "BR", "BR": "BL", "L": "R", "R": "L"}
+
+
+def mirror_order(names: tuple[str, ...] = POINT_NAMES) -> list[int]:
+    """For each point of a left-right mirrored AP film, the index of the point it was: a mirror
+    turns every top-left corner into a top-right one (and the S1 endplate's left end into its right),
+    so training targets are re-ordered by this list when a film is flipped."""
+    index = {n: i for i, n in enumerate(names)}
+    order = []
+    for n in names:
+        level, _, side = n.rpartition("-")
+        order.append(index[f"{level}-{_MIRROR[side]}"])
+    return order
+
+
+def point_groups(names: tuple[str, ...] = POINT_NAMES) -> tuple[int, ...]:
+    """Each point's vertebra (or S1) as a group index, in order of first appearance: the centre-offset
+    read-out (:mod:`spinescan.landmarks.model`) finds each group once and its points as offsets."""
+    levels: dict[str, int] = {}
+    return tuple(levels.setdefault(n.rpartition("-")[0], len(levels)) for n in names)
+
+
 @dataclass(frozen=True)
 class Targets:
     """One film's training targets: normalised input coordinates (70, 2) and visibility (70,)."""

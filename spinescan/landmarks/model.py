@@ -38,6 +38,9 @@ class HeatmapConfig:
     output_stride: int = 4
     coords: bool = False  # CoordConv channels at the input and before the heatmaps
     head_width: int = 0  # a 1x1 conv-BN-ReLU of this width before the heatmap logits (0: none)
+    # Per-point group (e.g. its vertebra) for the centre-offset read-out; empty: one heatmap per point.
+    groups: tuple[int, ...] = ()
+    offset_unit: float = 8.0  # input pixels per unit of the offset maps (keeps their raw values ~1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,7 +114,65 @@ def custom_objects() -> dict[str, Any]:
             batch = ops.zeros_like(fmap[..., :1])  # (N, h, w, 1): broadcasts the grid over the batch
             return ops.concatenate([fmap, batch + grid[None]], axis=-1)
 
-    _LAYERS.update(SoftArgmax=SoftArgmax, AddContext=AddContext, AddCoords=AddCoords)
+    @keras.saving.register_keras_serializable(package="spinescan")
+    class CentreOffsets(keras.layers.Layer):
+        """(group heatmap logits (N, h, w, G), offset maps (N, h, w, 2K)) -> (N, K, 3): per point
+        its group's soft-argmax centre plus the offset map averaged under that group's heatmap, and
+        the group heatmap's variance (input px^2).
+
+        Why: with one heatmap per corner, a model unsure which side a corner is on puts mass on both
+        and the soft-argmax lands between them: the two corners of an endplate collapse onto one spot
+        (18% of corner pairs on phantoms). Locating the vertebra once and reading each corner as an
+        offset from it keeps the corners a vertebra's shape apart whatever the heatmap's doubt.
+        """
+
+        def __init__(
+            self, input_hw: tuple[int, int], groups: list[int], offset_unit: float = 8.0, **kwargs: Any
+        ) -> None:
+            super().__init__(**kwargs)
+            self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+            self.groups = [int(g) for g in groups]
+            self.offset_unit = float(offset_unit)
+
+        def call(self, inputs: Any) -> Any:
+            logits, offsets = inputs
+            shape = ops.shape(logits)
+            h, w, g = logits.shape[1], logits.shape[2], logits.shape[3]
+            k = len(self.groups)
+            prob = ops.softmax(ops.reshape(logits, (shape[0], h * w, g)), axis=1)  # (N, hw, G)
+            one_hot = ops.convert_to_tensor(
+                [[1.0 if self.groups[j] == i else 0.0 for j in range(k)] for i in range(g)]
+            )
+            pk = ops.matmul(prob, one_hot)  # (N, hw, K): each point's group heatmap
+            gx = (ops.arange(w, dtype="float32") + 0.5) / w
+            gy = (ops.arange(h, dtype="float32") + 0.5) / h
+            grid_x = ops.reshape(ops.tile(gx[None, :], (h, 1)), (h * w,))
+            grid_y = ops.reshape(ops.tile(gy[:, None], (1, w)), (h * w,))
+            grid = ops.stack([grid_x, grid_y], axis=1)  # (hw, 2)
+            pt = ops.transpose(pk, (0, 2, 1))  # (N, K, hw)
+            centre = ops.matmul(pt, grid)
+            second = ops.matmul(pt, grid * grid)
+            var = ops.maximum(second - centre * centre, 0.0)
+            scale = ops.convert_to_tensor([float(self.input_hw[1]) ** 2, float(self.input_hw[0]) ** 2])
+            spread = ops.sum(var * scale, axis=-1, keepdims=True)
+            off = ops.reshape(offsets, (shape[0], h * w, k, 2))
+            mean_off = ops.sum(pk[..., None] * off, axis=1)  # (N, K, 2), offset units
+            unit = ops.convert_to_tensor(
+                [self.offset_unit / float(self.input_hw[1]), self.offset_unit / float(self.input_hw[0])]
+            )
+            return ops.concatenate([centre + mean_off * unit, spread], axis=-1)
+
+        def get_config(self) -> dict[str, Any]:
+            return {
+                **super().get_config(),
+                "input_hw": list(self.input_hw),
+                "groups": list(self.groups),
+                "offset_unit": self.offset_unit,
+            }
+
+    _LAYERS.update(
+        SoftArgmax=SoftArgmax, AddContext=AddContext, AddCoords=AddCoords, CentreOffsets=CentreOffsets
+    )
     return dict(_LAYERS)
 
 
@@ -158,8 +219,17 @@ def build_heatmap_model(cfg: HeatmapConfig | None = None) -> Any:
         x = _conv_bn(x, cfg.decoder_width, "head")
     if cfg.head_width:
         x = _conv_bn(x, cfg.head_width, "head_mix", kernel=1)
-    logits = L.Conv2D(cfg.n_points, 1, name="heatmap_logits")(x)
-    xy_spread = objs["SoftArgmax"](input_hw=(h, w), name="soft_argmax")(logits)
+    if cfg.groups:
+        if len(cfg.groups) != cfg.n_points:
+            raise ValueError(f"groups must name one group per point ({cfg.n_points}), got {len(cfg.groups)}")
+        logits = L.Conv2D(max(cfg.groups) + 1, 1, name="heatmap_logits")(x)
+        offsets = L.Conv2D(2 * cfg.n_points, 1, name="offset_maps")(x)
+        xy_spread = objs["CentreOffsets"](
+            input_hw=(h, w), groups=list(cfg.groups), offset_unit=cfg.offset_unit, name="centre_offsets"
+        )([logits, offsets])
+    else:
+        logits = L.Conv2D(cfg.n_points, 1, name="heatmap_logits")(x)
+        xy_spread = objs["SoftArgmax"](input_hw=(h, w), name="soft_argmax")(logits)
     vis = L.Reshape((cfg.n_points, 1), name="visibility_logit")(vis)
     out = L.Concatenate(axis=-1, name="points")([xy_spread[..., :2], vis, xy_spread[..., 2:]])
     return keras.Model(inp, out, name="landmarks_heatmap")

@@ -13,7 +13,10 @@ reused when its recorded parameters match. The fine-tuned run records where it s
 ``config.json`` and ``metrics.json`` gain a ``"pretrain"`` entry (run dir, dataset, val accuracy).
 
 Works for any plugin whose classes the phantom generator draws for its view; for others, pass
-``pretrain=<run dir>`` of any earlier run (layers are matched by name and shape).
+``pretrain=<run dir>`` of any earlier run (layers are matched by name and shape). Landmark models
+(``cobb``) pretrain the same way: a phantom carries exact corner landmarks, so the first stage
+learns where vertebrae are from thousands of films before the real films teach it what they look
+like (issue 21; benchmarks/aasce_cv.py measures what it saves).
 """
 
 from __future__ import annotations
@@ -254,13 +257,6 @@ def pretrain_and_finetune(
     config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage()
 ) -> RunResult:
     """Both stages: pretrain (``"phantoms"``, reused when possible) or take a run dir, then fine-tune."""
-    from spinescan.training.config import spec_for  # noqa: PLC0415
-
-    if spec_for(config).task != "classification":
-        raise SpineScanError(
-            f"--pretrain is for classifiers; {config.model} is a landmark model, which trains on "
-            "phantoms' landmarks directly (use --init-from RUN_DIR to start from another landmark run)"
-        )
     t0 = time.perf_counter()
     pretrain_dir = resolve_pretrain(config, pretrain, phantoms)
     elapsed = time.perf_counter() - t0

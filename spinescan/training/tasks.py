@@ -17,7 +17,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -194,10 +194,17 @@ class LandmarkTask(Task):
         drop = training and len(x) >= 2 * batch
         ds = ds.batch(batch, drop_remainder=drop)
         if training and hp.augment:
-            # --augment on a landmark model means exposure, contrast, tone, blur and noise only:
-            # a geometric transform would move the images under their targets.
+            # --augment on a landmark model: the film and its targets move together (rotation,
+            # shift, isotropic zoom; a mirror for AP films, whose corners swap sides), then exposure,
+            # contrast, tone, blur and noise. With a few hundred real films, geometry is what keeps the
+            # model from learning where each film's vertebrae happen to sit.
+            from spinescan.edge.landmarks import mirror_order  # noqa: PLC0415
+
             fill = float(spec.preprocessing.pad_value)
-            ds = pipeline.augment_batches(ds, seed, pipeline.PHOTOMETRIC_AUGMENTATION, fill)
+            aug = pipeline.LANDMARK_AUGMENTATION
+            if spec.view != "ap":  # a mirrored lateral film faces the other way: no flip
+                aug = replace(aug, flip=False)
+            ds = pipeline.augment_landmark_batches(ds, seed, aug, fill, mirror_order(spec.landmarks))
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def compile_args(self, keras, spec, hp):  # noqa: ANN001, ANN201

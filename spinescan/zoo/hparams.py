@@ -31,6 +31,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 # The backbone catalogue's names (spinescan.zoo.backbones.BACKBONES); listed here so that the
 # hyper-parameters can be validated and offered as choices without importing the builders.
 BACKBONE_NAMES = ("compact", "mobilenetv3small", "efficientnetb0", "resnet50_frozen")
+# How a landmark model reads its points (spinescan.landmarks.model): one heatmap per point, or one
+# per vertebra with each corner as an offset from it. Classifiers ignore it.
+READOUTS = ("corners", "centres")
 
 
 def _hp(
@@ -117,6 +120,12 @@ class HParams:
     )
     max_restarts: int = _hp(
         2, "Most restarts after stalled starts (--restart-below).", minimum=0, match=False
+    )
+    readout: str = _hp(
+        "corners",
+        "Landmark models: one heatmap per point (corners), or one per vertebra with each corner "
+        "read as an offset from it (centres).",
+        choices=READOUTS,
     )
     # The split's fractions are part of the split itself (its hash decides run reuse).
     validation_fraction: float = _hp(0.15, "Validation share of the split.", match=False, cli=False)

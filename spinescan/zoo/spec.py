@@ -210,8 +210,6 @@ def landmark_builder(
 
     It has its own encoder-decoder: ``backbone`` must be ``compact`` and ``weights`` None
     (refused before TensorFlow by :func:`spinescan.training.config.resolve_request`)."""
-    from spinescan.landmarks.model import HeatmapConfig, build_heatmap_model  # noqa: PLC0415
-
     # CoordConv off: with it (and the stronger spread regulariser) training stalled at loss ~60 in
     # the prototype's v2 runs and in ours (landmarks branch 7bda1eb); stated here, not left to the
     # research module's current default.
@@ -220,8 +218,16 @@ def landmark_builder(
     # new initialisation stalled again at ~0.53, 6.1 deg); with it the same seed passed PCK 0.6 by
     # epoch 4 and ended at 2.36 deg, for ~2% more parameters and no measurable step time (README,
     # Landmark models). Each of the 70 heatmaps is otherwise one linear read of 48 shared features.
+    from spinescan.edge.landmarks import point_groups  # noqa: PLC0415
+    from spinescan.landmarks.model import HeatmapConfig, build_heatmap_model  # noqa: PLC0415
+
+    centres = hparams is not None and hparams.readout == "centres"
     cfg = HeatmapConfig(
-        input_size=spec.input_size, n_points=len(spec.landmarks), coords=False, head_width=LANDMARK_HEAD_WIDTH
+        input_size=spec.input_size,
+        n_points=len(spec.landmarks),
+        coords=False,
+        head_width=LANDMARK_HEAD_WIDTH,
+        groups=point_groups(spec.landmarks) if centres else (),
     )
     return build_heatmap_model(cfg)
 
