@@ -28,6 +28,37 @@ def test_soft_argmax_reads_the_peak_in_input_coordinates() -> None:
     assert out[0, 1, 2] == pytest.approx(4.0, rel=1e-3)  # two cells 4 input px apart: variance 2^2
 
 
+def test_centre_offsets_reads_each_corner_as_an_offset_from_its_vertebra() -> None:
+    """The centre-offset read-out: a group's soft-argmax centre plus the offset map averaged under
+    that group's heatmap; two corners of one vertebra stay apart even when its heatmap is unsure."""
+    layer = custom_objects()["CentreOffsets"](input_hw=(64, 32), groups=[0, 0, 1], offset_unit=8.0)
+    logits = np.full((1, 16, 8, 2), -50.0, np.float32)
+    logits[0, 5, 3, 0] = 50.0  # vertebra 0: one sharp peak
+    logits[0, 10, 2, 1] = logits[0, 10, 3, 1] = 50.0  # vertebra 1: split between two cells
+    offsets = np.zeros((1, 16, 8, 6), np.float32)
+    offsets[..., 0] = -1.0  # point 0: 8 input px to the left of its centre
+    offsets[..., 2] = +1.0  # point 1: 8 px to the right
+    offsets[..., 5] = 0.5  # point 2: 4 px below
+    out = keras.ops.convert_to_numpy(layer([logits, offsets]))
+    centre0 = np.array([(3 + 0.5) / 8, (5 + 0.5) / 16])
+    np.testing.assert_allclose(out[0, 0, :2], centre0 + [-8 / 32, 0], atol=1e-6)
+    np.testing.assert_allclose(out[0, 1, :2], centre0 + [8 / 32, 0], atol=1e-6)
+    np.testing.assert_allclose(out[0, 2, :2], [3.0 / 8, (10 + 0.5) / 16 + 4 / 64], atol=1e-6)
+    assert out[0, 2, 2] == pytest.approx(4.0, rel=1e-3)  # the group's spread
+
+
+def test_a_centre_offset_model_saves_loads_and_keeps_its_output() -> None:
+    from spinescan.edge.landmarks import point_groups
+
+    cfg = HeatmapConfig(
+        input_size=(64, 32, 1), n_points=70, widths=(8, 8, 8, 8, 8), decoder_width=8, groups=point_groups()
+    )
+    model = build_heatmap_model(cfg)
+    x = np.random.default_rng(0).random((2, 64, 32, 1)).astype(np.float32)
+    assert model(x).shape == (2, 70, 4)
+    assert model.get_layer("heatmap_logits").filters == 18  # 17 vertebrae and S1
+
+
 def _targets(rng: np.random.Generator, n: int) -> np.ndarray:
     y = np.zeros((n, 70, 3), np.float32)
     y[..., :2] = rng.uniform(0.2, 0.8, (n, 70, 2))
