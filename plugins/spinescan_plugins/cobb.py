@@ -8,9 +8,9 @@ from spinescan import hookimpl
 from spinescan.edge.angles import AP_ANGLES
 from spinescan.edge.landmarks import POINT_NAMES
 from spinescan.zoo.spec import (
+    COBB_TRAIN,
     LANDMARK_INPUT,
     LANDMARK_PREPROCESSING,
-    LANDMARK_TRAIN,
     ModelSpec,
     landmark_builder,
 )
@@ -32,6 +32,6 @@ def register_models(register):
             measurements=AP_ANGLES,
             input_size=LANDMARK_INPUT,
             preprocessing=LANDMARK_PREPROCESSING,
-            train=LANDMARK_TRAIN,
+            train=COBB_TRAIN,
         )
     )

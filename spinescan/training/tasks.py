@@ -193,18 +193,21 @@ class LandmarkTask(Task):
             ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         drop = training and len(x) >= 2 * batch
         ds = ds.batch(batch, drop_remainder=drop)
-        if training and hp.augment:
-            # --augment on a landmark model: the film and its targets move together (rotation,
-            # shift, isotropic zoom; a mirror for AP films, whose corners swap sides), then exposure,
-            # contrast, tone, blur and noise. With a few hundred real films, geometry is what keeps the
-            # model from learning where each film's vertebrae happen to sit.
+        fill = float(spec.preprocessing.pad_value)
+        if training and hp.augment and hp.geometric_augment:
+            # The film and its targets move together (rotation, shift, isotropic zoom; a mirror for
+            # AP films, whose corners swap sides), then exposure, contrast, tone, blur and noise.
+            # With a few hundred real films, geometry is what keeps the model from learning where each
+            # film's vertebrae happen to sit (benchmarks/aasce_cv.py).
             from spinescan.edge.landmarks import mirror_order  # noqa: PLC0415
 
-            fill = float(spec.preprocessing.pad_value)
             aug = pipeline.LANDMARK_AUGMENTATION
             if spec.view != "ap":  # a mirrored lateral film faces the other way: no flip
                 aug = replace(aug, flip=False)
             ds = pipeline.augment_landmark_batches(ds, seed, aug, fill, mirror_order(spec.landmarks))
+        elif training and hp.augment:
+            # exposure, contrast, tone, blur and noise only: nothing moves, the targets stay put
+            ds = pipeline.augment_batches(ds, seed, pipeline.PHOTOMETRIC_AUGMENTATION, fill)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def compile_args(self, keras, spec, hp):  # noqa: ANN001, ANN201

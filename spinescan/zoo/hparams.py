@@ -121,6 +121,11 @@ class HParams:
     max_restarts: int = _hp(
         2, "Most restarts after stalled starts (--restart-below).", minimum=0, match=False
     )
+    geometric_augment: bool = _hp(
+        False,
+        "Landmark models: with --augment, also rotate, shift and zoom each film together with its "
+        "landmarks (and mirror AP films).",
+    )
     readout: str = _hp(
         "corners",
         "Landmark models: one heatmap per point (corners), or one per vertebra with each corner "
