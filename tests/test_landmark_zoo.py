@@ -64,8 +64,9 @@ def test_landmark_options_refused_before_tensorflow(phantom_dir: Path, tmp_path:
 
 
 def test_landmark_augmentation_moves_films_and_targets_together() -> None:
-    """--augment on a landmark model: the task's pipeline moves each film and its targets as one
-    (tests/test_landmark_augment.py checks the geometry itself); without it nothing moves."""
+    """--augment with geometric_augment (cobb's default): the task's pipeline moves each film and its
+    targets as one (tests/test_landmark_augment.py checks the geometry itself); without it only the
+    exposure changes and nothing moves."""
     pytest.importorskip("tensorflow")
     from spinescan.training.tasks import LandmarkTask
     from spinescan.zoo.hparams import HParams
@@ -79,12 +80,15 @@ def test_landmark_augmentation_moves_films_and_targets_together() -> None:
     y[:, :, :2] = rng.uniform(0.3, 0.7, (8, len(spec.landmarks), 2))
     y[:, :, 2] = 1.0
 
-    def batches(augment: bool) -> tuple[np.ndarray, np.ndarray]:
-        ds = LandmarkTask().dataset(x, y, spec, HParams(augment=augment), 8, True, 3)
-        xb, yb = next(iter(ds))
+    def batches(augment: bool, geometric: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        hp = HParams(augment=augment, geometric_augment=geometric)
+        xb, yb = next(iter(LandmarkTask().dataset(x, y, spec, hp, 8, True, 3)))
         return xb.numpy(), yb.numpy()
 
     plain_x, plain_y = batches(False)
+    exposure_x, exposure_y = batches(True, geometric=False)  # sagittal's default: nothing moves
+    np.testing.assert_array_equal(exposure_y, plain_y)
+    assert np.abs(exposure_x - plain_x).mean() > 1e-3
     aug_x, aug_y = batches(True)
     assert np.abs(aug_x - plain_x).mean() > 1e-3  # the exposure (and the fill) changed
     moved = np.abs(aug_y[..., :2] - plain_y[..., :2]).max(axis=(1, 2))
