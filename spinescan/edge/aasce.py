@@ -104,7 +104,8 @@ def is_s_shape(centre: np.ndarray) -> bool:
     first, last = p[0], p[-1]
     pts = p[:-2]
     cross = (pts[:, 1] - last[1]) * (first[0] - last[0]) - (pts[:, 0] - last[0]) * (first[1] - last[1])
-    eps = ON_CHORD * float((first[0] - last[0]) ** 2 + (first[1] - last[1]) ** 2)
+    dx, dy = float(first[0] - last[0]), float(first[1] - last[1])
+    eps = ON_CHORD * (dx * dx + dy * dy)
     return bool((cross > eps).any() and (cross < -eps).any())
 
 
