@@ -232,7 +232,7 @@ def test_score_aasce_refuses_bad_input_with_one_line() -> None:
 
 
 def test_landmark_summary_reports_the_fields_figures() -> None:
-    rows, lms = _rows(4)
+    _, lms = _rows(4)
     reads = [A.ap_angles(lm, image_size=(1000, 400)) for lm in lms]
     pred = [{n: r[n].value for n in A.AP_ANGLES} for r in reads]
     true = [dict(p) for p in pred]
@@ -241,15 +241,10 @@ def test_landmark_summary_reports_the_fields_figures() -> None:
         lms, lms, [1000] * 4, pred, true, ["healthy"] * 4, ["healthy"] * 4,
         smape_angles=X.AASCE_ANGLES, largest="cobb_deg",
     )  # fmt: skip
-    t0 = true[0]
-    assert out["smape"] == pytest.approx(100 * t0["aasce_a2_deg"] / (2 * t0["aasce_a1_deg"] + t0["aasce_a2_deg"]
-                                                                 + 2 * t0["aasce_a3_deg"]) / 4)  # fmt: skip
-    assert (out["largest_cobb_mae"], out["corners_far"], out["sensitivity"], out["specificity"]) == (
-        0,
-        0,
-        1,
-        1,
-    )
+    a1, a2, a3 = (true[0][n] for n in X.AASCE_ANGLES)
+    assert out["smape"] == pytest.approx(100 * a2 / (2 * a1 + a2 + 2 * a3) / 4)  # film 0 only
+    figures = ("largest_cobb_mae", "corners_far", "sensitivity", "specificity")
+    assert tuple(out[k] for k in figures) == (0, 0, 1, 1)
     assert out["smape_films"] == 4
 
 
@@ -263,16 +258,15 @@ def test_rule_reproduces_the_aasce_train_columns(real_dir) -> None:
         pytest.skip("aasce-train is not available")
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
+    experts = [np.array(json.loads(r["landmarks"])) for r in rows]
     got = np.array(
-        [X.aasce_angles(np.array(json.loads(r["landmarks"])), float(r["height"])).values() for r in rows]
+        [X.aasce_angles(lm, float(r["height"])).values() for lm, r in zip(experts, rows, strict=True)]
     )
     want = np.array([[float(r[n]) for n in X.AASCE_ANGLES] for r in rows])
     err = np.abs(got - want)
     assert err.mean() <= 0.03 and err.mean(axis=0).max() <= 0.03, err.mean(axis=0)
     assert err.max() < 0.1  # no film takes another branch of the rule
-    self_score = score_aasce(
-        [np.array(json.loads(r["landmarks"])) for r in rows], rows, smoothed=False, n_boot=20
-    )
+    self_score = score_aasce(experts, rows, smoothed=False, n_boot=20)
     # ~0: the rounding above, plus one film whose L4-L5 corners the expert put below the film's
     # edge (the read-out does not measure a vertebra off the film: its angles count as 0, 100%).
     assert self_score.n_unmeasured <= 1 and self_score.smape <= 100 / len(rows) + 0.05
