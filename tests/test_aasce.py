@@ -270,3 +270,16 @@ def test_rule_reproduces_the_aasce_train_columns(real_dir) -> None:
     # ~0: the rounding above, plus one film whose L4-L5 corners the expert put below the film's
     # edge (the read-out does not measure a vertebra off the film: its angles count as 0, 100%).
     assert self_score.n_unmeasured <= 1 and self_score.smape <= 100 / len(rows) + 0.05
+
+
+def test_model_card_quotes_the_fields_figures() -> None:
+    from spinescan.export.modelcard import _landmark_table
+
+    part = {"n": 9, "landmark_error": 0.03, "corners_far": 0.25, "smape": 12.5, "sensitivity": 0.9,
+            "specificity": 0.75, "label_accuracy": 0.8, "smape_angles": list(X.AASCE_ANGLES),
+            "angles": {"cobb_deg": {"mae": 4.0}}}  # fmt: skip
+    rows = _landmark_table({"val": part, "test": part})
+    assert "corners > 2% off" in rows[0] and "sensitivity | specificity" in rows[0]
+    assert rows[2] == "| val | 9 | 0.030 | 0.250 | 4.000 | 12.500 | 0.900 | 0.750 | 0.800 |"
+    assert rows[0].count("|") == rows[2].count("|") == rows[1].count("|")
+    assert "aasce_a1_deg, aasce_a2_deg, aasce_a3_deg" in rows[-1]
