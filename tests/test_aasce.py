@@ -283,3 +283,12 @@ def test_model_card_quotes_the_fields_figures() -> None:
     assert rows[2] == "| val | 9 | 0.030 | 0.250 | 4.000 | 12.500 | 0.900 | 0.750 | 0.800 |"
     assert rows[0].count("|") == rows[2].count("|") == rows[1].count("|")
     assert "aasce_a1_deg, aasce_a2_deg, aasce_a3_deg" in rows[-1]
+
+
+def test_landmark_benchmark_carries_the_fields_figures_over_seeds() -> None:
+    from spinescan.evaluation.landmarks import seed_figures
+
+    runs = [{"test": {"n": 5, "angles": {}, "corners_far": v, "sensitivity": 1.0}} for v in (0.1, 0.3)]
+    got = seed_figures(runs)
+    assert got["corners_far"]["mean"] == pytest.approx(0.2) and got["corners_far"]["n_seeds"] == 2
+    assert got["largest_cobb_mae"]["n_seeds"] == 0  # a run scored before the figure existed
