@@ -123,6 +123,9 @@ def test_training_writes_a_landmark_run(cobb_run: Path, phantom_dir: Path) -> No
     assert test["n"] == metrics["counts"]["test"] > 0
     assert 0 < test["landmark_error"] < 1
     assert set(test["angles"]) == set(AP_ANGLES)
+    # the field's figures: SMAPE over the AASCE challenge's three angles, corners off, 10-deg screen
+    assert test["smape_angles"] == ["aasce_a1_deg", "aasce_a2_deg", "aasce_a3_deg"]
+    assert {"corners_far", "largest_cobb_mae", "sensitivity", "specificity", "smape_films"} <= set(test)
     history = RunDir(cobb_run).read_history()
     assert len(history) == 1 and 0.0 <= history[0]["val_accuracy"] <= 1.0  # PCK
     rows = (cobb_run / "predictions.csv").read_text().splitlines()

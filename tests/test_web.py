@@ -587,6 +587,7 @@ def test_angles_port_matches_python(exported: Path) -> None:
     on spines that take every branch (the tiny models above see only some of them)."""
     from playwright.sync_api import sync_playwright
 
+    from spinescan.edge.aasce import aasce_angles
     from spinescan.edge.angles import ap_angles, label_from_angles, lateral_angles
 
     cases = _landmark_cases(240)
@@ -634,5 +635,8 @@ def test_angles_port_matches_python(exported: Path) -> None:
                 reasons.add(angle.reason is not None or angle.note is not None)
     print(f"\n{len(cases)} spines x 3 readings: {values} angles, max |d angle| = {worst:.1e} deg")
     assert worst <= 1e-9
+    # the AASCE angles' rule took each of its branches (C; S with the main curve high or low)
+    rules = {aasce_angles(c, hw[0]).rule for c, _, hw in cases if np.isfinite(c).all()}
+    assert rules == {"C", "S upper", "S lower"}
     assert reasons == {True, False}  # measured and unmeasured (or partial) angles both occurred
     assert {("ap", "healthy"), ("ap", "scoliosis"), ("ap", None), ("lateral", None)} <= labels

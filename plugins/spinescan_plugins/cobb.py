@@ -1,4 +1,6 @@
-"""The Cobb landmark model: AP film -> vertebral corners -> PT, MT, TL/L and largest Cobb angles.
+"""The Cobb landmark model: AP film -> vertebral corners -> PT, MT, TL/L and largest Cobb angles,
+and the AASCE challenge's three angles (``aasce_a1_deg``..``a3``, :mod:`spinescan.edge.aasce`) from
+the same smoothed mid-lines, so its SMAPE compares with the published figures.
 
 The label (scoliosis at a largest Cobb of 10 deg or more) follows from the measured angle by
 :mod:`spinescan.edge.thresholds`; the model itself only places points.
@@ -21,7 +23,10 @@ def register_models(register):
     register(
         ModelSpec(
             name="cobb",
-            description="AP film: landmarks -> PT/MT/TL Cobb angles and the largest (scoliosis >= 10 deg).",
+            description=(
+                "AP film: landmarks -> PT/MT/TL Cobb angles and the largest (scoliosis >= 10 deg), "
+                "and the AASCE challenge's three angles."
+            ),
             view="ap",
             classes=("healthy", "scoliosis"),
             build=landmark_builder,

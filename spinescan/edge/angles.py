@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from spinescan.edge.aasce import AASCE_ANGLES, aasce_rule, centre_line, midline_vectors, tilt_vectors
 from spinescan.edge.thresholds import ap_label, lateral_label
 
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
@@ -69,7 +70,8 @@ REGIONS = {
     "cobb_mt_deg": (LEVELS.index("T6"), LEVELS.index("T11")),
     "cobb_tl_deg": (T12, N_VERT - 1),
 }
-AP_ANGLES = ("cobb_deg", "cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg")
+#: The anatomical angles, then the AASCE challenge's three (:mod:`spinescan.edge.aasce`).
+AP_ANGLES = ("cobb_deg", "cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg", *AASCE_ANGLES)
 LATERAL_ANGLES = ("thoracic_kyphosis_deg", "lumbar_lordosis_deg")
 #: Fewest consecutive visible vertebrae over which a largest Cobb angle is still reported.
 MIN_RUN = 4
@@ -346,7 +348,10 @@ def ap_angles(
     manifest's definition; with ``readout="midlines"`` the same search over mid-lines) and equals
     the largest regional angle. With some out of frame, it is the largest angle over the longest
     run of consecutive available vertebrae, noted as a lower bound; a region is ``None`` unless all
-    its vertebrae are available.
+    its vertebrae are available. ``aasce_a1_deg``..``aasce_a3_deg`` are the AASCE challenge's three
+    angles (:mod:`spinescan.edge.aasce`) over the same mid-lines (raw with ``"endplates"``, the
+    smoothed ones with ``"midlines"``), ``None`` unless all 17 vertebrae are available; an S-shaped
+    spine needs ``image_size`` (its upper-half test).
     """
     sides = ("mid", "mid") if readout == "midlines" else ("superior", "inferior")
     tilts: np.ndarray | None = None  # the smoothed mid-lines' orientations, for drawing them
@@ -390,7 +395,30 @@ def ap_angles(
             continue
         best = max(mine, key=lambda k: k.angle)
         out[name] = _angle(name, best.angle, best.upper, best.lower)
+    out.update(_aasce(c, ok, image_size, tilts))
     return {name: out[name] for name in AP_ANGLES}
+
+
+def _aasce(
+    c: np.ndarray, ok: np.ndarray, image_size: tuple[int, int] | None, tilts: np.ndarray | None
+) -> dict[str, Angle]:
+    """The challenge's three angles (:func:`spinescan.edge.aasce.aasce_rule`) over the raw
+    mid-lines, or over ``tilts`` (the smoothed ones a model's reading uses); ``None`` with a
+    reason unless all 17 vertebrae are available (the rule is defined on T1-L5 only)."""
+    if not ok.all():
+        why = f"{_names(np.flatnonzero(~ok))} not visible (the AASCE angles need T1-L5)"
+        return {n: Angle(n, None, why) for n in AASCE_ANGLES}
+    vectors = midline_vectors(c) if tilts is None else tilt_vectors(tilts)
+    got = aasce_rule(vectors, centre_line(c), None if image_size is None else float(image_size[0]))
+    out = {}
+    for name, value, pair in zip(AASCE_ANGLES, got.values(), got.pairs, strict=True):
+        if value is None or pair is None:
+            out[name] = Angle(name, None, "S-shaped spine and no film height (the AASCE upper-half test)")
+            continue
+        i, j = pair
+        orient = () if tilts is None else (float(tilts[i]), float(tilts[j]))
+        out[name] = Angle(name, value, lines=((i, "mid"), (j, "mid")), orientations=orient)
+    return out
 
 
 def lateral_angles(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import cv2
 import numpy as np
 
+from spinescan.edge.aasce import AASCE_ANGLES
 from spinescan.edge.angles import LEVELS, Angle, as_corners
 
 _COLOURS = {  # BGR
@@ -29,7 +30,13 @@ _SHORT = {
     "cobb_tl_deg": "TL/L",
     "thoracic_kyphosis_deg": "T4-T12",
     "lumbar_lordosis_deg": "L1-S1",
+    "aasce_a1_deg": "AASCE 1",
+    "aasce_a2_deg": "AASCE 2",
+    "aasce_a3_deg": "AASCE 3",
 }
+#: Angles written but not drawn: the AASCE three share their mid-lines with the curves above
+#: (angle 1 is the largest Cobb angle's), and three more pairs of lines would hide the film.
+_TEXT_ONLY = frozenset(AASCE_ANGLES)
 
 
 def _endplate(
@@ -108,7 +115,7 @@ def draw_overlay(
             msg = f"{_SHORT.get(name, name)}: - ({angle.reason})"
         else:
             msg = f"{_SHORT.get(name, name)}: {angle.value:.1f} deg"
-            for k, (vertebra, side) in enumerate(angle.lines):
+            for k, (vertebra, side) in enumerate(() if name in _TEXT_ONLY else angle.lines):
                 p = _endplate(corners, sacrum, vertebra, side)
                 if p is not None and side == "mid" and len(angle.orientations) == len(angle.lines):
                     p = _through(p.mean(axis=0), angle.orientations[k])  # the smoothed mid-line

@@ -42,6 +42,10 @@ def mean_ci(values: Sequence[float | None]) -> dict[str, Any]:
     return {"mean": mean, "sd": sd, "ci": ci, "n_seeds": len(v), "values": v.tolist()}
 
 
+#: Figures of :func:`spinescan.metrics.landmark_summary` that the papers on AP landmark models report.
+FIELD_FIGURES = ("corners_far", "largest_cobb_mae", "sensitivity", "specificity")
+
+
 def seed_figures(run_metrics: Sequence[dict[str, Any]], part: str = "test") -> dict[str, Any]:
     """The figures of one landmark model over its seeds' runs (``metrics.json`` documents)."""
     parts = [r[part] for r in run_metrics]
@@ -54,6 +58,8 @@ def seed_figures(run_metrics: Sequence[dict[str, Any]], part: str = "test") -> d
         "smape": mean_ci([p.get("smape") for p in parts]),
         "label_accuracy": mean_ci([p.get("label_accuracy") for p in parts]),
         "collapsed_pairs": mean_ci([p.get("collapsed_pairs") for p in parts]),
+        # the field's figures (issue 21; absent from runs scored before them: no values)
+        **{k: mean_ci([p.get(k) for p in parts]) for k in FIELD_FIGURES},
     }
 
 

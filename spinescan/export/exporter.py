@@ -64,7 +64,10 @@ LANDMARK_FLOAT_TAIL = "logits"
 QUANTIZE_CHOICES = ("int8",)
 METRIC_KEYS = ("n", "accuracy", "balanced_accuracy", "macro_f1")
 #: A landmark model's figures quoted in its metadata (from :func:`spinescan.metrics.landmark_summary`).
-LANDMARK_METRIC_KEYS = ("n", "landmark_error", "angles", "smape", "label_accuracy")
+LANDMARK_METRIC_KEYS = (
+    "n", "landmark_error", "angles", "smape", "smape_angles", "corners_far", "largest_cobb_mae",
+    "sensitivity", "specificity", "label_accuracy",
+)  # fmt: skip
 DEFAULT_OUT = Path("exported")
 
 Echo = Callable[[str], None]

@@ -179,18 +179,28 @@ def _view_phrase(view: str) -> str:
 
 
 def _landmark_table(metrics: dict[str, Any]) -> list[str]:
-    """A landmark model's figures: landmark error, angle MAE per angle, SMAPE, label accuracy."""
+    """A landmark model's figures: landmark error, share of corners more than 2% of the film height
+    off, angle MAE per angle, SMAPE (over the angles ``smape_angles`` names: for AP models the AASCE
+    challenge's three), sensitivity / specificity at 10 deg (AP) and label accuracy."""
     names = sorted({n for part in ("val", "test") for n in ((metrics.get(part) or {}).get("angles") or {})})
-    head = "| split | n | landmark error (x film height) | " + " | ".join(f"{n} MAE (deg)" for n in names)
-    rows = [head + " | SMAPE % | label accuracy |", "|---" * (len(names) + 5) + "|"]
+    head = "| split | n | landmark error (x film height) | corners > 2% off | "
+    head += " | ".join(f"{n} MAE (deg)" for n in names)
+    tail = " | SMAPE % | sensitivity | specificity | label accuracy |"
+    rows = [head + tail, "|---" * (len(names) + 8) + "|"]
     for part in ("val", "test"):
         m = metrics.get(part) or {}
         angles = m.get("angles") or {}
         maes = " | ".join(_fmt((angles.get(n) or {}).get("mae")) for n in names)
-        rows.append(
-            f"| {part} | {m.get('n', 'n/a')} | {_fmt(m.get('landmark_error'))} | {maes} | "
-            f"{_fmt(m.get('smape'))} | {_fmt(m.get('label_accuracy'))} |"
-        )
+        cells = [part, m.get("n", "n/a"), _fmt(m.get("landmark_error")), _fmt(m.get("corners_far")), maes]
+        cells += [_fmt(m.get(k)) for k in ("smape", "sensitivity", "specificity", "label_accuracy")]
+        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
+    parts = [m for m in metrics.values() if isinstance(m, dict)]
+    smape_angles = next((m["smape_angles"] for m in parts if m.get("smape_angles")), None)
+    if smape_angles:
+        rows += [
+            "",
+            f"SMAPE over {', '.join(smape_angles)} (for AP models the AASCE 2019 challenge's angles).",
+        ]
     return rows
 
 

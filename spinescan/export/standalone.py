@@ -27,6 +27,7 @@ MODULES = (
     "edge.imageio",
     "edge.preprocess",
     "edge.thresholds",
+    "edge.aasce",
     "edge.angles",
     "edge.landmarks",
     "edge.overlay",

@@ -294,8 +294,21 @@ def summarize_landmarks(
         true_angles=true_angles,
         labels=[s.label for s in samples],
         pred_labels=[r.label for r in readings],
-        smape_angles=[m for m in spec.measurements if m != "cobb_deg"] if spec.view == "ap" else None,
+        smape_angles=_smape_angles(spec),
+        largest="cobb_deg" if spec.view == "ap" and "cobb_deg" in spec.measurements else None,
     )
+
+
+def _smape_angles(spec: ModelSpec) -> list[str] | None:
+    """The angles SMAPE is computed over: for AP models the AASCE challenge's three (the published
+    figures' metric) when the model measures them, else every angle but the largest."""
+    from spinescan.edge.aasce import AASCE_ANGLES  # noqa: PLC0415
+
+    if spec.view != "ap":
+        return None
+    if all(m in spec.measurements for m in AASCE_ANGLES):
+        return list(AASCE_ANGLES)
+    return [m for m in spec.measurements if m != "cobb_deg"]
 
 
 def _true_angles(

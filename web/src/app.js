@@ -219,6 +219,10 @@ const ANGLE_STYLE = {
   cobb_tl_deg: ["#ffc800", "TL/L"],
   thoracic_kyphosis_deg: ["#00c800", "T4-T12"],
   lumbar_lordosis_deg: ["#ffc800", "L1-S1"],
+  // the AASCE challenge's three: written, not drawn (their mid-lines are the curves' above)
+  aasce_a1_deg: ["#dddddd", "AASCE 1", true],
+  aasce_a2_deg: ["#dddddd", "AASCE 2", true],
+  aasce_a3_deg: ["#dddddd", "AASCE 3", true],
 };
 
 function endplate(points, vertebra, side) {
@@ -282,9 +286,13 @@ function drawLandmarks(target, film, result) {
     textY += 16 * unit;
   };
   for (const [name, a] of Object.entries(angles)) {
-    const [colour, short] = ANGLE_STYLE[name] || ["#ffffff", name];
+    const [colour, short, textOnly] = ANGLE_STYLE[name] || ["#ffffff", name, false];
     if (a.value === null) {
       text(`${short}: - (${a.reason})`, colour);
+      continue;
+    }
+    if (textOnly) {
+      text(`${short}: ${a.value.toFixed(1)} deg`, colour);
       continue;
     }
     ctx.strokeStyle = colour;

@@ -15,7 +15,8 @@ export const N_POINTS = N_LANDMARKS + 2; // 68 corners, then the S1 superior end
 const T4 = LEVELS.indexOf("T4");
 const T12 = LEVELS.indexOf("T12");
 const L1 = LEVELS.indexOf("L1");
-export const AP_ANGLES = ["cobb_deg", "cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg"];
+export const AASCE_ANGLES = ["aasce_a1_deg", "aasce_a2_deg", "aasce_a3_deg"];
+export const AP_ANGLES = ["cobb_deg", "cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg", ...AASCE_ANGLES];
 export const LATERAL_ANGLES = ["thoracic_kyphosis_deg", "lumbar_lordosis_deg"];
 const REGIONS = [
   ["cobb_pt_deg", 0, LEVELS.indexOf("T5")],
@@ -271,7 +272,95 @@ function maxBy(curves) {
   return curves.reduce((m, k) => (k.angle > m.angle ? k : m));
 }
 
-/** ap_angles: cobb_deg and the PT, MT, TL/L Cobb angles ({name: {value, reason, lines, note}}). */
+// --- the AASCE challenge's three angles (spinescan/edge/aasce.py) ---------------------------------
+
+const ON_CHORD = 1e-9;
+
+/** midline_vectors: each vertebra's mid-line, middle of its left side -> middle of its right side. */
+const midlineVectors = (corners) =>
+  corners.map((q) => [(q[1][0] + q[3][0]) / 2.0 - (q[0][0] + q[2][0]) / 2.0, (q[1][1] + q[3][1]) / 2.0 - (q[0][1] + q[2][1]) / 2.0]);
+
+/** tilt_vectors: unit vectors of mid-lines given by their orientations (degrees). */
+const tiltVectors = (tilts) => tilts.map((t) => [Math.cos(t * (Math.PI / 180.0)), Math.sin(t * (Math.PI / 180.0))]);
+
+/** angle_matrix: atan2(|v_i x v_j|, v_i . v_j) in degrees, exactly symmetric. */
+function aasceMatrix(v) {
+  return v.map((a) =>
+    v.map((b) => Math.atan2(Math.abs(a[0] * b[1] - a[1] * b[0]), a[0] * b[0] + a[1] * b[1]) * (180.0 / Math.PI)),
+  );
+}
+
+/** centre_line: the 34 endplate midpoints, T1 superior first. */
+const centreLine = (corners) => corners.flatMap((q) => [mid(q[0], q[1]), mid(q[2], q[3])]);
+
+/** is_s_shape: the centre line has points strictly on both sides of its chord (all but the last two). */
+function isSShape(p) {
+  const first = p[0];
+  const last = p[p.length - 1];
+  const dx = first[0] - last[0];
+  const dy = first[1] - last[1];
+  const eps = ON_CHORD * (dx * dx + dy * dy);
+  let pos = false;
+  let neg = false;
+  for (let i = 0; i < p.length - 2; i++) {
+    const cross = (p[i][1] - last[1]) * dx - (p[i][0] - last[0]) * dy;
+    if (cross > eps) pos = true;
+    if (cross < -eps) neg = true;
+  }
+  return pos && neg;
+}
+
+/** numpy's argmax over row[from..to] (inclusive): the first maximum. */
+function argmaxRange(row, from, to) {
+  let best = from;
+  for (let j = from + 1; j <= to; j++) if (row[j] > row[best]) best = j;
+  return best;
+}
+
+/** aasce_rule: [a1, a2, a3] (a2, a3 null for an S shape without the film height) and their pairs. */
+function aasceRule(vectors, centre, filmHeight) {
+  const a = aasceMatrix(vectors);
+  const last = N_VERT - 1;
+  const maxt = a.map((row) => row[argmaxRange(row, 0, last)]);
+  const upper = argmaxRange(maxt, 0, last);
+  const lower = argmaxRange(a[upper], 0, last);
+  const a1 = a[upper][lower];
+  if (!isSShape(centre)) return [[a1, a[0][upper], a[lower][last]], [[upper, lower], [0, upper], [lower, last]]];
+  if (filmHeight === null) return [[a1, null, null], [[upper, lower], null, null]];
+  const k = argmaxRange(a[upper], 0, upper);
+  const a2 = a[upper][k];
+  if (centre[2 * upper + 1][1] + centre[2 * lower + 1][1] < filmHeight) {
+    const m = argmaxRange(a[lower], lower, last);
+    return [[a1, a2, a[lower][m]], [[upper, lower], [k, upper], [lower, m]]];
+  }
+  const m = argmaxRange(a[k], 0, k);
+  return [[a1, a2, a[k][m]], [[upper, lower], [k, upper], [m, k]]];
+}
+
+/** ap_angles' _aasce: the three angles over raw (tilts null) or smoothed mid-lines. */
+function aasceAngles(c, ok, imageSize, tilts) {
+  if (!ok.every(Boolean)) {
+    const why = `${names(ok.flatMap((v, i) => (v ? [] : [i])))} not visible (the AASCE angles need T1-L5)`;
+    return Object.fromEntries(AASCE_ANGLES.map((n) => [n, angle(n, null, { reason: why })]));
+  }
+  const vectors = tilts ? tiltVectors(tilts) : midlineVectors(c);
+  const [values, pairs] = aasceRule(vectors, centreLine(c), imageSize ? imageSize[0] : null);
+  const out = {};
+  AASCE_ANGLES.forEach((n, q) => {
+    if (values[q] === null || pairs[q] === null) {
+      out[n] = angle(n, null, { reason: "S-shaped spine and no film height (the AASCE upper-half test)" });
+      return;
+    }
+    const [i, j] = pairs[q];
+    out[n] = angle(n, values[q], {
+      lines: [[i, "mid"], [j, "mid"]],
+      ...(tilts ? { orientations: [tilts[i], tilts[j]] } : {}),
+    });
+  });
+  return out;
+}
+
+/** ap_angles: cobb_deg, the PT, MT, TL/L Cobb angles and the AASCE three ({name: {value, reason, lines, note}}). */
 export function apAngles(points, imageSize, readout = "endplates") {
   const sides = readout === "midlines" ? ["mid", "mid"] : ["superior", "inferior"];
   let tilts = null; // the smoothed mid-lines' orientations, for drawing them
@@ -320,6 +409,7 @@ export function apAngles(points, imageSize, readout = "endplates") {
     const best = maxBy(mine);
     out[name] = angle(name, best.angle, lined(best.upper, best.lower));
   }
+  Object.assign(out, aasceAngles(c, ok, imageSize, tilts));
   return Object.fromEntries(AP_ANGLES.map((n) => [n, out[n]]));
 }
 
