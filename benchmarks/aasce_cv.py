@@ -148,8 +148,11 @@ def run_one(
     steps = SMALL_STEPS.get(n, args.steps) if n is not None else args.steps
     batch = int(overrides.get("batch_size", spec.train.batch_size))
     hp = {"epochs": epochs_for(len(tr), batch, steps), **overrides}
+    # a run id per configuration: two folds started in the same second must not share a directory
+    run_id = f"{key['tag'] or 'cv'}-f{key['fold']}-n{key['size']}-{key['recipe']}-s{seed}"
     config = TrainConfig(
         model=MODEL, data=data, runs_dir=args.runs, seed=seed, hparams=hp, split=split, progress=Plain(),
+        run_id=run_id,
         init_from=args.pretrain_run if key["recipe"] == "pretrain" else None,
     )
     t0 = time.perf_counter()
