@@ -7,6 +7,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,3 +295,42 @@ def test_landmark_benchmark_carries_the_fields_figures_over_seeds() -> None:
     got = seed_figures(runs)
     assert got["corners_far"]["mean"] == pytest.approx(0.2) and got["corners_far"]["n_seeds"] == 2
     assert got["largest_cobb_mae"]["n_seeds"] == 0  # a run scored before the figure existed
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_page_port_matches_python(tmp_path) -> None:
+    """web/src/landmarks.js gives the AASCE angles, reasons and lines of ap_angles on spines that
+    take every branch (seconds, without a browser or a model; tests/test_web.py checks the page)."""
+    from test_web import _landmark_cases
+
+    cases = [(c, hw) for c, _, hw in _landmark_cases(120)]
+    cases.append((_spine(S_SHAPE), (600, 400)))  # L3-L5 off the film
+    payload = [[[None if not np.isfinite(p).all() else p.tolist() for p in c], list(hw)] for c, hw in cases]
+    (tmp_path / "cases.json").write_text(json.dumps(payload))
+    module = (Path(__file__).resolve().parents[1] / "web" / "src" / "landmarks.js").as_uri()
+    script = tmp_path / "run.mjs"
+    script.write_text(
+        f'import {{ apAngles }} from "{module}";\nimport fs from "fs";\n'
+        f'const cases = JSON.parse(fs.readFileSync("{tmp_path / "cases.json"}"));\n'
+        'const out = cases.map(([p, hw]) => ["endplates", "midlines"].map((r) => apAngles(p, hw, r)));\n'
+        "out.push(apAngles(cases[0][0], null));\n"
+        "process.stdout.write(JSON.stringify(out));\n"
+    )
+    got = json.loads(subprocess.run(["node", str(script)], capture_output=True, check=True, text=True).stdout)
+    want = [[A.ap_angles(c, hw, readout=r) for r in ("endplates", "midlines")] for c, hw in cases]
+    want.append(A.ap_angles(cases[0][0]))
+    worst, rules = 0.0, set()
+    for page_views, py_views in zip([*got[:-1], [got[-1]]], [*want[:-1], [want[-1]]], strict=True):
+        for page, py in zip(page_views, py_views, strict=True):
+            assert list(page) == list(py)
+            for name in X.AASCE_ANGLES:
+                a, b = py[name], page[name]
+                assert (b["value"] is None, b["reason"]) == (a.value is None, a.reason), name
+                assert b["lines"] == [[v, side] for v, side in a.lines], name
+                assert len(b.get("orientations", [])) == len(a.orientations)
+                if a.value is not None:
+                    worst = max(worst, abs(a.value - b["value"]))
+    for c, hw in cases:
+        if np.isfinite(c).all() and A.visible_vertebrae(c, hw).all():
+            rules.add(X.aasce_angles(c, hw[0]).rule)
+    assert worst <= 1e-9 and rules == {"C", "S upper", "S lower"}
