@@ -105,7 +105,8 @@ def test_every_published_port_is_on_the_host_loopback_only() -> None:
     for name, svc in doc["services"].items():
         for host_ip, published, target in _published_ports(svc.get("ports", [])):
             seen.append(name)
-            assert host_ip == "127.0.0.1", f"{name}: port {published}:{target} is published on every interface"
+            where = f"{name}: port {published}:{target}"
+            assert host_ip == "127.0.0.1", f"{where} is published on every interface"
     assert "notebook" in seen
     assert ("127.0.0.1", "8888", "8888") in _published_ports(doc["services"]["notebook"]["ports"])
 
