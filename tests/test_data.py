@@ -192,3 +192,54 @@ def test_real_films_load_through_the_manifest(real_dir: Path) -> None:
     assert {"framing", "md5"} <= set(ds.samples[0].extra)
     usable, skipped = samples_for_spec(ds, "ap", ["healthy", "scoliosis"])
     assert skipped == [] and len(usable) == len(ds)
+
+
+# --- one rule for `data check` and `train` (issue 26 #8) -------------------------------------------
+
+
+def _constant_png(path: Path, value: int = 0, size: tuple[int, int] = (48, 32)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.full(size, value, np.uint8))
+
+
+@pytest.mark.parametrize("kind", ["empty", "constant", "one-pixel", "one-class-constant", "good"])
+def test_data_check_and_training_agree_on_what_is_usable(tmp_path: Path, kind: str) -> None:
+    """Before: 150 empty PNGs in three class folders were `ok: true` for `data check` (exit 0) and
+    refused by `train`. Now both apply `unusable_classes` to the same per-file inspection."""
+    from spinescan.cli import build_cli
+
+    classes = ("healthy", "kyphosis", "lordosis")
+    root = tmp_path / "ds"
+    for c, cls in enumerate(classes):
+        for i in range(50 if kind != "good" else 3):
+            path = root / cls / f"{i:03d}.png"
+            if kind == "empty":
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"")
+            elif kind == "constant" or (kind == "one-class-constant" and cls == "kyphosis"):
+                _constant_png(path, value=(i * 7 + c) % 256)  # distinct files: no duplicate errors
+            elif kind == "one-pixel":
+                _constant_png(path, value=(i * 7 + c) % 256, size=(1, 1))
+            else:
+                _img(path, seed=100 * c + i)
+    report = check_dataset(root, default_view="lateral")
+    try:
+        samples_for_spec(load_dataset(root, "lateral"), "lateral", classes)
+        train_accepts = True
+    except DataError as exc:
+        train_accepts = False
+        assert any(str(exc) == e for e in report.errors), (str(exc), report.errors)
+    assert report.ok == train_accepts == (kind == "good"), report.errors
+    result = CliRunner().invoke(build_cli(), ["data", "check", str(root), "--view", "lateral", "--json"])
+    assert result.exit_code == (0 if kind == "good" else 1), result.output
+    assert json.loads(result.stdout)["ok"] is (kind == "good")
+
+
+def test_no_read_check_cannot_judge_content_and_keeps_its_old_answer(tmp_path: Path) -> None:
+    """--no-read hashes without decoding: constant images are not judged (documented as fast but
+    blind to content); empty files are still unreadable there, and still only warnings."""
+    for cls in ("healthy", "kyphosis"):
+        for i in range(3):
+            _constant_png(tmp_path / cls / f"{i}.png", value=i + (cls == "kyphosis") * 10)
+    assert check_dataset(tmp_path, default_view="lateral", read=False).ok
+    assert not check_dataset(tmp_path, default_view="lateral").ok

@@ -192,3 +192,108 @@ def test_run_config_round_trips_and_reads_the_first_version() -> None:
     assert old.identity() == config.identity()  # so a finished old run is still reused
     with pytest.raises(SpineScanError, match="unsupported schema"):
         parse_run_config({**doc, "schema": "spinescan.run/9"})
+
+
+# --- hostile --hparams files (issue 26 #9): one line each, nothing read whole -----------------------
+
+
+def _raw(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"epochs": 1e400}}', "epochs=inf: expected a finite"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"width": 1e18}}', "width must be <= 1024"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"width": 1000000000000000000}}', "width must be <="),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"epochs": -1e400}}', "expected a finite"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"learning_rate": NaN}}', "expected a finite"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"learning_rate": Infinity}}', "expected a finite"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"epochs": "1e400"}}', "expected a finite"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"epochs": [3]}}', "expected a number, got list"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"epochs": true}}', "expected a number, got bool"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"optimizer": {"a": 1}}}', "expected str, got dict"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"augment": 1}}', "expected true or false"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": {"batch_size": 10000000}}', "batch_size must be <="),
+        (b"\xff\xfe{\x00}\x00", "not UTF-8 text"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (b'{"schema": "spinescan.hparams/1", "hparams": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001,
+         "nested too deeply"),
+    ],
+)
+def test_hostile_hparams_files_are_one_line(tmp_path: Path, data: bytes, message: str) -> None:
+    path = _raw(tmp_path / "hp.json", data)
+    with pytest.raises(SpineScanError) as info:
+        read_hparams_file(path, "generalist")
+    assert message in str(info.value) and "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+def test_a_huge_hparams_file_is_not_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "hp.json"
+    with open(path, "wb") as fh:  # 100 MB, sparse: costs nothing on disk
+        fh.write(b'{"schema": "spinescan.hparams/1", "hparams": {}, "pad": "')
+        fh.truncate(100 << 20)
+    sizes: list[int] = []
+    real_open = open
+
+    def spy_open(file, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        fh = real_open(file, mode, *args, **kwargs)
+        if str(file) == str(path):
+            real_read = fh.read
+
+            class Spy:
+                def __enter__(self):  # noqa: ANN204
+                    return self
+
+                def __exit__(self, *exc):  # noqa: ANN002, ANN204
+                    fh.close()
+
+                def read(self, n=-1):  # noqa: ANN001, ANN202
+                    out = real_read(n)
+                    sizes.append(len(out))
+                    return out
+
+            return Spy()
+        return fh
+
+    import builtins
+
+    monkeypatch.setattr(builtins, "open", spy_open)
+    with pytest.raises(SpineScanError, match="larger than 1024 kB"):
+        read_hparams_file(path, "generalist")
+    assert sizes and max(sizes) <= (1 << 20) + 1
+
+
+def test_hparams_from_a_fifo_or_a_folder_is_one_line(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    with pytest.raises(SpineScanError, match="not a regular file"):
+        read_hparams_file(fifo, "generalist")
+    with pytest.raises(SpineScanError, match="not a regular file"):
+        read_hparams_file(tmp_path, "generalist")
+
+
+def test_every_numeric_field_declares_both_bounds() -> None:
+    """The bounds live with the field (its metadata), so the file, the options and the tuner's
+    search space all refuse the same values."""
+    for f in fields(HParams):
+        if type(f.default) in (int, float):
+            assert f.metadata["minimum"] is not None and f.metadata["maximum"] is not None, f.name
+            assert f.metadata["minimum"] <= f.default <= f.metadata["maximum"], f.name
+
+
+@pytest.mark.parametrize("doc", ['{"epochs": 1e400}', '{"width": 1e18}', "\udcff"])
+def test_train_cli_with_hostile_hparams_file_says_one_line(tmp_path: Path, doc: str) -> None:
+    from spinescan.cli import build_cli
+
+    path = tmp_path / "hp.json"
+    body = f'{{"schema": "spinescan.hparams/1", "hparams": {doc}}}' if doc.startswith("{") else None
+    path.write_bytes(body.encode() if body else b"\xff\xfe")
+    result = CliRunner().invoke(
+        build_cli(), ["train", "generalist", "--data", str(tmp_path), "--hparams", str(path)]
+    )
+    # a SpineScanError is what `spinescan` prints as one "Error: ..." line (cli.main)
+    assert result.exit_code != 0 and isinstance(result.exception, SpineScanError), result.exception
+    assert str(result.exception).startswith("--hparams") and "\n" not in str(result.exception)

@@ -26,8 +26,9 @@ def data() -> None:
 def check(directory: Path, view: str | None, min_size: int, no_read: bool, as_json: bool) -> None:
     """Count images per view and class; list unreadable files, duplicates, tiny images, imbalance.
 
-    Exits non-zero on errors (identical files under different labels); unreadable files are
-    listed but not fatal, since training skips them.
+    Exits non-zero on errors (identical files under different labels, a class with no usable
+    image: what `spinescan train` refuses too); other unreadable files are listed but not fatal,
+    since training skips them.
     """
     report = check_dataset(
         directory, default_view=view, min_size=min_size, read=not no_read, progress=ClickProgress()

@@ -287,7 +287,42 @@ def check_dataset(
             report.too_small.append((sample.rel, small))
     report.duplicates_within, report.duplicates_across = duplicate_groups(by_md5)
     _summarise(dataset, report, min_size)
+    if read:  # the rule training applies: every class needs at least one usable image
+        reasons = [unreadable for _digest, unreadable, _small in results]
+        for view in dataset.views():
+            labels = dataset.select(view=view).labels()
+            report.errors.extend(unusable_classes(dataset, view, labels, dataset.samples, reasons))
     return report
+
+
+def unusable_classes(
+    dataset: Dataset,
+    view: str,
+    classes: Sequence[str],
+    samples: Sequence[Sample],
+    reasons: Sequence[str | None],
+) -> list[str]:
+    """One message per class of ``view`` with no usable image among ``samples`` (images of
+    ``dataset``); ``reasons[i]`` says why ``samples[i]`` cannot be read (``None``: usable). The one rule that
+    ``data check`` (an error, exit 1) and ``train`` (refuses to start) share, so a dataset that
+    ``data check`` calls OK is one that ``train`` accepts (issue 26 #8)."""
+    usable = Counter(
+        s.label for s, why in zip(samples, reasons, strict=True) if why is None and s.view == view
+    )
+    problems = []
+    for cls in classes:
+        if usable[cls]:
+            continue
+        present = dataset.select(view=view).labels()
+        hint = (
+            f"classes found for view {view!r}: {', '.join(present)}"
+            if present
+            else f"no images of view {view!r} at all (views found: {', '.join(dataset.views())})"
+        )
+        unreadable = sum(1 for s in samples if s.label == cls and s.view == view)
+        why = f"all {unreadable} of its images are unreadable" if unreadable else "it has no images"
+        problems.append(f"class {cls!r} ({view} view) cannot be used: {why} in {dataset.root}; {hint}")
+    return problems
 
 
 def duplicate_groups(by_digest: Mapping[str, Sequence[Sample]]) -> tuple[list[list[str]], list[list[str]]]:
@@ -385,14 +420,10 @@ def _summarise(dataset: Dataset, report: CheckReport, min_size: int) -> None:
 
 
 def _read_for_training(sample: Sample) -> tuple[str | None, str | None]:
-    """``(md5, why unreadable)``: the file is read once, for the duplicate check and the decode."""
-    try:
-        data = read_file_bytes(sample.path)
-        digest = hashlib.md5(data, usedforsecurity=False).hexdigest()
-        decode_image(data, str(sample.path))
-    except ImageReadError as exc:
-        return None, _reason(exc, sample)
-    return digest, None
+    """``(md5, why unreadable)``: the same inspection ``data check`` makes (:func:`_inspect`),
+    so both commands call the same files unusable."""
+    digest, why, _small = _inspect(sample, 1, True)
+    return digest, why
 
 
 def samples_for_spec(
@@ -426,16 +457,7 @@ def samples_for_spec(
         listed = "; ".join(f"{rel}: {why}" for rel, why in skipped[:5])
         more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
         raise DataError(f"{len(skipped)} unreadable image(s) in {dataset.root}: {listed}{more}")
-    have = Counter(s.label for s in usable)
-    for cls in classes:
-        if have[cls] == 0:
-            present = dataset.select(view=view).labels()
-            hint = (
-                f"classes found for view {view!r}: {', '.join(present)}"
-                if present
-                else (f"no images of view {view!r} at all (views found: {', '.join(dataset.views())})")
-            )
-            unreadable = sum(1 for s in subset.samples if s.label == cls)
-            why = f"all {unreadable} of its images are unreadable" if unreadable else "it has no images"
-            raise DataError(f"class {cls!r} ({view} view) cannot be used: {why} in {dataset.root}; {hint}")
+    problems = unusable_classes(dataset, view, classes, subset.samples, reasons)
+    if problems:
+        raise DataError(problems[0])
     return usable, skipped

@@ -118,27 +118,111 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+#: The most bytes of ``manifest.json`` read (the exporter writes a few kB per model).
+MANIFEST_MAX_BYTES = 16 << 20
+_HEX = frozenset("0123456789abcdef")
+
+
+def is_plain_name(name: object) -> bool:
+    """Whether ``name`` is one file name inside the export version: no folder part, no ``..``,
+    not absolute. A manifest entry naming ``/tmp/other.onnx`` or ``../x.onnx`` would load a file
+    the export never wrote (and that the sha256 check of the folder's own manifest never sees)."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(c in name for c in "/\\\0")
+        and name == name.strip()
+        and not (len(name) > 1 and name[1] == ":")  # C:x.onnx on Windows
+    )
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+def _check_file(where: str, entry: dict[str, Any], key: str = "file") -> None:
+    name = entry.get(key)
+    if not isinstance(name, str) or not name:
+        raise ModelRefusedError(f"{where}: {key!r} must be a file name, got {name!r}")
+    if not is_plain_name(name):
+        raise ModelRefusedError(
+            f"{where}: {key} {name!r} leaves the export folder; a manifest may only name files beside it"
+        )
+
+
+def validate_manifest(data: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check a parsed ``manifest.json`` where it is read, so that no caller meets a ``KeyError`` or
+    ``TypeError`` later: ``models`` maps names to objects whose ``file`` is a plain file name with
+    a sha256, ``int8`` is absent, ``null`` or an object (a shipped one has its own file and sha256),
+    ``card`` and ``predictor`` are plain file names. Raises :class:`ModelRefusedError`, one line."""
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise ModelRefusedError(f"{path}: not a Spine Scan export manifest")
+    predictor = data.get("predictor")
+    if predictor is not None and not is_plain_name(predictor):
+        raise ModelRefusedError(f"{path}: predictor {predictor!r} is not a file name beside the manifest")
+    for name, entry in data["models"].items():
+        where = f"{path}: model {name!r}"
+        if not isinstance(entry, dict):
+            raise ModelRefusedError(f"{where}: expected an object, got {type(entry).__name__}")
+        _check_file(where, entry)
+        if not _is_sha256(entry.get("sha256")):
+            raise ModelRefusedError(f"{where}: 'sha256' must be 64 hex digits, got {entry.get('sha256')!r}")
+        card = entry.get("card")
+        if card is not None and not is_plain_name(card):
+            raise ModelRefusedError(f"{where}: card {card!r} is not a file name beside the manifest")
+        int8 = entry.get("int8")
+        if int8 is None:
+            continue
+        if not isinstance(int8, dict):
+            raise ModelRefusedError(f"{where}: 'int8' must be an object or null, got {int8!r}")
+        shipped = int8.get("shipped", False)
+        if not isinstance(shipped, bool):
+            raise ModelRefusedError(f"{where}: int8 'shipped' must be true or false, got {shipped!r}")
+        if shipped or int8.get("file") is not None:
+            _check_file(f"{where} int8", int8)
+        if shipped and not _is_sha256(int8.get("sha256")):
+            got = int8.get("sha256")
+            raise ModelRefusedError(f"{where}: int8 'sha256' must be 64 hex digits, got {got!r}")
+    return data
+
+
 def read_manifest(models_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """``manifest.json`` of an export folder, or ``None`` when there is none."""
+    """``manifest.json`` of an export folder, validated (:func:`validate_manifest`), or ``None``
+    when there is none."""
     path = Path(models_dir) / MANIFEST_NAME
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelRefusedError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
-        raise ModelRefusedError(f"{path}: not a Spine Scan export manifest")
-    return data
+        with open(path, "rb") as fh:
+            raw = fh.read(MANIFEST_MAX_BYTES + 1)
+        if len(raw) > MANIFEST_MAX_BYTES:
+            raise ValueError(f"larger than {MANIFEST_MAX_BYTES >> 20} MB")
+        data = json.loads(raw.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ModelRefusedError(f"{path}: unreadable manifest ({' '.join(str(exc).split())[:200]})") from None
+    return validate_manifest(data, path)
 
 
 def manifest_files(entry: dict[str, Any]) -> dict[str, str]:
-    """``{file name: sha256}`` of every model file one manifest entry ships (fp32, int8 if shipped)."""
+    """``{file name: sha256}`` of every model file one (validated) manifest entry ships (fp32,
+    int8 if shipped)."""
     files = {entry["file"]: entry["sha256"]} if entry.get("file") else {}
     int8 = entry.get("int8") or {}
     if int8.get("shipped") and int8.get("file"):
         files[int8["file"]] = int8["sha256"]
     return files
+
+
+def export_version(models_dir: str | os.PathLike[str]) -> Path:
+    """The one folder a call reads an export from: where ``models_dir/manifest.json`` resolves to
+    now (``exported/current -> .v-<id>`` for a published export, ``models_dir`` itself for a plain
+    folder). Resolved once per call, so a publish switching ``current`` in the middle of a call
+    cannot pair one version's manifest with another's models."""
+    folder = Path(models_dir)
+    manifest = folder / MANIFEST_NAME
+    if manifest.is_symlink() or manifest.exists():
+        return Path(os.path.realpath(manifest)).parent
+    return folder
 
 
 def verify_against_manifest(path: Path) -> None:
@@ -306,13 +390,16 @@ EXPORT_HINT = "make them with `spinescan train generalist` then `spinescan expor
 
 def model_paths(models_dir: str | os.PathLike[str], int8: bool = False) -> list[Path]:
     """The model files of an export folder: those its manifest lists (the int8 file where one
-    was shipped and ``int8`` is asked for), else every ``*.onnx`` that is not an int8 copy."""
+    was shipped and ``int8`` is asked for), else every ``*.onnx`` that is not an int8 copy.
+
+    The paths are inside the one export version resolved here (:func:`export_version`), not
+    through ``current``: a publish switching ``current`` after this call cannot make a listed file
+    vanish or be paired with the other version's manifest."""
     folder = Path(models_dir)
     if not folder.is_dir():
         raise ModelRefusedError(f"models folder not found: {folder}; {EXPORT_HINT}")
-    # An export switched in one step (exported/manifest.json -> current/...): the manifest is read
-    # from the version it points to; each model is then checked against its own version's manifest.
-    manifest = read_manifest(Path(os.path.realpath(folder / MANIFEST_NAME)).parent)
+    version = export_version(folder)
+    manifest = read_manifest(version)
     if manifest is None:
         paths = sorted(p for p in folder.glob("*.onnx") if not p.name.endswith(".int8.onnx"))
     else:
@@ -321,7 +408,7 @@ def model_paths(models_dir: str | os.PathLike[str], int8: bool = False) -> list[
             chosen = entry["file"]
             if int8 and (entry.get("int8") or {}).get("shipped"):
                 chosen = entry["int8"]["file"]
-            paths.append(folder / chosen)
+            paths.append(version / chosen)
     if not paths:
         raise ModelRefusedError(f"no ONNX models in {folder}; {EXPORT_HINT}")
     return paths
@@ -333,13 +420,14 @@ def resolve_model(model: str | os.PathLike[str], models_dir: str | os.PathLike[s
     if as_path.suffix == ".onnx" or as_path.is_file():
         return as_path
     folder = Path(models_dir or DEFAULT_MODELS_DIR)
-    manifest = read_manifest(folder)
+    version = export_version(folder)  # once: the manifest and the model come from one version
+    manifest = read_manifest(version)
     if manifest is not None:
         entry = manifest["models"].get(str(model))
         if entry is None:
             known = ", ".join(sorted(manifest["models"])) or "none"
             raise ModelRefusedError(f"no exported model {str(model)!r} in {folder} (exported: {known})")
-        return folder / entry["file"]
+        return version / entry["file"]
     if not (folder / f"{model}.onnx").is_file():
         raise ModelRefusedError(
             f"no exported model {str(model)!r} in {folder}: train and export it first "

@@ -44,7 +44,7 @@ from spinescan.export.parity import (
     spread_samples,
 )
 from spinescan.export.publish import ExportLock, one_line, publish
-from spinescan.export.webpage import write_web
+from spinescan.export.webpage import WEB_DIR, build_web
 from spinescan.training import inference, runs
 from spinescan.training.config import DEFAULT_RUNS
 from spinescan.training.runs import RunDir, winners_file
@@ -427,15 +427,17 @@ def export_runs(
             files = {fname: path for one in staged.values() for fname, path in one.files.items()}
             cards = {one.entry["card"]: one.card for one in staged.values()}
             try:
-                publish(out_dir, staging / "set", entries, files, cards, echo=echo)
+                # The page is part of the staged set (issue 26 #4): a disk that fills while it is
+                # written fails here, before the switch, like a model that cannot be written.
+                version = publish(out_dir, staging / "set", entries, files, cards, echo=echo, page=build_web)
             except Exception as exc:  # noqa: BLE001 - e.g. disk full: the switch is the last step
                 raise ExportError(
                     f"could not switch {out_dir} to the new set ({one_line(exc)}); the previous set is "
                     "unchanged"
                 ) from None
-            # The page reads the manifest at run time, so it is not part of the versioned set;
-            # write_web swaps its own folder in one step.
-            echo(write_web(out_dir))
+            if (version / WEB_DIR).is_dir():
+                page = out_dir / WEB_DIR
+                echo(f"browser page written to {page}/ (open it with `spinescan serve --dir {out_dir}`)")
             return ExportReport(out_dir, entries, {}, len(run_dirs))
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -8,11 +8,18 @@ is atomic.
 
 The layout (every name below is inside ``exported/``)::
 
-    .v-<id>/               one complete, immutable set: *.onnx, *.md cards, manifest.json, predict.py
+    .v-<id>/               one complete, immutable set: *.onnx, *.md cards, manifest.json, predict.py,
+                           and web/ (the browser page, when it could be built)
     current -> .v-<id>     the one pointer: a relative symlink, replaced atomically (rename(2))
     manifest.json -> current/manifest.json
     generalist.onnx -> current/generalist.onnx      (one such link per file of the set)
     predict.py -> current/predict.py
+    web -> current/web
+
+The page is part of the set (issue 26 #4): it is written into the staged set before the switch,
+so a full disk while writing it fails the export with ``current`` untouched, and after the switch
+the page and the models it lists are of one version. A ``web/`` folder an older export wrote as a
+plain folder is replaced by the link right after the switch.
 
 The top-level links never change target: they all go through ``current``, so replacing
 ``current`` switches every file at once. ``spinescan-predict --models exported``,
@@ -54,6 +61,7 @@ from spinescan.atomic import atomic_write_json, atomic_write_text
 from spinescan.edge.predictor import MANIFEST_NAME, manifest_files, read_manifest, sha256_file
 from spinescan.errors import SpineScanError
 from spinescan.export.standalone import STANDALONE_NAME, write_standalone
+from spinescan.export.webpage import WEB_DIR
 
 CURRENT = "current"
 VERSION_PREFIX = ".v-"
@@ -62,6 +70,9 @@ LOCK_NAME = ".export.lock"
 _TMP_PREFIX = ".tmp-link-"
 
 Echo = Callable[[str], None]
+#: Writes the browser page into the folder it is given (which it creates); returns ``None``, or
+#: why the page was not written (then the folder is not created). See ``webpage.build_web``.
+PageWriter = Callable[[Path], "str | None"]
 
 
 class PublishError(SpineScanError):
@@ -176,6 +187,8 @@ class ExportLock:
             name = path.name
             if name.startswith(_TMP_PREFIX) and path.is_symlink():
                 path.unlink(missing_ok=True)
+            elif name.startswith(".web-") and path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)  # a page swap that was interrupted
             elif (
                 (name.startswith(STAGING_PREFIX) or name.startswith(VERSION_PREFIX))
                 and name not in live
@@ -258,6 +271,19 @@ def _carry_over(previous: Path, new_set: Path, keep: Mapping[str, Any], echo: Ec
     return carried
 
 
+def _link_plain_web(out_dir: Path, names: list[str]) -> None:
+    """Replace a plain ``web/`` folder (written by an older export, outside any version) with the
+    link ``web -> current/web``. A folder cannot be renamed over atomically by a link, so it is
+    moved aside first: for that instant there is no ``web``, never a page of the wrong version."""
+    plain = out_dir / WEB_DIR
+    if WEB_DIR not in names or plain.is_symlink() or not plain.is_dir():
+        return
+    aside = out_dir / f".web-old-{uuid.uuid4().hex[:8]}"
+    os.rename(plain, aside)
+    _replace_with_link(plain, f"{CURRENT}/{WEB_DIR}")
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def publish(
     out_dir: Path,
     new_set: Path,
@@ -265,9 +291,13 @@ def publish(
     files: Mapping[str, Path],
     cards: Mapping[str, str],
     echo: Echo = print,
+    page: PageWriter | None = None,
 ) -> Path:
     """Build the complete new set in ``new_set`` (inside a staging folder of ``out_dir``) and
-    switch ``out_dir`` to it in one step. Returns the new version folder."""
+    switch ``out_dir`` to it in one step. Returns the new version folder.
+
+    ``page`` writes the browser page into the set (``web/``); when it cannot (``npm ci`` not
+    run) the previous version's page is carried over, and its reason is echoed."""
     staging_root = new_set.parent
     new_set.mkdir()
     _adopt_plain(out_dir, staging_root)
@@ -283,7 +313,20 @@ def publish(
     models.update(entries)
     atomic_write_json(new_set / MANIFEST_NAME, _manifest(models))
     write_standalone(new_set)
+    if page is not None:
+        why = page(new_set / WEB_DIR)
+        if why is not None:
+            echo(why)
+            if (previous / WEB_DIR).is_dir():
+                shutil.copytree(previous / WEB_DIR, new_set / WEB_DIR, copy_function=_copy_into)
+                echo(f"kept the previous export's browser page ({previous.name}/{WEB_DIR})")
     for path in new_set.iterdir():  # atomic writes make 0600 files; exports are read by others
+        if path.is_dir():  # web/: its files were written (and made readable) by the page writer
+            os.chmod(path, 0o755)
+            for inner in path.rglob("*"):
+                if inner.is_file():
+                    _fsync_file(inner)
+            continue
         os.chmod(path, 0o755 if path.name == STANDALONE_NAME else 0o644)
         _fsync_file(path)
     _fsync_dir(new_set)
@@ -294,6 +337,8 @@ def publish(
     _fsync_dir(out_dir)
     for name in names:  # links for names the old set lacked; existing links already go via current
         link = out_dir / name
+        if link.is_dir() and not link.is_symlink():  # an older export's plain web/: after the switch
+            continue
         if not (link.is_symlink() and os.readlink(link) == f"{CURRENT}/{name}"):
             _replace_with_link(link, f"{CURRENT}/{name}")
     _fsync_dir(out_dir)
@@ -301,6 +346,7 @@ def publish(
     _fsync_dir(out_dir)
 
     with contextlib.suppress(OSError):  # committed: tidying up is best effort (the next export retries)
+        _link_plain_web(out_dir, names)
         for path in out_dir.iterdir():  # links to files the new set lacks (e.g. an int8 dropped)
             if path.is_symlink() and path.name not in names and os.readlink(path).startswith(f"{CURRENT}/"):
                 path.unlink(missing_ok=True)

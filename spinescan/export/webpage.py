@@ -7,9 +7,11 @@ to the page. Nothing is fetched from a CDN: the page loads its scripts, the runt
 (``../manifest.json`` and the ``../*.onnx`` it lists, checked against their sha256) from its own
 origin, e.g. ``spinescan serve``.
 
-The folder is built beside the old one and swapped in, so a half-written page never replaces a
-working one. Without ``web/node_modules`` (``npm ci`` not run) the page is skipped with a note;
-the ONNX export itself does not depend on it.
+The page is part of the export version (:mod:`spinescan.export.publish`): :func:`build_web`
+writes it into the staged set, and it is switched in with the models, in the same one step, so a
+full disk while writing it leaves ``current`` (models and page) as it was. Without
+``web/node_modules`` (``npm ci`` not run) the page is not built, with a note, and the previous
+version's page is carried over; the ONNX export itself does not depend on it.
 """
 
 from __future__ import annotations
@@ -30,35 +32,59 @@ def web_source() -> Path:
     return Path(__file__).resolve().parents[2] / WEB_DIR
 
 
-def write_web(out_dir: str | Path, source: Path | None = None) -> str:
-    """Build ``<out_dir>/web`` from ``source`` (default :func:`web_source`); returns a one-line note."""
-    source = source or web_source()
+def _missing(source: Path) -> str | None:
     src, ort_dist = source / "src", source / "node_modules" / "onnxruntime-web" / "dist"
     missing = [
         p for p in (*(src / f for f in SOURCE_FILES), *(ort_dist / f for f in ORT_FILES)) if not p.is_file()
     ]
-    if missing:
-        return (
-            f"browser page not written: {missing[0]} is missing "
-            f"(run `npm ci --prefix {source}` once, or `make install`)"
-        )
+    if not missing:
+        return None
+    return (
+        f"browser page not written: {missing[0]} is missing "
+        f"(run `npm ci --prefix {source}` once, or `make install`)"
+    )
+
+
+def build_web(target: str | Path, source: Path | None = None) -> str | None:
+    """Write the page into the new folder ``target`` (it must not exist): the page's sources and
+    the onnxruntime-web files. Returns ``None`` when done, else the one-line reason it was not
+    written (``npm ci`` not run; ``target`` is then not created). ``OSError`` (a full disk)
+    propagates: the caller builds ``target`` inside a staging folder it throws away."""
+    source = source or web_source()
+    why = _missing(source)
+    if why is not None:
+        return why
+    target = Path(target)
+    src, ort_dist = source / "src", source / "node_modules" / "onnxruntime-web" / "dist"
+    (target / "ort").mkdir(parents=True)
+    for name in SOURCE_FILES:
+        shutil.copyfile(src / name, target / name)
+    for name in ORT_FILES:
+        shutil.copyfile(ort_dist / name, target / "ort" / name)
+    for path in target.rglob("*"):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    os.chmod(target, 0o755)
+    return None
+
+
+def write_web(out_dir: str | Path, source: Path | None = None) -> str:
+    """Build ``<out_dir>/web`` on its own (outside an export version: a folder the export does
+    not manage), swapping an old one out; returns a one-line note. Exports use :func:`build_web`
+    inside the staged set instead."""
+    source = source or web_source()
+    why = _missing(source)
+    if why is not None:
+        return why
     out_dir = Path(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=".web-", dir=out_dir))
     try:
-        for name in SOURCE_FILES:
-            shutil.copyfile(src / name, staging / name)
-        (staging / "ort").mkdir()
-        for name in ORT_FILES:
-            shutil.copyfile(ort_dist / name, staging / "ort" / name)
-        for path in staging.rglob("*"):
-            os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        os.chmod(staging, 0o755)
+        build_web(staging / WEB_DIR, source)
         target = out_dir / WEB_DIR
         old = None
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=".web-old-", dir=out_dir))
             os.replace(target, old / WEB_DIR)
-        os.replace(staging, target)
+        os.replace(staging / WEB_DIR, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:

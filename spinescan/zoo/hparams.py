@@ -17,6 +17,9 @@ explicit overrides meet (in that order of precedence, last wins), as timm's
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -25,6 +28,8 @@ from typing import Any
 from spinescan.errors import SpineScanError
 
 HPARAMS_SCHEMA = "spinescan.hparams/1"
+#: The most bytes of an ``--hparams`` file read (``best_hparams.json`` from ``tune`` is ~1 kB).
+HPARAMS_MAX_BYTES = 1 << 20
 CHECKPOINTS = ("last", "best")
 LR_SCHEDULES = ("cosine", "plateau")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -67,15 +72,20 @@ class HParams:
     """Training hyper-parameters. A plugin's defaults (``ModelSpec.train``) and a run's resolved
     settings are both an ``HParams``; ``config.json`` records the resolved one."""
 
-    epochs: int = _hp(30, "Epochs to run (the cosine schedule's length).", minimum=0)
-    batch_size: int = _hp(32, "Batch size per replica.", minimum=1)
-    learning_rate: float = _hp(2e-3, "Peak learning rate.", option="--lr", minimum=0, open_minimum=True)
+    # Every number has an upper bound too: a value no run could use ({"width": 1e18}) is refused
+    # here, in one line, instead of by TensorFlow seconds later (issue 26 #9). The bounds are far
+    # above anything trained so far, so they refuse only what cannot be meant.
+    epochs: int = _hp(30, "Epochs to run (the cosine schedule's length).", minimum=0, maximum=100_000)
+    batch_size: int = _hp(32, "Batch size per replica.", minimum=1, maximum=65_536)
+    learning_rate: float = _hp(
+        2e-3, "Peak learning rate.", option="--lr", minimum=0, open_minimum=True, maximum=100.0
+    )
     lr_schedule: str = _hp("cosine", "Learning-rate schedule.", choices=LR_SCHEDULES)
     optimizer: str = _hp("adam", "Optimizer.", choices=OPTIMIZERS)
     backbone: str = _hp("compact", "Backbone.", choices=BACKBONE_NAMES)
     # The compact backbone's base width: its conv blocks have width * (1, 2, 3, 4)[:depth] filters
     # (width 32, depth 4 -> 32, 64, 96, 128). keras.applications backbones ignore both.
-    width: int = _hp(32, "Base filters of the compact backbone.", minimum=4)
+    width: int = _hp(32, "Base filters of the compact backbone.", minimum=4, maximum=1024)
     depth: int = _hp(4, "Number of conv blocks of the compact backbone.", minimum=1, maximum=6)
     dropout: float = _hp(0.2, "Dropout before the classifier.", minimum=0.0, maximum=0.9)
     augment: bool = _hp(True, "Data augmentation (--no-augment turns it off).")
@@ -94,8 +104,12 @@ class HParams:
         "Keep the best epoch by validation accuracy (with early stopping), or the last one.",
         choices=CHECKPOINTS,
     )
-    patience: int = _hp(8, "Early-stopping patience in epochs (--checkpoint best).", minimum=1)
-    min_epochs: int = _hp(6, "Epochs before early stopping may act (--checkpoint best).", minimum=0)
+    patience: int = _hp(
+        8, "Early-stopping patience in epochs (--checkpoint best).", minimum=1, maximum=100_000
+    )
+    min_epochs: int = _hp(
+        6, "Epochs before early stopping may act (--checkpoint best).", minimum=0, maximum=100_000
+    )
     # A stalled start: from-scratch heatmap models sometimes sit on a loss plateau for many epochs
     # (one `cobb` seed in three held validation accuracy at ~0.1 for 13 of its 24 epochs and ended
     # with a 6.3-deg Cobb MAE, against 2.3-2.8 for the others). Waiting out the plateau costs the
@@ -116,10 +130,11 @@ class HParams:
         400,
         "Optimizer steps after which the stalled-start check runs (--restart-below).",
         minimum=1,
+        maximum=10_000_000,
         match=False,
     )
     max_restarts: int = _hp(
-        2, "Most restarts after stalled starts (--restart-below).", minimum=0, match=False
+        2, "Most restarts after stalled starts (--restart-below).", minimum=0, maximum=100, match=False
     )
     geometric_augment: bool = _hp(
         False,
@@ -133,8 +148,12 @@ class HParams:
         choices=READOUTS,
     )
     # The split's fractions are part of the split itself (its hash decides run reuse).
-    validation_fraction: float = _hp(0.15, "Validation share of the split.", match=False, cli=False)
-    test_fraction: float = _hp(0.15, "Test share of the split.", match=False, cli=False)
+    validation_fraction: float = _hp(
+        0.15, "Validation share of the split.", minimum=0.0, maximum=0.9, match=False, cli=False
+    )
+    test_fraction: float = _hp(
+        0.15, "Test share of the split.", minimum=0.0, maximum=0.9, match=False, cli=False
+    )
 
     def __post_init__(self) -> None:
         problems = [p for f in fields(self) if (p := _check(f, getattr(self, f.name)))]
@@ -156,7 +175,10 @@ class HParams:
         if unknown:
             raise SpineScanError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
         given = {k: _coerce(known[k], v, where) for k, v in values.items() if v is not None}
-        return replace(self, **given)
+        try:
+            return replace(self, **given)
+        except SpineScanError as exc:  # a bound: say where the value came from
+            raise SpineScanError(f"{where}: {exc}") from None
 
 
 def hparam_fields() -> tuple[Field, ...]:
@@ -176,16 +198,28 @@ def default_of(name: str) -> Any:
 
 def _coerce(f: Field, value: Any, where: str) -> Any:
     kind = type(f.default)
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     try:
         if kind is bool:
             if not isinstance(value, bool):
                 raise TypeError("expected true or false")
             return value
-        if kind is int and (isinstance(value, bool) or float(value) != int(value)):
-            raise TypeError("expected an integer")
-        return kind(value)
-    except (TypeError, ValueError) as exc:
-        raise SpineScanError(f"{where}: {f.name}={value!r}: {exc}") from None
+        if kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise TypeError(f"expected a number, got {type(value).__name__}")
+            number = float(value)  # "1e400" and 1e400 are inf: refused below, never int(inf)
+            if not math.isfinite(number):
+                raise ValueError("expected a finite number")
+            if kind is int:
+                if number != int(number):
+                    raise TypeError("expected an integer")
+                return value if isinstance(value, int) else int(number)
+            return number
+        if not isinstance(value, kind):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        return value
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SpineScanError(f"{where}: {f.name}={shown}: {exc}") from None
 
 
 def _check(f: Field, value: Any) -> str | None:
@@ -209,10 +243,26 @@ def read_hparams_file(path: str | Path, model: str | None = None) -> dict[str, A
     """
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block, a device never end
+            raise SpineScanError(f"--hparams {path}: not a regular file")
+        with open(path, "rb") as fh:
+            raw = fh.read(HPARAMS_MAX_BYTES + 1)  # never the whole of a 100 MB file
     except FileNotFoundError:
         raise SpineScanError(f"--hparams {path}: file not found") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise SpineScanError(f"--hparams {path}: cannot read it ({exc.strerror or exc})") from None
+    if len(raw) > HPARAMS_MAX_BYTES:
+        raise SpineScanError(
+            f"--hparams {path}: larger than {HPARAMS_MAX_BYTES // 1024} kB; a hyper-parameter file is a "
+            "few hundred bytes"
+        )
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpineScanError(f"--hparams {path}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise SpineScanError(f"--hparams {path}: JSON nested too deeply") from None
+    except ValueError as exc:  # json.JSONDecodeError
         raise SpineScanError(f"--hparams {path}: not readable JSON ({exc})") from None
     if not isinstance(doc, dict) or doc.get("schema") != HPARAMS_SCHEMA:
         raise SpineScanError(f'--hparams {path}: expected a JSON object with "schema": "{HPARAMS_SCHEMA}"')
@@ -223,7 +273,7 @@ def read_hparams_file(path: str | Path, model: str | None = None) -> dict[str, A
     if not isinstance(values, dict):
         raise SpineScanError(f'--hparams {path}: "hparams" must be an object')
     if model is not None and doc.get("model") not in (None, model):
-        raise SpineScanError(f"--hparams {path} is for model {doc['model']!r}, not {model!r}")
+        raise SpineScanError(f"--hparams {path} is for model {repr(doc['model'])[:60]}, not {model!r}")
     HParams().override(values, f"--hparams {path}")  # unknown fields and bad values: fail now
     return dict(values)
 
