@@ -112,16 +112,22 @@ def corpus(bomb_bytes: int = BOMB_INFLATED_BYTES) -> dict[str, Case]:
         "ok-progressive.jpg": Case(_encode(grey, ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), None),
         # issue #26, defect 2: 64 x 64 declared, IDAT inflating to 1.5 GB. libpng stops at the last
         # row and ignores the rest (Python reads the 64 x 64 film): the page must stop there too.
-        "inflate-bomb.png": Case(png_raw(64, 64, 8, 0, _bomb_idat(_scanlines(big), bomb_bytes)), None, big=True),
+        "inflate-bomb.png": Case(
+            png_raw(64, 64, 8, 0, _bomb_idat(_scanlines(big), bomb_bytes)), None, big=True
+        ),
         # issue #26, defect 1
         "one-pixel.png": Case(_encode(np.full((1, 1), 7, np.uint8), ".png"), "smaller than the minimum"),
         "constant.png": Case(_encode(np.full((48, 40), 90, np.uint8), ".png"), "constant image"),
         "cut-mid-scan-eoi.jpg": Case(jpeg[: sos + (len(jpeg) - sos) // 2] + b"\xff\xd9", "truncated jpeg"),
         # issue #26, defect 3: sizes declared by headers, refused before decoding
-        "rgba16-10000.png": Case(png_raw(10000, 10000, 16, 6, zlib.compress(bytes(4096))), "decoded, over the"),
+        "rgba16-10000.png": Case(
+            png_raw(10000, 10000, 16, 6, zlib.compress(bytes(4096))), "decoded, over the"
+        ),
         "grey-20000.png": Case(png_raw(20000, 20000, 8, 0, zlib.compress(bytes(4096))), "exceeds the limit"),
         "sof-60000.jpg": Case(_set_sof(jpeg, 60000, 60000), "exceeds the limit", big=True),
-        "sof-rgb-10000.jpg": Case(_set_sof(_encode(colour, ".jpg"), 10000, 10000), "decoded, over the", big=True),
+        "sof-rgb-10000.jpg": Case(
+            _set_sof(_encode(colour, ".jpg"), 10000, 10000), "decoded, over the", big=True
+        ),
         # headers that could be read two ways, or say nothing
         "ihdr-twice.png": Case(
             png_raw(3000, 3000, 8, 0, zlib.compress(bytes(2048)), png_chunk(b"IHDR", png[16:29])),
