@@ -98,6 +98,8 @@ def corpus(bomb_bytes: int = BOMB_INFLATED_BYTES) -> dict[str, Case]:
     sof = jpeg.index(b"\xff\xc0")
     sof_segment = jpeg[sof : sof + 2 + struct.unpack(">H", jpeg[sof + 2 : sof + 4])[0]]
     big = film(64, 64, seed=1)
+    grey_end = grey.copy()
+    grey_end[40:, 32:] = 128  # the last 8 x 8 block exactly mid-grey, as libjpeg fills a cut scan
     idat_short = zlib.compress(_scanlines(grey)[:-200])
     crc_bad = bytearray(png)
     idat_at = png.index(b"IDAT")
@@ -110,6 +112,9 @@ def corpus(bomb_bytes: int = BOMB_INFLATED_BYTES) -> dict[str, Case]:
         "ok-grey.jpg": Case(jpeg, None),
         "ok-colour.jpg": Case(_encode(colour, ".jpg"), None),
         "ok-progressive.jpg": Case(_encode(grey, ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), None),
+        # a genuine film ending on a mid-grey block: Python reads it (libjpeg did not warn), so must
+        # the page (which cannot see the warning: it decodes again with padding before the EOI)
+        "ends-on-grey.jpg": Case(_encode(grey_end, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), None),
         # issue #26, defect 2: 64 x 64 declared, IDAT inflating to 1.5 GB. libpng stops at the last
         # row and ignores the rest (Python reads the 64 x 64 film): the page must stop there too.
         "inflate-bomb.png": Case(

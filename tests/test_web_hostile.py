@@ -12,6 +12,7 @@ Chromium launch for the whole module (Debian's ``chromium`` through Playwright, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -66,6 +67,20 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serving(root: Path) -> Iterator[str]:
+    """``root`` over HTTP on 127.0.0.1 (a plain static server: the corpus is no export, so not
+    ``spinescan serve``, which serves only an export's files); yields the origin."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class Site:
     """Two pages (default and lowered limits) and the corpus, served from one folder, in one
     Chromium; ``read(page, name)`` is what the page makes of a corpus file."""
@@ -107,19 +122,12 @@ def site(cases: dict[str, Case], tmp_path_factory: pytest.TempPathFactory) -> It
                     mp.setenv(key, value)
             note = write_web(root / which)
         assert "written" in note, note
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-            try:
-                yield Site(root, f"http://127.0.0.1:{server.server_address[1]}", browser)
-            finally:
-                browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(root) as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            yield Site(root, origin, browser)
+        finally:
+            browser.close()
 
 
 class _RendererMemory:

@@ -117,8 +117,8 @@ const PNG_CHANNELS = { 0: 1, 2: 3, 3: 4, 4: 4, 6: 4 };
  * The chunks of a PNG and its header, read as formats._png_header and check_complete read them:
  * IHDR first and only once (13 bytes, a valid depth and colour type), checked against the limits
  * before anything else, then an IEND reached by walking the length prefixes. A chunk whose CRC
- * does not match is refused when critical (libpng's rule; OpenCV gives up on it too) and ignored
- * when ancillary.
+ * does not match is refused when critical (libpng's rule; OpenCV gives up on it too; IEND aside,
+ * which OpenCV never reads) and ignored when ancillary.
  */
 export function readPng(bytes, name, limits = LIMITS) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -130,7 +130,7 @@ export function readPng(bytes, name, limits = LIMITS) {
   let cut = null;
   for (let pos = 8; pos + 8 <= bytes.length; ) {
     const length = view.getUint32(pos);
-    const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
+    const type = chunkName(bytes.subarray(pos + 4, pos + 8));
     const start = pos + 8;
     if (type === "IHDR") {
       if (ihdr) throw new Error(`${name}: corrupt png (more than one IHDR chunk)`);
@@ -147,7 +147,13 @@ export function readPng(bytes, name, limits = LIMITS) {
       cut = type;
       break;
     }
-    chunks.push({ type, body: bytes.subarray(start, start + length), crc: view.getUint32(start + length) });
+    chunks.push({
+      type,
+      body: bytes.subarray(start, start + length),
+      typed: bytes.subarray(pos + 4, start + length), // what the CRC covers
+      critical: (bytes[pos + 4] & 0x20) === 0, // upper-case first letter
+      crc: view.getUint32(start + length),
+    });
     if (type === "IEND") {
       ended = true;
       break;
@@ -161,15 +167,19 @@ export function readPng(bytes, name, limits = LIMITS) {
   if (!ended) throw new Error(`${name}: truncated png (no IEND chunk${cut ? `; chunk ${cut} is cut off` : ""})`);
   const kept = [];
   for (const chunk of chunks) {
-    const typed = new Uint8Array(chunk.body.length + 4);
-    for (let i = 0; i < 4; i++) typed[i] = chunk.type.charCodeAt(i);
-    typed.set(chunk.body, 4);
-    const good = crc32(typed) === chunk.crc;
-    const critical = chunk.type.charCodeAt(0) < 0x61; // upper-case first letter
-    if (!good && critical) throw new Error(`${name}: corrupt png (CRC error in the ${chunk.type} chunk)`);
+    const good = crc32(chunk.typed) === chunk.crc;
+    // IEND's CRC aside: OpenCV stops at the last row and never checks it (found by tests/test_fuzz.py).
+    if (!good && chunk.critical && chunk.type !== "IEND") throw new Error(`${name}: corrupt png (CRC error in the ${chunk.type} chunk)`);
     if (good) kept.push(chunk);
   }
   return { ihdr, chunks: kept };
+}
+
+/** A chunk type as text when it is four letters (as PNG requires), else its bytes in hex: a message
+ * never carries control characters from a file. */
+function chunkName(four) {
+  const text = String.fromCharCode(...four);
+  return /^[A-Za-z]{4}$/.test(text) ? text : `0x${Array.from(four, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
 /** The bytes of the filtered scanlines the header implies (all seven passes when interlaced). */
@@ -418,16 +428,22 @@ export function readJpegHeader(bytes, name) {
 
 /** formats._jpeg_has_eoi: a scan, and an end-of-image marker reached by walking every segment
  * and scan from the start (not "FF D9 somewhere near the end": a file cut mid-scan with FF D9
- * glued on has that too). */
-function jpegHasEoi(bytes, name) {
+ * glued on has that too). Returns the offset of the marker's first FF, or -1. */
+function jpegEoi(bytes, name) {
   const markers = [];
+  let at = -1;
   try {
-    for (const [marker] of jpegSegments(bytes, name)) markers.push(marker);
+    for (const [marker, pos] of jpegSegments(bytes, name)) {
+      markers.push(marker);
+      at = pos - 2;
+    }
   } catch (err) {
-    if (err instanceof Cut) return false;
+    if (err instanceof Cut) return -1;
     throw err;
   }
-  return markers.includes(0xda) && markers[markers.length - 1] === 0xd9;
+  if (!markers.includes(0xda) || markers[markers.length - 1] !== 0xd9) return -1;
+  while (at > 0 && bytes[at - 1] === 0xff) at--; // fill bytes before the marker
+  return at;
 }
 
 /** Rows read back from the decoded bitmap at a time (about 4 Mpx: 16 MB of RGBA). */
@@ -439,7 +455,15 @@ const STRIP_PIXELS = 1 << 22;
 export async function decodeJpeg(bytes, name, limits = LIMITS) {
   const header = readJpegHeader(bytes, name);
   checkHeader(header, name, limits);
-  if (!jpegHasEoi(bytes, name)) throw new Error(`${name}: truncated jpeg (no end-of-image marker)`);
+  const eoi = jpegEoi(bytes, name);
+  if (eoi < 0) throw new Error(`${name}: truncated jpeg (no end-of-image marker)`);
+  const image = await browserDecode(bytes, header, name);
+  if (endsOnGrey(image) && (await scanEndsEarly(bytes, eoi, header, image, name)))
+    throw new Error(`${name}: truncated jpeg (the scan ends before the last block; grey fill)`);
+  return image;
+}
+
+async function browserDecode(bytes, header, name) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(new Blob([bytes], { type: "image/jpeg" }), {
@@ -474,26 +498,44 @@ export async function decodeJpeg(bytes, name, limits = LIMITS) {
           data[i + 2] = rgba[o + 2];
         }
     }
-    const image = { width, height, channels, data };
-    checkJpegScan(image, name);
-    return image;
+    return { width, height, channels, data };
   } finally {
     bitmap.close();
   }
 }
 
-/**
- * formats.check_jpeg_scan, as far as a browser can go: a scan cut short and closed with an
- * end-of-image marker is structurally valid, and libjpeg fills the missing blocks with exact
- * mid-grey (128). Python confirms with libjpeg's "premature end" warning, which a page cannot
- * see, so here a last 8 x 8 block of exactly 128 in every channel is enough (genuine films almost
- * never end on one; the one case where the page is stricter than Python).
- */
-function checkJpegScan({ width, height, channels, data }, name) {
+/** The last 8 x 8 block is exactly mid-grey (128) in every channel: what libjpeg fills the blocks
+ * of a scan cut short with (formats.check_jpeg_scan's first test). */
+function endsOnGrey({ width, height, channels, data }) {
   for (let y = Math.max(0, height - 8); y < height; y++)
     for (let x = Math.max(0, width - 8); x < width; x++)
-      for (let c = 0; c < channels; c++) if (data[(y * width + x) * channels + c] !== 128) return;
-  throw new Error(`${name}: truncated jpeg (the scan ends before the last block; grey fill)`);
+      for (let c = 0; c < channels; c++) if (data[(y * width + x) * channels + c] !== 128) return false;
+  return true;
+}
+
+/** Bytes put before the end-of-image marker to tell a cut scan from a film that ends on grey. */
+const SCAN_PADDING = Uint8Array.from({ length: 256 }, (_, i) => [0x5a, 0xa5, 0x3c, 0xc3][i % 4]);
+
+/**
+ * formats.check_jpeg_scan's second test, without libjpeg's "premature end" warning (which Python
+ * captures and a page cannot see): the file is decoded again with entropy-coded padding put just
+ * before its end-of-image marker. A complete scan ignores bytes after its last block, so the image
+ * is the same; a scan cut short decodes the padding into the blocks it had filled with grey, so
+ * the image changes. Only ever run on a film whose last block is exactly mid-grey (rare).
+ */
+async function scanEndsEarly(bytes, eoi, header, image, name) {
+  const padded = new Uint8Array(bytes.length + SCAN_PADDING.length);
+  padded.set(bytes.subarray(0, eoi));
+  padded.set(SCAN_PADDING, eoi);
+  padded.set(bytes.subarray(eoi), eoi + SCAN_PADDING.length);
+  let again;
+  try {
+    again = await browserDecode(padded, header, name);
+  } catch (err) {
+    return true;
+  }
+  for (let i = 0; i < image.data.length; i++) if (again.data[i] !== image.data[i]) return true;
+  return false;
 }
 
 /**
