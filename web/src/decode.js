@@ -122,8 +122,8 @@ const PNG_CHANNELS = { 0: 1, 2: 3, 3: 4, 4: 4, 6: 4 };
  */
 export function readPng(bytes, name, limits = LIMITS) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length < 33 || String.fromCharCode(...bytes.subarray(12, 16)) !== "IHDR")
-    throw new Error(`${name}: corrupt png (no IHDR chunk)`);
+  if (String.fromCharCode(...bytes.subarray(12, 16)) !== "IHDR") throw new Error(`${name}: corrupt png (no IHDR chunk)`);
+  if (bytes.length < 33) throw new Error(`${name}: truncated png header`);
   const chunks = [];
   let ihdr = null;
   let ended = false;
