@@ -118,6 +118,11 @@ def _corpus() -> dict[str, bytes]:
         "fuzz_bmp_cut_info_header": bytes.fromhex(
             "424db6160000000000003600000028000000280000003000000001001800"
         ),
+        # Found by fuzzing the page: a chunk type with a newline in it reached its message.
+        "fuzz_png_chunk_type_newline": bytes.fromhex(
+            "89504e470d0a1a0a0000000d4948445200000001000000010800000000003a7e9b550000000a4944"
+            "4154081d6360070000090008a74452180000000049454e44ae426082"
+        ),
         "empty": b"",
         "text": b"not an image at all\n" * 8,
     }
@@ -254,3 +259,104 @@ def test_predictor_input_path_gives_a_result_or_one_error(
     for leftover in folder.iterdir():
         leftover.unlink()
     folder.rmdir()
+
+
+# --- the browser page's reader (issue #26): the same seeds, through one Chromium session ----------
+
+#: Examples for the page (each one a round trip to the browser): bounded, as the issue asks.
+PAGE_EXAMPLES = int(os.environ.get("SPINESCAN_FUZZ_PAGE_EXAMPLES", str(EXAMPLES)))
+PAGE_FUZZ = settings(FUZZ, max_examples=PAGE_EXAMPLES)
+
+
+def _page_seeds() -> dict[str, bytes]:
+    """The seeds above plus the shared hostile corpus (tests/hostile_files.py; its inflate bomb
+    made small here: the fuzzing is about parsing, tests/test_web_hostile.py watches memory)."""
+    from hostile_files import corpus
+
+    seeds = dict(CORPUS)
+    seeds.update({f"hostile_{k}": c.data for k, c in corpus(bomb_bytes=2**20).items()})
+    return seeds
+
+
+@pytest.fixture(scope="module")
+def page_reader(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """``read(bytes) -> dict``: the page's reading of some bytes ({width, height, channels} or
+    {error}), in one Chromium for the module, the page written with the fuzzing limits."""
+    import base64
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("SPINESCAN_REQUIRE_BROWSER") == "1":
+            pytest.fail("SPINESCAN_REQUIRE_BROWSER=1 but Debian chromium is not installed")
+        pytest.skip("Debian chromium is not installed")
+    from playwright.sync_api import sync_playwright
+    from test_web_hostile import serving
+
+    from spinescan.export.webpage import write_web
+
+    root = tmp_path_factory.mktemp("fuzz-page")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in LIMITS.items():
+            mp.setenv(key, value)
+        assert "written" in write_web(root)
+    with serving(root) as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{origin}/web/")
+        for _ in range(300):  # not wait_for_function: its string is eval'd, which the page's CSP forbids
+            if page.evaluate("!!(window.spineScan && window.spineScan.readBytes)"):
+                break
+            page.wait_for_timeout(100)
+
+        def read(data: bytes) -> dict:
+            return page.evaluate(
+                "(s) => window.spineScan.readBytes(Uint8Array.from(atob(s), (c) => c.charCodeAt(0)), 'fuzz')",
+                base64.b64encode(data).decode(),
+            )
+
+        yield read
+        browser.close()
+
+
+PAGE_SEEDS = _page_seeds()
+PAGE_BYTES = st.one_of(mutated(), st.sampled_from(sorted(PAGE_SEEDS.values())), st.binary(max_size=512))
+
+
+def _python_reads(data: bytes) -> dict:
+    """spinescan-predict's reading of the same bytes, in the page's terms."""
+    try:
+        image = imageio.decode_image(data, "fuzz", min_side=imageio.MIN_SIDE)
+    except (ImageReadError, MissingExtraError) as exc:
+        return {"error": str(exc)}
+    return {"width": image.shape[1], "height": image.shape[0]}
+
+
+def test_page_reads_the_seeds_as_python_does(page_reader) -> None:  # noqa: ANN001
+    """Every seed (valid films and hostile files alike): refused by both or read by both at the
+    same size (PNG and JPEG; the page refuses the other formats by name)."""
+    for name, data in PAGE_SEEDS.items():
+        page, python = page_reader(data), _python_reads(data)
+        if imageio.sniff_bytes(data[: imageio.HEAD]) not in ("png", "jpeg"):
+            assert "error" in page, name
+            continue
+        assert ("error" in page) == ("error" in python), (name, page, python)
+        if "error" not in page:
+            assert (page["width"], page["height"]) == (python["width"], python["height"]), name
+
+
+@_maybe_seed
+@PAGE_FUZZ
+@given(data=PAGE_BYTES)
+def test_page_reader_refuses_with_one_line_as_python_does(data: bytes, page_reader) -> None:  # noqa: ANN001
+    page = page_reader(data)
+    if "error" in page:
+        assert page["error"].startswith("fuzz: ") and "\n" not in page["error"], page
+    else:
+        assert page["width"] * page["height"] <= int(LIMITS["SPINESCAN_MAX_PIXELS"])
+        assert min(page["width"], page["height"]) >= imageio.MIN_SIDE
+    if imageio.sniff_bytes(data[: imageio.HEAD]) not in ("png", "jpeg"):
+        assert "error" in page
+        return
+    python = _python_reads(data)
+    assert ("error" in page) == ("error" in python), (page, python)

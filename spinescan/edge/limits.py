@@ -62,6 +62,21 @@ def file_limit() -> int:
     return _env_int("SPINESCAN_MAX_FILE_BYTES") or MAX_FILE_BYTES
 
 
+def page_limits() -> dict[str, int]:
+    """The limits as they stand now (environment overrides included), for the browser page.
+
+    ``spinescan export`` writes them into the page (``web/limits.js``, see
+    :func:`spinescan.export.webpage.limits_module`): the page refuses what :func:`read_image
+    <spinescan.edge.imageio.read_image>` refuses from one source of numbers, never a copy of them.
+    """
+    return {
+        "max_pixels": pixel_limit(None),
+        "max_image_bytes": byte_limit(),
+        "max_file_bytes": file_limit(),
+        "min_side": MIN_SIDE,
+    }
+
+
 def human_bytes(n: int) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 else f"{n / 2**20:.1f} MB"
 

@@ -3,7 +3,7 @@
 // by `spinescan export`), checked against its sha256, and fed by a port of the Python
 // preprocessing. Nothing is requested from anywhere but this page's own origin.
 import * as ort from "./ort/ort.wasm.min.mjs";
-import { decodeFile } from "./decode.js";
+import { checkFile, decodeFile } from "./decode.js";
 import { LEVELS, N_LANDMARKS, apAngles, labelFromAngles, lateralAngles, readLandmarks } from "./landmarks.js";
 import { normaliseCam, preprocess } from "./preprocess.js";
 
@@ -425,8 +425,8 @@ async function addFile(file, view) {
   const entry = { file: file.name, view };
   const t0 = performance.now();
   try {
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    entry.decoded = await decodeFile(bytes, file.name);
+    await checkFile(file); // empty, not an image, over the size limit: refused before it is read
+    entry.decoded = await decodeFile(new Uint8Array(await file.arrayBuffer()), file.name);
     entry.film = filmCanvas(entry.decoded);
     await state.ready;
     entry.view = view || $("#view").value; // films added before the models loaded
@@ -480,9 +480,20 @@ state.preprocessBytes = async (bytes, modelOrSpec) => {
   const model = typeof modelOrSpec === "string" ? state.models.find((m) => m.name === modelOrSpec) : null;
   const inputSize = model ? model.inputSize : modelOrSpec.input_size;
   const prep = model ? model.prep : modelOrSpec.preprocessing;
-  const decoded = await decodeFile(new Uint8Array(bytes), "bytes");
+  const decoded = await decodeFile(new Uint8Array(bytes), "bytes", { minSide: 1 }); // read_image's default
   const { tensor, geometry } = preprocess(decoded, inputSize, prep);
   return { tensor: Array.from(tensor), geometry };
+};
+
+// For tests (tests/test_web_hostile.py, tests/test_fuzz.py): what the page makes of some bytes, as
+// the page reads a film: {width, height, channels} or {error: the one-line message}.
+state.readBytes = async (bytes, name = "bytes") => {
+  try {
+    const { width, height, channels } = await decodeFile(new Uint8Array(bytes), name);
+    return { width, height, channels };
+  } catch (err) {
+    return { error: err && err.message ? err.message : String(err) };
+  }
 };
 
 // For tests: the angles, reasons and label the page derives from landmarks in film pixels
