@@ -41,8 +41,8 @@ def test_centre_offsets_reads_each_corner_as_an_offset_from_its_vertebra() -> No
     offsets[..., 5] = 0.5  # point 2: 4 px below
     out = keras.ops.convert_to_numpy(layer([logits, offsets]))
     centre0 = np.array([(3 + 0.5) / 8, (5 + 0.5) / 16])
-    np.testing.assert_allclose(out[0, 0, :2], centre0 + [-8 / 32, 0], atol=1e-6)
-    np.testing.assert_allclose(out[0, 1, :2], centre0 + [8 / 32, 0], atol=1e-6)
+    np.testing.assert_allclose(out[0, 0, :2], centre0 + np.array([-8 / 32, 0]), atol=1e-6)
+    np.testing.assert_allclose(out[0, 1, :2], centre0 + np.array([8 / 32, 0]), atol=1e-6)
     np.testing.assert_allclose(out[0, 2, :2], [3.0 / 8, (10 + 0.5) / 16 + 4 / 64], atol=1e-6)
     assert out[0, 2, 2] == pytest.approx(4.0, rel=1e-3)  # the group's spread
 
