@@ -37,3 +37,22 @@ def test_progress_defaults_to_quiet(capsys) -> None:
     assert as_progress(False) is QUIET and isinstance(as_progress(True), Plain)
     as_progress(True).info("shown")
     assert capsys.readouterr().err == "shown\n"
+
+
+def test_a_real_landmark_manifest_is_not_taken_for_phantoms(tmp_path: Path) -> None:
+    """Expert landmarks and Cobb angles (aasce-train's columns) do not make a set synthetic; the
+    generator's own columns in a set written before the provenance record still do."""
+    from spinescan.data.provenance import read_provenance
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "manifest.csv").write_text(
+        "file,view,label,patient_id,aasce_a1_deg,aasce_a2_deg,aasce_a3_deg,cobb_deg,width,height,landmarks\n"
+    )
+    assert read_provenance(real).synthetic is False
+    old = tmp_path / "old-phantoms"
+    old.mkdir()
+    (old / "manifest.csv").write_text(
+        "file,view,label,patient_id,thoracic_kyphosis_deg,lumbar_lordosis_deg,cobb_deg,seed,index,landmarks\n"
+    )
+    assert read_provenance(old).synthetic is True

@@ -78,10 +78,14 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def _manifest_has_ground_truth(root: Path) -> bool:
-    """A manifest with the phantom generator's ground-truth columns (sets written before the record)."""
+    """A manifest with the phantom generator's own columns (sets written before the record).
+
+    Landmarks and a Cobb angle alone no longer say "phantom": real annotated films carry them too
+    (aasce-train: expert corners and the challenge's angles); the generator's ``seed`` and
+    ``index`` per film and its sagittal ground truth do."""
     try:
         with open(root / "manifest.csv", encoding="utf-8") as fh:
-            header = fh.readline()
+            columns = {c.strip() for c in fh.readline().split(",")}
     except OSError:
         return False
-    return "landmarks" in header and "cobb_deg" in header
+    return {"landmarks", "cobb_deg", "seed", "index", "thoracic_kyphosis_deg"} <= columns
