@@ -214,3 +214,41 @@ def test_predictor_calls_while_current_flips_in_a_loop(tmp_path: Path) -> None:
         stop.set()
         thread.join(timeout=10)
     assert failures == []
+
+
+# --- fuzz: any JSON document is either a valid manifest or one ModelRefusedError ---------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_names = st.sampled_from(["toy.onnx", "/etc/passwd", "../x.onnx", "a/b.onnx", "", ".", "x.md", "t.int8.onnx"])
+_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8), _names
+)
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.sampled_from(["file", "sha256", "int8", "shipped", "card", "models", "predictor", "x"]),
+            inner,
+            max_size=4,
+        ),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entry=_json, top=_json)
+def test_any_manifest_document_is_valid_or_one_refusal(tmp_path: Path, entry: object, top: object) -> None:
+    with_int8 = {"models": {"toy": {"file": "toy.onnx", "sha256": SHA, "int8": entry}}}
+    for doc in ({"models": {"toy": entry}}, top, with_int8):
+        try:
+            valid = onnxmodel.validate_manifest(doc, tmp_path / "manifest.json")
+        except ModelRefusedError as exc:
+            assert "\n" not in str(exc)
+            continue
+        for item in valid["models"].values():  # what callers do with a valid one never fails
+            for name in onnxmodel.manifest_files(item):
+                assert onnxmodel.is_plain_name(name)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -52,10 +53,12 @@ if TYPE_CHECKING:
     from spinescan.progress import Progress
 
 __all__ = [
+    "RunNotSaved",
     "RunResult",
     "TrainConfig",
     "TrainingInterrupted",
     "build_compiled",
+    "check_runs_writable",
     "make_inputs",
     "rescore",
     "train",
@@ -81,6 +84,50 @@ class TrainingInterrupted(SpineScanError):
         )
 
 
+class RunNotSaved(TrainingInterrupted):
+    """A file of the run could not be written (a full disk, a read-only or vanished folder). Every
+    run file is written atomically, so what was saved before is intact; the CLI adds the
+    ``--resume`` command line, as for Ctrl-C (issue 26 #5)."""
+
+    exit_code = 1
+
+    def __init__(self, plan: Plan, exc: BaseException) -> None:
+        super().__init__(plan, 0)
+        where = getattr(exc, "filename", None) or self.run_dir
+        why = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:200] or type(exc).__name__
+        Exception.__init__(
+            self,
+            f"could not write {where} ({why}). The files saved before are intact in {self.run_dir} "
+            "(every run file is written atomically); free some space (or fix the folder).",
+        )
+
+
+#: Words in a TensorFlow error (its checkpoint writer raises its own types, not OSError) that
+#: say the disk refused a write.
+_WRITE_FAILURES = ("No space left", "Read-only file system", "Disk quota exceeded", "Permission denied")
+
+
+def _is_write_failure(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return True
+    return type(exc).__module__.startswith("tensorflow") and any(w in str(exc) for w in _WRITE_FAILURES)
+
+
+def check_runs_writable(runs_dir: str | os.PathLike[str]) -> None:
+    """Refuse, in one line and before any image is loaded, a ``--runs`` folder that cannot take a
+    file (read-only, not a folder, no permission). Before: 10 s of loading, then a chained
+    traceback."""
+    folder = Path(runs_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=".write-check-", dir=folder):
+            pass
+    except OSError as exc:
+        raise SpineScanError(
+            f"--runs {folder}: cannot write there ({exc.strerror or exc}); pass a writable folder with --runs"
+        ) from None
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -101,6 +148,7 @@ class TrainingData:
 def train(config: TrainConfig) -> RunResult:
     """Train ``config.model`` and leave a complete run directory; see the module docstring."""
     resolved = resolve_request(config)  # argument errors, before TensorFlow
+    check_runs_writable(config.runs_dir)  # before TensorFlow and the data: not 10 s of loading first
     require_tensorflow("Training")  # fail early, naming the 'train' extra
     strategy, strategy_name = make_strategy(config.strategy)
     chief, worker = worker_role(strategy)
@@ -110,14 +158,18 @@ def train(config: TrainConfig) -> RunResult:
         return RunResult(plan.rundir.path, plan.rundir.read_metrics() or {})
     data = load_training_data(plan)
     out = plan.rundir if chief else RunDir(Path(tempfile.mkdtemp(prefix=f"spinescan-worker{worker}-")))
-    out.path.mkdir(parents=True, exist_ok=True)
-    if chief and not plan.resuming:
-        strategy_doc = {"name": strategy_name, "replicas": int(strategy.num_replicas_in_sync)}
-        out.write_config(_run_config(plan, data, strategy_doc))
-        data.split.save(out.file(RunDir.SPLIT))
     try:
+        out.path.mkdir(parents=True, exist_ok=True)
+        if chief and not plan.resuming:
+            strategy_doc = {"name": strategy_name, "replicas": int(strategy.num_replicas_in_sync)}
+            out.write_config(_run_config(plan, data, strategy_doc))
+            data.split.save(out.file(RunDir.SPLIT))
         with tempfile.TemporaryDirectory(prefix=".cache-", dir=out.path.parent) as cache:
             return _fit_and_record(plan, data, (strategy, strategy_name), chief, (out, Path(cache)))
+    except Exception as exc:
+        if chief and _is_write_failure(exc) and not isinstance(exc, SpineScanError):
+            raise RunNotSaved(plan, exc) from None
+        raise
     finally:
         if not chief:
             shutil.rmtree(out.path, ignore_errors=True)
