@@ -39,6 +39,7 @@ from spinescan.edge.onnxmodel import (
     ModelInfo,
     ModelRefusedError,
     OnnxModel,
+    choose_models_dir,
     load_model,
     manifest_files,
     model_paths,
@@ -371,7 +372,9 @@ def _parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", help="one exported .onnx file")
     source.add_argument(
-        "--models", help=f"a folder of exported models, used side by side (default: {DEFAULT_MODELS_DIR}/)"
+        "--models",
+        help=f"a folder of exported models, used side by side (default: {DEFAULT_MODELS_DIR}/ when it "
+        "holds an export, else the models bundled with the package)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     parser.add_argument("--top", type=int, metavar="K", help="show only the K most probable classes")
@@ -402,15 +405,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.model:
-            paths = [Path(args.model)]
+            paths, source = [Path(args.model)], f"models: --model {args.model}"
         else:
-            paths = model_paths(args.models or DEFAULT_MODELS_DIR, int8=args.int8)
+            chosen = choose_models_dir(args.models)
+            paths, source = model_paths(chosen.folder, int8=args.int8), chosen.describe()
         models = [OnnxModel(p) for p in paths]
         if args.view:
             models = _of_view(models, args.view)
     except SpineScanError as exc:
         print(f"spinescan-predict: error: {exc}", file=sys.stderr)
         return 2
+    # Which set ran (the bundled one, ./exported or --models): on stderr, so --json stays parseable.
+    print(f"spinescan-predict: {source}", file=sys.stderr)
     views = sorted({m.info.view for m in models})
     if len(views) > 1:
         print(
