@@ -85,11 +85,19 @@ def models_command(pattern: str | None, view: str | None, as_json: bool) -> None
         click.echo("No models match.")
         return
     width = max(len(s.name) for s in specs)
+    whats = {
+        s.name: ", ".join(s.classes) if s.task == "classification" else f"measures {', '.join(s.measurements)}"
+        for s in specs
+    }
+    what_w = max(len(w) for w in whats.values())
+    plugin_w = max(len(s.plugin) for s in specs) + 2
     for s in specs:
         size = "x".join(str(v) for v in s.input_size)
-        what = ", ".join(s.classes) if s.task == "classification" else "measures " + ", ".join(s.measurements)
         weights = f"bundled: {headline(bundled[s.name])}" if s.name in bundled else "no bundled weights"
-        click.echo(f"{s.name:<{width}}  {s.view:<7}  {size:<9}  {what:<28}  [{s.plugin}]  {weights}")
+        plugin, what = f"[{s.plugin}]", whats[s.name]
+        click.echo(
+            f"{s.name:<{width}}  {s.view:<7}  {size:<9}  {what:<{what_w}}  {plugin:<{plugin_w}}  {weights}"
+        )
     if bundled:
         click.echo(f"Bundled weights: {BUNDLED_DIR} (model cards there; rebuilt by `make models`).")
 
