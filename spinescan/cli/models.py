@@ -86,7 +86,7 @@ def models_command(pattern: str | None, view: str | None, as_json: bool) -> None
         return
     width = max(len(s.name) for s in specs)
     whats = {
-        s.name: ", ".join(s.classes) if s.task == "classification" else f"measures {', '.join(s.measurements)}"
+        s.name: ", ".join(s.classes) if s.task == "classification" else "measures " + ", ".join(s.measurements)
         for s in specs
     }
     what_w = max(len(w) for w in whats.values())
