@@ -85,10 +85,8 @@ def models_command(pattern: str | None, view: str | None, as_json: bool) -> None
         click.echo("No models match.")
         return
     width = max(len(s.name) for s in specs)
-    whats = {
-        s.name: ", ".join(s.classes) if s.task == "classification" else "measures " + ", ".join(s.measurements)
-        for s in specs
-    }
+    measures = {s.name: "measures " + ", ".join(s.measurements) for s in specs}
+    whats = {s.name: ", ".join(s.classes) if s.task == "classification" else measures[s.name] for s in specs}
     what_w = max(len(w) for w in whats.values())
     plugin_w = max(len(s.plugin) for s in specs) + 2
     for s in specs:
