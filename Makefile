@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   - create the venv, install, and run synth -> train -> bench -> export -> predict
 #   make test   - create the venv, install with test tools, run ruff, the import contracts and the tests
+#   make models - rebuild the models bundled with the package (spinescan/pretrained/, docs/pretrained.md)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # The browser page's one dependency (onnxruntime-web), pinned by web/package-lock.json.
 NPM_STAMP := web/node_modules/.package-lock.json
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean models
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ test: install lint
 
 demo: install
 	PATH=$(abspath $(BIN)):$$PATH bash scripts/demo.sh
+
+# One recorded recipe per bundled model (scripts/build_models.sh); MODELS="scoliosis" rebuilds one.
+models: $(STAMP)
+	nice -n 10 bash scripts/build_models.sh $(MODELS)
 
 clean:
 	rm -rf $(VENV) runs reports build *.egg-info web/node_modules

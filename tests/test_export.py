@@ -209,6 +209,28 @@ def test_round_trip_real_films(exported: Path, trained_run: Path, real_dir: Path
 
 
 @pytest.mark.slow
+def test_allow_weak_marks_the_model_and_a_parity_sample_is_recorded(
+    exported: Path, trained_run: Path, phantom_dir: Path
+) -> None:
+    """Issue #22: a model exported with --allow-weak carries the gate's verdict in the manifest, the
+    card, the file's metadata and every predictor result; each shipped file has a parity sample."""
+    from spinescan.edge.onnxmodel import check_parity_sample, manifest_files
+    from spinescan.export.selection import assess
+
+    entry = json.loads((exported / "manifest.json").read_text())["models"]["generalist"]
+    verdict = assess(trained_run)
+    assert bool(entry["weak"]) == verdict.weak
+    for fname in manifest_files(entry):
+        check_parity_sample(OnnxModel(exported / fname), entry["parity_sample"][fname])
+    if verdict.weak:
+        assert entry["weak"] == verdict.verdict()
+        assert "WEAK MODEL: exported with `--allow-weak`" in (exported / "generalist.md").read_text()
+        assert OnnxModel(exported / "generalist.onnx").info.weak == verdict.verdict()
+        film = sorted(phantom_dir.rglob("*.png"))[0]
+        assert all(r["weak"] == verdict.verdict() for r in _predict_cli(exported, [film]))
+
+
+@pytest.mark.slow
 def test_export_writes_card_int8_and_standalone(exported: Path) -> None:
     entry = json.loads((exported / "manifest.json").read_text())["models"]["generalist"]
     int8 = entry["int8"]

@@ -36,10 +36,54 @@ def test_export_after_train_takes_the_latest_run_of_every_model_and_says_so(tmp_
     kyph = _run(runs_dir, "kyphosis", "20250101-000000-s0")
     chosen = select_runs(runs_dir=runs_dir)
     assert chosen.source == "latest" and set(chosen.run_dirs) == {new, kyph}
-    assert "No benchmark winners" in chosen.note and "spinescan bench" in chosen.note
+    assert "no benchmark winners" in chosen.note and "spinescan bench" in chosen.note
     (runs_dir / "winners.json").write_text(json.dumps({"kyphosis": str(kyph)}))
     chosen = select_runs(runs_dir=runs_dir)
-    assert chosen.source == "winners" and chosen.run_dirs == (kyph,)
+    # kyphosis: its newest run is the winner; generalist has no winner, so its newest run.
+    assert chosen.source == "mixed" and set(chosen.run_dirs) == {new, kyph}
+
+
+def _age(path: Path, seconds: float) -> None:
+    import os
+
+    os.utime(path, (seconds, seconds))
+
+
+def test_export_takes_the_newest_run_unless_a_later_bench_picked_a_winner(tmp_path: Path) -> None:
+    """Issue #22: `train generalist` then `export --onnx` exported an older bench winner."""
+    from spinescan.export.selection import select_runs
+
+    runs_dir = tmp_path / "runs"
+    old = _run(runs_dir, "generalist", "20250101-000000-s0")
+    (old / "benchmark.json").write_text("{}")
+    (runs_dir / "winners.json").write_text(json.dumps({"generalist": str(old)}))
+    _age(old / "metrics.json", 1_000)
+    _age(old / "benchmark.json", 2_000)  # the bench picked it at t=2000
+    new = _run(runs_dir, "generalist", "20250102-000000-s0")
+    _age(new / "metrics.json", 3_000)  # trained after the bench
+    chosen = select_runs(runs_dir=runs_dir)
+    assert chosen.run_dirs == (new,) and chosen.source == "latest"
+    assert "20250102-000000-s0" in chosen.note and "newer than the benchmark's winner" in chosen.note
+
+    _age(old / "benchmark.json", 4_000)  # a later bench picked the old run again
+    chosen = select_runs(runs_dir=runs_dir)
+    assert chosen.run_dirs == (old,) and chosen.source == "winners"
+    assert "the benchmark's winner, picked" in chosen.reasons[0]
+
+
+def test_export_cli_says_which_run_and_why(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from spinescan.cli import build_cli
+
+    runs_dir = tmp_path / "runs"
+    run = _run(runs_dir, "generalist", "a", data=tmp_path / "nowhere")
+    classes = ["healthy", "kyphosis", "lordosis"]
+    _predictions(run, classes, [c for c in classes for _ in range(10)], ["healthy"] * 30)
+    result = CliRunner().invoke(
+        build_cli(), ["export", "--onnx", "--runs", str(runs_dir), "--out", str(tmp_path / "x")]
+    )
+    assert "generalist: run a (its newest finished run" in result.output
 
 
 def _predictions(run: Path, classes: list[str], labels: list[str], predicted: list[str]) -> None:
@@ -112,7 +156,7 @@ def test_export_cli_refuses_weak_models_unless_allowed(tmp_path: Path) -> None:
     from spinescan.export.selection import WeakModelsRefused
 
     assert result.exit_code != 0
-    assert "No benchmark winners" in result.output and "WEAK MODEL" in result.output
+    assert "no benchmark winners" in result.output and "WEAK MODEL" in result.output
     assert isinstance(result.exception, WeakModelsRefused) and result.exception.exit_code == 3
     assert "--allow-weak" in str(result.exception)
     assert not (tmp_path / "x" / "generalist.onnx").exists()

@@ -7,6 +7,7 @@ Each area has its own module here (``models``, ``synth``, ``data``, ``train``, `
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
@@ -16,14 +17,38 @@ import click
 from spinescan import __version__
 from spinescan.errors import SpineScanError
 
+#: Python loggers whose warnings are TensorFlow's internals, not the user's business: the
+#: tf.function retracing warning ("5 out of the last 5 calls ... triggered tf.function retracing"),
+#: absl's, tf2onnx's conversion chatter.
+NOISY_LOGGERS = ("tensorflow", "absl", "tf2onnx")
+
+
+def quiet_tensorflow(verbose: bool) -> None:
+    """Keep TensorFlow's C++ log lines (absl, oneDNN, cpu_feature_guard) and its Python warnings
+    (retracing) out of the command's output unless ``--verbose``. Called before any command runs,
+    so before TensorFlow is imported: its C++ level is read once, at import. A level the user set
+    in the environment is kept."""
+    if verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="spinescan")
-def cli() -> None:
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Also show TensorFlow's own log lines (absl, oneDNN) and warnings (tf.function retracing).",
+)
+def cli(verbose: bool) -> None:
     """Spine Scan: a plugin model zoo for spinal radiographs.
 
     Typical flow: synth -> train -> bench -> export -> spinescan-predict.
     """
+    quiet_tensorflow(verbose)
 
 
 def _add_builtin_commands(group: click.Group) -> None:
@@ -68,8 +93,6 @@ def build_cli() -> click.Group:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     warnings.formatwarning = _format_warning
-    # TensorFlow's C++ INFO lines drown the progress output; users can still set their own level.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         group = build_cli()
         code = group.main(args=argv, prog_name="spinescan", standalone_mode=False)

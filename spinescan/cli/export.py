@@ -18,7 +18,8 @@ def summary_lines(entry: dict) -> list[str]:
     parity = entry["parity"]
     lines = [
         f"{entry['model']}: {entry['file']} ({entry['size_bytes'] / 1e6:.2f} MB, run {entry['run_id']}, "
-        f"{entry.get('backbone') or '?'})",
+        f"{entry.get('backbone') or '?'})"
+        + (" WEAK (exported with --allow-weak)" if entry.get("weak") else ""),
         f"  parity on {parity['images']} {parity['split']} images: "
         + (
             f"max |Δxy| {parity['max_abs_diff']:.1e} {parity['unit']}, identical visibility "
@@ -108,19 +109,20 @@ def export_command(
     selection = select_runs(names, run_dir, runs_dir)
     if selection.note:
         _echo(selection.note)
-    targets, refused = [], []
+    targets, refused, weak = [], [], {}
     for target in selection.run_dirs:
         verdict = assess(target, data)
         if not verdict.weak:
             _echo(verdict.verdict())
             targets.append(target)
         elif allow_weak:
-            _echo(f"{verdict.verdict()}; exporting anyway (--allow-weak).")
+            _echo(f"{verdict.verdict()}; exporting anyway (--allow-weak), marked weak.")
             targets.append(target)
+            weak[str(target)] = verdict.verdict()
         else:
             _echo(f"{verdict.verdict()}; NOT exported (train longer or on more data, or pass --allow-weak).")
             refused.append(verdict.model)
-    report = export_runs(targets, out, quantize=quantize, opset=opset, data=data, echo=_echo)
+    report = export_runs(targets, out, quantize=quantize, opset=opset, data=data, echo=_echo, weak=weak)
     for entry in report.exported.values():
         for line in summary_lines(entry):
             click.echo(line)

@@ -35,6 +35,16 @@ CAM_NAME = "cam"
 #: A landmark model's output (N, K, >= 3): normalised x, y and a visibility logit per point.
 POINTS_OUTPUT = "points"
 TASKS = ("classification", "landmarks")
+#: ``metadata_props`` key (and manifest entry key) of a model exported with ``--allow-weak``: the
+#: gate's verdict, one line. Absent for a model that passed the gate.
+WEAK_KEY = "weak"
+#: The recorded parity sample: a seeded input whose output the export stored in the manifest, so a
+#: shipped file can be re-checked anywhere without the training data (:func:`check_parity_sample`).
+PARITY_SEED = 0
+#: Largest |difference| accepted when re-running the parity sample: fp32 files are bit-stable on one
+#: onnxruntime build and within float rounding across CPUs; int8 kernels differ more between CPUs.
+PARITY_SAMPLE_TOLERANCE = {"fp32": 1e-4, "int8": 2e-2}
+
 
 class ModelRefusedError(SpineScanError):
     """An ONNX file that must not be used: unreadable, not ours, or not the file the manifest lists."""
@@ -57,6 +67,9 @@ class ModelInfo:
     task: str = "classification"
     landmarks: tuple[str, ...] = ()
     measurements: tuple[str, ...] = ()
+    # Why the weak-model gate refused this model, when it was exported anyway (``--allow-weak``);
+    # ``None`` for a model that passed. Every result of a weak model carries the mark.
+    weak: str | None = None
 
 
 def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
@@ -107,6 +120,7 @@ def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
         task=task,
         landmarks=landmarks,
         measurements=measurements,
+        weak=meta.get(WEAK_KEY) or None,
     )
 
 
@@ -371,14 +385,23 @@ class OnnxModel:
                 out["label_reason"] = r["label_reason"]
             if m["notes"]:
                 out["notes"] = m["notes"]
-            return out
+            return self._marked(out)
         probs = output
         probabilities = {c: float(p) for c, p in zip(self.info.classes, probs, strict=True)}
-        return {
-            "model": self.name,
-            "label": self.info.classes[int(np.argmax(probs))],
-            "probabilities": probabilities,
-        }
+        return self._marked(
+            {
+                "model": self.name,
+                "label": self.info.classes[int(np.argmax(probs))],
+                "probabilities": probabilities,
+            }
+        )
+
+    def _marked(self, result: dict[str, Any]) -> dict[str, Any]:
+        """``result`` with ``"weak": <the gate's verdict>`` when this model was exported weak, so no
+        reading of a model that has not shown it reads the spine travels without the mark."""
+        if self.info.weak:
+            result[WEAK_KEY] = self.info.weak
+        return result
 
 
 # --- which models ------------------------------------------------------------------------------
@@ -419,7 +442,7 @@ def resolve_model(model: str | os.PathLike[str], models_dir: str | os.PathLike[s
     as_path = Path(model)
     if as_path.suffix == ".onnx" or as_path.is_file():
         return as_path
-    folder = Path(models_dir or DEFAULT_MODELS_DIR)
+    folder = Path(models_dir) if models_dir else choose_models_dir().folder
     version = export_version(folder)  # once: the manifest and the model come from one version
     manifest = read_manifest(version)
     if manifest is not None:
@@ -434,6 +457,79 @@ def resolve_model(model: str | os.PathLike[str], models_dir: str | os.PathLike[s
             f"(`spinescan train {model}` then `spinescan export --onnx --out {folder}`)"
         )
     return folder / f"{model}.onnx"
+
+
+#: The export set installed with the package (``spinescan/pretrained/``: manifest, ONNX files, cards),
+#: used when neither ``--models`` nor ``./exported/`` gives models. Rebuilt by ``make models``.
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def has_models(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds an export (a manifest or ONNX files), not just a README."""
+    folder = Path(folder)
+    return folder.is_dir() and ((folder / MANIFEST_NAME).exists() or any(folder.glob("*.onnx")))
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Which export folder a predictor call uses, and how to name it to the user."""
+
+    folder: Path
+    label: str  # "--models DIR" | "./exported" | "bundled set"
+
+    def describe(self) -> str:
+        where = "" if self.label.startswith("--models") else f" ({self.folder})"
+        return f"models: {self.label}{where}"
+
+
+def choose_models_dir(models_dir: str | os.PathLike[str] | None = None) -> ModelSource:
+    """``models_dir`` when given; else ``./exported/`` when it holds an export; else the bundled set.
+
+    What the user exported always wins over what was installed; the bundled set is the fallback
+    that makes ``spinescan-predict film.png`` work on a fresh install with no training.
+    """
+    if models_dir is not None:
+        return ModelSource(Path(models_dir), f"--models {models_dir}")
+    if has_models(DEFAULT_MODELS_DIR) or not has_models(BUNDLED_DIR):
+        return ModelSource(Path(DEFAULT_MODELS_DIR), f"./{DEFAULT_MODELS_DIR}")
+    return ModelSource(BUNDLED_DIR, "bundled set")
+
+
+def parity_input(input_size: tuple[int, ...] | list[int], seed: int = PARITY_SEED) -> np.ndarray:
+    """The recorded parity sample's input: a (1, H, W, C) float32 batch in [0, 1] from ``seed``.
+
+    Regenerated, never stored: the manifest keeps only the seed and the expected output."""
+    h, w, c = (int(v) for v in input_size)
+    return np.random.default_rng(seed).random((1, h, w, c), dtype=np.float32)
+
+
+def record_parity_sample(model: OnnxModel, kind: str = "fp32") -> dict[str, Any]:
+    """What the export stores for one file: the seed, the output on :func:`parity_input`, the
+    tolerance a re-run must meet (see :data:`PARITY_SAMPLE_TOLERANCE`)."""
+    out = model.predict(parity_input(model.info.input_size))[0]
+    return {
+        "seed": PARITY_SEED,
+        "output": np.round(out.astype(np.float64), 7).tolist(),
+        "tolerance": PARITY_SAMPLE_TOLERANCE[kind],
+    }
+
+
+def check_parity_sample(model: OnnxModel, sample: dict[str, Any]) -> float:
+    """Re-run a recorded parity sample; the largest |difference|, or :class:`ModelRefusedError`
+    when it exceeds the recorded tolerance (a file that no longer computes what was exported)."""
+    out = model.predict(parity_input(model.info.input_size, int(sample["seed"])))[0]
+    expected = np.asarray(sample["output"], dtype=np.float64)
+    if expected.shape != out.shape:
+        raise ModelRefusedError(
+            f"{model.path}: parity sample shape {expected.shape}, model gives {out.shape}"
+        )
+    diff = float(np.max(np.abs(out.astype(np.float64) - expected))) if out.size else 0.0
+    if not diff <= float(sample["tolerance"]):
+        raise ModelRefusedError(
+            f"{model.path}: output on the recorded parity sample differs by {diff:.2e} "
+            f"(tolerance {sample['tolerance']:.0e})"
+        )
+    return diff
 
 
 _SESSIONS: dict[tuple[str, int, int], OnnxModel] = {}

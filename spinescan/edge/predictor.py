@@ -39,6 +39,7 @@ from spinescan.edge.onnxmodel import (
     ModelInfo,
     ModelRefusedError,
     OnnxModel,
+    choose_models_dir,
     load_model,
     manifest_files,
     model_paths,
@@ -318,30 +319,67 @@ def _write_overlay(
     return str(target)
 
 
+def _model_cell(r: dict[str, Any]) -> str:
+    """The model column: its name, with WEAK when it was exported past the weak-model gate."""
+    return r.get("model", "") + (" WEAK" if r.get("weak") else "")
+
+
+def _why_missing(r: dict[str, Any]) -> str:
+    """A landmark result's reasons for every missing angle and for a missing label, one cell."""
+    why = [f"{name}: {reason}" for name, reason in (r.get("reasons") or {}).items()]
+    if r.get("label") is None:
+        why.append(f"label: {r.get('label_reason') or 'the angles imply none'}")
+    return "; ".join(why)
+
+
 def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
-    """A human-readable table: one line per image and model, classes by decreasing probability."""
+    """A human-readable table: one line per image and model.
+
+    Classifiers and landmark models answer different questions, so each gets its own block whose
+    last column says what it holds: ``probabilities`` (classes by decreasing probability) or
+    ``angles (deg)`` with a ``why missing`` column (the reason for every missing angle and label).
+    Paths are padded to the longest, so columns line up whatever the folder depth; a model exported
+    past the weak-model gate shows as ``NAME WEAK`` with the gate's verdict under the table.
+    """
     if not results:
         return "No images."
-    image_w = min(60, max(len(r["image"]) for r in results))
-    model_w = max([len(r.get("model", "")) for r in results] + [5])
-    label_w = max([len(r.get("label") or "") for r in results] + [5])
-    kinds = ["measurements" in r for r in results if "error" not in r]
-    what = "measurements (deg)" if kinds and all(kinds) else "probabilities"
-    lines = [f"{'image':<{image_w}}  {'model':<{model_w}}  {'label':<{label_w}}  {what}"]
-    for r in results:
-        if "error" in r:
-            lines.append(f"{r['image']:<{image_w}}  ERROR  {r['error']}")
-            continue
-        if "measurements" in r:
-            probs = "  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in r["measurements"].items())
-            lines.append(
-                f"{r['image']:<{image_w}}  {r['model']:<{model_w}}  {r['label'] or '-':<{label_w}}  {probs}"
-            )
-            continue
-        ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[: top or None]
-        probs = "  ".join(f"{c} {p:.3f}" for c, p in ranked)
-        lines.append(f"{r['image']:<{image_w}}  {r['model']:<{model_w}}  {r['label']:<{label_w}}  {probs}")
-    return "\n".join(lines)
+    image_w = max(len("image"), *(len(r["image"]) for r in results))
+    model_w = max([len(_model_cell(r)) for r in results] + [5])
+    label_w = max([len(r.get("label") or "-") for r in results if "error" not in r] + [5])
+
+    def row(r: dict[str, Any], rest: str) -> str:
+        label = r.get("label") or "-"
+        return f"{r['image']:<{image_w}}  {_model_cell(r):<{model_w}}  {label:<{label_w}}  {rest}"
+
+    def head(last: str) -> str:
+        return f"{'image':<{image_w}}  {'model':<{model_w}}  {'label':<{label_w}}  {last}"
+
+    blocks: list[list[str]] = []
+    classified = [r for r in results if "error" not in r and "probabilities" in r]
+    if classified:
+        lines = [head("probabilities")]
+        for r in classified:
+            ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[: top or None]
+            lines.append(row(r, "  ".join(f"{c} {p:.3f}" for c, p in ranked)).rstrip())
+        blocks.append(lines)
+    measured = [r for r in results if "error" not in r and "measurements" in r]
+    if measured:
+        cells = [
+            "  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in r["measurements"].items())
+            for r in measured
+        ]
+        angle_w = max(len("angles (deg)"), *(len(c) for c in cells))
+        lines = [head(f"{'angles (deg)':<{angle_w}}  why missing")]
+        for r, cell in zip(measured, cells, strict=True):
+            lines.append(row(r, f"{cell:<{angle_w}}  {_why_missing(r) or '-'}").rstrip())
+        blocks.append(lines)
+    errors = [f"{r['image']:<{image_w}}  ERROR  {r['error']}" for r in results if "error" in r]
+    if errors:
+        blocks.append(errors)
+    weak = {r["model"]: r["weak"] for r in results if r.get("weak")}
+    if weak:
+        blocks.append([f"WEAK {name}: {why}" for name, why in weak.items()])
+    return "\n\n".join("\n".join(lines) for lines in blocks)
 
 
 def _add_top(results: list[dict[str, Any]], top: int) -> None:
@@ -371,7 +409,9 @@ def _parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--model", help="one exported .onnx file")
     source.add_argument(
-        "--models", help=f"a folder of exported models, used side by side (default: {DEFAULT_MODELS_DIR}/)"
+        "--models",
+        help=f"a folder of exported models, used side by side (default: {DEFAULT_MODELS_DIR}/ when it "
+        "holds an export, else the models bundled with the package)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     parser.add_argument("--top", type=int, metavar="K", help="show only the K most probable classes")
@@ -402,15 +442,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.model:
-            paths = [Path(args.model)]
+            paths, source = [Path(args.model)], f"models: --model {args.model}"
         else:
-            paths = model_paths(args.models or DEFAULT_MODELS_DIR, int8=args.int8)
+            chosen = choose_models_dir(args.models)
+            paths, source = model_paths(chosen.folder, int8=args.int8), chosen.describe()
         models = [OnnxModel(p) for p in paths]
         if args.view:
             models = _of_view(models, args.view)
     except SpineScanError as exc:
         print(f"spinescan-predict: error: {exc}", file=sys.stderr)
         return 2
+    # Which set ran (the bundled one, ./exported or --models): on stderr, so --json stays parseable.
+    print(f"spinescan-predict: {source}", file=sys.stderr)
     views = sorted({m.info.view for m in models})
     if len(views) > 1:
         print(

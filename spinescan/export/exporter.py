@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spinescan import __version__
+from spinescan.edge.onnxmodel import WEAK_KEY, record_parity_sample
 from spinescan.edge.predictor import OnnxModel, sha256_file
 from spinescan.errors import SpineScanError
 from spinescan.export import onnx_convert, quantize  # module attributes: tests patch them
@@ -137,7 +138,9 @@ class Staged:
     card: str
 
 
-def _metadata(run: Run, spec: ModelSpec, opset: int, source_sha: str, exported: str) -> dict[str, Any]:
+def _metadata(
+    run: Run, spec: ModelSpec, opset: int, source_sha: str, exported: str, weak: str | None = None
+) -> dict[str, Any]:
     metrics = run.metrics or {}
     keys = LANDMARK_METRIC_KEYS if spec.task == "landmarks" else METRIC_KEYS
     task = {"task": spec.task}
@@ -159,6 +162,7 @@ def _metadata(run: Run, spec: ModelSpec, opset: int, source_sha: str, exported: 
         "metrics": {p: {k: (metrics.get(p) or {}).get(k) for k in keys} for p in ("val", "test")},
         "export_date": exported,
         "source_sha256": source_sha,
+        **({WEAK_KEY: weak} if weak else {}),  # the gate's verdict, read by every predictor
     }
 
 
@@ -174,8 +178,12 @@ def stage_run(
     opset: int = DEFAULT_OPSET,
     data: str | Path | None = None,
     echo: Echo = _silent,
+    weak: str | None = None,
 ) -> Staged:
-    """Convert, check and (optionally) quantize one run into ``staging``; raise if any check fails."""
+    """Convert, check and (optionally) quantize one run into ``staging``; raise if any check fails.
+
+    ``weak``: the weak-model gate's verdict for a model exported anyway (``--allow-weak``); it is
+    stamped into the file's metadata, the manifest entry and the card, so every reader sees it."""
     run = runs.load_run(run_dir)
     if not run.finished:
         raise ExportError(f"{run_dir} is not a finished run (no finished metrics.json)")
@@ -200,7 +208,7 @@ def stage_run(
 
     echo(f"{name}: converting {run_dir} to ONNX (opset {opset})")
     conversion = onnx_convert.keras_to_onnx(model, opset=opset)  # module attribute: tests patch it
-    metadata = _metadata(run, spec, opset, source_sha, exported)
+    metadata = _metadata(run, spec, opset, source_sha, exported, weak)
     metadata["cam"] = cam_metadata(model, conversion)
     set_metadata(conversion.proto, metadata)
     fp32_name = f"{name}.onnx"
@@ -231,14 +239,20 @@ def stage_run(
         )
 
     files = {fp32_name: fp32_path}
+    # One seeded input and this file's output on it: anyone can re-check a shipped file later
+    # without the training data (tests/test_pretrained.py does, for the bundled models).
+    samples = {fp32_name: record_parity_sample(onnx_model, "fp32")}
     int8_info: dict[str, Any] | None = None
     if quantize == "int8":
         int8_info, int8_path = _stage_int8(fp32_path, parts, spec, metadata, echo)
         if int8_info["shipped"]:
             files[int8_info["file"]] = int8_path
+            samples[int8_info["file"]] = record_parity_sample(OnnxModel(int8_path, verify=False), "int8")
 
     data_root = data or run.config.dataset.root
     entry = _entry(run, spec, metadata, fp32_path, parity, int8_info, conversion, data_root)
+    entry["parity_sample"] = samples
+    entry[WEAK_KEY] = weak
     return Staged(name, files, entry, model_card(entry))
 
 
@@ -385,8 +399,12 @@ def export_runs(
     opset: int = DEFAULT_OPSET,
     data: str | Path | None = None,
     echo: Echo = _silent,
+    weak: dict[str, str] | None = None,
 ) -> ExportReport:
     """Stage every run, then publish them together, or nothing at all.
+
+    ``weak`` maps a run directory (as given) to the weak-model gate's verdict for the runs exported
+    despite it (``--allow-weak``): those models are marked weak everywhere (see :func:`stage_run`).
 
     Every run is still tried when one fails (so one call reports every problem), but a single
     failure, of any exception type, leaves ``out_dir`` exactly as it was. Call
@@ -413,7 +431,13 @@ def export_runs(
                 run_staging.mkdir()
                 try:
                     one = stage_run(
-                        Path(run_dir), run_staging, quantize=quantize, opset=opset, data=data, echo=echo
+                        Path(run_dir),
+                        run_staging,
+                        quantize=quantize,
+                        opset=opset,
+                        data=data,
+                        echo=echo,
+                        weak=(weak or {}).get(str(run_dir)),
                     )
                     if one.name in staged:
                         raise ExportError(f"model {one.name!r} is exported twice in one call")

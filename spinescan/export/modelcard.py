@@ -223,9 +223,20 @@ def model_card(entry: dict[str, Any]) -> str:
         use = f"classify {_view_phrase(entry['view'])} spine radiograph as one of {classes}, "
         output = f"`probabilities` in the order {classes}"
         diff, same, table = "max |Δp|", "identical argmax", _metrics_table(entry["metrics"])
+    weak = (
+        [
+            f"> **WEAK MODEL: exported with `--allow-weak`.** {entry['weak']}. Its outputs carry this mark "
+            "(`weak` in every JSON result, WEAK in the predictor's table and on the page); do not rely "
+            "on them.",
+            "",
+        ]
+        if entry.get("weak")
+        else []
+    )
     lines = [
         f"# Model card: {entry['model']}",
         "",
+        *weak,
         f"{entry.get('description', '')}".strip(),
         "",
         "## Intended use",

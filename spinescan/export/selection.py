@@ -2,8 +2,9 @@
 shown it learned anything.
 
 Selection (:func:`select_runs`), in order: ``--run DIR``; the named models' latest finished runs;
-the benchmark's winners (``<runs>/winners.json``); and, right after ``spinescan train`` with no
-benchmark yet, the latest finished run of every model that has one (the caller says so).
+else, per model, its newest finished run unless a benchmark picked a winner for it
+(``<runs>/winners.json``) after that run finished; each choice comes with one line saying which
+run and why, which the CLI prints.
 
 The gate (:func:`assess`): a model is **weak** when the lower bound of the 95% bootstrap interval
 of its accuracy on its own test split (stratified by label, 2000 resamples, seeded) is not above
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -55,42 +57,125 @@ class Selection:
     """The run directories to export and where the choice came from."""
 
     run_dirs: tuple[Path, ...]
-    source: str  # run | names | winners | latest
-    note: str = ""  # one line for the user when the choice was not asked for explicitly
+    source: str  # run | names | winners | latest | mixed (some models' winners, others' newest runs)
+    note: str = ""  # what the user is told when the choice was not asked for explicitly
+    reasons: tuple[str, ...] = ()  # one line per chosen run: which run and why
+
+
+def _when(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def finished_at(run_dir: Path) -> float:
+    """When a run finished: its ``metrics.json`` is written once, at the end of training."""
+    return _when(RunDir(run_dir).path / RunDir.METRICS)
+
+
+def picked_at(run_dir: Path, runs_dir: Path) -> float:
+    """When a benchmark picked ``run_dir`` as its model's winner: the ``benchmark.json`` it wrote
+    into the run, else (an older bench) ``winners.json`` itself."""
+    recorded = RunDir(run_dir).path / RunDir.BENCHMARK
+    return _when(recorded) if recorded.is_file() else _when(winners_file(runs_dir))
+
+
+def _choose(model: str, latest: Path | None, winner: Path | None, runs_dir: Path) -> tuple[Path, str, bool]:
+    """One model's run, the line that says why, and whether it is the benchmark's winner."""
+    if winner is not None and (latest is None or winner.resolve() == latest.resolve()):
+        return (
+            winner,
+            f"{model}: run {winner.name} (its newest finished run, and the benchmark's winner)",
+            True,
+        )
+    if latest is None:  # pragma: no cover - callers only ask about models with a run or a winner
+        raise SpineScanError(f"no run of {model!r}")
+    done = finished_at(latest)
+    if winner is not None:
+        picked = picked_at(winner, runs_dir)
+        if picked >= done:
+            return (
+                winner,
+                f"{model}: run {winner.name} (the benchmark's winner, picked {_stamp(picked)}, after its "
+                f"newest run {latest.name} finished at {_stamp(done)})",
+                True,
+            )
+        return (
+            latest,
+            f"{model}: run {latest.name} (its newest finished run, {_stamp(done)}; newer than the "
+            f"benchmark's winner {winner.name}, picked {_stamp(picked)})",
+            False,
+        )
+    return (
+        latest,
+        f"{model}: run {latest.name} (its newest finished run, {_stamp(done)}; no benchmark winner)",
+        False,
+    )
 
 
 def select_runs(
     names: Sequence[str] = (), run: str | Path | None = None, runs_dir: str | Path = DEFAULT_RUNS
 ) -> Selection:
-    """See the module docstring. Raises a one-line error that says what to run when nothing fits."""
-    from spinescan.export.exporter import resolve_runs  # noqa: PLC0415 - the one reader of winners.json
+    """See the module docstring. Raises a one-line error that says what to run when nothing fits.
+
+    With no names and no ``run``: per model, its newest finished run, unless a benchmark picked a
+    winner for that model after that run finished (then the winner). So ``spinescan train
+    generalist`` then ``spinescan export --onnx`` exports the run just trained, even where an
+    older bench left a winners.json; a bench run after training still exports its winner.
+    """
+    from spinescan.export.exporter import _winner_dir  # noqa: PLC0415 - the one reader of winners.json paths
 
     runs_dir = Path(runs_dir)
     if run is not None or names:
+        from spinescan.export.exporter import resolve_runs  # noqa: PLC0415
+
         source = "run" if run is not None else "names"
         return Selection(tuple(resolve_runs(names, run, runs_dir)), source)
-    if winners_file(runs_dir).is_file():
-        return Selection(
-            tuple(resolve_runs((), None, runs_dir)),
-            "winners",
-            f"Exporting the benchmark's winners ({winners_file(runs_dir)}).",
-        )
-    latest = {}
+    models: set[str] = set()
     if runs_dir.is_dir():
-        for model_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-            found = runs.latest_run(runs_dir, model_dir.name)
-            if found is not None:
-                latest[model_dir.name] = found
-    if not latest:
+        models = {p.name for p in runs_dir.iterdir() if p.is_dir()}
+    recorded = runs.read_winners(runs_dir)
+    chosen: list[Path] = []
+    reasons: list[str] = []
+    picked_winner: list[bool] = []
+    for model in sorted(models | set(recorded)):
+        latest = runs.latest_run(runs_dir, model)
+        winner = None
+        if model in recorded:
+            try:
+                winner = _winner_dir(runs_dir, model, recorded[model])
+            except SpineScanError:
+                winner = None  # a winner deleted since: fall back to the newest run, said below
+        if latest is None and winner is None:
+            continue
+        path, why, is_winner = _choose(model, latest, winner, runs_dir)
+        if model in recorded and winner is None:
+            why += f"; the benchmark's winner {recorded[model]} is gone"
+        chosen.append(path)
+        reasons.append(why)
+        picked_winner.append(is_winner)
+    if not chosen:
         raise SpineScanError(
             f"nothing to export: no finished run in {runs_dir}. Train one first: "
             "`spinescan synth` then `spinescan train generalist` (or `spinescan bench` for the winners)"
         )
-    note = (
-        f"No benchmark winners ({winners_file(runs_dir)} missing): exporting the latest finished run of "
-        f"{', '.join(latest)}. Run `spinescan bench` to export the measured winners instead."
+    source = "winners" if all(picked_winner) else "latest" if not any(picked_winner) else "mixed"
+    head = (
+        "Exporting, per model, its newest finished run unless a later benchmark picked a winner"
+        + (
+            ""
+            if recorded
+            else f" (no benchmark winners: {winners_file(runs_dir)} missing; `spinescan bench` measures them)"
+        )
+        + ":"
     )
-    return Selection(tuple(latest.values()), "latest", note)
+    note = "\n".join([head, *(f"  {r}" for r in reasons)])
+    return Selection(tuple(chosen), source, note, tuple(reasons))
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,45 @@ def restore_state(history: list[dict], hp: HParams, restarts: list[dict] | None 
     return state
 
 
+#: What the ``accuracy`` metric is called in a task's training log. The metric keeps the name
+#: ``accuracy`` inside Keras and history.csv (the kept-epoch rule and early stopping read it), but a
+#: landmark model's is PCK, and a log line saying "accuracy: 0.41" for it misleads.
+LOG_NAMES = {"landmarks": {"accuracy": "pck", "val_accuracy": "val_pck"}}
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict[str, Any], seconds: float, names: dict[str, str]) -> str:
+    """One epoch of the training log, as Keras' ``verbose=2`` writes it, metrics renamed by ``names``."""
+    shown = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
+    shown += [k for k in logs if k not in shown and k not in ("learning_rate", "lr")]
+    parts = [f"{names.get(k, k)}: {float(logs[k]):.4f}" for k in shown]
+    return " - ".join([f"Epoch {epoch}/{epochs}", f"{seconds:.0f}s", *parts])
+
+
+def _make_epoch_log(keras: Any) -> type:
+    class EpochLog(keras.callbacks.Callback):
+        """The per-epoch log line with the task's metric names (the fit itself runs silent)."""
+
+        def __init__(self, epochs: int, names: dict[str, str]) -> None:
+            super().__init__()
+            self.epochs, self.names, self._t = epochs, names, 0.0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self._t = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            seconds = time.perf_counter() - self._t
+            print(epoch_line(epoch + 1, self.epochs, dict(logs or {}), seconds, self.names), flush=True)
+
+    return EpochLog
+
+
+def epoch_log(keras: Any, task: str, epochs: int) -> Any | None:
+    """A callback that writes the epoch log with ``task``'s metric names, or None where Keras' own
+    log already names them right (classifiers)."""
+    names = LOG_NAMES.get(task)
+    return None if names is None else _make_epoch_log(keras)(epochs, names)
+
+
 def assemble_callbacks(
     keras: Any, setup: RecorderSetup, history: list[dict], state: dict[str, Any], tensorboard: RunDir | None
 ) -> list[Any]:

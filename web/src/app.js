@@ -82,6 +82,8 @@ async function loadModels() {
       prep: entry.preprocessing,
       cam: task === "classification" && session.outputNames.includes("cam"),
       camInfo: entry.cam || null,
+      // Exported past the weak-model gate (--allow-weak): the gate's verdict, shown with every result.
+      weak: entry.weak || null,
       inputName: session.inputNames[0],
       outputName,
       session,
@@ -104,7 +106,7 @@ async function measure(model, decoded) {
   if (points.dims.length !== 3 || points.dims[2] < 3)
     throw new Error(`${model.name}: output of shape [${points.dims}], not (1, points, >= 3); export it again`);
   const reading = readLandmarks(points.data, points.dims, geometry, model.view, model.measurements);
-  return { model: model.name, task: "landmarks", ...reading, geometry, ms: performance.now() - t0 };
+  return { model: model.name, task: "landmarks", ...reading, geometry, weak: model.weak, ms: performance.now() - t0 };
 }
 
 async function classify(decoded, view) {
@@ -131,6 +133,7 @@ async function classify(decoded, view) {
       probabilities: Object.fromEntries(model.classes.map((c, i) => [c, probs[i]])),
       ms: 0,
       geometry,
+      weak: model.weak,
     };
     if (outputs.cam) {
       const [, gh, gw, k] = outputs.cam.dims;
@@ -377,7 +380,16 @@ function render(card, entry) {
     const row = table.insertRow();
     row.className = "model";
     row.dataset.model = result.model;
-    row.insertCell().textContent = result.model;
+    const name = row.insertCell();
+    name.textContent = result.model;
+    if (result.weak) {
+      // A model exported past the weak-model gate: never shown without the mark and its reason.
+      const mark = document.createElement("span");
+      mark.className = "weak";
+      mark.textContent = " WEAK";
+      mark.title = result.weak;
+      name.append(mark, document.createElement("br"), result.weak);
+    }
     if (result.error) {
       const cell = row.insertCell();
       cell.colSpan = 3;
@@ -457,12 +469,14 @@ async function addFile(file, view) {
         landmarks: r.landmarks,
         visibility: r.visibility,
         ms: r.ms,
+        ...(r.weak ? { weak: r.weak } : {}),
       }
       : {
         model: r.model,
         label: r.label,
         probabilities: r.probabilities,
         ms: r.ms,
+        ...(r.weak ? { weak: r.weak } : {}),
         heatmap: r.heatmap ? { class: r.heatmap.class, shape: r.heatmap.shape, grid: Array.from(r.heatmap.grid) } : null,
       })),
   });
