@@ -4,7 +4,15 @@
 // preprocessing. Nothing is requested from anywhere but this page's own origin.
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { decodeFile } from "./decode.js";
-import { LEVELS, N_LANDMARKS, apAngles, labelFromAngles, lateralAngles, readLandmarks } from "./landmarks.js";
+import {
+  LEVELS,
+  N_LANDMARKS,
+  apAngles,
+  assessLandmarks,
+  labelFromAngles,
+  lateralAngles,
+  readLandmarks,
+} from "./landmarks.js";
 import { normaliseCam, preprocess } from "./preprocess.js";
 
 ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
@@ -384,6 +392,13 @@ function render(card, entry) {
     if (result.task === "landmarks") {
       row.classList.add("landmarks");
       if (result.label_reason) label.append(document.createElement("br"), result.label_reason);
+      if (result.plausibility && result.plausibility.severity !== "ok") {
+        // the implausibility flag, as spinescan-predict's JSON carries it
+        const flag = document.createElement("div");
+        flag.className = `plausibility ${result.plausibility.severity}`;
+        flag.textContent = `${result.plausibility.severity}: implausible landmarks: ${result.plausibility.reasons.join("; ")}`;
+        probs.append(flag);
+      }
       for (const line of describeReading(result)) {
         const item = document.createElement("div");
         item.textContent = line;
@@ -448,6 +463,7 @@ async function addFile(file, view) {
         notes: r.notes,
         landmarks: r.landmarks,
         visibility: r.visibility,
+        plausibility: r.plausibility,
         ms: r.ms,
       }
       : {
@@ -485,7 +501,7 @@ state.measureLandmarks = (points, view, filmHw, readout = "endplates") => {
   const angles =
     view === "ap" ? apAngles(corners, filmHw, readout) : lateralAngles(corners, sacrum, filmHw);
   const [label, reason] = labelFromAngles(view, angles);
-  return { angles, label, label_reason: reason };
+  return { angles, label, label_reason: reason, plausibility: assessLandmarks(corners, sacrum, filmHw) };
 };
 
 function setup() {
