@@ -89,7 +89,9 @@ def assess_landmarks(
         if width <= 0.0 or closest < COLLAPSE_FRACTION * width:
             collapsed += 1
     if collapsed:
-        text = f"{collapsed} of {len(seen)} vertebrae collapsed (two corners closer than a tenth of the width)"
+        text = (
+            f"{collapsed} of {len(seen)} vertebrae collapsed (two corners closer than a tenth of the width)"
+        )
         (severe if collapsed >= 3 else mild).append(text)
 
     # 2. order top to bottom, spacing and tilt steps, between neighbouring visible vertebrae
@@ -127,9 +129,7 @@ def assess_landmarks(
         pts = np.concatenate([pts, np.asarray(sacrum, dtype=np.float64).reshape(-1, 2)])
     pts = pts[np.isfinite(pts).all(axis=1)]
     mx, my = OUTSIDE_MARGIN * w, OUTSIDE_MARGIN * h
-    off = int(
-        np.sum((pts[:, 0] < -mx) | (pts[:, 0] > w + mx) | (pts[:, 1] < -my) | (pts[:, 1] > h + my))
-    )
+    off = int(np.sum((pts[:, 0] < -mx) | (pts[:, 0] > w + mx) | (pts[:, 1] < -my) | (pts[:, 1] > h + my)))
     if off:
         text = f"{off} of {len(pts)} points off the film"
         (severe if 4 * off >= len(pts) else mild).append(text)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from spinescan.edge.guard import guard_entry, guard_verdict, skip_reason, skipped_entry, split_guard
 from spinescan.edge.imageio import MIN_SIDE, find_images, read_image
 from spinescan.edge.measure import write_overlay
 from spinescan.edge.onnxmodel import (
@@ -142,6 +143,22 @@ def _read_error(path: Path, exc: Exception) -> str:
     return f"{path}: cannot read ({type(exc).__name__}: {first})"
 
 
+def _plan(
+    guard: OnnxModel | None, models: list[OnnxModel], image: np.ndarray, path: Path
+) -> tuple[list[dict[str, Any]], list[str | None]]:
+    """The view guard's entry (none without a guard) and, per model, why it must not read this
+    film (``None``: it may). See :mod:`spinescan.edge.guard`."""
+    if guard is None:
+        return [], [None] * len(models)
+    try:
+        verdict = guard_verdict(guard, image)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, read nothing unguarded
+        first = (str(exc).strip().splitlines() or [""])[0]
+        failed = f"{path}: {guard.name}: inference failed ({first})"
+        return [{"model": guard.name, "error": failed}], ["the view guard failed on this film"] * len(models)
+    return [guard_entry(guard, verdict)], [skip_reason(verdict, m) for m in models]
+
+
 def iter_results(
     paths: list[Path], models: list[OnnxModel], heatmap: bool = False, overlay_dir: Path | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -150,28 +167,40 @@ def iter_results(
     Files are streamed: each is decoded, turned into every model's (small) input tensor and
     dropped before the next is read; the tensors go to onnxruntime CHUNK images at a time. Peak
     memory is therefore one decoded image (bounded by the reader's byte limit) plus CHUNK input
-    tensors per model, whatever the folder holds.
+    tensors per model, whatever the folder holds. When ``models`` holds a view guard
+    (:mod:`spinescan.edge.guard`) it runs first on each film: its entry comes first, and a model
+    of another view (every model, for a film it calls ``other``) gets a ``skipped`` entry with the
+    reason instead of a reading.
     """
-    pending: list[tuple[Path, list[tuple[np.ndarray, Any]] | str]] = []
+    guard, models = split_guard(models)
+    # (path, per model: (tensor, context) or the reason it is skipped; or the read error, entries first)
+    pending: list[tuple[Path, list[Any] | str, list[dict[str, Any]]]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
-        ready = [i for i, (_p, item) in enumerate(pending) if not isinstance(item, str)]
-        probs: dict[int, list[np.ndarray | str]] = {i: [] for i in ready}
+        ready = [i for i, (_p, item, _h) in enumerate(pending) if not isinstance(item, str)]
+        outs: dict[tuple[int, int], np.ndarray | str] = {}
         for m, model in enumerate(models):
-            if not ready:
-                break
-            batch = np.stack([pending[i][1][m][0] for i in ready])  # type: ignore[index]
+            run = [i for i in ready if not isinstance(pending[i][1][m], str)]
+            if not run:
+                continue
+            batch = np.stack([pending[i][1][m][0] for i in run])  # type: ignore[index]
             try:
                 out = model.predict(batch)
             except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
-                out = [f"{model.name}: inference failed ({str(exc).strip().splitlines()[0]})"] * len(ready)
-            for i, p in zip(ready, out, strict=True):
-                probs[i].append(p)
-        for i, (path, item) in enumerate(pending):
+                out = [f"{model.name}: inference failed ({str(exc).strip().splitlines()[0]})"] * len(run)
+            for i, p in zip(run, out, strict=True):
+                outs[(i, m)] = p
+        for i, (path, item, head) in enumerate(pending):
             if isinstance(item, str):
                 yield {"image": str(path), "error": item}
                 continue
-            for m, (model, p) in enumerate(zip(models, probs[i], strict=True)):
+            for entry in head:
+                yield {"image": str(path), **entry}
+            for m, model in enumerate(models):
+                if isinstance(item[m], str):
+                    yield {"image": str(path), **skipped_entry(model, item[m])}
+                    continue
+                p = outs[(i, m)]
                 if isinstance(p, str):
                     yield {"image": str(path), "model": model.name, "error": f"{path}: {p}"}
                 elif not np.all(np.isfinite(p)):
@@ -187,16 +216,24 @@ def iter_results(
     explain = heatmap or overlay_dir is not None
     written: set[str] = set()  # overlay names already used in this call (films may share a name)
     for path in paths:
+        head: list[dict[str, Any]] = []
         try:
             image = read_image(path, min_side=MIN_SIDE)  # a 1 x 1 film is refused, not classified
-            tensors: list[Any] | str = [] if explain else [mo.prepare(image) for mo in models]
+            head, plan = _plan(guard, models, image, path)
+            tensors: list[Any] | str = (
+                list(plan)
+                if explain
+                else [r if r else mo.prepare(image) for mo, r in zip(models, plan, strict=True)]
+            )
         except Exception as exc:  # noqa: BLE001 - one bad file is one error entry, never a crash
             image, tensors = None, _read_error(path, exc)
         if explain and image is not None:
             yield from flush()  # results stay in input order
-            yield from _explain(path, image, models, heatmap, overlay_dir, written)
+            for entry in head:
+                yield {"image": str(path), **entry}
+            yield from _explain(path, image, models, heatmap, overlay_dir, written, tensors)  # type: ignore[arg-type]
         else:
-            pending.append((path, tensors))
+            pending.append((path, tensors, head))
         image = None  # drop the decoded image before the next file is read
         if len(pending) >= CHUNK:
             yield from flush()
@@ -210,11 +247,16 @@ def _explain(
     heatmap: bool,
     overlay_dir: Path | None,
     written: set[str],
+    skip: list[str | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One film through every model with what explains its answer: a classifier's class activation
     map, a landmark model's landmarks and angle lines. Heatmap entries and overlay PNGs need the
-    decoded film, so this path runs film by film: memory stays one decoded image."""
-    for model in models:
+    decoded film, so this path runs film by film: memory stays one decoded image. ``skip``: per
+    model, the view guard's reason not to run it (:func:`_plan`)."""
+    for model, why in zip(models, skip or [None] * len(models), strict=True):
+        if why:
+            yield {"image": str(path), **skipped_entry(model, why)}
+            continue
         if model.info.task == "landmarks":
             yield _explain_landmarks(path, image, model, overlay_dir, written)
             continue
@@ -325,12 +367,16 @@ def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
     image_w = min(60, max(len(r["image"]) for r in results))
     model_w = max([len(r.get("model", "")) for r in results] + [5])
     label_w = max([len(r.get("label") or "") for r in results] + [5])
-    kinds = ["measurements" in r for r in results if "error" not in r]
+    kinds = ["measurements" in r for r in results if "error" not in r and "skipped" not in r]
     what = "measurements (deg)" if kinds and all(kinds) else "probabilities"
     lines = [f"{'image':<{image_w}}  {'model':<{model_w}}  {'label':<{label_w}}  {what}"]
     for r in results:
         if "error" in r:
             lines.append(f"{r['image']:<{image_w}}  ERROR  {r['error']}")
+            continue
+        if "skipped" in r:  # the view guard kept this model off the film
+            head = f"{r['image']:<{image_w}}  {r['model']:<{model_w}}  {'-':<{label_w}}"
+            lines.append(f"{head}  skipped: {r['skipped']}")
             continue
         if "measurements" in r:
             probs = "  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in r["measurements"].items())
@@ -389,7 +435,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--view",
         choices=["lateral", "ap"],
-        help="run only the models of this view (a lateral model says nothing useful about an AP film)",
+        help="run only the models of this view (a lateral model says nothing useful about an AP film); "
+        "overrides the view guard, which otherwise picks each film's models",
     )
     return parser
 
@@ -412,7 +459,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spinescan-predict: error: {exc}", file=sys.stderr)
         return 2
     views = sorted({m.info.view for m in models})
-    if len(views) > 1:
+    if split_guard(models)[0] is not None:
+        print(
+            "spinescan-predict: note: the view guard runs first on each film and picks the models of "
+            "its view (--view overrides)",
+            file=sys.stderr,
+        )
+    elif len(views) > 1:
         print(
             f"spinescan-predict: note: the models cover several views ({', '.join(views)}) and each "
             "image goes through all of them; pass --view to use only the models of the film's view",
