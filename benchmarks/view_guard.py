@@ -30,7 +30,6 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -197,8 +196,10 @@ def transform(image: np.ndarray, how: str) -> np.ndarray:
         return cv2.flip(image, 0)
     if how == "inverted":
         top = 65535 if image.dtype == np.uint16 else 255
+        if image.ndim == 2:
+            return top - image
         out = image.copy()
-        out[..., :3] = top - image[..., :3] if image.ndim == 3 else top - image
+        out[..., :3] = top - image[..., :3]  # colour inverted, alpha kept
         return out
     raise ValueError(how)
 
@@ -273,12 +274,11 @@ def write_dataset(
 
 
 def synth(out: Path, per_class: int, seed: int) -> Path:
+    """``spinescan synth OUT --per-class N --seed S`` (reused when OUT already holds it)."""
+    from spinescan.synth import generate
+
     if not (out / "manifest.csv").is_file():
-        subprocess.run(
-            [sys.executable, "-m", "spinescan.cli", "synth", str(out), "--per-class", str(per_class),
-             "--seed", str(seed)],
-            check=True,
-        )  # fmt: skip
+        generate(out, per_class=per_class, seed=seed, workers=2, progress=False)
     return out
 
 

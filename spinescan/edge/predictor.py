@@ -25,7 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from spinescan.edge.guard import guard_entry, guard_verdict, skip_reason, skipped_entry, split_guard
+from spinescan.edge.guard import (
+    GUARD_VIEW,
+    guard_entry,
+    guard_verdict,
+    is_guard,
+    skip_reason,
+    skipped_entry,
+    split_guard,
+)
 from spinescan.edge.imageio import MIN_SIDE, find_images, read_image
 from spinescan.edge.measure import write_overlay
 from spinescan.edge.onnxmodel import (
@@ -89,17 +97,32 @@ def predict_image(
     model: str = "generalist",
     models_dir: str | os.PathLike[str] | None = None,
     heatmap: bool = False,
+    view: str | None = None,
 ) -> dict[str, Any]:
     """Classify one image: ``{"label", "probabilities": {class: p}, "model"}``.
 
     ``model`` is an exported model's name (looked up in ``models_dir``, default ``exported/``) or
     a path to an ``.onnx`` file. ``heatmap=True`` adds ``"heatmap"``: the predicted class's
     normalised CAM grid, its raw values and the crop/letterbox geometry that places it on the film.
+    When the model's folder holds a view guard (:mod:`spinescan.edge.guard`) it runs first: a film
+    of another view, or one it calls ``other``, gets ``{"model", "label": None, "skipped": reason,
+    "view_guard": its entry}`` instead of a reading. ``view`` overrides the guard (it is not run);
+    a model of another view is then skipped with that reason.
     Raises :class:`~spinescan.errors.ImageReadError` for a bad image and
     :class:`ModelRefusedError` for a bad model.
     """
-    onnx_model = load_model(resolve_model(model, models_dir))
+    model_path = resolve_model(model, models_dir)
+    onnx_model = load_model(model_path)
     image = read_image(path, min_side=MIN_SIDE)
+    if view is not None and onnx_model.info.view != view and not is_guard(onnx_model.info):
+        why = f"the film is {view} (given); {onnx_model.name} reads {onnx_model.info.view} films"
+        return skipped_entry(onnx_model, why)
+    guard = None if view is not None or is_guard(onnx_model.info) else _folder_guard(model_path.parent)
+    if guard is not None:
+        verdict = guard_verdict(guard, image)
+        why = skip_reason(verdict, onnx_model)
+        if why:
+            return {**skipped_entry(onnx_model, why), "view_guard": guard_entry(guard, verdict)}
     x, context = onnx_model.prepare(image)
     if onnx_model.info.task == "landmarks":
         return onnx_model.result(onnx_model.predict(x[None])[0], context)
@@ -108,6 +131,23 @@ def predict_image(
     if heatmap:
         result["heatmap"] = onnx_model.heatmap(image, probs[0], None if cam is None else cam[0])
     return result
+
+
+def _folder_guard(folder: Path) -> OnnxModel | None:
+    """The view guard exported into ``folder`` (its manifest's model of view ``any``, or
+    ``view.onnx`` beside models without a manifest), or ``None``."""
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        files = [
+            e["file"] for e in manifest["models"].values() if e.get("view") == GUARD_VIEW and e.get("file")
+        ]
+    else:
+        files = ["view.onnx"] if (folder / "view.onnx").is_file() else []
+    for name in files:
+        candidate = load_model(folder / name)
+        if is_guard(candidate.info):
+            return candidate
+    return None
 
 
 # --- many images -------------------------------------------------------------------------------
