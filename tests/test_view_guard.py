@@ -88,7 +88,8 @@ def test_guard_runs_first_and_skips_other_views(films: dict[str, Path], explain:
         "image": str(films["ap"]),
         "model": "generalist",
         "label": None,
-        "skipped": "the view guard reads a ap film; generalist reads lateral films (--view lateral overrides)",
+        "skipped": "the view guard reads a ap film; generalist reads lateral films"
+        " (--view lateral overrides)",
     }
     lateral = _by_model(results, films["lateral"])
     assert lateral["generalist"]["label"] is not None and lateral["scoliosis"]["label"] is None
