@@ -420,6 +420,9 @@ def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
             continue
         if "measurements" in r:
             probs = "  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in r["measurements"].items())
+            flag = (r.get("plausibility") or {}).get("severity", "ok")
+            if flag != "ok":  # the implausibility flag (spinescan.edge.plausibility), its reason in --json
+                probs += f"  [{flag}: {'; '.join(r['plausibility']['reasons'])}]"
             lines.append(
                 f"{r['image']:<{image_w}}  {r['model']:<{model_w}}  {r['label'] or '-':<{label_w}}  {probs}"
             )
