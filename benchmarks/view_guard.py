@@ -282,13 +282,16 @@ def synth(out: Path, per_class: int, seed: int) -> Path:
     return out
 
 
-def train_and_export(data: Path, runs: Path, out: Path, seed: int = 0, epochs: int | None = None) -> Path:
+def train_and_export(
+    data: Path, runs: Path, out: Path, seed: int = 0, epochs: int | None = None, image_size: int | None = None
+) -> Path:
     """``spinescan train view`` on ``data`` through the shared loop, exported to ``out``."""
     from spinescan.export.exporter import export_runs
     from spinescan.training.loop import TrainConfig, train
 
     hparams = {"epochs": epochs} if epochs else {}
-    result = train(TrainConfig(model="view", data=data, runs_dir=runs, seed=seed, hparams=hparams))
+    config = TrainConfig(model="view", data=data, runs_dir=runs, seed=seed, hparams=hparams, image_size=image_size)
+    result = train(config)
     export_runs([result.run_dir], out).raise_for_failures()
     return out / "view.onnx"
 

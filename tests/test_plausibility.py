@@ -84,3 +84,17 @@ def test_read_landmarks_nulls_angles_and_label_when_severe() -> None:
         "lumbar_lordosis_deg",
     }
     assert all(a.value is None for a in lateral["angles"].values())
+
+
+def test_the_table_shows_the_flag() -> None:
+    from spinescan.edge.predictor import format_table
+
+    entry = {
+        "image": "film.png",
+        "model": "cobb",
+        "task": "landmarks",
+        "label": None,
+        "measurements": {"cobb_deg": None},
+        "plausibility": {"severity": "severe", "reasons": ["2 neighbouring vertebrae out of order top to bottom"]},
+    }
+    assert "[severe: 2 neighbouring vertebrae out of order top to bottom]" in format_table([entry])
