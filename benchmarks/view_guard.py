@@ -208,7 +208,9 @@ def transform(image: np.ndarray, how: str) -> np.ndarray:
 
 
 def _films(root: Path, pattern: str) -> list[Path]:
-    return sorted(p for p in root.rglob(pattern) if p.is_file())
+    """Image files under ``root`` (``pattern`` ``*``: every JPEG and PNG; one Fraiwan film is a PNG)."""
+    suffixes = {".jpg", ".jpeg", ".png"} if pattern == "*" else {pattern.lstrip("*")}
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
 def spine_sources(real: Path | None, phantoms: Path) -> dict[str, list[tuple[Path, str]]]:
@@ -219,9 +221,9 @@ def spine_sources(real: Path | None, phantoms: Path) -> dict[str, list[tuple[Pat
     }
     if real is not None:
         for name, folder, pattern, view in (
-            ("fraiwan", "fraiwan-kauh-dev", "*.jpg", "ap"),
-            ("aasce", "aasce-train", "*.jpg", "ap"),
-            ("lateral_sample", "lateral-sample", "*.png", "lateral"),
+            ("fraiwan", "fraiwan-kauh-dev", "*", "ap"),
+            ("aasce", "aasce-train", "*", "ap"),
+            ("lateral_sample", "lateral-sample", "*", "lateral"),
         ):
             films = _films(real / folder, pattern) if (real / folder).is_dir() else []
             if films:
@@ -290,7 +292,9 @@ def train_and_export(
     from spinescan.training.loop import TrainConfig, train
 
     hparams = {"epochs": epochs} if epochs else {}
-    config = TrainConfig(model="view", data=data, runs_dir=runs, seed=seed, hparams=hparams, image_size=image_size)
+    config = TrainConfig(
+        model="view", data=data, runs_dir=runs, seed=seed, hparams=hparams, image_size=image_size
+    )
     result = train(config)
     export_runs([result.run_dir], out).raise_for_failures()
     return out / "view.onnx"
@@ -377,8 +381,13 @@ def study(args: argparse.Namespace) -> dict[str, Any]:
         train_spines = [(p, v, "phantoms") for p, v in sources["phantoms"]]
         train_spines += [(p, v, train_src) for p, v in sources[train_src]]
         data = work / f"fold-{fold}"
-        counts = write_dataset(data, train_spines, args.per_kind, seed=10 + ord(fold))
-        model = train_and_export(data, work / f"runs-{fold}", work / f"exported-{fold}", epochs=args.epochs)
+        model = work / f"exported-{fold}" / "view.onnx"
+        if args.reuse and model.is_file():  # measure an already trained fold again
+            with open(data / "manifest.csv", newline="") as fh:
+                counts = Counter(r["label"] for r in csv.DictReader(fh))
+        else:
+            counts = write_dataset(data, train_spines, args.per_kind, seed=10 + ord(fold))
+            model = train_and_export(data, work / f"runs-{fold}", model.parent, epochs=args.epochs)
         t1 = time.perf_counter()
         held = [(p, v, test_src) for p, v in sources[test_src]] + lateral + held_phantoms
         rows = classify(model, test_items(held, args.test_per_kind, seed=100 + ord(fold)))
@@ -425,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-kind", type=int, default=60, help="generated training images per kind")
     parser.add_argument("--test-per-kind", type=int, default=30, help="study: generated test images per kind")
     parser.add_argument("--epochs", type=int, default=None, help="default: the plugin's")
+    parser.add_argument("--reuse", action="store_true", help="study: measure folds already trained in --work")
     args = parser.parse_args(argv)
     if args.command == "build":
         build(args)
