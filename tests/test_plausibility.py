@@ -95,6 +95,9 @@ def test_the_table_shows_the_flag() -> None:
         "task": "landmarks",
         "label": None,
         "measurements": {"cobb_deg": None},
-        "plausibility": {"severity": "severe", "reasons": ["2 neighbouring vertebrae out of order top to bottom"]},
+        "plausibility": {
+            "severity": "severe",
+            "reasons": ["2 neighbouring vertebrae out of order top to bottom"],
+        },
     }
     assert "[severe: 2 neighbouring vertebrae out of order top to bottom]" in format_table([entry])
