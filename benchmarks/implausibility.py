@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--real", default="../shared/data/real")
     parser.add_argument("--guard", help="the view guard's .onnx: also run with it first")
     parser.add_argument("--per-kind", type=int, default=20)
+    parser.add_argument("--name", default="implausibility", help="the result file's name (.json)")
     args = parser.parse_args(argv)
     real, phantoms = Path(args.real), Path(args.phantoms)
     cobb = [OnnxModel(p) for p in model_paths(args.models) if OnnxModel(p).name == "cobb"]
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(result["true_landmarks"])
     result["command"] = " ".join(["benchmarks/implausibility.py", *(argv or sys.argv[1:])])
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "implausibility.json").write_text(json.dumps(result, indent=1) + "\n")
+    (OUT / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
     return result
 
 

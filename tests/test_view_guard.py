@@ -6,6 +6,7 @@ the trained guard itself is measured by benchmarks/view_guard.py (docs/view-guar
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -119,3 +120,57 @@ def test_without_a_guard_nothing_changes(films: dict[str, Path]) -> None:
 def test_table_shows_the_skip_reason(films: dict[str, Path]) -> None:
     table = predictor.format_table(predictor.classify_files([films["other"]], _models()))
     assert table.count("skipped: not a spine radiograph") == 2
+
+
+def _constant_model(path: Path, name: str, view: str, classes: tuple[str, ...], logits: list[float]) -> None:
+    """A tiny ONNX classifier with the export's metadata whose answer is fixed (``logits``)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    k = len(classes)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["image"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "w"], ["mm"]),
+            helper.make_node("Add", ["mm", "b"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+        ],
+        name,
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 8, 8, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, k])],
+        [
+            helper.make_tensor("w", TensorProto.FLOAT, [64, k], [0.0] * (64 * k)),
+            helper.make_tensor("b", TensorProto.FLOAT, [k], logits),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    meta = {
+        "spinescan_format": "1",
+        "model_name": name,
+        "classes": json.dumps(list(classes)),
+        "input_size": "[8, 8, 1]",
+        "preprocessing": Preprocessing().to_json(),
+        "view": view,
+    }
+    helper.set_model_props(model, meta)
+    onnx.save(model, str(path))
+
+
+def test_python_api_runs_the_guard_of_the_models_folder(films: dict[str, Path], tmp_path: Path) -> None:
+    """predict_image: the guard beside the model runs first; view= overrides it."""
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    _constant_model(folder / "scoliosis.onnx", "scoliosis", "ap", ("healthy", "scoliosis"), [0.0, 1.0])
+    _constant_model(folder / "view.onnx", "view", "any", ("ap", "lateral", "other"), [0.0, 3.0, 0.0])
+    film = films["ap"]
+    skipped = predictor.predict_image(film, "scoliosis", models_dir=folder)
+    assert skipped["label"] is None and "probabilities" not in skipped
+    assert skipped["skipped"].startswith("the view guard reads a lateral film; scoliosis reads ap films")
+    assert skipped["view_guard"]["label"] == "lateral"
+    read = predictor.predict_image(film, "scoliosis", models_dir=folder, view="ap")
+    assert read["label"] == "scoliosis" and "view_guard" not in read
+    told = predictor.predict_image(film, "scoliosis", models_dir=folder, view="lateral")
+    assert told["label"] is None and "scoliosis reads ap films" in told["skipped"]
+    (folder / "view.onnx").unlink()  # no guard: read as before
+    assert predictor.predict_image(film, "scoliosis", models_dir=folder)["label"] == "scoliosis"
