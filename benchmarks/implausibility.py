@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from view_guard import MAKERS, transform  # noqa: E402
+from view_guard import MAKERS, _films, transform  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "implausibility"
@@ -120,9 +120,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     real, phantoms = Path(args.real), Path(args.phantoms)
     cobb = [OnnxModel(p) for p in model_paths(args.models) if OnnxModel(p).name == "cobb"]
     ap_phantoms = sorted((phantoms / "ap").rglob("*.png"))
-    fraiwan = sorted((real / "fraiwan-kauh-dev").rglob("*.jpg"))
-    aasce = sorted((real / "aasce-train").rglob("*.jpg"))
-    lateral = sorted((real / "lateral-sample").glob("*.png"))
+    fraiwan = _films(real / "fraiwan-kauh-dev", "*")  # every JPEG and PNG (one Fraiwan film is a PNG)
+    aasce = _films(real / "aasce-train", "*")
+    lateral = _films(real / "lateral-sample", "*")
     rng = np.random.default_rng(5)
     tmp = Path(tempfile.mkdtemp(prefix="implausibility-"))
     nonsense: dict[str, list[Path]] = {}
