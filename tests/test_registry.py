@@ -15,7 +15,7 @@ from spinescan.errors import SpecError
 from spinescan.zoo.spec import ModelSpec, default_builder
 
 HERE = Path(__file__).parent
-BUILTINS = {"generalist", "lordosis", "kyphosis", "scoliosis", "cobb", "sagittal"}
+BUILTINS = {"generalist", "lordosis", "kyphosis", "scoliosis", "cobb", "sagittal", "view"}
 
 
 def make_dist(site: Path, dist: str, entry_points: dict[str, str], src: Path | None = None) -> None:

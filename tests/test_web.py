@@ -63,11 +63,35 @@ VISIBILITY_MARGIN = 1e-5
 #: The landmark models' tiny training (few epochs, raised learning rate so the visibility logits
 #: leave 0 and some angles get measured).
 LANDMARK_TRAINING = {"epochs": 3, "learning_rate": 1e-2}
-N_MODELS = 4
+N_MODELS = 5  # a classifier and a landmark model per view, and the view guard
+
+
+def _guard_data(phantom_dir: Path, out: Path) -> Path:
+    """A view-guard dataset (``manifest.csv``, view ``any``): phantoms labelled by their view and
+    rotated copies of some labelled ``other``, enough for an untrained guard's export."""
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for view in ("ap", "lateral"):
+        for i, src in enumerate(sorted((phantom_dir / view).rglob("*.png"))[:24]):
+            name = f"{view}-{i}.png"
+            shutil.copyfile(src, out / name)
+            rows.append({"file": name, "label": view, "view": "any"})
+            if i % 2 == 0:
+                grey = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
+                cv2.imwrite(str(out / f"other-{name}"), cv2.rotate(grey, cv2.ROTATE_90_CLOCKWISE))
+                rows.append({"file": f"other-{name}", "label": "other", "view": "any"})
+    with open(out / "manifest.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "label", "view"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
 
 
 def _write_run(phantom_dir: Path, runs_dir: Path, name: str, input_size: tuple[int, int, int], prep) -> Path:
-    """An untrained compact model whose outputs vary with the film, saved as a finished run."""
+    """An untrained compact model whose outputs vary with the film, saved as a finished run
+    (``phantom_dir``: any dataset holding the spec's view)."""
     import keras
     from test_export import _make_outputs_vary
 
@@ -143,10 +167,12 @@ def exported(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     ap = _write_run(
         phantom_dir, runs_dir, "scoliosis", (96, 32, 1), Preprocessing(resize="spine_crop", crop_aspect=0.2)
     )
+    guard_data = _guard_data(phantom_dir, tmp_path_factory.mktemp("guard-data"))
+    guard = _write_run(guard_data, runs_dir, "view", (64, 64, 1), Preprocessing())
     t0 = time.perf_counter()
     landmark_runs = [_train_landmarks(phantom_dir, runs_dir, name) for name in ("cobb", "sagittal")]
     out = tmp_path_factory.mktemp("web-exported")
-    for run in (lateral, ap):
+    for run in (lateral, ap, guard):
         with contextlib.suppress(SystemExit):
             main(["export", "--onnx", "--run", str(run), "--out", str(out), "--allow-weak"])
     # The landmark runs through the exporter itself, as tests/test_landmark_zoo.py does: the CLI's
@@ -297,6 +323,7 @@ def test_page_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_p
                     "([b, m]) => window.spineScan.preprocessBytes(b, m)", [list(path.read_bytes()), model]
                 )
                 tensors[path.name] = (got, model, path)
+        unflagged = _unflagged_angles(page, results, {p.name: p for v in films.values() for p in v})
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
         screenshot = os.environ.get("SPINESCAN_WEB_SCREENSHOT")  # docs/ figure, on request
         if screenshot:
@@ -315,7 +342,7 @@ def test_page_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_p
     by_file = {r["file"]: r for r in results}
     worst = 0.0
     compared = 0
-    landmark_check = _LandmarkParity(exported)
+    landmark_check = _LandmarkParity(exported, unflagged)
     for view, paths in films.items():
         for path in paths:
             page_result = by_file[path.name]
@@ -358,12 +385,102 @@ def test_page_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_p
     assert any("BMP films are not read by this page" in t for t in error_texts)
 
 
+def test_page_view_guard_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_path: Path) -> None:
+    """The view menu's "auto" runs the guard first, as spinescan-predict does without --view: the
+    same guard label (probabilities within TOLERANCE), the same models run, the same skipped
+    models with the same reasons (a film called "other": every model skipped, "not a spine
+    radiograph"), and the same readings from the models that ran."""
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "films"
+    out.mkdir()
+    films = []
+    for view in ("ap", "lateral"):
+        for i, src in enumerate(sorted((phantom_dir / view).rglob("*.png"))[1::9][:4]):
+            films.append(out / f"{view}-{i}.png")
+            shutil.copyfile(src, films[-1])
+    rng = np.random.default_rng(0)
+    grey = cv2.imread(str(films[0]), cv2.IMREAD_GRAYSCALE)
+    extra = {
+        "noise.png": rng.integers(0, 256, (200, 150)).astype(np.uint8),
+        "rotated.png": cv2.rotate(grey, cv2.ROTATE_90_CLOCKWISE),
+        "upside-down.png": cv2.flip(grey, 0),
+        "inverted.png": 255 - grey,
+    }
+    for name, image in extra.items():
+        films.append(out / name)
+        cv2.imwrite(str(films[-1]), image)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert predictor.main([*map(str, films), "--models", str(exported), "--json"]) == 0
+    cli: dict[str, list[dict]] = {}
+    for r in json.loads(buf.getvalue()):
+        cli.setdefault(Path(r["image"]).name, []).append(r)
+    with _serving(exported) as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{origin}/web/")
+        _wait(page, f"window.spineScan && window.spineScan.models.length === {N_MODELS}", 60)
+        assert page.input_value("#view") == "auto"  # the guard picks by default
+        page.set_input_files("#files", [str(p) for p in films])
+        _wait(page, f"window.spineScan.results.length === {len(films)}", 120)
+        results = page.evaluate("window.spineScan.results")
+        browser.close()
+    landmark_check = _LandmarkParity(exported)
+    verdicts = []
+    for entry in results:
+        want = cli[entry["file"]]
+        assert [r["model"] for r in entry["results"]] == [r["model"] for r in want], entry["file"]
+        guard, guard_cli = entry["results"][0], want[0]
+        assert guard["task"] == guard_cli["task"] == "view"
+        assert guard["label"] == guard_cli["label"] and guard.get("reason") == guard_cli.get("reason")
+        for c, p in guard_cli["probabilities"].items():
+            assert abs(guard["probabilities"][c] - p) <= TOLERANCE
+        verdicts.append(guard["label"])
+        for got, exp in zip(entry["results"][1:], want[1:], strict=True):
+            assert got.get("skipped") == exp.get("skipped"), (entry["file"], got, exp)
+            if exp.get("skipped"):
+                assert got["label"] is None and exp["label"] is None
+            elif exp.get("task") == "landmarks":
+                landmark_check.compare(out / entry["file"], got, exp)
+            else:
+                assert got["label"] == exp["label"]
+    print(f"\nview guard on {len(films)} films (untrained guard): page and CLI agree; verdicts {verdicts}")
+
+
+def _unflagged_angles(page, results: list[dict], films: dict[str, Path]) -> dict[tuple[str, str], dict]:
+    """The page's angles measured from its own points of each film, without the implausibility
+    flag (``measureLandmarks``): the tiny test models' readings are rightly flagged severe, which
+    nulls their angles, so the angle parity on model output is checked on these."""
+    items = []
+    for entry in results:
+        for r in entry.get("results") or []:
+            if r.get("task") == "landmarks" and "error" not in r and entry["file"] in films:
+                items.append(
+                    [
+                        entry["file"],
+                        r["model"],
+                        r["landmarks"],
+                        list(read_image(films[entry["file"]]).shape[:2]),
+                    ]
+                )
+    got = page.evaluate(
+        "(items) => items.map(([f, m, p, hw]) => { const model = window.spineScan.models.find((x) => "
+        "x.name === m); return window.spineScan.measureLandmarks(p, model.view, hw, model.view === 'ap' "
+        "? 'midlines' : 'endplates').angles; })",
+        items,
+    )
+    return {(f, m): a for (f, m, _p, _hw), a in zip(items, got, strict=True)}
+
+
 class _LandmarkParity:
     """A landmark model's page reading against spinescan-predict --json for the same film: the same
     points (within POINT_TOLERANCE_PX; null for the same points), angles within
     ANGLE_TOLERANCE_DEG, the same nulls, reasons, notes, label and label reason."""
 
-    def __init__(self, exported: Path) -> None:
+    def __init__(self, exported: Path, unflagged: dict[tuple[str, str], dict] | None = None) -> None:
+        self.unflagged = unflagged or {}
+        self.flagged = 0
         self.models = {
             m.name: m
             for m in (predictor.OnnxModel(p) for p in predictor.model_paths(exported))
@@ -395,7 +512,10 @@ class _LandmarkParity:
         assert page["label_reason"] == cli.get("label_reason"), name
         assert page["reasons"] == cli["reasons"], name
         assert page["notes"] == cli.get("notes", {}), name
+        assert page["plausibility"] == cli["plausibility"], name
         assert list(page["measurements"]) == list(cli["measurements"]), name
+        if cli["plausibility"]["severity"] == "severe" and (path.name, page["model"]) in self.unflagged:
+            self._compare_unflagged(path, page, model, reading, name)
         for key, want in cli["measurements"].items():
             got = page["measurements"][key]
             assert (got is None) == (want is None), (name, key, got, want)
@@ -415,6 +535,26 @@ class _LandmarkParity:
         self.labelled += cli["label"] is not None
         self.compared.append(name)
 
+    def _compare_unflagged(self, path: Path, page: dict, model, reading: dict, name: str) -> None:  # noqa: ANN001
+        """A severely flagged reading: the angles the page measures from its points without the
+        flag against the Python's from its points, as before the flag existed."""
+        from spinescan.edge.angles import PREDICTION_READOUT, ap_angles, lateral_angles
+
+        hw = read_image(path).shape[:2]
+        if model.info.view == "ap":
+            want = ap_angles(reading["landmarks"], image_size=hw, readout=PREDICTION_READOUT)
+        else:
+            want = lateral_angles(reading["landmarks"], reading["sacrum"], image_size=hw)
+        got = self.unflagged[(path.name, page["model"])]
+        self.flagged += 1
+        for key in model.info.measurements:
+            a, b = got[key]["value"], want[key].value
+            assert (a is None) == (b is None), (name, key, a, b)
+            if b is not None:
+                self.worst_deg = max(self.worst_deg, abs(a - b))
+                assert abs(a - b) <= ANGLE_TOLERANCE_DEG, (name, key, a, b)
+                self.measured[model.info.view] += 1
+
     def report(self, n_films: int, real: list[str]) -> None:
         print(
             f"landmarks on {len(self.compared)} films, page vs spinescan-predict: max |dxy| = "
@@ -422,7 +562,8 @@ class _LandmarkParity:
             f"unrounded: {self.worst_px_raw:.2e} px, {self.worst_deg_raw:.2e} deg), "
             f"max |d visibility| = {self.worst_visibility:.1e}; {sum(self.measured.values())} angles "
             f"measured {self.measured}, {self.labelled} labels; excused (visibility within "
-            f"{VISIBILITY_MARGIN} of 0.5): {self.excused}"
+            f"{VISIBILITY_MARGIN} of 0.5): {self.excused}; {self.flagged} readings flagged severe "
+            "(their angles compared without the flag)"
         )
         assert len(self.excused) <= 2, self.excused  # noise, not a habit
         assert len(self.compared) + len(self.excused) == n_films  # n_films >= 20, asserted above
@@ -583,6 +724,33 @@ def _landmark_cases(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray,
     return cases
 
 
+def _implausible_cases(n: int, seed: int = 1) -> list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
+    """Spines damaged the ways spinescan.edge.plausibility looks for: collapsed vertebrae (one to
+    five: warnings and severe), order reversed, squashed spacing, tilt jumps, points off the film."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, (corners, sacrum, hw) in enumerate(_landmark_cases(n, seed)):
+        c = corners.reshape(17, 4, 2).copy()
+        mode = k % 5
+        if mode == 0:
+            for v in rng.choice(17, int(rng.integers(1, 6)), replace=False):
+                c[v] = c[v][:1]
+        elif mode == 1:
+            c = c[::-1].copy()
+        elif mode == 2:
+            c[..., 1] = c[..., 1] * rng.uniform(0.1, 0.6)
+        elif mode == 3:
+            for v in range(int(rng.integers(0, 2)), 17, 2):
+                centre = c[v].mean(axis=0)
+                t = np.radians(rng.uniform(35, 60))
+                rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+                c[v] = (c[v] - centre) @ rot.T + centre
+        else:
+            c[..., 0] += rng.uniform(-400, 400)
+        out.append((c.reshape(68, 2), sacrum, hw))
+    return out
+
+
 def test_angles_port_matches_python(exported: Path) -> None:
     """landmarks.js's angles, reasons, notes, end vertebrae and labels against spinescan.edge.angles
     on spines that take every branch (the tiny models above see only some of them)."""
@@ -590,8 +758,9 @@ def test_angles_port_matches_python(exported: Path) -> None:
 
     from spinescan.edge.aasce import aasce_angles
     from spinescan.edge.angles import ap_angles, label_from_angles, lateral_angles
+    from spinescan.edge.plausibility import assess_landmarks
 
-    cases = _landmark_cases(240)
+    cases = _landmark_cases(240) + _implausible_cases(60)
     payload = [
         [[None if not np.isfinite(p).all() else p.tolist() for p in np.concatenate([c, s])], list(hw)]
         for c, s, hw in cases
@@ -607,8 +776,11 @@ def test_angles_port_matches_python(exported: Path) -> None:
             payload,
         )
         browser.close()
-    worst, values, labels, reasons = 0.0, 0, set(), set()
+    worst, values, labels, reasons, severities = 0.0, 0, set(), set(), set()
     for (corners, sacrum, hw), page_views in zip(cases, got, strict=True):
+        flag = assess_landmarks(corners, sacrum, hw).to_json()
+        assert all(page["plausibility"] == flag for page in page_views), (flag, page_views[0]["plausibility"])
+        severities.add(flag["severity"])
         readouts = (("ap", "endplates"), ("ap", "midlines"), ("lateral", None))
         for (view, readout), page in zip(readouts, page_views, strict=True):
             angles = (
@@ -640,4 +812,5 @@ def test_angles_port_matches_python(exported: Path) -> None:
     rules = {aasce_angles(c, hw[0]).rule for c, _, hw in cases if np.isfinite(c).all()}
     assert rules == {"C", "S upper", "S lower"}
     assert reasons == {True, False}  # measured and unmeasured (or partial) angles both occurred
+    assert severities == {"ok", "warning", "severe"}, severities
     assert {("ap", "healthy"), ("ap", "scoliosis"), ("ap", None), ("lateral", None)} <= labels

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from spinescan.edge.angles import PREDICTION_READOUT, ap_angles, label_from_angles, lateral_angles
+from spinescan.edge.angles import PREDICTION_READOUT, Angle, ap_angles, label_from_angles, lateral_angles
 from spinescan.edge.landmarks import N_POINTS, Decoded, decode
+from spinescan.edge.plausibility import assess_landmarks
 from spinescan.edge.preprocess import Placement
 
 
@@ -39,21 +40,33 @@ def read_landmarks(
     input_hw: tuple[int, int],
     image_hw: tuple[int, int],
 ) -> dict[str, Any]:
-    """``{"landmarks", "sacrum", "angles", "label", "label_reason"}`` for one film
-    (points from :func:`decode_output`)."""
+    """``{"landmarks", "sacrum", "angles", "label", "label_reason", "plausibility"}`` for one film
+    (points from :func:`decode_output`).
+
+    ``plausibility`` (:class:`~spinescan.edge.plausibility.Plausibility`) says whether the points
+    can be a spine at all; when it is ``severe`` every angle is ``None`` with that reason and there
+    is no label: a confident angle on a blank film or a film upside down is worse than none.
+    """
     d = decode_output(output, placement, input_hw)
     size = (int(image_hw[0]), int(image_hw[1]))
     if view == "ap":
         angles = ap_angles(d.landmarks, image_size=size, readout=PREDICTION_READOUT)
     else:
         angles = lateral_angles(d.landmarks, d.sacrum, image_size=size)
-    label, reason = label_from_angles(view, angles)
+    plausibility = assess_landmarks(d.landmarks, d.sacrum, size)
+    if plausibility.severe:
+        why = plausibility.reason()
+        angles = {name: Angle(name, None, reason=why) for name in angles}
+        label, reason = None, why
+    else:
+        label, reason = label_from_angles(view, angles)
     return {
         "landmarks": d.landmarks,
         "sacrum": d.sacrum,
         "angles": angles,
         "label": label,
         "label_reason": reason,
+        "plausibility": plausibility,
     }
 
 

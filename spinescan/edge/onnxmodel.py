@@ -369,7 +369,9 @@ class OnnxModel:
         names; ``null`` when not measurable, with the reason in ``reasons``), ``landmarks`` as
         ``[x, y]`` in the input image's pixels (``null`` for a point judged not visible; 68 corners
         T1..L5 TL, TR, BL, BR, then the S1 endplate's left and right ends), and the ``label`` that
-        the angles imply (``null`` with ``label_reason`` when they imply none)."""
+        the angles imply (``null`` with ``label_reason`` when they imply none); ``plausibility``
+        (``{"severity": "ok" | "warning" | "severe", "reasons": [...]}``): whether the points can be
+        a spine (severe: every angle and the label are ``null``, the reasons in ``reasons``)."""
         if self.info.task == "landmarks":
             r = reading if reading is not None else self.read(output, context)
             m = measurements_json(r["angles"], self.info.measurements)
@@ -380,6 +382,7 @@ class OnnxModel:
                 "measurements": m["measurements"],
                 "reasons": m["missing"],
                 "landmarks": points_json(r["landmarks"], r["sacrum"]),
+                "plausibility": r["plausibility"].to_json(),
             }
             if r["label_reason"]:
                 out["label_reason"] = r["label_reason"]

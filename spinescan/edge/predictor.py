@@ -25,6 +25,15 @@ from typing import Any
 
 import numpy as np
 
+from spinescan.edge.guard import (
+    GUARD_VIEW,
+    guard_entry,
+    guard_verdict,
+    is_guard,
+    skip_reason,
+    skipped_entry,
+    split_guard,
+)
 from spinescan.edge.imageio import MIN_SIDE, find_images, read_image
 from spinescan.edge.measure import write_overlay
 from spinescan.edge.onnxmodel import (
@@ -89,17 +98,32 @@ def predict_image(
     model: str = "generalist",
     models_dir: str | os.PathLike[str] | None = None,
     heatmap: bool = False,
+    view: str | None = None,
 ) -> dict[str, Any]:
     """Classify one image: ``{"label", "probabilities": {class: p}, "model"}``.
 
     ``model`` is an exported model's name (looked up in ``models_dir``, default ``exported/``) or
     a path to an ``.onnx`` file. ``heatmap=True`` adds ``"heatmap"``: the predicted class's
     normalised CAM grid, its raw values and the crop/letterbox geometry that places it on the film.
+    When the model's folder holds a view guard (:mod:`spinescan.edge.guard`) it runs first: a film
+    of another view, or one it calls ``other``, gets ``{"model", "label": None, "skipped": reason,
+    "view_guard": its entry}`` instead of a reading. ``view`` overrides the guard (it is not run);
+    a model of another view is then skipped with that reason.
     Raises :class:`~spinescan.errors.ImageReadError` for a bad image and
     :class:`ModelRefusedError` for a bad model.
     """
-    onnx_model = load_model(resolve_model(model, models_dir))
+    model_path = resolve_model(model, models_dir)
+    onnx_model = load_model(model_path)
     image = read_image(path, min_side=MIN_SIDE)
+    if view is not None and onnx_model.info.view != view and not is_guard(onnx_model.info):
+        why = f"the film is {view} (given); {onnx_model.name} reads {onnx_model.info.view} films"
+        return skipped_entry(onnx_model, why)
+    guard = None if view is not None or is_guard(onnx_model.info) else _folder_guard(model_path.parent)
+    if guard is not None:
+        verdict = guard_verdict(guard, image)
+        why = skip_reason(verdict, onnx_model)
+        if why:
+            return {**skipped_entry(onnx_model, why), "view_guard": guard_entry(guard, verdict)}
     x, context = onnx_model.prepare(image)
     if onnx_model.info.task == "landmarks":
         return onnx_model.result(onnx_model.predict(x[None])[0], context)
@@ -108,6 +132,23 @@ def predict_image(
     if heatmap:
         result["heatmap"] = onnx_model.heatmap(image, probs[0], None if cam is None else cam[0])
     return result
+
+
+def _folder_guard(folder: Path) -> OnnxModel | None:
+    """The view guard exported into ``folder`` (its manifest's model of view ``any``, or
+    ``view.onnx`` beside models without a manifest), or ``None``."""
+    manifest = read_manifest(folder)
+    if manifest is not None:
+        files = [
+            e["file"] for e in manifest["models"].values() if e.get("view") == GUARD_VIEW and e.get("file")
+        ]
+    else:
+        files = ["view.onnx"] if (folder / "view.onnx").is_file() else []
+    for name in files:
+        candidate = load_model(folder / name)
+        if is_guard(candidate.info):
+            return candidate
+    return None
 
 
 # --- many images -------------------------------------------------------------------------------
@@ -143,6 +184,22 @@ def _read_error(path: Path, exc: Exception) -> str:
     return f"{path}: cannot read ({type(exc).__name__}: {first})"
 
 
+def _plan(
+    guard: OnnxModel | None, models: list[OnnxModel], image: np.ndarray, path: Path
+) -> tuple[list[dict[str, Any]], list[str | None]]:
+    """The view guard's entry (none without a guard) and, per model, why it must not read this
+    film (``None``: it may). See :mod:`spinescan.edge.guard`."""
+    if guard is None:
+        return [], [None] * len(models)
+    try:
+        verdict = guard_verdict(guard, image)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, read nothing unguarded
+        first = (str(exc).strip().splitlines() or [""])[0]
+        failed = f"{path}: {guard.name}: inference failed ({first})"
+        return [{"model": guard.name, "error": failed}], ["the view guard failed on this film"] * len(models)
+    return [guard_entry(guard, verdict)], [skip_reason(verdict, m) for m in models]
+
+
 def iter_results(
     paths: list[Path], models: list[OnnxModel], heatmap: bool = False, overlay_dir: Path | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -151,28 +208,40 @@ def iter_results(
     Files are streamed: each is decoded, turned into every model's (small) input tensor and
     dropped before the next is read; the tensors go to onnxruntime CHUNK images at a time. Peak
     memory is therefore one decoded image (bounded by the reader's byte limit) plus CHUNK input
-    tensors per model, whatever the folder holds.
+    tensors per model, whatever the folder holds. When ``models`` holds a view guard
+    (:mod:`spinescan.edge.guard`) it runs first on each film: its entry comes first, and a model
+    of another view (every model, for a film it calls ``other``) gets a ``skipped`` entry with the
+    reason instead of a reading.
     """
-    pending: list[tuple[Path, list[tuple[np.ndarray, Any]] | str]] = []
+    guard, models = split_guard(models)
+    # (path, per model: (tensor, context) or the reason it is skipped; or the read error, entries first)
+    pending: list[tuple[Path, list[Any] | str, list[dict[str, Any]]]] = []
 
     def flush() -> Iterator[dict[str, Any]]:
-        ready = [i for i, (_p, item) in enumerate(pending) if not isinstance(item, str)]
-        probs: dict[int, list[np.ndarray | str]] = {i: [] for i in ready}
+        ready = [i for i, (_p, item, _h) in enumerate(pending) if not isinstance(item, str)]
+        outs: dict[tuple[int, int], np.ndarray | str] = {}
         for m, model in enumerate(models):
-            if not ready:
-                break
-            batch = np.stack([pending[i][1][m][0] for i in ready])  # type: ignore[index]
+            run = [i for i in ready if not isinstance(pending[i][1][m], str)]
+            if not run:
+                continue
+            batch = np.stack([pending[i][1][m][0] for i in run])  # type: ignore[index]
             try:
                 out = model.predict(batch)
             except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
-                out = [f"{model.name}: inference failed ({str(exc).strip().splitlines()[0]})"] * len(ready)
-            for i, p in zip(ready, out, strict=True):
-                probs[i].append(p)
-        for i, (path, item) in enumerate(pending):
+                out = [f"{model.name}: inference failed ({str(exc).strip().splitlines()[0]})"] * len(run)
+            for i, p in zip(run, out, strict=True):
+                outs[(i, m)] = p
+        for i, (path, item, head) in enumerate(pending):
             if isinstance(item, str):
                 yield {"image": str(path), "error": item}
                 continue
-            for m, (model, p) in enumerate(zip(models, probs[i], strict=True)):
+            for entry in head:
+                yield {"image": str(path), **entry}
+            for m, model in enumerate(models):
+                if isinstance(item[m], str):
+                    yield {"image": str(path), **skipped_entry(model, item[m])}
+                    continue
+                p = outs[(i, m)]
                 if isinstance(p, str):
                     yield {"image": str(path), "model": model.name, "error": f"{path}: {p}"}
                 elif not np.all(np.isfinite(p)):
@@ -188,16 +257,24 @@ def iter_results(
     explain = heatmap or overlay_dir is not None
     written: set[str] = set()  # overlay names already used in this call (films may share a name)
     for path in paths:
+        head: list[dict[str, Any]] = []
         try:
             image = read_image(path, min_side=MIN_SIDE)  # a 1 x 1 film is refused, not classified
-            tensors: list[Any] | str = [] if explain else [mo.prepare(image) for mo in models]
+            head, plan = _plan(guard, models, image, path)
+            tensors: list[Any] | str = (
+                list(plan)
+                if explain
+                else [r if r else mo.prepare(image) for mo, r in zip(models, plan, strict=True)]
+            )
         except Exception as exc:  # noqa: BLE001 - one bad file is one error entry, never a crash
             image, tensors = None, _read_error(path, exc)
         if explain and image is not None:
             yield from flush()  # results stay in input order
-            yield from _explain(path, image, models, heatmap, overlay_dir, written)
+            for entry in head:
+                yield {"image": str(path), **entry}
+            yield from _explain(path, image, models, heatmap, overlay_dir, written, tensors)  # type: ignore[arg-type]
         else:
-            pending.append((path, tensors))
+            pending.append((path, tensors, head))
         image = None  # drop the decoded image before the next file is read
         if len(pending) >= CHUNK:
             yield from flush()
@@ -211,11 +288,16 @@ def _explain(
     heatmap: bool,
     overlay_dir: Path | None,
     written: set[str],
+    skip: list[str | None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One film through every model with what explains its answer: a classifier's class activation
     map, a landmark model's landmarks and angle lines. Heatmap entries and overlay PNGs need the
-    decoded film, so this path runs film by film: memory stays one decoded image."""
-    for model in models:
+    decoded film, so this path runs film by film: memory stays one decoded image. ``skip``: per
+    model, the view guard's reason not to run it (:func:`_plan`)."""
+    for model, why in zip(models, skip or [None] * len(models), strict=True):
+        if why:
+            yield {"image": str(path), **skipped_entry(model, why)}
+            continue
         if model.info.task == "landmarks":
             yield _explain_landmarks(path, image, model, overlay_dir, written)
             continue
@@ -325,8 +407,13 @@ def _model_cell(r: dict[str, Any]) -> str:
 
 
 def _why_missing(r: dict[str, Any]) -> str:
-    """A landmark result's reasons for every missing angle and for a missing label, one cell."""
-    why = [f"{name}: {reason}" for name, reason in (r.get("reasons") or {}).items()]
+    """A landmark result's reasons for every missing angle and for a missing label, one cell, after
+    the implausibility flag (spinescan.edge.plausibility) when the reading raised one."""
+    plausibility = r.get("plausibility") or {}
+    why = []
+    if plausibility.get("severity", "ok") != "ok":
+        why.append(f"[{plausibility['severity']}: {'; '.join(plausibility.get('reasons') or [])}]")
+    why += [f"{name}: {reason}" for name, reason in (r.get("reasons") or {}).items()]
     if r.get("label") is None:
         why.append(f"label: {r.get('label_reason') or 'the angles imply none'}")
     return "; ".join(why)
@@ -355,14 +442,14 @@ def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
         return f"{'image':<{image_w}}  {'model':<{model_w}}  {'label':<{label_w}}  {last}"
 
     blocks: list[list[str]] = []
-    classified = [r for r in results if "error" not in r and "probabilities" in r]
+    classified = [r for r in results if "error" not in r and "skipped" not in r and "probabilities" in r]
     if classified:
         lines = [head("probabilities")]
         for r in classified:
             ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[: top or None]
             lines.append(row(r, "  ".join(f"{c} {p:.3f}" for c, p in ranked)).rstrip())
         blocks.append(lines)
-    measured = [r for r in results if "error" not in r and "measurements" in r]
+    measured = [r for r in results if "error" not in r and "skipped" not in r and "measurements" in r]
     if measured:
         cells = [
             "  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in r["measurements"].items())
@@ -373,6 +460,14 @@ def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
         for r, cell in zip(measured, cells, strict=True):
             lines.append(row(r, f"{cell:<{angle_w}}  {_why_missing(r) or '-'}").rstrip())
         blocks.append(lines)
+    skipped = [r for r in results if "skipped" in r]  # the view guard kept these models off the film
+    if skipped:
+        blocks.append(
+            [
+                f"{r['image']:<{image_w}}  {_model_cell(r):<{model_w}}  skipped: {r['skipped']}"
+                for r in skipped
+            ]
+        )
     errors = [f"{r['image']:<{image_w}}  ERROR  {r['error']}" for r in results if "error" in r]
     if errors:
         blocks.append(errors)
@@ -429,7 +524,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--view",
         choices=["lateral", "ap"],
-        help="run only the models of this view (a lateral model says nothing useful about an AP film)",
+        help="run only the models of this view (a lateral model says nothing useful about an AP film); "
+        "overrides the view guard, which otherwise picks each film's models",
     )
     return parser
 
@@ -455,7 +551,13 @@ def main(argv: list[str] | None = None) -> int:
     # Which set ran (the bundled one, ./exported or --models): on stderr, so --json stays parseable.
     print(f"spinescan-predict: {source}", file=sys.stderr)
     views = sorted({m.info.view for m in models})
-    if len(views) > 1:
+    if split_guard(models)[0] is not None:
+        print(
+            "spinescan-predict: note: the view guard runs first on each film and picks the models of "
+            "its view (--view overrides)",
+            file=sys.stderr,
+        )
+    elif len(views) > 1:
         print(
             f"spinescan-predict: note: the models cover several views ({', '.join(views)}) and each "
             "image goes through all of them; pass --view to use only the models of the film's view",

@@ -79,6 +79,7 @@ def resolve_specs(
 ) -> list[ModelSpec]:
     """The requested specs (default: every registered model whose view and classes have images)."""
     from spinescan.zoo.registry import get_spec, list_models  # noqa: PLC0415
+    from spinescan.zoo.spec import GUARD_VIEW  # noqa: PLC0415
 
     if names:
         chosen = [get_spec(n) for n in dict.fromkeys(names)]
@@ -89,8 +90,9 @@ def resolve_specs(
                 "(landmark error, angle MAE, SMAPE, paired with the classifiers), not by `spinescan bench`"
             )
         return chosen
-    # The classifier benchmark; landmark models have their own (spinescan.evaluation.landmarks).
-    specs = [s for s in list_models() if s.task == "classification"]
+    # The classifier benchmark; landmark models have their own (spinescan.evaluation.landmarks),
+    # and so has the view guard (benchmarks/view_guard.py: held out by source).
+    specs = [s for s in list_models() if s.task == "classification" and s.view != GUARD_VIEW]
     if dataset is None:
         return specs
     usable = []

@@ -32,8 +32,10 @@ MODULES = (
     "edge.landmarks",
     "edge.overlay",
     "edge.landmark_overlay",
+    "edge.plausibility",
     "edge.measure",
     "edge.onnxmodel",
+    "edge.guard",
     "edge.predictor",
 )
 STANDALONE_NAME = "predict.py"

@@ -129,6 +129,7 @@ class Reading:
     angles: dict[str, Any]  # name -> spinescan.edge.angles.Angle
     label: str | None
     label_reason: str | None
+    plausibility: Any = None  # spinescan.edge.plausibility.Plausibility (severe: angles are None)
 
 
 def read_film(output: np.ndarray, placement: Any, spec: ModelSpec, image_hw: tuple[int, int]) -> Reading:

@@ -19,6 +19,7 @@ from spinescan.zoo.search import SearchSpace
 
 __all__ = [
     "CHECKPOINTS",
+    "GUARD_VIEW",
     "TASKS",
     "VIEWS",
     "HParams",
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     import keras
 
 VIEWS = ("lateral", "ap")
+#: The view of a model that reads films of every view: the view guard (``spinescan_plugins.view``),
+#: whose classes are the views. It is not a dataset view (no ``any/`` folder layout).
+GUARD_VIEW = "any"
 #: What a model outputs. ``classification``: class probabilities (``probabilities``).
 #: ``landmarks``: vertebral points (``points``), from which the angles and the label are measured
 #: (:mod:`spinescan.edge.angles`, thresholds in :mod:`spinescan.edge.thresholds`).
@@ -79,8 +83,8 @@ class ModelSpec:
         problems = []
         if not self.name or not self.name.replace("-", "_").replace(".", "_").isidentifier():
             problems.append(f"name {self.name!r} must be a simple identifier")
-        if self.view not in VIEWS:
-            problems.append(f"view must be one of {VIEWS}, got {self.view!r}")
+        if self.view not in (*VIEWS, GUARD_VIEW):
+            problems.append(f"view must be one of {(*VIEWS, GUARD_VIEW)}, got {self.view!r}")
         if len(self.classes) < 2:
             problems.append("needs at least two classes")
         if len(set(self.classes)) != len(self.classes):

@@ -4,7 +4,15 @@
 // preprocessing. Nothing is requested from anywhere but this page's own origin.
 import * as ort from "./ort/ort.wasm.min.mjs";
 import { checkFile, decodeFile } from "./decode.js";
-import { LEVELS, N_LANDMARKS, apAngles, labelFromAngles, lateralAngles, readLandmarks } from "./landmarks.js";
+import {
+  LEVELS,
+  N_LANDMARKS,
+  apAngles,
+  assessLandmarks,
+  labelFromAngles,
+  lateralAngles,
+  readLandmarks,
+} from "./landmarks.js";
 import { normaliseCam, preprocess } from "./preprocess.js";
 
 ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
@@ -75,6 +83,8 @@ async function loadModels() {
     models.push({
       name: entry.model,
       task,
+      // the view guard (spinescan/edge/guard.py is_guard): a classifier of view "any" over views + other
+      guard: task === "classification" && entry.view === GUARD_VIEW && ["ap", "lateral", OTHER].every((c) => entry.classes.includes(c)),
       view: entry.view,
       classes: entry.classes,
       measurements: entry.measurements || [],
@@ -93,7 +103,50 @@ async function loadModels() {
 }
 
 function views() {
-  return [...new Set(state.models.map((m) => m.view))].sort();
+  return [...new Set(state.models.filter((m) => !m.guard).map((m) => m.view))].sort();
+}
+
+// --- the view guard (port of spinescan/edge/guard.py) -----------------------------------------
+
+const GUARD_VIEW = "any";
+const OTHER = "other";
+const NOT_SPINE = "not a spine radiograph";
+const AUTO = "auto"; // the view menu's entry that lets the guard pick (spinescan-predict without --view)
+
+function guardModel() {
+  return state.models.find((m) => m.guard) || null;
+}
+
+function skipReason(verdict, model) {
+  if (verdict === OTHER) return `${NOT_SPINE} (the view guard calls it ${OTHER}); --view overrides`;
+  if (model.view !== verdict)
+    return `the view guard reads a ${verdict} film; ${model.name} reads ${model.view} films (--view ${model.view} overrides)`;
+  return null;
+}
+
+async function runClassifier(model, decoded) {
+  const t0 = performance.now();
+  const { tensor, geometry } = preprocess(decoded, model.inputSize, model.prep);
+  const input = new ort.Tensor("float32", tensor, [1, ...model.inputSize]);
+  const outputs = await model.session.run({ [model.inputName]: input });
+  const probs = Array.from(outputs[model.outputName].data);
+  const best = probs.indexOf(Math.max(...probs));
+  const result = {
+    model: model.name,
+    label: model.classes[best],
+    probabilities: Object.fromEntries(model.classes.map((c, i) => [c, probs[i]])),
+    ms: 0,
+    geometry,
+    weak: model.weak,
+  };
+  if (outputs.cam) {
+    const [, gh, gw, k] = outputs.cam.dims;
+    const raw = new Float32Array(gh * gw);
+    for (let i = 0; i < gh * gw; i++) raw[i] = outputs.cam.data[i * k + best];
+    result.heatmap = { class: model.classes[best], grid: normaliseCam(raw), shape: [gh, gw] };
+  }
+  result.ms = performance.now() - t0;
+  return result;
 }
 
 async function measure(model, decoded) {
@@ -110,8 +163,24 @@ async function measure(model, decoded) {
 }
 
 async function classify(decoded, view) {
+  // view "auto": the guard runs first and names the film's view (or "other": nothing is read);
+  // any other view: that view's models, no guard (spinescan-predict --view).
   const out = [];
-  for (const model of state.models.filter((m) => m.view === view)) {
+  const guard = guardModel();
+  let verdict = null;
+  if (view === AUTO && guard) {
+    const g = await runClassifier(guard, decoded);
+    verdict = g.label;
+    const entry = { model: guard.name, task: "view", label: g.label, probabilities: g.probabilities, ms: g.ms };
+    if (verdict === OTHER) entry.reason = `${NOT_SPINE} (the view guard calls it ${OTHER})`;
+    out.push(entry);
+  }
+  for (const model of state.models.filter((m) => !m.guard && (verdict !== null || m.view === view))) {
+    const why = verdict === null ? null : skipReason(verdict, model);
+    if (why) {
+      out.push({ model: model.name, label: null, skipped: why });
+      continue;
+    }
     if (model.task === "landmarks") {
       try {
         out.push(await measure(model, decoded));
@@ -121,28 +190,7 @@ async function classify(decoded, view) {
       }
       continue;
     }
-    const t0 = performance.now();
-    const { tensor, geometry } = preprocess(decoded, model.inputSize, model.prep);
-    const input = new ort.Tensor("float32", tensor, [1, ...model.inputSize]);
-    const outputs = await model.session.run({ [model.inputName]: input });
-    const probs = Array.from(outputs[model.outputName].data);
-    const best = probs.indexOf(Math.max(...probs));
-    const result = {
-      model: model.name,
-      label: model.classes[best],
-      probabilities: Object.fromEntries(model.classes.map((c, i) => [c, probs[i]])),
-      ms: 0,
-      geometry,
-      weak: model.weak,
-    };
-    if (outputs.cam) {
-      const [, gh, gw, k] = outputs.cam.dims;
-      const raw = new Float32Array(gh * gw);
-      for (let i = 0; i < gh * gw; i++) raw[i] = outputs.cam.data[i * k + best];
-      result.heatmap = { class: model.classes[best], grid: normaliseCam(raw), shape: [gh, gw] };
-    }
-    result.ms = performance.now() - t0;
-    out.push(result);
+    out.push(await runClassifier(model, decoded));
   }
   return out;
 }
@@ -349,6 +397,7 @@ function render(card, entry) {
     return;
   }
   const picker = document.createElement("select");
+  if (guardModel()) picker.append(new Option("auto (view guard)", AUTO, false, entry.view === AUTO));
   for (const v of views()) picker.append(new Option(`${v} view`, v, false, v === entry.view));
   picker.addEventListener("change", () => rerun(card, entry, picker.value));
   card.append(picker);
@@ -397,13 +446,29 @@ function render(card, entry) {
       cell.textContent = result.error;
       return;
     }
+    if (result.skipped) {
+      // the view guard kept this model off the film: no label, no angles, the reason
+      row.classList.add("skipped");
+      const cell = row.insertCell();
+      cell.colSpan = 3;
+      cell.textContent = `skipped: ${result.skipped}`;
+      return;
+    }
     const label = row.insertCell();
     label.innerHTML = "<strong></strong>";
     label.firstChild.textContent = result.label === null ? "no label" : result.label;
     const probs = row.insertCell();
+    if (result.reason) label.append(document.createElement("br"), result.reason);
     if (result.task === "landmarks") {
       row.classList.add("landmarks");
       if (result.label_reason) label.append(document.createElement("br"), result.label_reason);
+      if (result.plausibility && result.plausibility.severity !== "ok") {
+        // the implausibility flag, as spinescan-predict's JSON carries it
+        const flag = document.createElement("div");
+        flag.className = `plausibility ${result.plausibility.severity}`;
+        flag.textContent = `${result.plausibility.severity}: implausible landmarks: ${result.plausibility.reasons.join("; ")}`;
+        probs.append(flag);
+      }
       for (const line of describeReading(result)) {
         const item = document.createElement("div");
         item.textContent = line;
@@ -457,6 +522,10 @@ async function addFile(file, view) {
     finishedAt: entry.finishedAt,
     results: (entry.results || []).map((r) => (r.error
       ? { model: r.model, task: r.task, error: r.error }
+      : r.skipped
+      ? { model: r.model, label: null, skipped: r.skipped }
+      : r.task === "view"
+      ? { model: r.model, task: r.task, label: r.label, probabilities: r.probabilities, reason: r.reason, ms: r.ms }
       : r.task === "landmarks"
       ? {
         model: r.model,
@@ -468,6 +537,7 @@ async function addFile(file, view) {
         notes: r.notes,
         landmarks: r.landmarks,
         visibility: r.visibility,
+        plausibility: r.plausibility,
         ms: r.ms,
         ...(r.weak ? { weak: r.weak } : {}),
       }
@@ -518,7 +588,7 @@ state.measureLandmarks = (points, view, filmHw, readout = "endplates") => {
   const angles =
     view === "ap" ? apAngles(corners, filmHw, readout) : lateralAngles(corners, sacrum, filmHw);
   const [label, reason] = labelFromAngles(view, angles);
-  return { angles, label, label_reason: reason };
+  return { angles, label, label_reason: reason, plausibility: assessLandmarks(corners, sacrum, filmHw) };
 };
 
 function setup() {
@@ -543,8 +613,9 @@ function setup() {
       state.models = models;
       state.loadedAt = performance.now();
       const select = $("#view");
+      if (guardModel()) select.append(new Option("auto (view guard)", AUTO));
       for (const v of views()) select.append(new Option(v, v));
-      const what = (m) => (m.task === "landmarks" ? ", landmarks and angles" : m.cam ? ", heatmap" : "");
+      const what = (m) => (m.guard ? ", view guard" : m.task === "landmarks" ? ", landmarks and angles" : m.cam ? ", heatmap" : "");
       const names = models.map((m) => `${m.name} (${m.view}${what(m)})`).join(", ");
       setStatus(`Ready: ${models.length} model(s), loaded in ${(state.loadedAt / 1000).toFixed(1)} s.`);
       $("#models").textContent = `Models: ${names}. ${state.errors.join(" ")}`;

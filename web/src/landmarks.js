@@ -475,6 +475,100 @@ export function labelFromAngles(view, angles) {
   throw new Error(`unknown view ${view}`);
 }
 
+// --- plausibility (spinescan/edge/plausibility.py) ----------------------------------------------
+
+const COLLAPSE_FRACTION = 0.1;
+const SPACING_RANGE = [0.5, 2.0];
+const SPACING_TO_WIDTH = [0.3, 2.5];
+const MAX_TILT_STEP_DEG = 30.0;
+const OUTSIDE_MARGIN = 0.02;
+
+function medianOf(values) {
+  const v = [...values].sort((a, b) => a - b);
+  const n = v.length;
+  return n % 2 ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+const dist = (p, q) => Math.hypot(q[0] - p[0], q[1] - p[1]);
+
+function tiltOf(a, b) {
+  const deg = Math.atan2(b[1] - a[1], b[0] - a[0]) * (180.0 / Math.PI);
+  return pyMod(deg + 90.0, 180.0) - 90.0;
+}
+
+/**
+ * assess_landmarks: {severity: "ok" | "warning" | "severe", reasons: [...]} for 68 corners (null
+ * where not visible), the two S1 points (or null) and the film's [height, width].
+ */
+export function assessLandmarks(points, sacrum, [h, w]) {
+  const c = asCorners(points);
+  const seen = [];
+  for (let k = 0; k < N_VERT; k++) if (c[k].every(finite)) seen.push(k);
+  const severe = [];
+  const mild = [];
+  const widths = {};
+  let collapsed = 0;
+  for (const k of seen) {
+    const q = c[k];
+    const width = Math.max(dist(q[0], q[1]), dist(q[2], q[3]));
+    widths[k] = width;
+    let closest = Infinity;
+    for (let i = 0; i < 4; i++) for (let j = i + 1; j < 4; j++) closest = Math.min(closest, dist(q[i], q[j]));
+    if (width <= 0.0 || closest < COLLAPSE_FRACTION * width) collapsed += 1;
+  }
+  if (collapsed) {
+    const text = `${collapsed} of ${seen.length} vertebrae collapsed (two corners closer than a tenth of the width)`;
+    (collapsed >= 3 ? severe : mild).push(text);
+  }
+  const centres = {};
+  for (const k of seen) {
+    const q = c[k];
+    centres[k] = [(q[0][0] + q[1][0] + q[2][0] + q[3][0]) / 4, (q[0][1] + q[1][1] + q[2][1] + q[3][1]) / 4];
+  }
+  const pairs = seen.filter((k) => centres[k + 1] !== undefined).map((k) => [k, k + 1]);
+  const disorder = pairs.filter(([a, b]) => centres[b][1] <= centres[a][1]).length;
+  if (disorder) (disorder >= 2 ? severe : mild).push(`${disorder} neighbouring vertebrae out of order top to bottom`);
+  const gaps = pairs.map(([a, b]) => dist(centres[a], centres[b]));
+  if (gaps.length >= 3) {
+    const median = medianOf(gaps);
+    const odd = gaps.filter((g) => g < SPACING_RANGE[0] * median || g > SPACING_RANGE[1] * median).length;
+    if (odd) {
+      const text = `${odd} of ${gaps.length} vertebra spacings far from the others (under half or over twice)`;
+      (odd >= 3 ? severe : mild).push(text);
+    }
+    const midWidth = medianOf(seen.map((k) => widths[k]));
+    if (median < SPACING_TO_WIDTH[0] * midWidth || median > SPACING_TO_WIDTH[1] * midWidth)
+      severe.push("vertebra spacing far from anatomy for their width");
+  }
+  const tilts = {};
+  for (const k of seen) {
+    const q = c[k];
+    tilts[k] = tiltOf(
+      [(q[0][0] + q[2][0]) / 2.0, (q[0][1] + q[2][1]) / 2.0],
+      [(q[1][0] + q[3][0]) / 2.0, (q[1][1] + q[3][1]) / 2.0],
+    );
+  }
+  let jumps = 0;
+  for (const [a, b] of pairs) {
+    const step = Math.abs(tilts[b] - tilts[a]);
+    if (Math.min(step, 180.0 - step) > MAX_TILT_STEP_DEG) jumps += 1;
+  }
+  if (jumps) (jumps >= 3 ? severe : mild).push(`${jumps} neighbouring vertebrae tilted more than 30 deg apart`);
+  const all = [...points.slice(0, N_LANDMARKS), ...(sacrum || [])].filter(finite);
+  const mx = OUTSIDE_MARGIN * w;
+  const my = OUTSIDE_MARGIN * h;
+  const off = all.filter(([x, y]) => x < -mx || x > w + mx || y < -my || y > h + my).length;
+  if (off) (4 * off >= all.length ? severe : mild).push(`${off} of ${all.length} points off the film`);
+  if (severe.length) return { severity: "severe", reasons: [...severe, ...mild] };
+  if (mild.length) return { severity: "warning", reasons: mild };
+  return { severity: "ok", reasons: [] };
+}
+
+/** Plausibility.reason(): one line naming every reason. */
+export function plausibilityReason(p) {
+  return p.reasons.length ? `implausible landmarks: ${p.reasons.join("; ")}` : "";
+}
+
 /**
  * read_landmarks + OnnxModel.result: one film's landmark reading, as spinescan-predict --json
  * reports it (values unrounded; the CLI rounds to 0.01): {label, label_reason, measurements,
@@ -487,9 +581,21 @@ export function readLandmarks(data, dims, geometry, view, measurementNames) {
   const corners = points.slice(0, N_LANDMARKS);
   const sacrum = points.slice(N_LANDMARKS);
   const size = geometry.film_hw;
-  const angles =
+  let angles =
     view === "ap" ? apAngles(corners, size, PREDICTION_READOUT) : lateralAngles(corners, sacrum, size);
-  const [label, labelReason] = labelFromAngles(view, angles);
+  const plausibility = assessLandmarks(corners, sacrum, size);
+  let label;
+  let labelReason;
+  if (plausibility.severity === "severe") {
+    // a severe flag: no angle and no label, each with the reasons (read_landmarks)
+    const why = plausibilityReason(plausibility);
+    angles = Object.fromEntries(
+      Object.keys(angles).map((n) => [n, { name: n, value: null, reason: why, lines: [], note: null }]),
+    );
+    [label, labelReason] = [null, why];
+  } else {
+    [label, labelReason] = labelFromAngles(view, angles);
+  }
   const names = measurementNames && measurementNames.length ? measurementNames : Object.keys(angles);
   const measurements = {};
   const reasons = {};
@@ -500,5 +606,5 @@ export function readLandmarks(data, dims, geometry, view, measurementNames) {
     if (!a || a.value === null) reasons[n] = a ? a.reason : "not measured by this page";
     if (a && a.note) notes[n] = a.note;
   }
-  return { label, label_reason: labelReason, measurements, reasons, notes, landmarks: points, visibility, angles };
+  return { label, label_reason: labelReason, measurements, reasons, notes, landmarks: points, visibility, angles, plausibility };
 }
