@@ -334,6 +334,9 @@ def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
             continue
         if "measurements" in r:
             probs = "  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in r["measurements"].items())
+            # Why there is no label (or what a partial one means): a named finding such as "flat
+            # back: hypolordosis (...)" or a missing angle; the human output never drops it.
+            probs += f"  ({r['label_reason']})" if r.get("label_reason") else ""
             lines.append(
                 f"{r['image']:<{image_w}}  {r['model']:<{model_w}}  {r['label'] or '-':<{label_w}}  {probs}"
             )
