@@ -12,8 +12,8 @@ once under WORK and reused), and every model is trained through the shared loop 
 defaults (``spinescan train MODEL --seed S``), so the models of one seed share the dataset's
 split. A finished matching run is reused, so an interrupted study continues where it stopped
 and the JSON is rewritten (atomically) after every run. Per run it records test and validation
-accuracy, the chance level (the larger class share of the test split), whether the run is "at
-chance" (test accuracy within 0.05 of it), any stalled-start restarts, the validation curve and
+accuracy, the chance level (the largest class share of the test split), whether the run is "at
+chance" (test accuracy within 0.05 of it), any stalled-start restarts, the training and validation curves and
 the training seconds. ``--models`` / ``--seeds`` / ``--sizes`` narrow it; ``--epochs`` overrides
 the plugins' epochs (then the figures are not "at the defaults": the JSON says so).
 """
@@ -87,6 +87,9 @@ def one_run(model: str, data: Path, runs: Path, seed: int, hparams: dict[str, An
         "restarts": len(metrics.get("restarts") or []),
         "train_seconds": metrics.get("train_seconds"),
         "val_curve": [round(float(h["val_accuracy"]), 3) for h in history],
+        # training accuracy per epoch: a stalled start shows here (at chance with the loss at ln k)
+        "train_curve": [round(float(h["accuracy"]), 3) for h in history],
+        "lr_curve": [float(h["learning_rate"]) for h in history],
         "reused": found is not None,
         "run_dir": str(run_dir),
     }
