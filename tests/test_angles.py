@@ -160,7 +160,7 @@ def test_lateral_angles_need_their_vertebrae() -> None:
     assert got["thoracic_kyphosis_deg"].value > KYPHOSIS_THRESHOLD
     # both abnormal: no class, and the rule says why
     label, why = A.label_from_angles("lateral", got)
-    assert label is None and "none of the classes" in why
+    assert label is None and why.startswith("kyphosis-lordosis posture: hyperkyphosis + hyperlordosis")
     lumbar_only = pts.reshape(17, 4, 2).copy()
     lumbar_only[: A.L1] = np.nan
     got = A.lateral_angles(lumbar_only, sacrum)
@@ -244,3 +244,55 @@ def test_tilt_smoothing_keeps_a_smooth_spine_and_damps_noise() -> None:
     assert residual[:, 2:15].std() < 0.8 * noise.std()
     angle = A.ap_angles(_spine(smooth), readout="midlines")["cobb_deg"]
     assert len(angle.orientations) == 2 and angle.to_json()["orientations"]
+
+
+@pytest.mark.parametrize(
+    ("kyphosis", "lordosis", "label", "finding"),
+    [
+        (30.0, 50.0, "healthy", "normal sagittal alignment"),
+        (20.0, 40.0, "healthy", "normal sagittal alignment"),  # the lower limits are normal
+        (45.0, 65.0, "healthy", "normal sagittal alignment"),  # so are the upper ones
+        (50.0, 50.0, "kyphosis", "hyperkyphosis"),
+        (30.0, 70.0, "lordosis", "hyperlordosis"),
+        (50.0, 70.0, None, "kyphosis-lordosis posture: hyperkyphosis + hyperlordosis"),
+        (10.0, 50.0, None, "flat back: hypokyphosis"),
+        (30.0, 30.0, None, "flat back: hypolordosis"),
+        (10.0, 30.0, None, "flat back: hypokyphosis + hypolordosis"),
+        (50.0, 30.0, None, "hyperkyphosis + hypolordosis"),
+        (10.0, 70.0, None, "hypokyphosis + hyperlordosis"),
+    ],
+)
+def test_every_lateral_reading_gets_a_label_or_a_named_finding(
+    kyphosis: float, lordosis: float, label: str | None, finding: str
+) -> None:
+    """Issue 24: flat back and the combined case are named findings with their thresholds, so a
+    lateral film with both angles never ends with no label and no reason."""
+    from spinescan.edge.thresholds import lateral_finding, lateral_label
+
+    got = lateral_finding(kyphosis, lordosis)
+    assert (got.label, got.finding) == (label, finding)
+    assert lateral_label(kyphosis, lordosis) == label  # the synth labels are unchanged
+    angles = {
+        "thoracic_kyphosis_deg": A.Angle("thoracic_kyphosis_deg", kyphosis),
+        "lumbar_lordosis_deg": A.Angle("lumbar_lordosis_deg", lordosis),
+    }
+    got_label, why = A.label_from_angles("lateral", angles)
+    assert got_label == label
+    if label is None:
+        assert why.startswith(finding + " (")
+        assert f"{kyphosis:.1f} deg" in why and f"{lordosis:.1f} deg" in why
+    else:
+        assert why is None
+
+
+def test_human_table_shows_the_finding() -> None:
+    from spinescan.edge.predictor import format_table
+
+    row = {
+        "image": "film.png",
+        "model": "sagittal",
+        "label": None,
+        "label_reason": "flat back: hypolordosis (thoracic kyphosis 30.0 deg: normal 20-45; ...)",
+        "measurements": {"thoracic_kyphosis_deg": 30.0, "lumbar_lordosis_deg": 30.0},
+    }
+    assert "flat back: hypolordosis" in format_table([row])

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from spinescan.edge.aasce import AASCE_ANGLES, aasce_rule, centre_line, midline_vectors, tilt_vectors
-from spinescan.edge.thresholds import ap_label, lateral_label
+from spinescan.edge.thresholds import ap_label, lateral_finding
 
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
 N_VERT = len(LEVELS)
@@ -458,7 +458,8 @@ def label_from_angles(view: str, angles: dict[str, Angle]) -> tuple[str | None, 
     """The class that the measured angles imply, by the thresholds of :mod:`.thresholds`.
 
     Returns ``(label, reason)``: ``label`` is ``None`` with a reason when an angle the rule needs is
-    missing, or (lateral) when the angles fit none of the classes (both curves abnormal, or hypo-).
+    missing, or (lateral) when the angles fit none of the classes: the reason then starts with the
+    named finding (flat back, kyphosis-lordosis posture, ...: :func:`.thresholds.lateral_finding`).
     An AP "healthy" measured over part of the spine comes with the reason that it is partial.
     """
     if view == "ap":
@@ -475,8 +476,8 @@ def label_from_angles(view: str, angles: dict[str, Angle]) -> tuple[str | None, 
         missing = [a.name for a in (k, lo) if a is not None and a.value is None]
         if k is None or lo is None or k.value is None or lo.value is None:
             return None, "not measured: " + (", ".join(missing) or "angles absent")
-        label = lateral_label(k.value, lo.value)
-        if label is None:
-            return None, f"kyphosis {k.value:.1f} and lordosis {lo.value:.1f} deg fit none of the classes"
-        return label, None
+        found = lateral_finding(k.value, lo.value)
+        if found.label is None:  # a named finding that is no class (flat back, kyphosis-lordosis)
+            return None, found.describe(k.value, lo.value)
+        return found.label, None
     raise ValueError(f"unknown view {view!r}")

@@ -416,6 +416,8 @@ def _why_missing(r: dict[str, Any]) -> str:
     why += [f"{name}: {reason}" for name, reason in (r.get("reasons") or {}).items()]
     if r.get("label") is None:
         why.append(f"label: {r.get('label_reason') or 'the angles imply none'}")
+    elif r.get("label_reason"):  # a named finding beside the label (flat back, ...): never dropped
+        why.append(r["label_reason"])
     return "; ".join(why)
 
 

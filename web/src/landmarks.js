@@ -437,13 +437,38 @@ export function lateralAngles(points, sacrum, imageSize) {
   return out;
 }
 
-function lateralLabel(kyphosis, lordosis) {
-  const kyphNormal = KYPHOSIS_NORMAL_MIN <= kyphosis && kyphosis <= KYPHOSIS_THRESHOLD;
-  const lordNormal = LORDOSIS_NORMAL_MIN <= lordosis && lordosis <= LORDOSIS_THRESHOLD;
-  if (kyphNormal && lordNormal) return "healthy";
-  if (kyphosis > KYPHOSIS_THRESHOLD && lordNormal) return "kyphosis";
-  if (lordosis > LORDOSIS_THRESHOLD && kyphNormal) return "lordosis";
-  return null;
+/** thresholds.lateral_finding: {label, finding, kyphosis, lordosis} ("hyper" | "hypo" | "normal"). */
+function curveState(value, low, high) {
+  return value > high ? "hyper" : value < low ? "hypo" : "normal";
+}
+
+export function lateralFinding(kyphosis, lordosis) {
+  const k = curveState(kyphosis, KYPHOSIS_NORMAL_MIN, KYPHOSIS_THRESHOLD);
+  const lo = curveState(lordosis, LORDOSIS_NORMAL_MIN, LORDOSIS_THRESHOLD);
+  const parts = [[k, "kyphosis"], [lo, "lordosis"]].filter(([s]) => s !== "normal").map(([s, c]) => `${s}${c}`);
+  const named = parts.join(" + ");
+  let label = null;
+  let finding = named;
+  if (!parts.length) [label, finding] = ["healthy", "normal sagittal alignment"];
+  else if (named === "hyperkyphosis") label = "kyphosis";
+  else if (named === "hyperlordosis") label = "lordosis";
+  else if (k !== "hyper" && lo !== "hyper") finding = `flat back: ${named}`;
+  else if (k === "hyper" && lo === "hyper") finding = `kyphosis-lordosis posture: ${named}`;
+  return { label, finding, kyphosis: k, lordosis: lo };
+}
+
+function where(state, low, high) {
+  if (state === "hyper") return `above ${high}`;
+  if (state === "hypo") return `below ${low}`;
+  return `normal ${low}-${high}`;
+}
+
+/** LateralFinding.describe: the reason shown when a lateral film has no label. */
+function describeFinding(f, kyphosis, lordosis) {
+  return (
+    `${f.finding} (thoracic kyphosis ${fixed1(kyphosis)} deg: ${where(f.kyphosis, KYPHOSIS_NORMAL_MIN, KYPHOSIS_THRESHOLD)}; ` +
+    `lumbar lordosis ${fixed1(lordosis)} deg: ${where(f.lordosis, LORDOSIS_NORMAL_MIN, LORDOSIS_THRESHOLD)})`
+  );
 }
 
 /** Python's f"{v:.1f}": toFixed rounds the exact binary value too, but ties (x.25, x.75, the only
@@ -468,9 +493,9 @@ export function labelFromAngles(view, angles) {
     const lo = angles.lumbar_lordosis_deg;
     const missing = [k, lo].filter((a) => a && a.value === null).map((a) => a.name);
     if (!k || !lo || k.value === null || lo.value === null) return [null, `not measured: ${missing.join(", ") || "angles absent"}`];
-    const label = lateralLabel(k.value, lo.value);
-    if (label === null) return [null, `kyphosis ${fixed1(k.value)} and lordosis ${fixed1(lo.value)} deg fit none of the classes`];
-    return [label, null];
+    const found = lateralFinding(k.value, lo.value);
+    if (found.label === null) return [null, describeFinding(found, k.value, lo.value)];
+    return [found.label, null];
   }
   throw new Error(`unknown view ${view}`);
 }
