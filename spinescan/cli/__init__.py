@@ -22,14 +22,24 @@ from spinescan.errors import SpineScanError
 def cli() -> None:
     """Spine Scan: a plugin model zoo for spinal radiographs.
 
-    Typical flow: synth -> train -> bench -> export -> spinescan-predict.
+    Typical flow: synth -> train -> bench -> export -> predict (or val on your own labelled films).
     """
 
 
 def _add_builtin_commands(group: click.Group) -> None:
-    from spinescan.cli import bench, data, export, models, serve, synth, train, tune  # noqa: PLC0415
+    from spinescan.cli import (  # noqa: PLC0415
+        bench,
+        data,
+        export,
+        models,
+        predict,
+        serve,
+        synth,
+        train,
+        tune,
+    )
 
-    for module in (models, synth, data, train, tune, bench, export, serve):
+    for module in (models, synth, data, train, tune, bench, export, predict, serve):
         for command in module.COMMANDS:
             group.add_command(command)
 

@@ -35,6 +35,10 @@ CAM_NAME = "cam"
 #: A landmark model's output (N, K, >= 3): normalised x, y and a visibility logit per point.
 POINTS_OUTPUT = "points"
 TASKS = ("classification", "landmarks")
+#: ``--device`` values of the predictor and ``spinescan val``: which onnxruntime execution provider runs.
+DEVICES = ("cpu", "gpu", "auto")
+_GPU_PROVIDER = "CUDAExecutionProvider"
+_CPU_PROVIDER = "CPUExecutionProvider"
 
 class ModelRefusedError(SpineScanError):
     """An ONNX file that must not be used: unreadable, not ours, or not the file the manifest lists."""
@@ -167,10 +171,35 @@ def verify_against_manifest(path: Path) -> None:
         )
 
 
+def providers_for(device: str = "cpu", available: list[str] | None = None) -> list[str]:
+    """onnxruntime execution providers for ``--device cpu|gpu|auto``.
+
+    ``gpu`` is a promise the user asked for: when this onnxruntime build has no CUDA provider
+    (the ``onnxruntime`` wheel is CPU-only; ``onnxruntime-gpu`` has it) that is one clear
+    :class:`~spinescan.errors.SpineScanError`, not a silent fall-back to the CPU. ``auto`` takes
+    the GPU when there is one, else the CPU.
+    """
+    if device not in DEVICES:
+        raise SpineScanError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+    if available is None:
+        import onnxruntime as ort  # noqa: PLC0415
+
+        available = list(ort.get_available_providers())
+    has_gpu = _GPU_PROVIDER in available
+    if device == "gpu" and not has_gpu:
+        raise SpineScanError(
+            f"--device gpu: this onnxruntime has no {_GPU_PROVIDER} (it has {', '.join(available) or 'none'}); "
+            "install onnxruntime-gpu with a CUDA driver, or use --device cpu"
+        )
+    if device == "cpu" or not has_gpu:
+        return [_CPU_PROVIDER]
+    return [_GPU_PROVIDER, _CPU_PROVIDER]
+
+
 class OnnxModel:
     """One exported model in an onnxruntime session: ``predict(batch) -> probabilities``."""
 
-    def __init__(self, path: str | os.PathLike[str], verify: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], verify: bool = True, device: str = "cpu") -> None:
         import onnxruntime as ort  # noqa: PLC0415 - keeps `import spinescan.edge.predictor` cheap
 
         self.path = Path(path)
@@ -179,10 +208,11 @@ class OnnxModel:
         real = os.path.realpath(self.path)  # the file that is verified is the file that is loaded
         if verify:
             verify_against_manifest(Path(real))
+        providers = providers_for(device)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(real, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(real, options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             raise ModelRefusedError(f"{self.path}: not a loadable ONNX model ({exc})") from None
         meta = dict(self.session.get_modelmeta().custom_metadata_map)

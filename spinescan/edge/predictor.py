@@ -30,6 +30,7 @@ from spinescan.edge.measure import write_overlay
 from spinescan.edge.onnxmodel import (
     CAM_NAME,
     DEFAULT_MODELS_DIR,
+    DEVICES,
     EXPORT_HINT,
     FORMAT_KEY,
     FORMAT_VERSION,
@@ -43,6 +44,7 @@ from spinescan.edge.onnxmodel import (
     manifest_files,
     model_paths,
     parse_metadata,
+    providers_for,
     read_manifest,
     resolve_model,
     sha256_file,
@@ -391,6 +393,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=["lateral", "ap"],
         help="run only the models of this view (a lateral model says nothing useful about an AP film)",
     )
+    parser.add_argument(
+        "--device",
+        choices=list(DEVICES),
+        default=os.environ.get("SPINESCAN_DEVICE") or "cpu",
+        help="onnxruntime execution provider: cpu, gpu (CUDA; an error when absent) or auto (GPU when "
+        "present); default $SPINESCAN_DEVICE or cpu",
+    )
     return parser
 
 
@@ -401,11 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         print("spinescan-predict: error: --top must be at least 1", file=sys.stderr)
         return 2
     try:
+        providers_for(args.device)  # a GPU asked for and absent is said before any model is read
         if args.model:
             paths = [Path(args.model)]
         else:
             paths = model_paths(args.models or DEFAULT_MODELS_DIR, int8=args.int8)
-        models = [OnnxModel(p) for p in paths]
+        models = [OnnxModel(p, device=args.device) for p in paths]
         if args.view:
             models = _of_view(models, args.view)
     except SpineScanError as exc:
