@@ -59,7 +59,7 @@ def test_providers_for_each_device() -> None:
     assert providers_for("auto", cpu_only) == ["CPUExecutionProvider"]
     assert providers_for("auto", both) == both
     assert providers_for("gpu", both) == both
-    with pytest.raises(SpineScanError, match="--device gpu: .*onnxruntime-gpu"):
+    with pytest.raises(SpineScanError, match=r"--device gpu: .*onnxruntime-gpu"):
         providers_for("gpu", cpu_only)
     with pytest.raises(SpineScanError, match="choose one of"):
         providers_for("tpu", cpu_only)
@@ -71,7 +71,8 @@ def test_gpu_asked_for_and_absent_is_one_line(films_and_model: tuple[Path, Path]
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this machine has a CUDA onnxruntime")
     models, films = films_and_model
-    result = CliRunner().invoke(build_cli(), ["predict", "--models", str(models), "--device", "gpu", str(films)])
+    args = ["predict", "--models", str(models), "--device", "gpu", str(films)]
+    result = CliRunner().invoke(build_cli(), args)
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert [line for line in result.stderr.splitlines() if line] == [

@@ -25,7 +25,9 @@ def _click_params(parser: argparse.ArgumentParser) -> list[click.Parameter]:
             continue
         if not action.option_strings:  # the positional IMAGE_OR_DIR...
             params.append(
-                click.Argument([action.dest], nargs=-1, required=action.nargs == "+", metavar=f"{action.metavar}...")
+                click.Argument(
+                    [action.dest], nargs=-1, required=action.nargs == "+", metavar=f"{action.metavar}..."
+                )
             )
             continue
         if isinstance(action, argparse._StoreTrueAction):

@@ -188,7 +188,8 @@ def providers_for(device: str = "cpu", available: list[str] | None = None) -> li
     has_gpu = _GPU_PROVIDER in available
     if device == "gpu" and not has_gpu:
         raise SpineScanError(
-            f"--device gpu: this onnxruntime has no {_GPU_PROVIDER} (it has {', '.join(available) or 'none'}); "
+            f"--device gpu: this onnxruntime has no {_GPU_PROVIDER} "
+            f"(it has {', '.join(available) or 'none'}); "
             "install onnxruntime-gpu with a CUDA driver, or use --device cpu"
         )
     if device == "cpu" or not has_gpu:
