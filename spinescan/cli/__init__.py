@@ -75,6 +75,14 @@ def build_cli() -> click.Group:
     return cli
 
 
+def __getattr__(name: str) -> click.Group:
+    """``spinescan.cli.full_cli``: the group with every command added, for the generated command
+    reference (mkdocs-click reads a module attribute; building it on import would load plugins)."""
+    if name == "full_cli":
+        return build_cli()
+    raise AttributeError(name)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     warnings.formatwarning = _format_warning
