@@ -25,9 +25,8 @@ def on_files(files: Any, config: Any) -> Any:
     if not nav:
         return files
     listed = _listed(nav)
-    extra = sorted(
-        f.src_uri for f in files.documentation_pages() if f.src_uri not in listed and not f.src_uri.startswith("_")
-    )
+    pages = [f.src_uri for f in files.documentation_pages()]
+    extra = sorted(p for p in pages if p not in listed and not p.startswith("_"))
     if extra:
         nav.append({"More topics": extra})
     return files
