@@ -37,9 +37,10 @@ def _add_builtin_commands(group: click.Group) -> None:
         synth,
         train,
         tune,
+        val,
     )
 
-    for module in (models, synth, data, train, tune, bench, export, predict, serve):
+    for module in (models, synth, data, train, tune, bench, export, predict, val, serve):
         for command in module.COMMANDS:
             group.add_command(command)
 
