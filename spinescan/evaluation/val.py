@@ -6,9 +6,10 @@ and read how well they do there. Everything here runs on onnxruntime and numpy:
 * the films are found by :func:`spinescan.data.datasets.load_dataset` (the layouts training reads,
   or a ``.csv`` manifest of any name) and read by the predictor's own reader and preprocessing
   (:class:`spinescan.edge.onnxmodel.OnnxModel`), in chunks like ``spinescan-predict``;
-* a classifier's figures are the benchmark's own (:func:`spinescan.evaluation.scoring.evaluate_parts`:
-  accuracy, balanced accuracy, macro-F1, AUC with stratified bootstrap CIs, per-class sensitivity
-  and specificity, calibration, confusion matrix), plus bootstrap CIs of the per-class figures;
+* a classifier's figures are the benchmark's own (what :func:`spinescan.evaluation.scoring.evaluate_parts`
+  computes for one run: accuracy, balanced accuracy, macro-F1, AUC with stratified bootstrap CIs,
+  per-class sensitivity and specificity, calibration, confusion matrix), plus CIs of the per-class
+  figures; the bootstrap is vectorised (:func:`spinescan.metrics.single_run_cis`, the same resamples);
 * a landmark model's are training's own (:func:`spinescan.metrics.landmark_summary`: landmark error
   as a fraction of film height, angle MAE and bias, SMAPE), plus the sensitivity and specificity of
   the label its angles imply at the clinical thresholds (:mod:`spinescan.edge.thresholds`).
@@ -37,7 +38,6 @@ from spinescan.data.datasets import UNSPECIFIED_VIEW, Sample, load_dataset
 from spinescan.edge.imageio import MIN_SIDE, read_image
 from spinescan.edge.onnxmodel import OnnxModel, model_paths
 from spinescan.errors import DataError, ImageReadError, SpineScanError
-from spinescan.evaluation.scoring import evaluate_parts
 from spinescan.progress import QUIET, Progress
 
 SCHEMA = "spinescan.val/1"
@@ -181,34 +181,24 @@ def _run(
 # --- figures ------------------------------------------------------------------------------------
 
 
-def _per_class_cis(y: np.ndarray, pred: np.ndarray, k: int, n_boot: int, seed: int) -> dict[str, Any]:
-    """Stratified bootstrap 95% CIs of each class's sensitivity and specificity (``pred`` may hold
-    ``k`` for "no label": wrong for every class)."""
-
-    def stats(t: np.ndarray, p: np.ndarray) -> list[float]:
-        sens = [float(np.mean(p[t == c] == c)) if (t == c).any() else float("nan") for c in range(k)]
-        spec = [float(np.mean(p[t != c] != c)) if (t != c).any() else float("nan") for c in range(k)]
-        return sens + spec
-
-    reps = m.bootstrap_stats(stats, [(y, pred)], n_boot=n_boot, seed=seed, strata=[y])
-    cis = [m._percentile_ci(reps[:, c], 0.95) for c in range(2 * k)]
-    return {"sensitivity_ci": cis[:k], "specificity_ci": cis[k:]}
-
-
 def score_classifier(
     model: OnnxModel, samples: Sequence[Sample], got: list[tuple[int, Any, Any]], n_boot: int, seed: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The benchmark's figures (:func:`evaluate_parts`) for one classifier, and its per-film rows."""
+    """The benchmark's figures for one classifier (:func:`spinescan.metrics.classification_report`
+    and its bootstrap CIs, as :func:`spinescan.evaluation.scoring.evaluate_parts` computes them for
+    one run, vectorised: :func:`spinescan.metrics.single_run_cis`), and its per-film rows."""
     classes = model.info.classes
     if not got:
         return {"task": "classification", "n": 0}, []
     y = np.array([classes.index(samples[i].label) for i, _, _ in got], dtype=int)
     probs = np.array([o for _, o, _ in got], dtype=np.float64)
-    figures = evaluate_parts([(y, probs)], classes, n_boot=n_boot, seed=seed)
-    figures.pop("per_run", None)  # one run: the same figures again
-    cis = _per_class_cis(y, probs.argmax(axis=1), len(classes), n_boot, seed)
-    figures["sensitivity_ci"] = dict(zip(classes, cis["sensitivity_ci"], strict=True))
-    figures["specificity_ci"] = dict(zip(classes, cis["specificity_ci"], strict=True))
+    figures = m.classification_report(y, probs, classes)
+    cis = m.single_run_cis(y, probs, len(classes), n_boot=n_boot, seed=seed)
+    for name in m.CI_METRICS:
+        figures[f"{name}_ci"] = list(cis[name])
+    figures["sensitivity_ci"] = dict(zip(classes, cis["sensitivity"], strict=True))
+    figures["specificity_ci"] = dict(zip(classes, cis["specificity"], strict=True))
+    figures["class_counts"] = {c: int((y == i).sum()) for i, c in enumerate(classes)}
     rows = [
         {
             "model": model.name,
@@ -292,11 +282,11 @@ def score_landmarks(
     np.add.at(cm, (y, pred), 1)
     sens = {c: float(np.mean(pred[y == i] == i)) if (y == i).any() else None for i, c in enumerate(classes)}
     spec = {c: float(np.mean(pred[y != i] != i)) if (y != i).any() else None for i, c in enumerate(classes)}
-    cis = _per_class_cis(y, pred, k, n_boot, seed)
+    cis = m.single_run_cis(y, None, k, y_pred=pred, n_boot=n_boot, seed=seed)
     summary["threshold_sensitivity"] = sens
     summary["threshold_specificity"] = spec
-    summary["threshold_sensitivity_ci"] = dict(zip(classes, cis["sensitivity_ci"], strict=True))
-    summary["threshold_specificity_ci"] = dict(zip(classes, cis["specificity_ci"], strict=True))
+    summary["threshold_sensitivity_ci"] = dict(zip(classes, cis["sensitivity"], strict=True))
+    summary["threshold_specificity_ci"] = dict(zip(classes, cis["specificity"], strict=True))
     summary["confusion_matrix"] = cm.tolist()  # columns: the classes, then "no label"
     summary["confusion_columns"] = [*classes, "no label"]
     both = list(zip(pred_angles, true_angles, strict=True))
