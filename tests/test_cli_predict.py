@@ -78,3 +78,51 @@ def test_gpu_asked_for_and_absent_is_one_line(films_and_model: tuple[Path, Path]
     assert [line for line in result.stderr.splitlines() if line] == [
         line for line in result.stderr.splitlines() if "--device gpu" in line
     ]
+
+
+# --- one flag vocabulary ----------------------------------------------------------------------------
+
+
+def test_the_commands_share_one_flag_vocabulary() -> None:
+    commands = build_cli().commands
+
+    def flags(name: str) -> set[str]:
+        return {f for p in commands[name].params for f in getattr(p, "opts", [])}
+
+    for name in ("predict", "val", "train", "tune", "bench", "export"):
+        assert "--device" in flags(name), name
+    for name in ("val", "train", "tune", "bench"):
+        assert {"-q", "--quiet"} <= flags(name), name
+    for name in ("val", "bench", "predict", "models", "plugins"):
+        assert "--json" in flags(name), name
+    assert {"-v", "--verbose", "--out"} <= flags("val")
+
+
+def test_tf_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from spinescan.training.device import select_tf_device
+
+    with pytest.raises(SpineScanError, match="choose one of"):
+        select_tf_device("tpu")
+    select_tf_device("auto")  # TensorFlow's own choice: nothing to do
+    if "tensorflow" not in sys.modules:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        select_tf_device("cpu")
+        assert sys.modules.get("tensorflow") is None
+        import os
+
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "-1"
+
+
+def test_tf_gpu_asked_for_and_absent_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    tf = pytest.importorskip("tensorflow")
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("TensorFlow sees a GPU here")
+    from spinescan.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "generalist", "--device", "gpu", "--data", "/nonexistent"])
+    assert exit_info.value.code != 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(err) == 1 and err[0].startswith("Error: --device gpu: TensorFlow sees no GPU"), err
