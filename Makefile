@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # The browser page's one dependency (onnxruntime-web), pinned by web/package-lock.json.
 NPM_STAMP := web/node_modules/.package-lock.json
 
-.PHONY: demo test lint install clean models
+.PHONY: demo test lint docs install clean models
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check spinescan plugins tests benchmarks
 	$(BIN)/lint-imports
 
-test: install lint
+# The documentation site (mkdocs.yml), strict: a broken link, anchor or missing page fails the build.
+# Offline; the command reference is generated from the click commands (built-in models only).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 SPINESCAN_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/mkdocs build --strict --quiet -d site
+
+test: install lint docs
 	bash scripts/install-system-deps.sh
 	$(BIN)/python -m pytest tests
 
@@ -41,4 +46,4 @@ models: $(STAMP)
 	nice -n 10 bash scripts/build_models.sh $(MODELS)
 
 clean:
-	rm -rf $(VENV) runs reports build *.egg-info web/node_modules
+	rm -rf $(VENV) runs reports build site *.egg-info web/node_modules

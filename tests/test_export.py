@@ -430,3 +430,31 @@ def test_resolve_runs_winners_names_and_run(tmp_path: Path, monkeypatch: pytest.
     assert resolve_runs(run=old) == [old]
     with pytest.raises(SpineScanError, match="not both"):
         resolve_runs(["generalist"], run=old)
+
+
+def test_val_reproduces_the_benchmark_figures_on_the_runs_test_films(
+    trained_run: Path, exported: Path, phantom_dir: Path, tmp_path: Path
+) -> None:
+    """`spinescan val` (onnxruntime) on the run's test films gives the figures the benchmark
+    computes from the run's own (Keras) test predictions with evaluate_parts."""
+    import csv
+
+    from test_val import subset_dataset
+
+    from spinescan.evaluation.scoring import evaluate_parts
+    from spinescan.evaluation.val import ValConfig, validate
+
+    with open(trained_run / "predictions.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    classes = json.loads((trained_run / "metrics.json").read_text())["classes"]
+    y = np.array([classes.index(r["label"]) for r in rows])
+    probs = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+    bench = evaluate_parts([(y, probs)], classes, n_boot=300, seed=0)
+    films = subset_dataset(phantom_dir, [r["file"] for r in rows], tmp_path / "test-films")
+    fig = validate(ValConfig(exported / "generalist.onnx", films, n_boot=300)).models["generalist"]
+    assert fig["n"] == len(rows) > 0
+    assert fig["confusion_matrix"] == bench["confusion_matrix"]
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "auc"):
+        assert fig[key] == pytest.approx(bench[key], abs=1e-3), key
+        assert fig[f"{key}_ci"] == pytest.approx(bench[f"{key}_ci"], abs=1e-3), key
+    assert fig["ece"] == pytest.approx(bench["ece"], abs=1e-3)

@@ -424,3 +424,33 @@ def test_a_landmark_model_trains_under_a_mirrored_strategy(phantom_dir: Path, tm
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert config["strategy"]["name"] == "mirrored" and config["strategy"]["replicas"] >= 1
     assert metrics["finished"] and 0 < metrics["test"]["landmark_error"] < 1
+
+
+def test_val_reproduces_the_runs_landmark_figures(cobb_run: Path, exported_cobb: Path, phantom_dir: Path,
+                                                  tmp_path: Path) -> None:  # fmt: skip
+    """`spinescan val` (onnxruntime) on the run's test films gives the landmark figures training
+    wrote to metrics.json (what the benchmark reads): landmark error, angle MAE and bias, SMAPE,
+    and the accuracy of the angle-implied label."""
+    import csv
+
+    from test_val import subset_dataset
+
+    from spinescan.evaluation.val import ValConfig, validate
+
+    with open(cobb_run / "predictions.csv", newline="") as fh:
+        files = [r["file"] for r in csv.DictReader(fh) if r["split"] == "test"]
+    want = json.loads((cobb_run / "metrics.json").read_text())["test"]
+    films = subset_dataset(phantom_dir, files, tmp_path / "test-films")
+    result = validate(ValConfig(exported_cobb / "cobb.onnx", films, n_boot=100))
+    fig = result.models["cobb"]
+    assert fig["n"] == want["n"] == len(files)
+    assert fig["landmark_error"] == pytest.approx(want["landmark_error"], rel=1e-2, abs=1e-4)
+    for angle, a in want["angles"].items():
+        got = fig["angles"][angle]
+        assert got["n"] == a["n"] and got["not_measured"] == a["not_measured"], angle
+        if a["mae"] is not None:
+            assert got["mae"] == pytest.approx(a["mae"], abs=0.05), angle
+            assert got["bias"] == pytest.approx(a["bias"], abs=0.05), angle
+    if want["smape"] is not None:
+        assert fig["smape"] == pytest.approx(want["smape"], abs=0.1)
+    assert fig["label_accuracy"] == pytest.approx(want["label_accuracy"], abs=1.0 / len(files) + 1e-9)

@@ -46,15 +46,26 @@ def quiet_tensorflow(verbose: bool) -> None:
 def cli(verbose: bool) -> None:
     """Spine Scan: a plugin model zoo for spinal radiographs.
 
-    Typical flow: synth -> train -> bench -> export -> spinescan-predict.
+    Typical flow: synth -> train -> bench -> export -> predict (or val on your own labelled films).
     """
     quiet_tensorflow(verbose)
 
 
 def _add_builtin_commands(group: click.Group) -> None:
-    from spinescan.cli import bench, data, export, models, serve, synth, train, tune  # noqa: PLC0415
+    from spinescan.cli import (  # noqa: PLC0415
+        bench,
+        data,
+        export,
+        models,
+        predict,
+        serve,
+        synth,
+        train,
+        tune,
+        val,
+    )
 
-    for module in (models, synth, data, train, tune, bench, export, serve):
+    for module in (models, synth, data, train, tune, bench, export, predict, val, serve):
         for command in module.COMMANDS:
             group.add_command(command)
 
@@ -88,6 +99,14 @@ def build_cli() -> click.Group:
     _add_builtin_commands(cli)
     _add_plugin_commands(cli)
     return cli
+
+
+def __getattr__(name: str) -> click.Group:
+    """``spinescan.cli.full_cli``: the group with every command added, for the generated command
+    reference (mkdocs-click reads a module attribute; building it on import would load plugins)."""
+    if name == "full_cli":
+        return build_cli()
+    raise AttributeError(name)
 
 
 def main(argv: list[str] | None = None) -> None:

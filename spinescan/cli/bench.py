@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from spinescan.cli.options import hparam_options, pretrain_options, resize_option, runs_option
+from spinescan.cli.options import device_option, hparam_options, pretrain_options, resize_option, runs_option
 from spinescan.cli.progress import ClickProgress
 
 
@@ -47,6 +47,7 @@ from spinescan.cli.progress import ClickProgress
     "--json", "as_json", is_flag=True, help="Print leaderboard.json to stdout (progress on stderr)."
 )
 @click.option("-q", "--quiet", is_flag=True, help="No Keras progress bars.")
+@device_option
 def bench_command(
     names: tuple[str, ...],
     data: Path | None,

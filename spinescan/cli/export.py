@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from spinescan.cli.options import runs_option
+from spinescan.cli.options import device_option, runs_option
 
 
 def _echo(message: str) -> None:
@@ -79,6 +79,7 @@ def summary_lines(entry: dict) -> list[str]:
     is_flag=True,
     help="Export even a model whose test accuracy is not clearly above chance or its shortcut probe.",
 )
+@device_option
 def export_command(
     names: tuple[str, ...],
     to_onnx: bool,

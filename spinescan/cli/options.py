@@ -7,6 +7,7 @@ option per :class:`spinescan.zoo.hparams.HParams` field from the field's own met
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import Field
 from pathlib import Path
@@ -117,3 +118,27 @@ def pretrain_options(f: F) -> F:
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def _apply_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from spinescan.training.device import select_tf_device  # noqa: PLC0415
+
+    if not ctx.resilient_parsing:  # not while completing or printing --help
+        select_tf_device(value)
+    return value
+
+
+def device_option(f: F) -> F:
+    """``--device cpu|gpu|auto`` for the commands that run TensorFlow, applied while the command
+    line is parsed: before TensorFlow starts (:mod:`spinescan.training.device`). The command does
+    not receive it."""
+    return click.option(
+        "--device",
+        type=click.Choice(["cpu", "gpu", "auto"]),
+        default=lambda: os.environ.get("SPINESCAN_DEVICE") or "auto",
+        show_default="$SPINESCAN_DEVICE or auto",
+        expose_value=False,
+        callback=_apply_device,
+        help="Where TensorFlow runs: cpu, gpu (an error when TensorFlow sees none) or auto (the GPU "
+        "when there is one).",
+    )(f)

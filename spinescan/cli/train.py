@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spinescan.cli.options import hparam_options, pretrain_options, resize_option, runs_option
+from spinescan.cli.options import device_option, hparam_options, pretrain_options, resize_option, runs_option
 from spinescan.cli.progress import ClickProgress
 from spinescan.training.config import DEFAULT_DATA
 
@@ -116,7 +116,8 @@ def resume_command(exc: TrainingInterrupted) -> str:
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs into the run directory.")
 @resize_option
 @pretrain_options
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@device_option
 def train_command(
     name: str,
     data: Path,

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from spinescan.cli.options import hparam_options, runs_option
+from spinescan.cli.options import device_option, hparam_options, runs_option
 from spinescan.cli.progress import ClickProgress
 from spinescan.training.config import DEFAULT_DATA
 
@@ -43,7 +43,8 @@ from spinescan.training.config import DEFAULT_DATA
     "--restart", is_flag=True, help="Discard an earlier search in the project folder and start over."
 )
 @hparam_options(exclude=("epochs",))
-@click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@device_option
 def tune_command(
     name: str,
     data: Path,

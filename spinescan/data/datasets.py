@@ -105,9 +105,16 @@ class Dataset:
 def load_dataset(root: str | Path, default_view: str | None = None) -> Dataset:
     """Discover the dataset under ``root`` (see the module docstring for the layouts).
 
+    ``root`` may also be a ``.csv`` manifest of any name: its ``file`` paths are relative to the
+    folder it sits in (``spinescan val`` takes a subset of a dataset this way).
     Raises :class:`DataError` when the folder is missing or holds no images.
     """
     root = Path(root).expanduser()
+    if root.is_file() and root.suffix.lower() == ".csv":
+        dataset = _from_manifest(root.parent, default_view, root)
+        if not dataset.samples:
+            raise DataError(f"{root}: lists no images")
+        return dataset
     if not root.exists():
         raise DataError(f"dataset folder not found: {root}")
     if not root.is_dir():
@@ -170,8 +177,8 @@ def _from_folders(root: Path, default_view: str | None) -> Dataset:
     return Dataset(root, samples, layout, empty, [], walk_warnings)
 
 
-def _from_manifest(root: Path, default_view: str | None) -> Dataset:
-    manifest = root / MANIFEST
+def _from_manifest(root: Path, default_view: str | None, manifest: Path | None = None) -> Dataset:
+    manifest = manifest or root / MANIFEST
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)

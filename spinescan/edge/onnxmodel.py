@@ -44,6 +44,10 @@ PARITY_SEED = 0
 #: Largest |difference| accepted when re-running the parity sample: fp32 files are bit-stable on one
 #: onnxruntime build and within float rounding across CPUs; int8 kernels differ more between CPUs.
 PARITY_SAMPLE_TOLERANCE = {"fp32": 1e-4, "int8": 2e-2}
+#: ``--device`` values of the predictor and ``spinescan val``: which onnxruntime execution provider runs.
+DEVICES = ("cpu", "gpu", "auto")
+_GPU_PROVIDER = "CUDAExecutionProvider"
+_CPU_PROVIDER = "CPUExecutionProvider"
 
 
 class ModelRefusedError(SpineScanError):
@@ -265,10 +269,36 @@ def verify_against_manifest(path: Path) -> None:
         )
 
 
+def providers_for(device: str = "cpu", available: list[str] | None = None) -> list[str]:
+    """onnxruntime execution providers for ``--device cpu|gpu|auto``.
+
+    ``gpu`` is a promise the user asked for: when this onnxruntime build has no CUDA provider
+    (the ``onnxruntime`` wheel is CPU-only; ``onnxruntime-gpu`` has it) that is one clear
+    :class:`~spinescan.errors.SpineScanError`, not a silent fall-back to the CPU. ``auto`` takes
+    the GPU when there is one, else the CPU.
+    """
+    if device not in DEVICES:
+        raise SpineScanError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
+    if available is None:
+        import onnxruntime as ort  # noqa: PLC0415
+
+        available = list(ort.get_available_providers())
+    has_gpu = _GPU_PROVIDER in available
+    if device == "gpu" and not has_gpu:
+        raise SpineScanError(
+            f"--device gpu: this onnxruntime has no {_GPU_PROVIDER} "
+            f"(it has {', '.join(available) or 'none'}); "
+            "install onnxruntime-gpu with a CUDA driver, or use --device cpu"
+        )
+    if device == "cpu" or not has_gpu:
+        return [_CPU_PROVIDER]
+    return [_GPU_PROVIDER, _CPU_PROVIDER]
+
+
 class OnnxModel:
     """One exported model in an onnxruntime session: ``predict(batch) -> probabilities``."""
 
-    def __init__(self, path: str | os.PathLike[str], verify: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], verify: bool = True, device: str = "cpu") -> None:
         import onnxruntime as ort  # noqa: PLC0415 - keeps `import spinescan.edge.predictor` cheap
 
         self.path = Path(path)
@@ -277,10 +307,11 @@ class OnnxModel:
         real = os.path.realpath(self.path)  # the file that is verified is the file that is loaded
         if verify:
             verify_against_manifest(Path(real))
+        providers = providers_for(device)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(real, options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(real, options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for bad files
             raise ModelRefusedError(f"{self.path}: not a loadable ONNX model ({exc})") from None
         meta = dict(self.session.get_modelmeta().custom_metadata_map)

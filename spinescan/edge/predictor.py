@@ -39,6 +39,7 @@ from spinescan.edge.measure import write_overlay
 from spinescan.edge.onnxmodel import (
     CAM_NAME,
     DEFAULT_MODELS_DIR,
+    DEVICES,
     EXPORT_HINT,
     FORMAT_KEY,
     FORMAT_VERSION,
@@ -53,6 +54,7 @@ from spinescan.edge.onnxmodel import (
     manifest_files,
     model_paths,
     parse_metadata,
+    providers_for,
     read_manifest,
     resolve_model,
     sha256_file,
@@ -529,6 +531,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run only the models of this view (a lateral model says nothing useful about an AP film); "
         "overrides the view guard, which otherwise picks each film's models",
     )
+    parser.add_argument(
+        "--device",
+        choices=list(DEVICES),
+        default=os.environ.get("SPINESCAN_DEVICE") or "cpu",
+        help="onnxruntime execution provider: cpu, gpu (CUDA; an error when absent) or auto (GPU when "
+        "present); default $SPINESCAN_DEVICE or cpu",
+    )
     return parser
 
 
@@ -539,12 +548,13 @@ def main(argv: list[str] | None = None) -> int:
         print("spinescan-predict: error: --top must be at least 1", file=sys.stderr)
         return 2
     try:
+        providers_for(args.device)  # a GPU asked for and absent is said before any model is read
         if args.model:
             paths, source = [Path(args.model)], f"models: --model {args.model}"
         else:
             chosen = choose_models_dir(args.models)
             paths, source = model_paths(chosen.folder, int8=args.int8), chosen.describe()
-        models = [OnnxModel(p) for p in paths]
+        models = [OnnxModel(p, device=args.device) for p in paths]
         if args.view:
             models = _of_view(models, args.view)
     except SpineScanError as exc:
