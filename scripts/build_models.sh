@@ -25,10 +25,16 @@ trained() { [ -f "$RUNS/$1/$RUN_ID/metrics.json" ] && [ -f "$RUNS/$1/$RUN_ID/mod
 export_and_bundle() {
   local model=$1
   shift
+  export_run_and_bundle "$model" "$RUNS/$model/$RUN_ID" "$@"
+}
+
+# export_run_and_bundle MODEL RUN_DIR [EXTRA EXPORT OPTIONS]: the same for a run found elsewhere.
+export_run_and_bundle() {
+  local model=$1 run=$2
+  shift 2
   local status=0
   if [ -n "${SPINESCAN_TRAIN_ONLY:-}" ]; then return 0; fi
-  "$SPINESCAN" export --onnx --run "$RUNS/$model/$RUN_ID" --out "$WORK/exported" --quantize int8 "$@" ||
-    status=$?
+  "$SPINESCAN" export --onnx --run "$run" --out "$WORK/exported" --quantize int8 "$@" || status=$?
   [ "$status" -eq 0 ] || { echo "export of $model failed (status $status)"; exit "$status"; }
   "$PY" -m spinescan.export.bundle "$WORK/exported" "$model" --dest "$DEST"
 }
@@ -65,10 +71,22 @@ build_sagittal() {
   export_and_bundle sagittal --data "$data"
 }
 
-# cobb: SLOT - the lead's real-film landmark model (AASCE training films). Put its recorded train
-# command here; until then the recipe says so and builds nothing.
+# cobb: the real-film landmark model (issue 21, docs/real-films.md): phantom pretraining (600 AP
+# phantoms per class at 512 px, 10 epochs; the centre-offset read-out, whose encoder-decoder the
+# fine-tune keeps), then the plugin's defaults (40 epochs, geometric landmark augmentation) on the
+# AASCE training films of fold 0 of benchmarks/aasce_cv.py's patient-grouped 5-fold split: its test
+# films (87, 42 patients) are that fold's, never seen in training; the other folds give the CV figures.
 build_cobb() {
-  echo "cobb: no recipe yet (the real-film cobb model is built by the lead; see docs/pretrained.md)"
+  local data=$REAL/aasce-train phantoms=$WORK/phantoms-ap-512 pre=$RUNS/cobb-pretrain
+  [ -f "$data/manifest.csv" ] || { echo "cobb needs $data (see docs/pretrained.md)"; exit 2; }
+  [ -f "$phantoms/manifest.csv" ] ||
+    "$SPINESCAN" synth "$phantoms" --views ap --per-class 600 --size 512 --seed 0 --workers 2
+  [ -f "$pre/cobb/$RUN_ID/metrics.json" ] || "$SPINESCAN" train cobb --data "$phantoms" --epochs 10 \
+    --readout centres --seed 0 --runs "$pre" --run-id "$RUN_ID" --quiet
+  local run=$RUNS/cobb/aug-corners-f0-nall-pretrain-s0
+  [ -f "$run/metrics.json" ] || "$PY" benchmarks/aasce_cv.py --data "$data" --runs "$RUNS" \
+    --out "$WORK/cobb-cv.json" --fold-list 0 --tag aug-corners --recipes pretrain --pretrain-run "$pre/cobb/$RUN_ID"
+  export_run_and_bundle cobb "$run" --data "$data"
 }
 
 # view: SLOT - the view guard (AP / lateral / other), built in its own issue. Put its recipe here.

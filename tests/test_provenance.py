@@ -21,9 +21,9 @@ def test_unrecorded_data_is_not_called_synthetic_by_its_name(tmp_path: Path) -> 
     folder = tmp_path / "phantoms-but-real"  # a name is not evidence
     (folder / "healthy").mkdir(parents=True)
     assert not read_provenance(folder).synthetic
-    (folder / "manifest.csv").write_text(
-        "file,label,landmarks,cobb_deg\n"
-    )  # a set synth wrote before the record
+    (folder / "manifest.csv").write_text(  # a set synth wrote before the record: both views' angles
+        "file,label,thoracic_kyphosis_deg,lumbar_lordosis_deg,landmarks,cobb_deg\n"
+    )
     assert read_provenance(folder).synthetic and read_provenance(folder).source == "manifest.csv"
     write_provenance(folder, Provenance(synthetic=False, generator="scanner export"))
     assert not read_provenance(folder).synthetic  # the record wins
@@ -53,6 +53,6 @@ def test_a_real_landmark_manifest_is_not_taken_for_phantoms(tmp_path: Path) -> N
     old = tmp_path / "old-phantoms"
     old.mkdir()
     (old / "manifest.csv").write_text(
-        "file,view,label,patient_id,thoracic_kyphosis_deg,lumbar_lordosis_deg,cobb_deg,seed,index,landmarks\n"
+        "file,view,label,patient_id,thoracic_kyphosis_deg,lumbar_lordosis_deg,cobb_deg,landmarks\n"
     )
     assert read_provenance(old).synthetic is True

@@ -49,6 +49,7 @@ class Stub:
         return {"class": self.info.classes[int(np.argmax(probs))], "error": "no heatmap"}
 
     result = OnnxModel.result
+    _marked = OnnxModel._marked
 
 
 def _models() -> list[Stub]:

@@ -81,11 +81,11 @@ def _manifest_has_ground_truth(root: Path) -> bool:
     """A manifest with the phantom generator's own columns (sets written before the record).
 
     Landmarks and a Cobb angle alone no longer say "phantom": real annotated films carry them too
-    (aasce-train: expert corners and the challenge's angles); the generator's ``seed`` and
-    ``index`` per film and its sagittal ground truth do."""
+    (aasce-train: expert corners and the challenge's angles, AP only); the generator always wrote
+    both views' angles, so a sagittal angle beside them does."""
     try:
         with open(root / "manifest.csv", encoding="utf-8") as fh:
             columns = {c.strip() for c in fh.readline().split(",")}
     except OSError:
         return False
-    return {"landmarks", "cobb_deg", "seed", "index", "thoracic_kyphosis_deg"} <= columns
+    return {"landmarks", "cobb_deg", "thoracic_kyphosis_deg"} <= columns
