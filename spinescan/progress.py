@@ -59,7 +59,3 @@ def as_progress(progress: Progress | bool | None) -> Progress:
     if progress is False or progress is None:
         return QUIET
     return progress
-
-
-def is_quiet(progress: Progress) -> bool:
-    return isinstance(progress, Quiet)

@@ -25,7 +25,3 @@ class ClickProgress:
             return
         with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr")) as bar:
             yield bar.update
-
-
-def progress_for(quiet: bool) -> ClickProgress:
-    return ClickProgress(quiet=quiet)

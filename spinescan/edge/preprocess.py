@@ -256,12 +256,3 @@ def preprocess_placed(
     channels = int(input_size[2])
     out = np.repeat(y[:, :, None], channels, axis=2) if channels > 1 else y[:, :, None]
     return np.ascontiguousarray(out, dtype=np.float32), pl
-
-
-def preprocess_batch(
-    images: list[np.ndarray], input_size: tuple[int, int, int], prep: Preprocessing | None = None
-) -> np.ndarray:
-    """Stack :func:`preprocess` over several images into an NxHxWxC float32 array."""
-    if not images:
-        return np.zeros((0, *input_size), dtype=np.float32)
-    return np.stack([preprocess(im, input_size, prep) for im in images])

@@ -263,7 +263,3 @@ def set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
         entry = proto.metadata_props.add()
         entry.key = key
         entry.value = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def get_metadata(proto: onnx.ModelProto) -> dict[str, str]:
-    return {p.key: p.value for p in proto.metadata_props}

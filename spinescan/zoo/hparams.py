@@ -21,7 +21,7 @@ import math
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import MISSING, Field, asdict, dataclass, field, fields, replace
+from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -189,11 +189,6 @@ def hparam_fields() -> tuple[Field, ...]:
 def matching_fields() -> tuple[str, ...]:
     """The fields that must agree for a finished run to stand in for a new one."""
     return tuple(f.name for f in fields(HParams) if f.metadata["match"])
-
-
-def default_of(name: str) -> Any:
-    f = {f.name: f for f in fields(HParams)}[name]
-    return f.default if f.default is not MISSING else None
 
 
 def _coerce(f: Field, value: Any, where: str) -> Any:
