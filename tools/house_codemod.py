@@ -303,6 +303,8 @@ def _dotted_rules() -> list[tuple[re.Pattern[str], str]]:
         rules.append((re.compile(rf"(?<![\w]){re.escape(old)}\b(?![\w])"), new))
         old_path, new_path = old.replace(".", "/"), new.replace(".", "/")
         rules.append((re.compile(rf"(?<![\w]){re.escape(old_path)}\.py\b"), f"{new_path}.py"))
+    # Tests that pin a module's folder (test_angles: the angles live in the light island).
+    rules.append((re.compile(r'(\.__file__\)\.parent\.name == )"edge"'), rf'\1"{DOMAIN}"'))
     for old, new in PACKAGE_MOVES.items():
         rules.append((re.compile(rf"\bspinescan\.{re.escape(old)}\b(?![\w])"), f"spinescan.{new}"))
         rules.append((re.compile(rf"\bspinescan/{re.escape(old)}/"), f"spinescan/{new}/"))
@@ -405,7 +407,7 @@ def update_contracts() -> None:
 
 # 4. RUF100 ------------------------------------------------------------------------------------
 
-_NOQA = re.compile(r"#\s*noqa:\s*[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*\s*(?:[-:;]+\s*)?(?P<why>\S.*)$")
+_NOQA = re.compile(r"#\s*noqa:\s*[A-Z]+[0-9]+\b(?:\s*,\s*[A-Z]+[0-9]+\b)*(?:\s*[-:;]+\s*|\s+)(?P<why>\S.*)$")
 
 
 def ruf100() -> None:
