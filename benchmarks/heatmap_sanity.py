@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     samples = split_samples(run, data)["test"][: args.n]
     images = load_images(samples, spec, "test")
     marks = _landmarks(data)
-    model = inference.load_model(args.run)
+    model = inference.load_run_model(args.run)
     probs, cams = _cams(_session(model), images.x)
     labels = probs.argmax(axis=1)
 

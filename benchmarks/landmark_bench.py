@@ -39,10 +39,10 @@ def train_or_reuse(model: str, data: Path, runs: Path, seed: int, hparams: dict[
     from spinescan.progress import Plain
     from spinescan.training.config import TrainConfig
     from spinescan.training.loop import train
-    from spinescan.training.prepare import find_matching_run
+    from spinescan.training.prepare import find_reusable_run
 
     config = TrainConfig(model=model, data=data, runs_dir=runs, seed=seed, hparams=hparams, progress=Plain())
-    found = find_matching_run(config)
+    found = find_reusable_run(config)
     if found is not None:
         print(f"{model} seed {seed}: reusing {found}", flush=True)
         return Path(found)
@@ -152,7 +152,7 @@ def real_ap(
     """Each seed's cobb on the real AP dev films: AUC and threshold accuracy; overlays (seed 0)."""
     per_seed = []
     for i, run in enumerate(runs):
-        model = inference.load_model(run)
+        model = inference.load_run_model(run)
         recs = L.measure_films(model, spec, root)
         if i == 0:  # overlays of the ranking's ends: highest/lowest cobb_deg of each class
             ok = [r for r in recs if r["cobb_deg"] is not None]
@@ -187,7 +187,7 @@ def lateral_sample(
     from spinescan.edge.measure import read_landmarks, write_overlay
     from spinescan.edge.preprocess import preprocess_placed
 
-    model = inference.load_model(run)
+    model = inference.load_run_model(run)
     out = []
     for path in find_images(root, print):
         img = read_image(path)

@@ -42,7 +42,7 @@ from spinescan.training import inference, runs
 from spinescan.edge.imageio import read_image
 from spinescan.edge.preprocess import preprocess
 run = runs.load_run(sys.argv[1])
-model = inference.load_model(sys.argv[1])
+model = inference.load_run_model(sys.argv[1])
 x = preprocess(read_image(sys.argv[2]), run.spec.input_size, run.spec.preprocessing)[None]
 p = model.predict(x, verbose=0)[0]
 print(json.dumps([{"image": sys.argv[2], "label": run.spec.classes[int(p.argmax())],
@@ -138,7 +138,7 @@ def batch1(exported: Path, run_dir: Path, image: Path, repeats: int) -> dict[str
             continue
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         out[tag] = _median_ms(lambda s=session: s.run(None, {"image": x}), repeats)
-    model = inference.load_model(run_dir)
+    model = inference.load_run_model(run_dir)
     out["keras_predict_ms"] = _median_ms(lambda: model.predict(x, verbose=0), max(20, repeats // 10))
     out["keras_call_ms"] = _median_ms(lambda: model(x, training=False), max(50, repeats // 4))
     return out

@@ -65,7 +65,7 @@ def cache(args: argparse.Namespace) -> int:
         split = rundir.read_split()
         _, view_samples = load_view_samples(args.data, spec)
         parts = split.assign(view_samples)
-        model = inference.load_model(run_dir)
+        model = inference.load_run_model(run_dir)
         blob: dict[str, Any] = {"input_hw": np.array(spec.input_size[:2])}
         meta: dict[str, Any] = {
             "schema": SCHEMA,

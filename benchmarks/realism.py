@@ -150,10 +150,10 @@ def _scores(y: np.ndarray, p: np.ndarray, seed: int) -> dict[str, Any]:
 
 
 def zero_shot(run_dir: Path, films: list[dict[str, str]], x: np.ndarray, seed: int) -> dict[str, Any]:
-    from spinescan.training.inference import load_model, predict_arrays  # noqa: PLC0415
+    from spinescan.training.inference import load_run_model, predict_arrays  # noqa: PLC0415
 
     spec = _spec()
-    probs = predict_arrays(load_model(run_dir), x)[:, spec.classes.index("scoliosis")]
+    probs = predict_arrays(load_run_model(run_dir), x)[:, spec.classes.index("scoliosis")]
     y = np.array([f["label"] == "scoliosis" for f in films], dtype=int)
     crop = np.array([f.get("framing") == "spine_crop" for f in films])
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -82,9 +82,9 @@ def test_two_workers_train_together_and_only_the_chief_writes(phantom_dir: Path,
     assert metrics["finished"] and metrics["epochs_run"] == 2
     config = json.loads((run_dir / "config.json").read_text())
     assert config["strategy"] == {"name": "multiworker", "replicas": 2}
-    from spinescan.training.inference import load_model
+    from spinescan.training.inference import load_run_model
 
-    assert load_model(run_dir).output_shape == (None, 3)
+    assert load_run_model(run_dir).output_shape == (None, 3)
     assert "Finished generalist" in outputs[0]  # the chief summarises
     assert "Worker finished" in outputs[1]  # the other worker trained but wrote nothing
     assert sorted(p.name for p in (runs_dir / "generalist").iterdir()) == ["mw"]

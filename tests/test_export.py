@@ -148,7 +148,7 @@ def _keras_probs(run_dir: Path, paths: list[Path]) -> np.ndarray:
     from spinescan.training import inference, runs
 
     run = runs.load_run(run_dir)
-    model = inference.load_model(run_dir)
+    model = inference.load_run_model(run_dir)
     spec = run.spec
     x = np.stack([preprocess(read_image(p), spec.input_size, spec.preprocessing) for p in paths])
     return inference.predict_arrays(model, x)

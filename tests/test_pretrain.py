@@ -94,11 +94,11 @@ def test_both_stages_are_recorded(two_stage: dict, few_films: Path) -> None:
 
 
 def test_finetuning_starts_from_the_pretrained_weights(two_stage: dict) -> None:
-    from spinescan.training.inference import load_model
+    from spinescan.training.inference import load_run_model
 
     run_dir = two_stage["first"].run_dir
     pre_dir = Path(_read(run_dir, "config.json")["pretrain"]["run_dir"])
-    tuned, pre = load_model(run_dir), load_model(pre_dir)
+    tuned, pre = load_run_model(run_dir), load_run_model(pre_dir)
     tuned_weights, pre_weights = tuned.get_weights(), pre.get_weights()
     assert len(tuned_weights) == len(pre_weights) > 4
     for a, b in zip(tuned_weights, pre_weights, strict=True):

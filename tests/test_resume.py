@@ -18,7 +18,7 @@ pytest.importorskip("tensorflow")
 from spinescan.cli.train import resume_command  # noqa: E402
 from spinescan.training import callbacks as callbacks_module  # noqa: E402
 from spinescan.training import runs  # noqa: E402
-from spinescan.training.inference import load_model  # noqa: E402
+from spinescan.training.inference import load_run_model  # noqa: E402
 from spinescan.training.loop import TrainConfig, TrainingInterrupted, train  # noqa: E402
 from spinescan.training.runs import RunDir  # noqa: E402
 
@@ -102,7 +102,7 @@ def test_killed_training_resumes_from_last_finished_epoch(phantom_dir: Path, tmp
     assert after[:done] == before[:done]  # the finished epochs were kept, not retrained
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["finished"] and metrics["epochs_run"] == epochs
-    model = load_model(run_dir)
+    model = load_run_model(run_dir)
     assert model.output_shape == (None, 3)
     assert not (run_dir / ".backup").exists()
 
@@ -146,7 +146,7 @@ def test_ctrl_c_keeps_files_and_says_how_to_resume(
     assert info.value.exit_code == 130
     run_dir = tmp_path / "runs" / "generalist" / "ctrlc"
     assert _history_epochs(run_dir) == [1, 2]
-    load_model(run_dir)  # the kept model so far is intact
+    load_run_model(run_dir)  # the kept model so far is intact
     assert not (run_dir / "metrics.json").exists()
 
     monkeypatch.setattr(callbacks_module, "assemble_callbacks", original)

@@ -20,7 +20,7 @@ from spinescan.errors import DataError, SpineScanError  # noqa: E402
 from spinescan.progress import Plain  # noqa: E402
 from spinescan.training import inference, runs  # noqa: E402
 from spinescan.training.loop import TrainConfig, train  # noqa: E402
-from spinescan.training.prepare import find_matching_run  # noqa: E402
+from spinescan.training.prepare import find_reusable_run  # noqa: E402
 from spinescan.training.runs import RunDir  # noqa: E402
 from spinescan.zoo.backbones import BACKBONES, build_classifier, transfer_weights  # noqa: E402
 from spinescan.zoo.registry import get_spec  # noqa: E402
@@ -300,7 +300,7 @@ def test_validation_accuracy_matches_inference_mode(trained, lateral_phantoms: P
 
     run_dir, metrics, _ = trained
     run = runs.load_run(run_dir)
-    model = inference.load_model(run_dir)
+    model = inference.load_run_model(run_dir)
     dataset = load_dataset(lateral_phantoms)
     val = run.split.assign([s for s in dataset.samples if s.view == "lateral"])["val"]
     probs = inference.predict_probs(model, val, run.spec)
@@ -321,7 +321,7 @@ def test_finished_runs_are_found_for_reuse(trained, lateral_phantoms: Path) -> N
     runs_dir = run_dir.parent.parent
     hparams = {"epochs": int(EPOCHS), "batch_size": 16, "checkpoint": "best"}
     same = TrainConfig("generalist", data=lateral_phantoms, runs_dir=runs_dir, image_size=64, hparams=hparams)
-    assert find_matching_run(same) == run_dir
+    assert find_reusable_run(same) == run_dir
     for other in (
         {"seed": 1},
         {"hparams": {**hparams, "epochs": int(EPOCHS) + 1}},
@@ -333,7 +333,7 @@ def test_finished_runs_are_found_for_reuse(trained, lateral_phantoms: Path) -> N
         {"hparams": {**hparams, "optimizer": "sgd"}},
     ):
         cfg = replace(same, **other)
-        assert find_matching_run(cfg) is None, other
+        assert find_reusable_run(cfg) is None, other
     assert runs.list_runs(runs_dir) == [run_dir]
     assert runs.list_runs(runs_dir, finished=False) == []
 

@@ -2,7 +2,7 @@
 
 A split is a property of ``(dataset, view, seed)`` (:mod:`spinescan.data.splits`), so a
 specialist's test images are exactly the generalist's test images of its two classes. A job whose
-equivalent finished run exists is not trained again (:func:`spinescan.training.prepare.find_matching_run`).
+equivalent finished run exists is not trained again (:func:`spinescan.training.prepare.find_reusable_run`).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def train_config(config: BenchConfig, job: Job, data: Path) -> TrainConfig:
 def train_or_reuse(config: BenchConfig, jobs: Sequence[Job], data: Path) -> list[tuple[Path, bool]]:
     """Run every job, reusing a finished equivalent run when one exists (``reuse``)."""
     from spinescan.training.loop import train  # noqa: PLC0415
-    from spinescan.training.prepare import find_matching_run  # noqa: PLC0415
+    from spinescan.training.prepare import find_reusable_run  # noqa: PLC0415
 
     done = []
     echo = config.progress.info
@@ -168,7 +168,7 @@ def train_or_reuse(config: BenchConfig, jobs: Sequence[Job], data: Path) -> list
             if job.model not in pretrained:
                 pretrained[job.model] = _pretrain_run(config, tc)
             tc = replace(tc, init_from=pretrained[job.model])
-        match = find_matching_run(tc) if config.reuse else None
+        match = find_reusable_run(tc) if config.reuse else None
         if match is not None:
             echo(f"[{i}/{len(jobs)}] {job.label}: reusing {match}")
             done.append((Path(match), True))

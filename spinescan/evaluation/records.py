@@ -109,10 +109,10 @@ class ModelAccess:
         self._models: dict[Path, Any] = {}
 
     def _model(self, record: RunRecord) -> Any:
-        from spinescan.training.inference import load_model  # noqa: PLC0415
+        from spinescan.training.inference import load_run_model  # noqa: PLC0415
 
         if record.run_dir not in self._models:
-            self._models[record.run_dir] = load_model(record.run_dir)
+            self._models[record.run_dir] = load_run_model(record.run_dir)
         return self._models[record.run_dir]
 
     def predict(self, record: RunRecord, samples: Sequence[Sample]) -> np.ndarray:

@@ -189,7 +189,7 @@ def stage_run(
         raise ExportError(f"{run_dir} is not a finished run (no finished metrics.json)")
     spec = run.spec
     name = spec.name
-    model = inference.load_model(run_dir)
+    model = inference.load_run_model(run_dir)
     landmarks = spec.task == "landmarks"
     width = (
         (model.output_shape[1] if len(model.output_shape) == 3 else -1)

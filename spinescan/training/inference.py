@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from spinescan.zoo.spec import ModelSpec
 
 
-def load_model(run_dir: str | Path) -> keras.Model:
+def load_run_model(run_dir: str | Path) -> keras.Model:
     """The run's kept model, loaded in Keras safe mode (no arbitrary code from the file)."""
     require_tensorflow("Loading a model")
     import keras  # noqa: PLC0415

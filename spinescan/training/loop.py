@@ -39,7 +39,7 @@ from spinescan.training import callbacks as cb
 from spinescan.training import inference
 from spinescan.training.config import TrainConfig, resolve_request
 from spinescan.training.distribute import make_strategy, patch_keras_for_multiworker, worker_role
-from spinescan.training.prepare import Plan, load_view_samples, make_split, prepare_run
+from spinescan.training.prepare import Plan, load_view_samples, prepare_run, split_for_run
 from spinescan.training.runconfig import DatasetRecord, RunConfig, dataset_fingerprint, split_hash, versions
 from spinescan.training.runs import RunDir, kept_epoch, load_run
 from spinescan.training.tasks import task_for
@@ -186,7 +186,7 @@ def load_training_data(plan: Plan) -> TrainingData:
         dataset_fingerprint(view_samples),
     ):
         progress.info(f"Warning: the dataset under {plan.data} changed since this run started.")
-    split = plan.split or make_split(plan.config, plan.hparams, plan.seed, view_samples)
+    split = plan.split or split_for_run(plan.config, plan.hparams, plan.seed, view_samples)
     samples, skipped = samples_for_spec(
         dataset, spec.view, spec.classes, skip_unreadable=True, progress=progress
     )
@@ -283,7 +283,7 @@ def build_compiled(plan: Plan, keras: Any, steps: int, gpu: bool) -> keras.Model
     if plan.init_from:
         from spinescan.zoo.backbones import transfer_weights  # noqa: PLC0415
 
-        copied, skipped = transfer_weights(inference.load_model(plan.init_from), model)
+        copied, skipped = transfer_weights(inference.load_run_model(plan.init_from), model)
         plan.config.progress.info(f"Initialised {copied} layers from {plan.init_from} ({skipped} skipped)")
     model.compile(
         optimizer=_optimizer(keras, hp.optimizer, _lr(keras, hp, steps)),
@@ -460,7 +460,7 @@ def _finish(
     spec, hp, rundir = plan.spec, plan.hparams, plan.rundir
     if not rundir.model_file.is_file():  # zero epochs: keep what we have
         inference.save_model(model, rundir.path)
-    kept = inference.load_model(rundir.path)
+    kept = inference.load_run_model(rundir.path)
     if any(layer.dtype_policy.name != "float32" for layer in kept.layers):
         kept = _to_float32(kept, plan)
         inference.save_model(kept, rundir.path)
@@ -521,7 +521,7 @@ def rescore(
     _, view_samples = load_view_samples(root, spec)
     parts = split.assign(view_samples)
     task = task_for(spec)
-    model = inference.load_model(rundir.path)
+    model = inference.load_run_model(rundir.path)
     scored = {}
     for p in ("val", "test"):
         x, y = task.load(parts[p], spec, progress, f"rescoring {p} images", None)

@@ -110,7 +110,7 @@ def load_view_samples(root: Path, spec: ModelSpec) -> tuple[Dataset, list[Sample
     return dataset, view_samples
 
 
-def make_split(config: TrainConfig, hp: HParams, seed: int, view_samples: list[Sample]) -> Split:
+def split_for_run(config: TrainConfig, hp: HParams, seed: int, view_samples: list[Sample]) -> Split:
     from spinescan.data.splits import make_split as split_view  # noqa: PLC0415
 
     if config.split is not None:
@@ -123,7 +123,7 @@ def identity_for(config: TrainConfig) -> RunIdentity:
     resolved = resolve_request(config)
     spec, hp = resolved.spec, resolved.hparams
     _, view_samples = load_view_samples(resolved.data, spec)
-    split = make_split(config, hp, config.seed, view_samples)
+    split = split_for_run(config, hp, config.seed, view_samples)
     init_from = str(Path(config.init_from).resolve()) if config.init_from else None
     return make_identity(
         spec.name, config.seed, resolved.weights, init_from, spec.input_size, spec.preprocessing.to_dict(),
@@ -131,7 +131,7 @@ def identity_for(config: TrainConfig) -> RunIdentity:
     )  # fmt: skip
 
 
-def find_matching_run(config: TrainConfig) -> Path | None:
+def find_reusable_run(config: TrainConfig) -> Path | None:
     """A finished run equivalent to training ``config`` now (see :func:`runs.find_matching_run`)."""
     if not runs.list_runs(config.runs_dir, config.model, finished=True):
         return None

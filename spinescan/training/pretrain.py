@@ -175,7 +175,7 @@ def pretrain_config(
 def pretrain_on_phantoms(config: TrainConfig, phantoms: PhantomStage = PhantomStage()) -> Path:
     """Render (or reuse) the phantoms and train (or reuse) the pretrain run; returns its run dir."""
     from spinescan.training.loop import train  # noqa: PLC0415
-    from spinescan.training.prepare import find_matching_run  # noqa: PLC0415
+    from spinescan.training.prepare import find_reusable_run  # noqa: PLC0415
 
     spec = spec_for(config)
     progress = config.progress
@@ -193,7 +193,7 @@ def pretrain_on_phantoms(config: TrainConfig, phantoms: PhantomStage = PhantomSt
         progress=progress,
     )
     stage = pretrain_config(config, data, phantoms.epochs)
-    match = find_matching_run(stage) if phantoms.reuse else None
+    match = find_reusable_run(stage) if phantoms.reuse else None
     if match is not None:
         progress.info(f"Reusing the pretrain run {match}")
         return Path(match)
