@@ -77,7 +77,7 @@ def predict_with(run_dir: Path, data: Path, files: list[str]) -> dict[str, list]
     from spinescan.edge.imageio import read_image
     from spinescan.edge.measure import read_landmarks
     from spinescan.edge.preprocess import preprocess_placed
-    from spinescan.training.inference import load_model
+    from spinescan.training.inference import load_run_model as load_model
     from spinescan.zoo.registry import get_spec
 
     spec = get_spec(MODEL)
@@ -97,7 +97,7 @@ def fraiwan_check(run_dir: Path, root: Path, overlays: Path | None = None) -> di
     model's ``cobb_deg`` on the Fraiwan dev films (labels only, never trained on), all films and the
     spine_crop subset (the honest one: every healthy film there is a narrow crop)."""
     from spinescan.evaluation.landmarks import film_figures, measure_films
-    from spinescan.training.inference import load_model
+    from spinescan.training.inference import load_run_model as load_model
     from spinescan.zoo.registry import get_spec
 
     records = measure_films(load_model(run_dir), get_spec(MODEL), root, overlays, ("*",) if overlays else ())

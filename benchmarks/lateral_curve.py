@@ -64,7 +64,7 @@ def one_run(model: str, data: Path, runs: Path, seed: int, hparams: dict[str, An
     from spinescan.progress import Plain
     from spinescan.training.config import TrainConfig
     from spinescan.training.loop import train
-    from spinescan.training.prepare import find_matching_run
+    from spinescan.training.prepare import find_reusable_run as find_matching_run
 
     config = TrainConfig(model=model, data=data, runs_dir=runs, seed=seed, hparams=hparams, progress=Plain())
     found = find_matching_run(config)
