@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny phantom dataset (generated once per session) and the real films."""
+"""Shared fixtures: a tiny phantom dataset (generated once per session), one tiny trained cobb run
+and the real films."""
 
 from __future__ import annotations
 
@@ -25,6 +26,20 @@ def phantom_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("phantoms")
     generate(out, per_class=40, seed=0, size=160, views=("lateral", "ap"), workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def cobb_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cobb landmark run (64 px, one epoch) trained once for the whole suite: the landmark zoo
+    and the landmark export tests read it (never write to it)."""
+    pytest.importorskip("tensorflow")
+    from spinescan.training.loop import TrainConfig, train
+
+    runs = tmp_path_factory.mktemp("cobb_runs")
+    result = train(
+        TrainConfig(model="cobb", data=phantom_dir, runs_dir=runs, image_size=64, hparams={"epochs": 1})
+    )
+    return result.run_dir
 
 
 @pytest.fixture(scope="session")

@@ -113,22 +113,10 @@ def test_float_tail_is_everything_after_the_heatmap_logits() -> None:
 
 
 @pytest.fixture(scope="module")
-def cobb_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("tensorflow")
-    pytest.importorskip("tf2onnx")
-    from spinescan.training.loop import TrainConfig, train
-
-    runs = tmp_path_factory.mktemp("lm_int8_runs")
-    result = train(
-        TrainConfig(model="cobb", data=phantom_dir, runs_dir=runs, image_size=64, hparams={"epochs": 1})
-    )
-    return result.run_dir
-
-
-@pytest.fixture(scope="module")
 def shipped(cobb_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
     """The run exported with int8 and every limit of the gate opened: int8 ships whatever the
     1-epoch model does. Also returns the figures the gate was called with."""
+    pytest.importorskip("tf2onnx")
     from spinescan.export.exporter import export_runs
 
     seen: list = []

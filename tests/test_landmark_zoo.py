@@ -102,18 +102,6 @@ def test_landmark_augmentation_moves_films_and_targets_together() -> None:
         assert ratio.std() < 0.02 * ratio.mean()
 
 
-@pytest.fixture(scope="module")
-def cobb_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("tensorflow")
-    from spinescan.training.loop import TrainConfig, train
-
-    runs = tmp_path_factory.mktemp("lm_runs")
-    result = train(
-        TrainConfig(model="cobb", data=phantom_dir, runs_dir=runs, image_size=64, hparams={"epochs": 1})
-    )
-    return result.run_dir
-
-
 def test_training_writes_a_landmark_run(cobb_run: Path, phantom_dir: Path) -> None:
     from spinescan.training.runs import RunDir
 
