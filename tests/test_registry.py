@@ -68,11 +68,17 @@ def test_builtins_come_from_entry_points() -> None:
     from spinescan.zoo.registry import load_registry
 
     registry = load_registry()
-    for name in BUILTINS:
-        info = registry.plugins[name]
-        assert info.builtin and info.module == f"spinescan_plugins.{name}"
+    families = {
+        "classifiers": {"generalist", "kyphosis", "lordosis", "scoliosis"},
+        "landmark_models": {"cobb", "sagittal"},
+    }
+    assert {n for n, p in registry.plugins.items() if p.builtin} == set(families)
+    for family, models in families.items():  # each family declared once, by one plugin
+        info = registry.plugins[family]
+        assert info.builtin and info.module == f"spinescan_plugins.{family}"
         assert info.distribution == "spinescan"
         assert info.hooks == ["register_models"]
+        assert {n for n, s in registry.models.items() if s.plugin == family} == models
 
 
 def test_no_generic_plugins_module_installed() -> None:
