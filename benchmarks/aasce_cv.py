@@ -74,9 +74,9 @@ def predict_with(run_dir: Path, data: Path, files: list[str]) -> dict[str, list]
     """Landmarks of ``files`` read by the Keras model of ``run_dir`` (the zero-real-film point)."""
     import numpy as np
 
-    from spinescan.edge.imageio import read_image
-    from spinescan.edge.measure import read_landmarks
-    from spinescan.edge.preprocess import preprocess_placed
+    from spinescan.radiograph.imageio import read_image
+    from spinescan.radiograph.measure import read_landmarks
+    from spinescan.radiograph.preprocess import preprocess_placed
     from spinescan.training.inference import load_run_model as load_model
     from spinescan.zoo.registry import get_spec
 
@@ -96,7 +96,7 @@ def fraiwan_check(run_dir: Path, root: Path, overlays: Path | None = None) -> di
     """Cross-hospital check (issue 21, goal: spine_crop AUC >= 0.98, healthy median < 10 deg): the
     model's ``cobb_deg`` on the Fraiwan dev films (labels only, never trained on), all films and the
     spine_crop subset (the honest one: every healthy film there is a narrow crop)."""
-    from spinescan.evaluation.landmarks import film_figures, measure_films
+    from spinescan.evaluation.landmark_study import film_figures, measure_films
     from spinescan.training.inference import load_run_model as load_model
     from spinescan.zoo.registry import get_spec
 

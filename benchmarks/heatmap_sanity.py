@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = probs.argmax(axis=1)
 
     shares, uniform = [], []
-    from spinescan.edge.imageio import read_image
+    from spinescan.radiograph.imageio import read_image
 
     by_rel = {s.rel: s for s in samples}
     for k, rel in enumerate(images.files):

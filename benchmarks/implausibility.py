@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from view_guard import MAKERS, _films, transform  # noqa: E402
+from view_guard import MAKERS, _films, transform
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "implausibility"
@@ -74,8 +74,8 @@ def tally(results: list[dict[str, Any]], model: str = "cobb") -> dict[str, Any]:
 def expert_flags(real: Path, phantoms: Path) -> dict[str, Any]:
     """The flag on true landmarks: AASCE experts' and the phantoms' exact ones (points off the
     film dropped, as a perfect model would call them not visible)."""
-    from spinescan.edge.angles import _inside
-    from spinescan.edge.plausibility import assess_landmarks
+    from spinescan.radiograph.angles import _inside
+    from spinescan.radiograph.plausibility import assess_landmarks
 
     out = {}
     for name, root, view in (

@@ -11,7 +11,7 @@ seed's models are tested on the same phantom test films (the dataset's shared sp
 * per landmark model: landmark error (fraction of film height), angle MAE and bias, AASCE SMAPE
   and the threshold label's accuracy, each as a mean with a 95% t-interval over seeds;
 * angle-then-threshold against each classifier of the same view, paired per film over seeds,
-  exact McNemar (:func:`spinescan.evaluation.landmarks.compare_with_classifier`);
+  exact McNemar (:func:`spinescan.evaluation.landmark_study.compare_with_classifier`);
 * ``--real``: each seed's ``cobb`` on the real AP dev films (labels only, never trained on):
   AUC of the measured ``cobb_deg`` for scoliosis vs healthy (all films and the spine_crop subset)
   and the accuracy of the 10-degree threshold; overlays of the films at both ends of the ranking
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
 
-    from spinescan.evaluation import landmarks as L
+    from spinescan.evaluation import landmark_study as L
     from spinescan.training import inference
     from spinescan.training.runs import RunDir, load_run
 
@@ -183,9 +183,10 @@ def lateral_sample(
     inference: Any, spec: Any, run: Path, root: Path, overlay_dir: Path
 ) -> list[dict[str, Any]]:
     """sagittal on the shared lateral sample film(s) (no labels): the reading and an overlay."""
-    from spinescan.edge.imageio import find_images, read_image
-    from spinescan.edge.measure import read_landmarks, write_overlay
-    from spinescan.edge.preprocess import preprocess_placed
+    from spinescan.edge.landmark_overlay import write_overlay
+    from spinescan.radiograph.imageio import find_images, read_image
+    from spinescan.radiograph.measure import read_landmarks
+    from spinescan.radiograph.preprocess import preprocess_placed
 
     model = inference.load_run_model(run)
     out = []

@@ -25,18 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from spinescan.edge import angles as A
-from spinescan.edge.imageio import read_image
-from spinescan.edge.landmarks import N_POINTS, decode, encode
-from spinescan.edge.preprocess import Placement, Preprocessing, preprocess_placed
 from spinescan.metrics import roc_auc
+from spinescan.radiograph import angles as A
+from spinescan.radiograph.imageio import read_image
+from spinescan.radiograph.landmark_codec import N_POINTS, decode, encode
+from spinescan.radiograph.preprocess import Placement, Preprocessing, preprocess_placed
 
 CLASS_VIEWS = {"ap": ("healthy", "scoliosis"), "lateral": ("healthy", "kyphosis", "lordosis")}
 
 
 def synth(out: Path, view: str, n: int, seed: int, size: int) -> Path:
     """Phantoms of one view, ``n`` in all (split evenly over its classes)."""
-    from spinescan.synth import generate  # noqa: PLC0415
+    from spinescan.synth import generate
 
     per_class = max(1, round(n / len(CLASS_VIEWS[view])))
     manifest = out / "manifest.csv"
@@ -212,7 +212,7 @@ class EpochTimer:
     """Keras callback recording wall seconds per epoch (the figure the 30-minute budget is about)."""
 
     def __init__(self) -> None:
-        import keras  # noqa: PLC0415
+        import keras
 
         class _CB(keras.callbacks.Callback):
             def __init__(self, outer: EpochTimer) -> None:
@@ -278,9 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    import keras  # noqa: PLC0415
+    import keras
 
-    from spinescan.landmarks.model import HeatmapConfig, build_heatmap_model, make_loss  # noqa: PLC0415
+    from spinescan.landmark_net.model import HeatmapConfig, build_heatmap_model, make_loss
 
     keras.utils.set_random_seed(args.seed)
     rng = np.random.default_rng(args.seed)

@@ -7,7 +7,7 @@ Run from the repository root: ``nice -n 10 .venv/bin/python benchmarks/page_memo
 import sys
 import time
 
-sys.path.insert(0, "tests")  # noqa: E402 (the hostile test's server and memory probe)
+sys.path.insert(0, "tests")  # (the hostile test's server and memory probe)
 from pathlib import Path
 
 import cv2

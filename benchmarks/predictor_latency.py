@@ -39,8 +39,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 TF_SCRIPT = """
 import json, sys
 from spinescan.training import inference, runs
-from spinescan.edge.imageio import read_image
-from spinescan.edge.preprocess import preprocess
+from spinescan.radiograph.imageio import read_image
+from spinescan.radiograph.preprocess import preprocess
 run = runs.load_run(sys.argv[1])
 model = inference.load_run_model(sys.argv[1])
 x = preprocess(read_image(sys.argv[2]), run.spec.input_size, run.spec.preprocessing)[None]
@@ -121,8 +121,8 @@ def batch1(exported: Path, run_dir: Path, image: Path, repeats: int) -> dict[str
     """Median milliseconds of one single-image forward pass in a warm process."""
     import onnxruntime as ort
 
-    from spinescan.edge.imageio import read_image
-    from spinescan.edge.preprocess import preprocess
+    from spinescan.radiograph.imageio import read_image
+    from spinescan.radiograph.preprocess import preprocess
     from spinescan.training import inference, runs
 
     run = runs.load_run(run_dir)

@@ -47,7 +47,7 @@ def make_folder(folder: Path) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     made = []
 
-    def write(name: str, image_fn, params: list[int] | None = None) -> None:  # noqa: ANN001
+    def write(name: str, image_fn, params: list[int] | None = None) -> None:
         path = folder / name
         if not path.exists():
             image = image_fn()

@@ -11,7 +11,7 @@
 
 The cache holds, per film, the model's raw output (K x 4: normalised x, y, visibility logit,
 heatmap spread in input px^2), the film's placement and size, and for phantoms the manifest's
-corners and angles. ``score`` decodes the corners exactly as :func:`spinescan.edge.measure.
+corners and angles. ``score`` decodes the corners exactly as :func:`spinescan.radiograph.measure.
 read_landmarks` does and reads them with each candidate, reporting per seed:
 
 * phantom val and test: largest-Cobb MAE, PT/MT/TL MAE and the 10-degree label's accuracy;
@@ -44,8 +44,8 @@ SCHEMA = 1
 
 
 def cache(args: argparse.Namespace) -> int:
-    from spinescan.edge.imageio import read_image
-    from spinescan.edge.preprocess import preprocess_placed
+    from spinescan.radiograph.imageio import read_image
+    from spinescan.radiograph.preprocess import preprocess_placed
     from spinescan.training import inference
     from spinescan.training.prepare import load_view_samples
     from spinescan.training.runs import RunDir, load_run
@@ -122,9 +122,9 @@ def decode_film(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Corners in film pixels (68, 2; NaN where not visible), as ``read_landmarks`` decodes them,
     and each vertebra's mean heatmap spread (17,) in input px^2 (NaN where the model has none)."""
-    from spinescan.edge.landmarks import N_POINTS
-    from spinescan.edge.measure import decode_output
-    from spinescan.edge.preprocess import Placement
+    from spinescan.radiograph.landmark_codec import N_POINTS
+    from spinescan.radiograph.measure import decode_output
+    from spinescan.radiograph.preprocess import Placement
 
     o = np.asarray(out, dtype=np.float64)
     k = o.shape[0]
@@ -140,7 +140,7 @@ def local_quadratic(
 ) -> np.ndarray:
     """At each vertebra of ``first..last``, a (weighted) least-squares quadratic over the ``2 half + 1``
     nearest vertebrae of the run (the end windows shifted inwards); ``half=2``, no weights is
-    :func:`spinescan.edge.angles.smoothed_tilts`."""
+    :func:`spinescan.radiograph.angles.smoothed_tilts`."""
     t = np.asarray(t, dtype=np.float64)
     out = t.copy()
     n = last - first + 1
@@ -175,12 +175,12 @@ def midline_lengths(c: np.ndarray) -> np.ndarray:
 
 
 def _mid(c: np.ndarray) -> np.ndarray:
-    from spinescan.edge.angles import midline_tilts
+    from spinescan.radiograph.angles import midline_tilts
 
     return midline_tilts(c)
 
 
-def t_raw(c, sp, fi, la):  # noqa: ANN001, ANN201
+def t_raw(c, sp, fi, la):
     return _mid(c)
 
 
@@ -189,7 +189,7 @@ def t_sg(half: int) -> Tilts:
 
 
 def t_short(frac: float) -> Tilts:
-    def fn(c, sp, fi, la):  # noqa: ANN001, ANN202
+    def fn(c, sp, fi, la):
         ln = midline_lengths(c)
         keep = ln >= frac * np.median(ln[fi : la + 1])
         return local_quadratic(bridge(_mid(c), keep, fi, la), fi, la)
@@ -198,7 +198,7 @@ def t_short(frac: float) -> Tilts:
 
 
 def t_spread(k: float) -> Tilts:
-    def fn(c, sp, fi, la):  # noqa: ANN001, ANN202
+    def fn(c, sp, fi, la):
         if not np.isfinite(sp[fi : la + 1]).all():
             return local_quadratic(_mid(c), fi, la)
         keep = sp <= k * np.median(sp[fi : la + 1])
@@ -208,7 +208,7 @@ def t_spread(k: float) -> Tilts:
 
 
 def t_robust(r: float, base: Tilts | None = None) -> Tilts:
-    def fn(c, sp, fi, la):  # noqa: ANN001, ANN202
+    def fn(c, sp, fi, la):
         t = _mid(c)
         s = (base or t_sg(2))(c, sp, fi, la)
         keep = np.abs(t - s) <= r
@@ -221,7 +221,7 @@ def t_wlen(power: float = 2.0, spread: bool = False, half: int = 2) -> Tilts:
     """Weighted local quadratic: a mid-line counts by its length^power (a tilt's error from
     independent corner errors scales as 1/length), divided by the spread if asked."""
 
-    def fn(c, sp, fi, la):  # noqa: ANN001, ANN202
+    def fn(c, sp, fi, la):
         w = midline_lengths(c) ** power
         if spread and np.isfinite(sp).all():
             w = w / np.maximum(sp, 1e-6)
@@ -241,7 +241,7 @@ def read_crossfit(lm: np.ndarray, image_size: tuple[int, int]) -> dict[str, Any]
     whole-spine films; the regional angles and partial films are today's read-out."""
     from dataclasses import replace
 
-    from spinescan.edge import angles as A
+    from spinescan.radiograph import angles as A
 
     out = A.ap_angles(lm, image_size=image_size, readout=A.PREDICTION_READOUT)
     c = A.as_corners(lm)
@@ -261,9 +261,9 @@ def read_crossfit(lm: np.ndarray, image_size: tuple[int, int]) -> dict[str, Any]
 def read_ap(
     lm: np.ndarray, image_size: tuple[int, int], spread: np.ndarray, tilt_fn: Tilts | str
 ) -> dict[str, Any]:
-    """:func:`spinescan.edge.angles.ap_angles` with the tilts given by ``tilt_fn`` (the same run
+    """:func:`spinescan.radiograph.angles.ap_angles` with the tilts given by ``tilt_fn`` (the same run
     of visible vertebrae, curve search, regions and notes); ``"endplates"`` is the manifest's."""
-    from spinescan.edge import angles as A
+    from spinescan.radiograph import angles as A
 
     if tilt_fn == CROSSFIT:
         return read_crossfit(lm, image_size)
@@ -341,14 +341,14 @@ def implausible(c: np.ndarray, fi: int, la: int, bowtie: bool) -> np.ndarray:
 def t_plausible(bowtie: bool) -> Tilts:
     """Drop implausible outlines (:func:`implausible`), bridge their tilts, smooth over five."""
 
-    def fn(c, sp, fi, la):  # noqa: ANN001, ANN202
+    def fn(c, sp, fi, la):
         keep = ~implausible(c, fi, la, bowtie)
         return local_quadratic(bridge(_mid(c), keep, fi, la), fi, la)
 
     return fn
 
 
-def t_median3(c, sp, fi, la):  # noqa: ANN001, ANN201
+def t_median3(c, sp, fi, la):
     """A running median of three (ends kept) before the five-vertebra quadratic: isolated spikes out."""
     t = _mid(c)
     m = t.copy()
@@ -359,7 +359,7 @@ def t_median3(c, sp, fi, la):  # noqa: ANN001, ANN201
 
 def noise_sd(t: np.ndarray, fi: int, la: int) -> float:
     """Robust SD (degrees) of the tilts about their five-vertebra quadratic: the film's tilt noise."""
-    from spinescan.edge.angles import smoothed_tilts
+    from spinescan.radiograph.angles import smoothed_tilts
 
     r = t[fi : la + 1] - smoothed_tilts(t, fi, la)[fi : la + 1]
     return float(1.4826 * np.median(np.abs(r)))
@@ -368,7 +368,7 @@ def noise_sd(t: np.ndarray, fi: int, la: int) -> float:
 def t_adaptive(steps: tuple[float, ...]) -> Tilts:
     """Half-window 2 + the number of ``steps`` (degrees) the film's tilt noise exceeds."""
 
-    def fn(c, sp, fi, la):  # noqa: ANN001, ANN202
+    def fn(c, sp, fi, la):
         t = _mid(c)
         h = 2 + sum(noise_sd(t, fi, la) > s for s in steps)
         return local_quadratic(t, fi, la, h)
@@ -379,7 +379,7 @@ def t_adaptive(steps: tuple[float, ...]) -> Tilts:
 def t_whittaker(lam: float, order: int = 2, adapt: bool = False) -> Tilts:
     """Whittaker smoother: min |t - z|^2 + lam |D^order z|^2 (lam scaled by the noise variance if adapt)."""
 
-    def fn(c, sp, fi, la):  # noqa: ANN001, ANN202
+    def fn(c, sp, fi, la):
         t = _mid(c)
         out = t.copy()
         n = la - fi + 1
@@ -439,7 +439,7 @@ def _median(v: list[float]) -> float | None:
 
 
 def phantom_figures(readings: list[dict[str, Any]], true: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    from spinescan.edge.angles import label_from_angles
+    from spinescan.radiograph.angles import label_from_angles
 
     fig: dict[str, Any] = {}
     for k, n in enumerate(NAMES):
@@ -462,7 +462,7 @@ def phantom_figures(readings: list[dict[str, Any]], true: np.ndarray, labels: li
 
 def real_figures(readings: list[dict[str, Any]], labels: list[str], framing: list[str]) -> dict[str, Any]:
     from spinescan import metrics as m
-    from spinescan.edge.angles import label_from_angles
+    from spinescan.radiograph.angles import label_from_angles
 
     cobb = np.array([np.nan if r["cobb_deg"].value is None else r["cobb_deg"].value for r in readings])
     said = [label_from_angles("ap", r)[0] for r in readings]
@@ -499,7 +499,7 @@ def diagnostics(
       corner from the true centre) beside ``collapsed_true_width_px`` (where the corners should be:
       half of it either side).
     """
-    from spinescan.edge.angles import LEVELS, as_corners, midline_tilts, smoothed_tilts
+    from spinescan.radiograph.angles import LEVELS, as_corners, midline_tilts, smoothed_tilts
 
     out: dict[str, Any] = {}
     for part, rows in films.items():
@@ -544,7 +544,7 @@ def self_check(films: dict[str, list[tuple[np.ndarray, tuple[int, int], np.ndarr
     """Largest difference (deg) between this study's baseline and the shipped read-out
     (``ap_angles(readout=PREDICTION_READOUT)``) over every cached film: the study measures what
     ships, or it raises."""
-    from spinescan.edge.angles import PREDICTION_READOUT, ap_angles
+    from spinescan.radiograph.angles import PREDICTION_READOUT, ap_angles
 
     worst = 0.0
     for rows in films.values():

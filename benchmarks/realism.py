@@ -43,7 +43,7 @@ PER_CLASS = 1000  # spinescan.training.pretrain.DEFAULT_PER_CLASS
 
 
 def _spec() -> Any:
-    from spinescan.zoo.registry import get_spec  # noqa: PLC0415
+    from spinescan.zoo.registry import get_spec
 
     return get_spec(MODEL)
 
@@ -58,8 +58,8 @@ def real_films(root: Path) -> list[dict[str, str]]:
 
 def preprocessed(paths: list[str], spec: Any) -> np.ndarray:
     """The model's input tensors (N, H, W, C), read and preprocessed as the predictor does."""
-    from spinescan.edge.imageio import read_image  # noqa: PLC0415
-    from spinescan.edge.preprocess import preprocess  # noqa: PLC0415
+    from spinescan.radiograph.imageio import read_image
+    from spinescan.radiograph.preprocess import preprocess
 
     return np.stack([preprocess(read_image(p), spec.input_size, spec.preprocessing) for p in paths])
 
@@ -72,8 +72,8 @@ def tone_stats(paths: list[str], spec: Any) -> dict[str, dict[str, float]]:
     the whole film and of its spine_crop window, and the share of near-white pixels; returned as
     the 10th/50th/90th percentile over films. This is what showed that the phantoms clipped bone
     to white where real films keep headroom (spinescan.synth.nuisance.sample_exposure)."""
-    from spinescan.edge.imageio import read_image  # noqa: PLC0415
-    from spinescan.edge.preprocess import crop_window, scale_intensity, to_grey  # noqa: PLC0415
+    from spinescan.radiograph.imageio import read_image
+    from spinescan.radiograph.preprocess import crop_window, scale_intensity, to_grey
 
     rows = []
     for p in paths:
@@ -97,7 +97,7 @@ def _print_tone(name: str, stats: dict[str, dict[str, float]]) -> None:
 
 
 def ensure_phantoms(out: Path, seed: int, per_class: int, size: int, workers: int) -> Path:
-    from spinescan.synth import generate  # noqa: PLC0415
+    from spinescan.synth import generate
 
     done = out / "realism-phantoms.json"
     wanted = {"seed": seed, "per_class": per_class, "size": size, "view": "ap"}
@@ -128,7 +128,7 @@ def ensure_run(data: Path, runs_dir: Path, seed: int, epochs: int) -> Path:
 
 
 def _scores(y: np.ndarray, p: np.ndarray, seed: int) -> dict[str, Any]:
-    from spinescan.metrics import bootstrap_ci, roc_auc  # noqa: PLC0415
+    from spinescan.metrics import bootstrap_ci, roc_auc
 
     pred = (p >= 0.5).astype(int)
 
@@ -150,7 +150,7 @@ def _scores(y: np.ndarray, p: np.ndarray, seed: int) -> dict[str, Any]:
 
 
 def zero_shot(run_dir: Path, films: list[dict[str, str]], x: np.ndarray, seed: int) -> dict[str, Any]:
-    from spinescan.training.inference import load_run_model, predict_arrays  # noqa: PLC0415
+    from spinescan.training.inference import load_run_model, predict_arrays
 
     spec = _spec()
     probs = predict_arrays(load_run_model(run_dir), x)[:, spec.classes.index("scoliosis")]
@@ -184,11 +184,11 @@ def texture_features(x: np.ndarray) -> np.ndarray:
 
 def realism_probe(x_real: np.ndarray, x_phantom: np.ndarray, repeats: int = 5) -> dict[str, Any]:
     """Cross-validated AUC of a logistic regression separating real films from phantoms."""
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-    from sklearn.metrics import roc_auc_score  # noqa: PLC0415
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict  # noqa: PLC0415
-    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
-    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     feats = np.array([texture_features(im) for im in np.concatenate([x_real, x_phantom])])
     y = np.r_[np.ones(len(x_real)), np.zeros(len(x_phantom))]
@@ -237,7 +237,7 @@ def main() -> None:
     for seed in args.seeds:
         print(f"seed {seed}")
         data = ensure_phantoms(work / f"phantoms-s{seed}", seed, args.per_class, size, args.workers)
-        from spinescan.data.datasets import load_dataset  # noqa: PLC0415
+        from spinescan.data.datasets import load_dataset
 
         samples = [s for s in load_dataset(data).samples if s.view == "ap"]
         pick = np.random.default_rng(seed).choice(len(samples), min(args.probe_phantoms, len(samples)), False)

@@ -100,7 +100,7 @@ def main() -> None:
     write(out, args, result, tune_seconds, runs)
 
 
-def write(out: Path, args: argparse.Namespace, result, tune_seconds: float, runs: dict) -> None:  # noqa: ANN001
+def write(out: Path, args: argparse.Namespace, result, tune_seconds: float, runs: dict) -> None:
     rows, diffs, los, his = [], [], [], []
     a_all, b_all = [], []
     for tuned, default in zip(runs["tuned"], runs["default"], strict=True):

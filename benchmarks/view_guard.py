@@ -232,7 +232,7 @@ def spine_sources(real: Path | None, phantoms: Path) -> dict[str, list[tuple[Pat
 
 
 def read_film(path: Path) -> np.ndarray:
-    from spinescan.edge.imageio import read_image
+    from spinescan.radiograph.imageio import read_image
 
     return read_image(path)
 

@@ -36,7 +36,7 @@ def _python_per_film(
     models_dir: Path, view: str, films: list[Path], repeats: int
 ) -> tuple[list[float], dict[str, list[float]]]:
     from spinescan.edge import predictor
-    from spinescan.edge.imageio import read_image
+    from spinescan.radiograph.imageio import read_image
 
     models = [
         m for m in (predictor.OnnxModel(p) for p in predictor.model_paths(models_dir)) if m.info.view == view

@@ -22,6 +22,6 @@ def predict_image(
     Mirrors the original notebook's ``predict_image(image_path, model)``; see
     :func:`spinescan.edge.predictor.predict_image`.
     """
-    from spinescan.edge.predictor import predict_image as _predict  # noqa: PLC0415
+    from spinescan.edge.predictor import predict_image as _predict
 
     return _predict(path, model=model, models_dir=models_dir, heatmap=heatmap)

@@ -53,7 +53,7 @@ def require_tensorflow(purpose: str = "Training"):
     level anywhere in the package.
     """
     try:
-        import tensorflow as tf  # noqa: PLC0415
+        import tensorflow as tf
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise MissingExtraError("train", "tensorflow", purpose) from exc
     return tf

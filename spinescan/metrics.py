@@ -568,7 +568,7 @@ def smape(pred: np.ndarray, true: np.ndarray) -> float:
 #: A corner farther than this fraction of the film height from the expert's counts as off: the
 #: literature's "more than 20 px" on the challenge's ~1000 px films.
 FAR_CORNER = 0.02
-#: Largest coronal Cobb angle at which scoliosis begins (SRS; spinescan.edge.thresholds, which the
+#: Largest coronal Cobb angle at which scoliosis begins (SRS; spinescan.radiograph.thresholds, which the
 #: foundation cannot import, holds the same figure).
 COBB_CUT_DEG = 10.0
 

@@ -1,4 +1,4 @@
-"""The AASCE challenge's three angles (spinescan.edge.aasce), their place among a model's AP
+"""The AASCE challenge's three angles (spinescan.radiograph.aasce), their place among a model's AP
 measurements, and the field's figures (SMAPE, largest-Cobb MAE, corners off, sensitivity /
 specificity) in spinescan.metrics and spinescan.evaluation.aasce."""
 
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from spinescan import metrics as m
-from spinescan.edge import aasce as X
-from spinescan.edge import angles as A
+from spinescan.radiograph import aasce as X
 from spinescan.errors import DataError
 from spinescan.evaluation.aasce import score_aasce
+from spinescan.radiograph import angles as A
 
 #: Mid-line tilts (deg) with interior extremes: +10 at T4 (U = 3) and -20 at L2 (L = 13).
 TILTS = np.array([2, 4, 7, 10, 8, 5, 1, -3, -7, -11, -15, -18, -19, -20, -14, -9, -5], dtype=np.float64)
@@ -289,7 +289,7 @@ def test_model_card_quotes_the_fields_figures() -> None:
 
 
 def test_landmark_benchmark_carries_the_fields_figures_over_seeds() -> None:
-    from spinescan.evaluation.landmarks import seed_figures
+    from spinescan.evaluation.landmark_study import seed_figures
 
     runs = [{"test": {"n": 5, "angles": {}, "corners_far": v, "sensitivity": 1.0}} for v in (0.1, 0.3)]
     got = seed_figures(runs)

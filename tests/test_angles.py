@@ -1,4 +1,5 @@
-"""Angles from landmarks (spinescan.edge.angles): the manifest's definitions, named curves, availability."""
+"""Angles from landmarks (spinescan.radiograph.angles): the manifest's definitions, named curves,
+availability."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinescan.edge import angles as A
-from spinescan.edge.thresholds import KYPHOSIS_THRESHOLD, SCOLIOSIS_THRESHOLD
+from spinescan.radiograph import angles as A
+from spinescan.radiograph.thresholds import KYPHOSIS_THRESHOLD, SCOLIOSIS_THRESHOLD
 from spinescan.synth import generate
 from spinescan.synth import geometry as G
 
@@ -182,7 +183,7 @@ def test_angle_json_names_the_endplates() -> None:
 
 def test_angles_module_stays_light() -> None:
     code = (
-        "import sys, spinescan.edge.angles; "
+        "import sys, spinescan.radiograph.angles; "
         "bad = [m for m in ('tensorflow', 'keras', 'click', 'spinescan.synth') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -193,7 +194,7 @@ def test_angles_module_stays_light() -> None:
 def test_wrong_landmark_count_is_refused() -> None:
     with pytest.raises(ValueError, match="68"):
         A.ap_angles(np.zeros((60, 2)))
-    assert Path(A.__file__).parent.name == "edge"
+    assert Path(A.__file__).parent.name == "radiograph"
 
 
 def test_midline_readout_matches_the_manifest_on_exact_corners(phantoms: list[dict[str, str]]) -> None:
@@ -267,7 +268,7 @@ def test_every_lateral_reading_gets_a_label_or_a_named_finding(
 ) -> None:
     """Issue 24: flat back and the combined case are named findings with their thresholds, so a
     lateral film with both angles never ends with no label and no reason."""
-    from spinescan.edge.thresholds import lateral_finding, lateral_label
+    from spinescan.radiograph.thresholds import lateral_finding, lateral_label
 
     got = lateral_finding(kyphosis, lordosis)
     assert (got.label, got.finding) == (label, finding)

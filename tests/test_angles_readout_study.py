@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinescan.edge import angles as A
+from spinescan.radiograph import angles as A
 
 STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "readout_study.py"
 
 
 @pytest.fixture(scope="module")
-def study():  # noqa: ANN201
+def study():
     spec = importlib.util.spec_from_file_location("readout_study", STUDY)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -42,7 +42,7 @@ def spine(tilts_deg: np.ndarray, noise: float = 0.0, seed: int = 0) -> np.ndarra
     return np.array(out) + rng.normal(0.0, noise, (68, 2))
 
 
-def test_local_quadratic_over_five_is_the_shipped_smoother(study) -> None:  # noqa: ANN001
+def test_local_quadratic_over_five_is_the_shipped_smoother(study) -> None:
     rng = np.random.default_rng(3)
     for first, last in ((0, 16), (2, 11), (5, 9)):
         t = rng.normal(0.0, 10.0, 17)
@@ -52,7 +52,7 @@ def test_local_quadratic_over_five_is_the_shipped_smoother(study) -> None:  # no
     assert not np.allclose(wider, A.smoothed_tilts(t))
 
 
-def test_bridge_interpolates_dropped_vertebrae_only(study) -> None:  # noqa: ANN001
+def test_bridge_interpolates_dropped_vertebrae_only(study) -> None:
     t = np.arange(17, dtype=float) * 2.0
     t[5], t[6] = 90.0, -90.0
     keep = np.ones(17, dtype=bool)
@@ -62,7 +62,7 @@ def test_bridge_interpolates_dropped_vertebrae_only(study) -> None:  # noqa: ANN
     assert np.array_equal(study.bridge(t, np.zeros(17, dtype=bool), 0, 16), t)  # nothing to bridge from
 
 
-def test_baseline_equals_shipped_readout_and_self_check_catches_a_drift(study, monkeypatch) -> None:  # noqa: ANN001
+def test_baseline_equals_shipped_readout_and_self_check_catches_a_drift(study, monkeypatch) -> None:
     rng = np.random.default_rng(5)
     films = []
     for i in range(12):
@@ -76,7 +76,7 @@ def test_baseline_equals_shipped_readout_and_self_check_catches_a_drift(study, m
         study.self_check({"x": films})
 
 
-def test_crossfit_reads_a_noisy_straight_spine_lower_and_a_clean_curve_the_same(study) -> None:  # noqa: ANN001
+def test_crossfit_reads_a_noisy_straight_spine_lower_and_a_clean_curve_the_same(study) -> None:
     clean = spine(30.0 * np.sin(np.linspace(0, np.pi, 17)))
     today = A.ap_angles(clean, (500, 300), readout=A.PREDICTION_READOUT)["cobb_deg"].value
     assert study.read_crossfit(clean, (500, 300))["cobb_deg"].value == pytest.approx(today, abs=1e-6)

@@ -53,7 +53,7 @@ def test_contracts_hold_on_the_sources(tmp_path: Path) -> None:
     ("module", "line", "broken"),
     [
         ("spinescan/training/loop.py", "import click", "Only the command line imports click"),
-        ("spinescan/edge/preprocess.py", "import tensorflow", "never imports TensorFlow"),
+        ("spinescan/radiograph/preprocess.py", "import tensorflow", "never imports TensorFlow"),
         ("spinescan/edge/predictor.py", "import keras", "never imports TensorFlow"),
         ("spinescan/training/runs.py", "from spinescan.training import loop", "No import cycles"),
         ("spinescan/data/splits.py", "from spinescan.evaluation import bench", "import only downwards"),

@@ -12,7 +12,7 @@ import pytest
 from test_export import _films, _make_outputs_vary
 
 from spinescan.edge import overlay
-from spinescan.edge.preprocess import Preprocessing, preprocess
+from spinescan.radiograph.preprocess import Preprocessing, preprocess
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -90,7 +90,7 @@ def test_geometry_reproduces_preprocess(shape, input_size, prep) -> None:
     geom = overlay.geometry(film, input_size, prep)
     expected = preprocess(film, input_size, prep)[..., 0]
     top, left, ch, cw = geom.crop
-    from spinescan.edge.preprocess import scale_intensity
+    from spinescan.radiograph.preprocess import scale_intensity
 
     x = scale_intensity(film, prep)[top : top + ch, left : left + cw]
     btop, bleft, bh, bw = geom.box

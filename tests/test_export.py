@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinescan.edge.imageio import read_image
 from spinescan.edge.predictor import OnnxModel, model_paths, sha256_file
-from spinescan.edge.preprocess import preprocess
 from spinescan.errors import SpineScanError
 from spinescan.export.quantize import gate
+from spinescan.radiograph.imageio import read_image
+from spinescan.radiograph.preprocess import preprocess
 
 IMAGE_SIZE = 48
 

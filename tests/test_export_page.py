@@ -79,7 +79,7 @@ def test_a_full_disk_while_writing_the_page_leaves_current_as_it_was(
     real_copy = shutil.copyfile
     calls = [0]
 
-    def full_disk(src, dst, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def full_disk(src, dst, *args, **kwargs):
         if "web" in str(dst) or "ort" in str(dst):
             calls[0] += 1
             if calls[0] == fail_at:

@@ -1,6 +1,6 @@
 """Fuzzing the image reader and the predictor's input path (hypothesis).
 
-Property: whatever the bytes, :func:`spinescan.edge.imageio.decode_image` either returns an image
+Property: whatever the bytes, :func:`spinescan.radiograph.imageio.decode_image` either returns an image
 that honours the reading contract (finite, non-constant, within the limits, 2-D or H x W x C of a
 supported dtype) or raises :class:`~spinescan.errors.ImageReadError` (``MissingExtraError`` for
 DICOM without pydicom); never another exception, a hang or a huge allocation. And the predictor
@@ -36,8 +36,9 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from spinescan.edge import imageio, predictor  # noqa: E402
+from spinescan.edge import predictor  # noqa: E402
 from spinescan.errors import ImageReadError, MissingExtraError  # noqa: E402
+from spinescan.radiograph import imageio  # noqa: E402
 
 EXAMPLES = int(os.environ.get("SPINESCAN_FUZZ_EXAMPLES", "40"))
 SEED = int(os.environ.get("SPINESCAN_FUZZ_SEED", "12"))
@@ -196,7 +197,7 @@ def _small_limits(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(key, value)
 
 
-def _maybe_seed(test):  # noqa: ANN001, ANN202
+def _maybe_seed(test):
     return test if RANDOM else seed(SEED)(test)
 
 
@@ -279,7 +280,7 @@ def _page_seeds() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def page_reader(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def page_reader(tmp_path_factory: pytest.TempPathFactory):
     """``read(bytes) -> dict``: the page's reading of some bytes ({width, height, channels} or
     {error}), in one Chromium for the module, the page written with the fuzzing limits."""
     import base64
@@ -332,7 +333,7 @@ def _python_reads(data: bytes) -> dict:
     return {"width": image.shape[1], "height": image.shape[0]}
 
 
-def test_page_reads_the_seeds_as_python_does(page_reader) -> None:  # noqa: ANN001
+def test_page_reads_the_seeds_as_python_does(page_reader) -> None:
     """Every seed (valid films and hostile files alike): refused by both or read by both at the
     same size (PNG and JPEG; the page refuses the other formats by name)."""
     for name, data in PAGE_SEEDS.items():
@@ -348,7 +349,7 @@ def test_page_reads_the_seeds_as_python_does(page_reader) -> None:  # noqa: ANN0
 @_maybe_seed
 @PAGE_FUZZ
 @given(data=PAGE_BYTES)
-def test_page_reader_refuses_with_one_line_as_python_does(data: bytes, page_reader) -> None:  # noqa: ANN001
+def test_page_reader_refuses_with_one_line_as_python_does(data: bytes, page_reader) -> None:
     page = page_reader(data)
     if "error" in page:
         assert page["error"].startswith("fuzz: ") and "\n" not in page["error"], page

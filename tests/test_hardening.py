@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from spinescan.edge import predictor
-from spinescan.edge.imageio import read_image
 from spinescan.errors import ImageReadError, SpineScanError
+from spinescan.radiograph.imageio import read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 RNG = np.random.default_rng(12)
@@ -194,8 +194,8 @@ def _publish(out: Path, new: Path, seed: int, kill_at: int = 0) -> int:
     calls = [0]
     real = {(mod, name): getattr(mod, name) for mod, names in _STEPS.items() for name in names}
 
-    def counting(fn):  # noqa: ANN001, ANN202
-        def step(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def counting(fn):
+        def step(*args, **kwargs):
             result = fn(*args, **kwargs)
             calls[0] += 1
             if calls[0] == kill_at:  # killed right after this step
@@ -309,7 +309,7 @@ def test_02_training_never_records_a_nan_model(
 
     real = pipeline.load_arrays
 
-    def poisoned(samples, spec, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def poisoned(samples, spec, *args, **kwargs):
         x = real(samples, spec, *args, **kwargs)
         x[:] = np.nan
         return x
@@ -408,7 +408,7 @@ def test_04_predictor_holds_one_decoded_image_at_a_time(
     alive: list[weakref.ref] = []
     most = [0]
 
-    def tracking(*args, **kwargs):  # noqa: ANN002, ANN003
+    def tracking(*args, **kwargs):
         image = real(*args, **kwargs)
         alive.append(weakref.ref(image))
         most[0] = max(most[0], sum(ref() is not None for ref in alive))
@@ -429,7 +429,7 @@ def test_05_fifo_is_refused_without_hanging(tmp_path: Path) -> None:
     try:
         done = run_limited(
             f"""
-            from spinescan.edge.imageio import read_image
+            from spinescan.radiograph.imageio import read_image
             from spinescan.errors import ImageReadError
             try:
                 read_image({str(fifo)!r})
@@ -456,7 +456,7 @@ def test_05_huge_or_endless_files_are_refused_before_reading(tmp_path: Path, kin
     try:
         done = run_limited(
             f"""
-            from spinescan.edge.imageio import read_image
+            from spinescan.radiograph.imageio import read_image
             from spinescan.errors import ImageReadError
             try:
                 read_image({target!r})

@@ -238,19 +238,19 @@ def test_a_huge_hparams_file_is_not_read_whole(tmp_path: Path, monkeypatch: pyte
     sizes: list[int] = []
     real_open = open
 
-    def spy_open(file, mode="r", *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def spy_open(file, mode="r", *args, **kwargs):
         fh = real_open(file, mode, *args, **kwargs)
         if str(file) == str(path):
             real_read = fh.read
 
             class Spy:
-                def __enter__(self):  # noqa: ANN204
+                def __enter__(self):
                     return self
 
-                def __exit__(self, *exc):  # noqa: ANN002, ANN204
+                def __exit__(self, *exc):
                     fh.close()
 
-                def read(self, n=-1):  # noqa: ANN001, ANN202
+                def read(self, n=-1):
                     out = real_read(n)
                     sizes.append(len(out))
                     return out

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from spinescan.edge import imageio
-from spinescan.edge.imageio import is_image_candidate, read_image, sniff_format
-from spinescan.edge.preprocess import Preprocessing, preprocess
 from spinescan.errors import ImageReadError, MissingExtraError
+from spinescan.radiograph import imageio
+from spinescan.radiograph.imageio import is_image_candidate, read_image, sniff_format
+from spinescan.radiograph.preprocess import Preprocessing, preprocess
 
 RNG = np.random.default_rng(0)
 

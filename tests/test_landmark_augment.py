@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinescan.edge.landmarks import POINT_NAMES, mirror_order
+from spinescan.radiograph.landmark_codec import POINT_NAMES, mirror_order
 
 tf = pytest.importorskip("tensorflow")
 

@@ -1,4 +1,5 @@
-"""Landmark targets and read-out (spinescan.edge.landmarks) through the preprocessing's geometry."""
+"""Landmark targets and read-out (spinescan.radiograph.landmark_codec) through the preprocessing's
+geometry."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ import cv2
 import numpy as np
 import pytest
 
-from spinescan.edge.landmarks import N_POINTS, POINT_NAMES, decode, encode, from_normalised, to_normalised
-from spinescan.edge.preprocess import Preprocessing, preprocess, preprocess_placed
+from spinescan.radiograph.landmark_codec import (
+    N_POINTS,
+    POINT_NAMES,
+    decode,
+    encode,
+    from_normalised,
+    to_normalised,
+)
+from spinescan.radiograph.preprocess import Preprocessing, preprocess, preprocess_placed
 from spinescan.synth import generate
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinescan.edge.angles import AP_ANGLES
 from spinescan.export import quantize
 from spinescan.export.quantize import AngleShift, LandmarkInt8Result, float_tail, landmark_gate
+from spinescan.radiograph.angles import AP_ANGLES
 
 # --- the gate and the tail, without TensorFlow ---------------------------------------------------
 
@@ -68,7 +68,7 @@ def test_landmark_result_round_trips_through_its_versioned_record() -> None:
         LandmarkInt8Result.from_dict({**record, "kind": "classification"})
 
 
-def _tail_graph():  # noqa: ANN202
+def _tail_graph():
     """stem Conv -> Relu -> logits Conv -> Transpose -> Reshape -> Softmax -> MatMul -> out, and a
     branch (GlobalAveragePool -> Flatten -> out2) off the Relu that does not depend on the logits."""
     from onnx import TensorProto, helper, numpy_helper
@@ -122,7 +122,7 @@ def shipped(cobb_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     seen: list = []
     real_gate = quantize.landmark_gate
 
-    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def spy(*args, **kwargs):
         seen.append(args)
         return real_gate(*args, **kwargs)
 

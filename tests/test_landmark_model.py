@@ -9,9 +9,14 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-import keras  # noqa: E402
+import keras
 
-from spinescan.landmarks.model import HeatmapConfig, build_heatmap_model, custom_objects, make_loss  # noqa: E402
+from spinescan.landmark_net.model import (
+    HeatmapConfig,
+    build_heatmap_model,
+    custom_objects,
+    make_loss,
+)
 
 TINY = HeatmapConfig(input_size=(64, 32, 1), n_points=70, widths=(8, 8, 8, 8, 8), decoder_width=8)
 
@@ -48,7 +53,7 @@ def test_centre_offsets_reads_each_corner_as_an_offset_from_its_vertebra() -> No
 
 
 def test_a_centre_offset_model_saves_loads_and_keeps_its_output() -> None:
-    from spinescan.edge.landmarks import point_groups
+    from spinescan.radiograph.landmark_codec import point_groups
 
     cfg = HeatmapConfig(
         input_size=(64, 32, 1), n_points=70, widths=(8, 8, 8, 8, 8), decoder_width=8, groups=point_groups()

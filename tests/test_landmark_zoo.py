@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinescan.edge.angles import AP_ANGLES, LATERAL_ANGLES
-from spinescan.edge.landmarks import POINT_NAMES
 from spinescan.errors import SpecError, SpineScanError
+from spinescan.radiograph.angles import AP_ANGLES, LATERAL_ANGLES
+from spinescan.radiograph.landmark_codec import POINT_NAMES
 from spinescan.zoo.spec import ModelSpec, landmark_builder
 
 
@@ -202,7 +202,7 @@ def _check_entry(entry: dict, image_hw: tuple[int, int]) -> None:
             assert -0.5 * image_hw[1] <= point[0] <= 1.5 * image_hw[1]
             assert -0.5 * image_hw[0] <= point[1] <= 1.5 * image_hw[0]
     if entry["label"] is not None:
-        from spinescan.edge.thresholds import ap_label
+        from spinescan.radiograph.thresholds import ap_label
 
         assert entry["label"] == ap_label(entry["measurements"]["cobb_deg"])
     else:
@@ -210,8 +210,8 @@ def _check_entry(entry: dict, image_hw: tuple[int, int]) -> None:
 
 
 def test_predictor_json_fields_and_overlay(exported_cobb: Path, phantom_dir: Path, tmp_path: Path) -> None:
-    from spinescan.edge.imageio import read_image
     from spinescan.edge.predictor import main, predict_image
+    from spinescan.radiograph.imageio import read_image
 
     films = sorted((phantom_dir / "ap").rglob("*.png"))[:2]
     entry = predict_image(films[0], model=str(exported_cobb / "cobb.onnx"))
@@ -240,9 +240,9 @@ def test_missing_vertebrae_are_null_with_a_reason(
 
     import cv2
 
-    from spinescan.edge.landmarks import encode
-    from spinescan.edge.measure import read_landmarks
     from spinescan.edge.predictor import load_model, predict_image
+    from spinescan.radiograph.landmark_codec import encode
+    from spinescan.radiograph.measure import read_landmarks
 
     with open(phantom_dir / "manifest.csv", newline="") as fh:
         row = next(r for r in csv.DictReader(fh) if r["view"] == "ap")
@@ -274,13 +274,13 @@ def test_standalone_predict_py_reads_landmark_models(exported_cobb: Path, phanto
 
 
 def test_measure_reads_a_perfect_output_as_the_manifest(phantom_dir: Path) -> None:
-    """The read-out (edge.measure) inverts the training targets: truth in, manifest angles out."""
+    """The read-out (radiograph.measure) inverts the training targets: truth in, manifest angles out."""
     import csv
 
-    from spinescan.edge.imageio import read_image
-    from spinescan.edge.landmarks import encode
-    from spinescan.edge.measure import read_landmarks
-    from spinescan.edge.preprocess import Preprocessing, preprocess_placed
+    from spinescan.radiograph.imageio import read_image
+    from spinescan.radiograph.landmark_codec import encode
+    from spinescan.radiograph.measure import read_landmarks
+    from spinescan.radiograph.preprocess import Preprocessing, preprocess_placed
 
     with open(phantom_dir / "manifest.csv", newline="") as fh:
         row = next(r for r in csv.DictReader(fh) if r["view"] == "lateral")
@@ -323,7 +323,7 @@ def test_landmark_models_pretrain_from_a_run_and_the_classifier_bench_refuses_th
 
 def test_landmark_comparison_is_paired_per_film() -> None:
     """compare_with_classifier pairs the two models film by film (McNemar's discordant counts)."""
-    from spinescan.evaluation.landmarks import compare_with_classifier
+    from spinescan.evaluation.landmark_study import compare_with_classifier
 
     files = ["a", "b", "c", "d"]
     labels = ["healthy", "scoliosis", "scoliosis", "healthy"]

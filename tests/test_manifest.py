@@ -29,7 +29,7 @@ def exported(tmp_path: Path) -> Path:
     return d
 
 
-def _rewrite(folder: Path, edit) -> None:  # noqa: ANN001
+def _rewrite(folder: Path, edit) -> None:
     doc = json.loads((folder / "manifest.json").read_text())
     edit(doc)
     (folder / "manifest.json").write_text(json.dumps(doc))
@@ -58,7 +58,7 @@ def _rewrite(folder: Path, edit) -> None:  # noqa: ANN001
     ],
 )
 def test_malformed_manifest_entries_are_refused_in_one_line(
-    exported: Path, edit, says: str, capsys: pytest.CaptureFixture[str]  # noqa: ANN001
+    exported: Path, edit, says: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _rewrite(exported, edit)
     with pytest.raises(ModelRefusedError, match=re.escape(says)) as info:
@@ -115,7 +115,7 @@ def test_a_file_outside_the_export_version_is_never_loaded(
     loaded: list[str] = []
     real_init = OnnxModel.__init__
 
-    def spy(self, path, verify=True):  # noqa: ANN001, ANN202
+    def spy(self, path, verify=True):
         loaded.append(str(path))
         real_init(self, path, verify)
 
@@ -170,7 +170,7 @@ def test_current_switched_right_after_the_manifest_is_read(
     real = onnxmodel.read_manifest
     armed = [False]
 
-    def read_then_flip(folder):  # noqa: ANN001, ANN202
+    def read_then_flip(folder):
         doc = real(folder)
         if armed[0]:  # the call's first read only (a model's own check reads it again)
             armed[0] = False

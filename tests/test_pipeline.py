@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from spinescan.edge.imageio import read_image  # noqa: E402
-from spinescan.edge.preprocess import preprocess  # noqa: E402
-from spinescan.training import pipeline  # noqa: E402
-from spinescan.zoo.registry import get_spec  # noqa: E402
+from spinescan.radiograph.imageio import read_image
+from spinescan.radiograph.preprocess import preprocess
+from spinescan.training import pipeline
+from spinescan.zoo.registry import get_spec
 
 NO_AUG = pipeline.Augmentation(
     rotation_deg=0,

@@ -1,4 +1,4 @@
-"""The implausibility flag of a landmark reading (spinescan.edge.plausibility) and what it does to
+"""The implausibility flag of a landmark reading (spinescan.radiograph.plausibility) and what it does to
 the read-out: a severe flag nulls every angle and the label, with the reason, in the predictor's
 JSON (the page's port is compared in tests/test_web.py)."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinescan.edge.landmarks import encode
-from spinescan.edge.measure import read_landmarks
-from spinescan.edge.plausibility import Plausibility, assess_landmarks
-from spinescan.edge.preprocess import Placement
+from spinescan.radiograph.landmark_codec import encode
+from spinescan.radiograph.measure import read_landmarks
+from spinescan.radiograph.plausibility import Plausibility, assess_landmarks
+from spinescan.radiograph.preprocess import Placement
 
 HW = (600, 240)
 

@@ -23,11 +23,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 import spinescan
 from spinescan.edge import predictor
-from spinescan.edge.imageio import read_image
 from spinescan.edge.predictor import ModelRefusedError, OnnxModel, sha256_file
-from spinescan.edge.preprocess import Preprocessing, preprocess
 from spinescan.export.onnx_convert import set_metadata
 from spinescan.export.standalone import write_standalone
+from spinescan.radiograph.imageio import read_image
+from spinescan.radiograph.preprocess import Preprocessing, preprocess
 
 # Mean intensity m of the preprocessed image -> logits (4 - 8m, 0, 8m - 4): dark films are class 0,
 # bright ones class 2.
@@ -260,7 +260,7 @@ def test_standalone_predict_py_needs_no_spinescan_or_tensorflow(
 
 def test_standalone_embeds_the_package_sources(tmp_path: Path) -> None:
     text = write_standalone(tmp_path).read_text()
-    for module in ("edge.preprocess", "edge.imageio", "edge.predictor", "errors"):
+    for module in ("radiograph.preprocess", "radiograph.imageio", "edge.predictor", "errors"):
         source = (Path(spinescan.__file__).parent / (module.replace(".", "/") + ".py")).read_text()
         assert source in text, f"{module}.py is not embedded verbatim"
 

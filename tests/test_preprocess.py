@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinescan.edge.preprocess import Preprocessing, crop_to_aspect, preprocess, spine_column
+from spinescan.radiograph.preprocess import Preprocessing, crop_to_aspect, preprocess, spine_column
 
 
 def film(height: int, width: int, spine_x: int, angle_deg: float = 0.0) -> np.ndarray:

@@ -34,8 +34,8 @@ def _model_window(path: Path, prep, size: tuple[int, int]) -> tuple[int, float]:
     rows kept). Padding is marked -1; trimmed rows mean the film was zoomed in."""
     from dataclasses import replace
 
-    from spinescan.edge.imageio import read_image
-    from spinescan.edge.preprocess import crop_to_aspect, resize_to, scale_intensity, to_grey
+    from spinescan.radiograph.imageio import read_image
+    from spinescan.radiograph.preprocess import crop_to_aspect, resize_to, scale_intensity, to_grey
 
     prep = replace(prep, pad_value=-1.0)
     x = scale_intensity(to_grey(read_image(path)), prep)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from spinescan.edge.preprocess import Preprocessing
 from spinescan.errors import SpecError
+from spinescan.radiograph.preprocess import Preprocessing
 from spinescan.zoo.spec import ModelSpec, default_builder
 
 HERE = Path(__file__).parent

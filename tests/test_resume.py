@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from spinescan.cli.train import resume_command  # noqa: E402
-from spinescan.training import callbacks as callbacks_module  # noqa: E402
-from spinescan.training import runs  # noqa: E402
-from spinescan.training.inference import load_run_model  # noqa: E402
-from spinescan.training.loop import TrainConfig, TrainingInterrupted, train  # noqa: E402
-from spinescan.training.runs import RunDir  # noqa: E402
+from spinescan.cli.train import resume_command
+from spinescan.training import callbacks as callbacks_module
+from spinescan.training import runs
+from spinescan.training.inference import load_run_model
+from spinescan.training.loop import TrainConfig, TrainingInterrupted, train
+from spinescan.training.runs import RunDir
 
 
 def _small_copy(src: Path, dst: Path, per_class: int) -> Path:

@@ -49,7 +49,7 @@ def test_ellipse_points_match_the_rotation_formula(n: int) -> None:
         assert np.array_equal(got, _ellipse_reference(centre, axes, angle, n))
 
 
-def _stack_reference(start, below_phi, phis, heights, widths, discs) -> np.ndarray:  # noqa: ANN001
+def _stack_reference(start, below_phi, phis, heights, widths, discs) -> np.ndarray:
     out = np.zeros((len(phis), 4, 2))
     p, below = np.asarray(start, dtype=np.float64), below_phi
     for i, phi in enumerate(phis):

@@ -13,17 +13,17 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
 
-from spinescan.cli import build_cli  # noqa: E402
-from spinescan.errors import DataError, SpineScanError  # noqa: E402
-from spinescan.progress import Plain  # noqa: E402
-from spinescan.training import inference, runs  # noqa: E402
-from spinescan.training.loop import TrainConfig, train  # noqa: E402
-from spinescan.training.prepare import find_reusable_run  # noqa: E402
-from spinescan.training.runs import RunDir  # noqa: E402
-from spinescan.zoo.backbones import BACKBONES, build_classifier, transfer_weights  # noqa: E402
-from spinescan.zoo.registry import get_spec  # noqa: E402
+from spinescan.cli import build_cli
+from spinescan.errors import DataError, SpineScanError
+from spinescan.progress import Plain
+from spinescan.training import inference, runs
+from spinescan.training.loop import TrainConfig, train
+from spinescan.training.prepare import find_reusable_run
+from spinescan.training.runs import RunDir
+from spinescan.zoo.backbones import BACKBONES, build_classifier, transfer_weights
+from spinescan.zoo.registry import get_spec
 
 LATERAL = ("healthy", "kyphosis", "lordosis")
 EPOCHS = "20"

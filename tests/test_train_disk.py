@@ -13,12 +13,12 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from click.testing import CliRunner  # noqa: E402
+from click.testing import CliRunner
 
-from spinescan.cli import build_cli  # noqa: E402
-from spinescan.errors import SpineScanError  # noqa: E402
-from spinescan.training import inference, loop  # noqa: E402
-from spinescan.training.loop import TrainConfig, train  # noqa: E402
+from spinescan.cli import build_cli
+from spinescan.errors import SpineScanError
+from spinescan.training import inference, loop
+from spinescan.training.loop import TrainConfig, train
 
 
 def _small(src: Path, dst: Path, per_class: int = 6) -> Path:
@@ -37,7 +37,7 @@ def test_an_unwritable_runs_folder_is_refused_before_loading_data(
     blocker.write_text("")
     runs_dir = blocker if kind == "a file" else blocker / "runs"
 
-    def no_loading(_plan):  # noqa: ANN001, ANN202
+    def no_loading(_plan):
         raise AssertionError("the data was loaded before --runs was checked")
 
     monkeypatch.setattr(loop, "load_training_data", no_loading)
@@ -57,7 +57,7 @@ def test_a_failed_save_keeps_the_run_and_says_how_to_resume(
     runs_dir = tmp_path / "runs"
     real_save = inference.save_model
 
-    def full_disk(model, run_dir):  # noqa: ANN001, ANN202
+    def full_disk(model, run_dir):
         raise OSError(errno.ENOSPC, "No space left on device", str(Path(run_dir) / "model.keras"))
 
     monkeypatch.setattr(inference, "save_model", full_disk)

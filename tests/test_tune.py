@@ -76,7 +76,7 @@ def test_tune_writes_trials_and_hparams_that_train_applies(phantom_dir: Path, tm
     read: list[str] = []
     original = pipeline.load_arrays
 
-    def spy(samples, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def spy(samples, *args, **kwargs):
         read.extend(s.rel for s in samples)
         return original(samples, *args, **kwargs)
 

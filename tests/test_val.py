@@ -24,11 +24,11 @@ from onnx import TensorProto, helper, numpy_helper
 from spinescan import metrics as m
 from spinescan.cli import build_cli, main
 from spinescan.edge import predictor
-from spinescan.edge.preprocess import Preprocessing
 from spinescan.errors import DataError
 from spinescan.evaluation.scoring import evaluate_parts
 from spinescan.evaluation.val import ValConfig, validate, write_outputs
 from spinescan.export.onnx_convert import set_metadata
+from spinescan.radiograph.preprocess import Preprocessing
 
 CLASSES = ("dark", "mid", "bright")
 LEVEL = {"dark": 40, "mid": 120, "bright": 210}
@@ -154,8 +154,8 @@ def test_cli_json_out_and_no_tensorflow_or_matplotlib_without_plots(
 
 def _toy_landmark_model(path: Path) -> Path:
     """A landmark 'model' that puts every film's 70 points at the same spots (AP, cobb angles)."""
-    from spinescan.edge.angles import AP_ANGLES
-    from spinescan.edge.landmarks import POINT_NAMES
+    from spinescan.radiograph.angles import AP_ANGLES
+    from spinescan.radiograph.landmark_codec import POINT_NAMES
 
     k = len(POINT_NAMES)
     points = np.zeros((1, k, 4), dtype=np.float32)
@@ -244,7 +244,7 @@ def test_val_costs_at_most_twice_the_predictor(toy: Path, tmp_path: Path) -> Non
         _film(root / "lateral" / c / f"{i}.png", LEVEL[c], rng, (600, 300))
     paths = predictor.expand_inputs([str(root)])
 
-    def best(f) -> float:  # noqa: ANN001
+    def best(f) -> float:
         times = []
         for _ in range(2):
             t = time.perf_counter()

@@ -16,7 +16,7 @@ import pytest
 from spinescan.edge import predictor
 from spinescan.edge.guard import NOT_SPINE, is_guard, split_guard
 from spinescan.edge.onnxmodel import ModelInfo, OnnxModel
-from spinescan.edge.preprocess import Preprocessing
+from spinescan.radiograph.preprocess import Preprocessing
 
 #: A film's grey level -> what the stand-in guard calls it.
 LEVELS = {"ap": 100, "lateral": 200, "other": 20}

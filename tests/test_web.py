@@ -30,8 +30,8 @@ import numpy as np
 import pytest
 
 from spinescan.edge import predictor
-from spinescan.edge.imageio import read_image
-from spinescan.edge.preprocess import Preprocessing, preprocess
+from spinescan.radiograph.imageio import read_image
+from spinescan.radiograph.preprocess import Preprocessing, preprocess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: CI (``.ci/run``) sets it: there a missing browser is a failure, never a skip.
@@ -219,7 +219,7 @@ def _real_films() -> dict[str, list[Path]]:
     """Every 6th real AP film and the lateral sample (``SPINESCAN_REAL_DIR`` overrides where)."""
     from conftest import REAL_DIR as default
 
-    REAL_DIR = Path(os.environ.get("SPINESCAN_REAL_DIR") or default)  # noqa: N806
+    REAL_DIR = Path(os.environ.get("SPINESCAN_REAL_DIR") or default)
     if not (REAL_DIR / "fraiwan-kauh-dev").is_dir():
         return {"lateral": [], "ap": []}
     ap = sorted((REAL_DIR / "fraiwan-kauh-dev").rglob("*.jpg"))
@@ -535,10 +535,10 @@ class _LandmarkParity:
         self.labelled += cli["label"] is not None
         self.compared.append(name)
 
-    def _compare_unflagged(self, path: Path, page: dict, model, reading: dict, name: str) -> None:  # noqa: ANN001
+    def _compare_unflagged(self, path: Path, page: dict, model, reading: dict, name: str) -> None:
         """A severely flagged reading: the angles the page measures from its points without the
         flag against the Python's from its points, as before the flag existed."""
-        from spinescan.edge.angles import PREDICTION_READOUT, ap_angles, lateral_angles
+        from spinescan.radiograph.angles import PREDICTION_READOUT, ap_angles, lateral_angles
 
         hw = read_image(path).shape[:2]
         if model.info.view == "ap":
@@ -629,7 +629,7 @@ def _odd_films(phantom_dir: Path, out: Path) -> list[Path]:
     grey = cv2.imread(str(src), cv2.IMREAD_GRAYSCALE)
     paths = []
 
-    def save(name: str, write) -> None:  # noqa: ANN001
+    def save(name: str, write) -> None:
         paths.append(out / name)
         write(paths[-1])
 
@@ -725,7 +725,7 @@ def _landmark_cases(n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray,
 
 
 def _implausible_cases(n: int, seed: int = 1) -> list[tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
-    """Spines damaged the ways spinescan.edge.plausibility looks for: collapsed vertebrae (one to
+    """Spines damaged the ways spinescan.radiograph.plausibility looks for: collapsed vertebrae (one to
     five: warnings and severe), order reversed, squashed spacing, tilt jumps, points off the film."""
     rng = np.random.default_rng(seed)
     out = []
@@ -752,13 +752,13 @@ def _implausible_cases(n: int, seed: int = 1) -> list[tuple[np.ndarray, np.ndarr
 
 
 def test_angles_port_matches_python(exported: Path) -> None:
-    """landmarks.js's angles, reasons, notes, end vertebrae and labels against spinescan.edge.angles
+    """landmarks.js's angles, reasons, notes, end vertebrae and labels against spinescan.radiograph.angles
     on spines that take every branch (the tiny models above see only some of them)."""
     from playwright.sync_api import sync_playwright
 
-    from spinescan.edge.aasce import aasce_angles
-    from spinescan.edge.angles import ap_angles, label_from_angles, lateral_angles
-    from spinescan.edge.plausibility import assess_landmarks
+    from spinescan.radiograph.aasce import aasce_angles
+    from spinescan.radiograph.angles import ap_angles, label_from_angles, lateral_angles
+    from spinescan.radiograph.plausibility import assess_landmarks
 
     cases = _landmark_cases(240) + _implausible_cases(60)
     payload = [

@@ -2,7 +2,7 @@
 corpus (tests/hostile_files.py) is read by ``read_image`` and by the page in Chromium, and both
 must refuse the same files for the same reason (or read the same size); the browser's memory is
 watched on the bombs; the page's limits are the ones ``spinescan export`` generates from
-spinescan/edge/limits.py, so a changed Python limit changes the page.
+spinescan/radiograph/limits.py, so a changed Python limit changes the page.
 
 No model is needed: the page is written by ``write_web`` into folders with no manifest, and its
 test hook ``window.spineScan.readBytes`` reads bytes exactly as a dropped film is read. One
@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 from hostile_files import Case, corpus
 
-from spinescan.edge.imageio import MIN_SIDE, read_image
-from spinescan.edge.limits import page_limits
 from spinescan.errors import ImageReadError
 from spinescan.export.webpage import LIMITS_FILE, limits_module, write_web
+from spinescan.radiograph.imageio import MIN_SIDE, read_image
+from spinescan.radiograph.limits import page_limits
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REQUIRE_BROWSER = os.environ.get("SPINESCAN_REQUIRE_BROWSER") == "1"
@@ -56,7 +56,7 @@ def cases() -> dict[str, Case]:
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    extensions_map = {  # noqa: RUF012 (the base class's attribute, replaced)
+    extensions_map = {  # (the base class's attribute, replaced)
         **SimpleHTTPRequestHandler.extensions_map,
         ".js": "text/javascript",
         ".mjs": "text/javascript",
@@ -85,7 +85,7 @@ class Site:
     """Two pages (default and lowered limits) and the corpus, served from one folder, in one
     Chromium; ``read(page, name)`` is what the page makes of a corpus file."""
 
-    def __init__(self, root: Path, origin: str, browser) -> None:  # noqa: ANN001
+    def __init__(self, root: Path, origin: str, browser) -> None:
         self.root, self.origin, self.browser = root, origin, browser
         self.pages = {}
         for which in ("default", "small"):

@@ -10,7 +10,7 @@ aims at and, for scoliosis, the input and preprocessing.
 """
 
 from spinescan import hookimpl
-from spinescan.edge.preprocess import Preprocessing
+from spinescan.radiograph.preprocess import Preprocessing
 from spinescan.zoo.search import compact_search
 from spinescan.zoo.spec import ModelSpec, TrainDefaults, default_builder
 

@@ -2,21 +2,21 @@
 
 * ``cobb``: AP film -> PT, MT, TL/L and largest Cobb angles (scoliosis at a largest Cobb of
   10 deg or more), and the AASCE challenge's three angles (``aasce_a1_deg``..``a3``,
-  :mod:`spinescan.edge.aasce`) from the same smoothed mid-lines, so its SMAPE compares with the
+  :mod:`spinescan.radiograph.aasce`) from the same smoothed mid-lines, so its SMAPE compares with the
   published figures; trained on real annotated films with its own defaults (``COBB_TRAIN``);
 * ``sagittal``: lateral film -> corners and the S1 endplate -> T4-T12 thoracic kyphosis and L1-S1
   lumbar lordosis, defined as the phantom generator defines them (healthy, kyphosis > 45 deg,
   lordosis > 65 deg).
 
-The label follows from the measured angles by :mod:`spinescan.edge.thresholds`; the models only
+The label follows from the measured angles by :mod:`spinescan.radiograph.thresholds`; the models only
 place points. Both predict the 68 AASCE corners and the S1 superior endplate (manifest ``sacrum``;
 an AP phantom's S1 is not annotated: the loss masks it and the model learns to call it not
 visible), with the same input and preprocessing.
 """
 
 from spinescan import hookimpl
-from spinescan.edge.angles import AP_ANGLES, LATERAL_ANGLES
-from spinescan.edge.landmarks import POINT_NAMES
+from spinescan.radiograph.angles import AP_ANGLES, LATERAL_ANGLES
+from spinescan.radiograph.landmark_codec import POINT_NAMES
 from spinescan.zoo.spec import (
     COBB_TRAIN,
     LANDMARK_INPUT,

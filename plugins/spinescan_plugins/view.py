@@ -10,7 +10,7 @@ the film's view (``benchmarks/view_guard.py build`` writes that dataset and trai
 """
 
 from spinescan import hookimpl
-from spinescan.edge.preprocess import Preprocessing
+from spinescan.radiograph.preprocess import Preprocessing
 from spinescan.zoo.spec import GUARD_VIEW, ModelSpec, TrainDefaults, default_builder
 
 

@@ -52,7 +52,7 @@ def cli(verbose: bool) -> None:
 
 
 def _add_builtin_commands(group: click.Group) -> None:
-    from spinescan.cli import (  # noqa: PLC0415
+    from spinescan.cli import (
         bench,
         data,
         export,
@@ -76,14 +76,14 @@ def _add_plugin_commands(group: click.Group) -> None:
     A plugin may add commands but not replace a built-in one: that would silently change what a
     documented command does, so the built-in is restored and the plugin reported.
     """
-    from spinescan.zoo.registry import get_registry  # noqa: PLC0415
+    from spinescan.zoo.registry import get_registry
 
     registry = get_registry()
     builtins = dict(group.commands)
     for impl in registry.manager.hook.register_commands.get_hookimpls():
         try:
             impl.function(cli=group)
-        except Exception as exc:  # noqa: BLE001 - isolate any plugin failure
+        except Exception as exc:  # isolate any plugin failure
             registry.report(impl.plugin_name, exc, "failed in register_commands")
         for name, command in builtins.items():
             if group.commands.get(name) is not command:
@@ -91,7 +91,7 @@ def _add_plugin_commands(group: click.Group) -> None:
                 registry.report(impl.plugin_name, ValueError(name), "tried to replace a built-in command")
 
 
-def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+def _format_warning(message, category, filename, lineno, line=None) -> str:
     return f"Warning: {message}\n"
 
 

@@ -80,8 +80,8 @@ def bench_command(
     writes leaderboard.json, report.md and plots to --out. Hyper-parameters apply to every run:
     plugin default < --hparams FILE < explicit option.
     """
-    from spinescan.evaluation.bench import BenchConfig, run_benchmark  # noqa: PLC0415
-    from spinescan.training.config import TrainConfig, resolve_request  # noqa: PLC0415
+    from spinescan.evaluation.bench import BenchConfig, run_benchmark
+    from spinescan.training.config import TrainConfig, resolve_request
 
     for name in names:  # argument errors (unknown model, bad --hparams) before any work
         resolve_request(

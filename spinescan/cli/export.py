@@ -104,8 +104,8 @@ def export_command(
     chance or its shortcut probe on its own test split) is refused unless --allow-weak; the others
     are exported and the command exits with status 3.
     """
-    from spinescan.export.exporter import export_runs  # noqa: PLC0415 - TensorFlow comes later
-    from spinescan.export.selection import WeakModelsRefused, assess, select_runs  # noqa: PLC0415
+    from spinescan.export.exporter import export_runs  # TensorFlow comes later
+    from spinescan.export.selection import WeakModelsRefused, assess, select_runs
 
     selection = select_runs(names, run_dir, runs_dir)
     if selection.note:

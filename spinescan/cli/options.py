@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from spinescan.edge.preprocess import RESIZE_MODES
+from spinescan.radiograph.preprocess import RESIZE_MODES
 from spinescan.training.config import DEFAULT_RUNS
 from spinescan.zoo.hparams import hparam_fields
 
@@ -121,7 +121,7 @@ def pretrain_options(f: F) -> F:
 
 
 def _apply_device(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from spinescan.training.device import select_tf_device  # noqa: PLC0415
+    from spinescan.training.device import select_tf_device
 
     if not ctx.resilient_parsing:  # not while completing or printing --help
         select_tf_device(value)

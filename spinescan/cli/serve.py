@@ -143,10 +143,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.timeout = self.server.timeout_s  # the socket timeout StreamRequestHandler applies
         super().setup()
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:  # the stdlib's name
         self._answer(body=True)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._answer(body=False)
 
     def end_headers(self) -> None:
@@ -193,7 +193,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if body:
                 shutil.copyfileobj(fh, self.wfile, 1 << 16)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # stdlib signature
         pass
 
 
@@ -225,7 +225,7 @@ class BoundedServer(http.server.ThreadingHTTPServer):
             return
         try:
             super().process_request(request, client_address)
-        except Exception:  # noqa: BLE001 - e.g. no thread could be started
+        except Exception:  # e.g. no thread could be started
             self._slots.release()
             self.shutdown_request(request)
 

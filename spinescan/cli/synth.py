@@ -46,8 +46,8 @@ def synth_command(
     Writes OUT/lateral/{healthy,kyphosis,lordosis}/*.png, OUT/ap/{healthy,scoliosis}/*.png and
     OUT/manifest.csv (angles, 68 vertebral corner landmarks, framing, seed).
     """
-    from spinescan.synth import generate  # noqa: PLC0415
-    from spinescan.synth.preview import contact_sheet  # noqa: PLC0415
+    from spinescan.synth import generate
+    from spinescan.synth.preview import contact_sheet
 
     manifest = generate(
         out,

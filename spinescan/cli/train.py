@@ -25,7 +25,7 @@ def _fmt(value: float | None, spec: str = ".3f") -> str:
 
 def kept_wording(metrics: dict) -> str:
     """Which epoch the run kept, named for what it is: the last one, or the best by validation."""
-    from spinescan.training.runs import kept_epoch  # noqa: PLC0415
+    from spinescan.training.runs import kept_epoch
 
     epoch, run = kept_epoch(metrics), metrics.get("epochs_run")
     if metrics.get("checkpoint", "best") == "last" or epoch == run:
@@ -145,7 +145,7 @@ def train_command(
     Hyper-parameters: plugin default < --hparams FILE < explicit option.
     Interrupt with Ctrl-C at any time: finished epochs are kept and --resume continues.
     """
-    from spinescan.training.config import TrainConfig, resolve_request  # noqa: PLC0415 - no TensorFlow
+    from spinescan.training.config import TrainConfig, resolve_request  # no TensorFlow
 
     config = TrainConfig(
         model=name,
@@ -176,11 +176,11 @@ def train_command(
 
 
 def _run(config: Any, pretrain: str | None, stage: tuple[Any, Any, Any]) -> Any:
-    from spinescan.training.loop import TrainingInterrupted, train  # noqa: PLC0415
+    from spinescan.training.loop import TrainingInterrupted, train
 
     try:
         if pretrain:
-            from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune  # noqa: PLC0415
+            from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune
 
             return pretrain_and_finetune(config, pretrain, PhantomStage.from_options(*stage))
         return train(config)

@@ -68,7 +68,7 @@ def tune_command(
     search. Writes trials.csv/json and best_hparams.json, for `spinescan train NAME --hparams FILE`.
     Options given here (e.g. --batch-size) are fixed, not searched.
     """
-    from spinescan.training.tune import Budget, TuneConfig, tune  # noqa: PLC0415 - no TensorFlow yet
+    from spinescan.training.tune import Budget, TuneConfig, tune  # no TensorFlow yet
 
     progress = ClickProgress(quiet=quiet)
     config = TuneConfig(

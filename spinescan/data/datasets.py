@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from spinescan.edge.imageio import MIN_SIDE, decode_image, find_images, read_file_bytes
 from spinescan.errors import DataError, ImageReadError
 from spinescan.progress import Progress, as_progress
+from spinescan.radiograph.imageio import MIN_SIDE, decode_image, find_images, read_file_bytes
 from spinescan.zoo.spec import VIEWS
 
 MANIFEST = "manifest.csv"

@@ -8,12 +8,14 @@ film in the angle's colour, with the angle's name and value.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from spinescan.edge.aasce import AASCE_ANGLES
-from spinescan.edge.angles import LEVELS, Angle, as_corners
+from spinescan.radiograph.aasce import AASCE_ANGLES
+from spinescan.radiograph.angles import LEVELS, Angle, as_corners
 
 _COLOURS = {  # BGR
     "cobb_deg": (0, 0, 255),
@@ -148,3 +150,17 @@ def draw_overlay(
         s = max_height / h
         out = cv2.resize(out, (max(1, round(w * s)), max_height), interpolation=cv2.INTER_AREA)
     return out
+
+
+def overlay_image(image: np.ndarray, reading: dict[str, Any]) -> np.ndarray:
+    """The reading drawn on the film (BGR uint8). The one call into :mod:`spinescan.edge.overlay`,
+    so that the drawing can change (or gain heatmaps) without touching the predictor."""
+    return draw_overlay(image, reading["landmarks"], reading["angles"], reading["sacrum"], reading["label"])
+
+
+def write_overlay(image: np.ndarray, reading: dict[str, Any], path: str | Path) -> Path:
+    """:func:`overlay_image` written as a PNG (atomically, the folder created; ``OSError`` when it
+    cannot be), by the same writer as the heatmap overlays."""
+    from spinescan.edge.overlay import write_png
+
+    return write_png(path, overlay_image(image, reading))

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from spinescan.edge.measure import measurements_json, points_json, read_landmarks
-from spinescan.edge.preprocess import Preprocessing, preprocess, preprocess_placed
 from spinescan.errors import SpineScanError
+from spinescan.radiograph.measure import measurements_json, points_json, read_landmarks
+from spinescan.radiograph.preprocess import Preprocessing, preprocess, preprocess_placed
 
 #: ``metadata_props`` keys written by the export. ``FORMAT_KEY`` marks a Spine Scan model.
 FORMAT_KEY = "spinescan_format"
@@ -280,7 +280,7 @@ def providers_for(device: str = "cpu", available: list[str] | None = None) -> li
     if device not in DEVICES:
         raise SpineScanError(f"--device {device!r}: choose one of {', '.join(DEVICES)}")
     if available is None:
-        import onnxruntime as ort  # noqa: PLC0415
+        import onnxruntime as ort
 
         available = list(ort.get_available_providers())
     has_gpu = _GPU_PROVIDER in available
@@ -299,7 +299,7 @@ class OnnxModel:
     """One exported model in an onnxruntime session: ``predict(batch) -> probabilities``."""
 
     def __init__(self, path: str | os.PathLike[str], verify: bool = True, device: str = "cpu") -> None:
-        import onnxruntime as ort  # noqa: PLC0415 - keeps `import spinescan.edge.predictor` cheap
+        import onnxruntime as ort  # keeps `import spinescan.edge.predictor` cheap
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -312,7 +312,7 @@ class OnnxModel:
         options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(real, options, providers=providers)
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for bad files
+        except Exception as exc:  # onnxruntime raises its own types for bad files
             raise ModelRefusedError(f"{self.path}: not a loadable ONNX model ({exc})") from None
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         self.info = parse_metadata(meta, str(self.path))
@@ -352,7 +352,7 @@ class OnnxModel:
     def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Any]:
         """The model's input tensor for one decoded image (the shared preprocessing), and what
         reading its output needs besides: nothing for a classifier; for a landmark model where
-        the film went in the input (:class:`~spinescan.edge.preprocess.Placement`) and its size."""
+        the film went in the input (:class:`~spinescan.radiograph.preprocess.Placement`) and its size."""
         if self.info.task == "landmarks":
             x, placement = preprocess_placed(image, self.info.input_size, self.info.preprocessing)
             return x, (placement, tuple(image.shape[:2]))
@@ -373,7 +373,7 @@ class OnnxModel:
 
     def heatmap(self, image: np.ndarray, probs: np.ndarray, cam: np.ndarray | None) -> dict[str, Any]:
         """The predicted class's heatmap entry for one image (``cam``: its (h, w, classes) maps)."""
-        from spinescan.edge import overlay  # noqa: PLC0415
+        from spinescan.edge import overlay
 
         label = int(np.argmax(probs))
         if cam is None:

@@ -1,7 +1,7 @@
 """Draw what a model looked at over the original film: class heatmaps now, landmarks later.
 
 Part of the light "predictor island" (numpy and OpenCV only, never TensorFlow). A model sees the
-film through :func:`spinescan.edge.preprocess.preprocess`: grey, optionally cut to a window around
+film through :func:`spinescan.radiograph.preprocess.preprocess`: grey, optionally cut to a window around
 the spine (``spine_crop``), then letterboxed into the input size. A map on the model's input grid
 therefore sits on the film only after that geometry is undone; :func:`geometry` records it (the
 crop window in film pixels and the letterbox box in input pixels) with the very functions
@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spinescan.edge.preprocess import Preprocessing, placement, scale_intensity, to_grey
+from spinescan.radiograph.preprocess import Preprocessing, placement, scale_intensity, to_grey
 
 #: Shown with every heatmap, on the image and in the page.
 DISCLAIMER = "heatmap: a quality check, not a localisation claim"
@@ -54,8 +54,8 @@ class Geometry:
 
 
 def geometry(image: np.ndarray, input_size: Sequence[int], prep: Preprocessing | None = None) -> Geometry:
-    """The crop and letterbox that :func:`~spinescan.edge.preprocess.preprocess` applies to
-    ``image``: its own :func:`~spinescan.edge.preprocess.placement`, so a map can never sit
+    """The crop and letterbox that :func:`~spinescan.radiograph.preprocess.preprocess` applies to
+    ``image``: its own :func:`~spinescan.radiograph.preprocess.placement`, so a map can never sit
     elsewhere than the pixels the model saw (``spine_band`` included)."""
     prep = prep or Preprocessing()
     grey = to_grey(np.asarray(image))

@@ -3,7 +3,7 @@
 Part of the light "predictor island" (numpy, OpenCV, onnxruntime): importing or running it never
 imports TensorFlow, so it runs on a clinic laptop or a Raspberry Pi. Models are loaded and checked
 by :mod:`spinescan.edge.onnxmodel`; images go through the same
-:func:`spinescan.edge.preprocess.preprocess` and :func:`spinescan.edge.imageio.read_image` the
+:func:`spinescan.radiograph.preprocess.preprocess` and :func:`spinescan.radiograph.imageio.read_image` the
 trainer uses. This module runs films through them: one film (:func:`predict_image`), a stream of
 files with bounded memory (:func:`iter_results`), heatmap and landmark overlays, and the
 ``spinescan-predict`` command.
@@ -34,8 +34,7 @@ from spinescan.edge.guard import (
     skipped_entry,
     split_guard,
 )
-from spinescan.edge.imageio import MIN_SIDE, find_images, read_image
-from spinescan.edge.measure import write_overlay
+from spinescan.edge.landmark_overlay import write_overlay
 from spinescan.edge.onnxmodel import (
     CAM_NAME,
     DEFAULT_MODELS_DIR,
@@ -61,6 +60,7 @@ from spinescan.edge.onnxmodel import (
     verify_against_manifest,
 )
 from spinescan.errors import ImageReadError, SpineScanError
+from spinescan.radiograph.imageio import MIN_SIDE, find_images, read_image
 
 # Re-exported: callers (the exporter, tests, predict.py users) know them as predictor.X.
 __all__ = [
@@ -195,7 +195,7 @@ def _plan(
         return [], [None] * len(models)
     try:
         verdict = guard_verdict(guard, image)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, read nothing unguarded
+    except Exception as exc:  # onnxruntime errors: report, read nothing unguarded
         first = (str(exc).strip().splitlines() or [""])[0]
         failed = f"{path}: {guard.name}: inference failed ({first})"
         return [{"model": guard.name, "error": failed}], ["the view guard failed on this film"] * len(models)
@@ -229,7 +229,7 @@ def iter_results(
             batch = np.stack([pending[i][1][m][0] for i in run])  # type: ignore[index]
             try:
                 out = model.predict(batch)
-            except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
+            except Exception as exc:  # onnxruntime errors: report, keep going
                 out = [f"{model.name}: inference failed ({str(exc).strip().splitlines()[0]})"] * len(run)
             for i, p in zip(run, out, strict=True):
                 outs[(i, m)] = p
@@ -268,7 +268,7 @@ def iter_results(
                 if explain
                 else [r if r else mo.prepare(image) for mo, r in zip(models, plan, strict=True)]
             )
-        except Exception as exc:  # noqa: BLE001 - one bad file is one error entry, never a crash
+        except Exception as exc:  # one bad file is one error entry, never a crash
             image, tensors = None, _read_error(path, exc)
         if explain and image is not None:
             yield from flush()  # results stay in input order
@@ -305,7 +305,7 @@ def _explain(
             continue
         try:
             probs, cam = model.predict_cam(model.prepare(image)[0][None])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
+        except Exception as exc:  # onnxruntime errors: report, keep going
             first = (str(exc).strip().splitlines() or [""])[0]
             failed = f"{path}: {model.name}: inference failed ({first})"
             yield {"image": str(path), "model": model.name, "error": failed}
@@ -335,7 +335,7 @@ def _explain_landmarks(
         x, context = model.prepare(image)
         out = model.predict(x[None])[0]
         reading = model.read(out, context)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime errors: report, keep going
+    except Exception as exc:  # onnxruntime errors: report, keep going
         first = (str(exc).strip().splitlines() or [""])[0]
         failed = f"{path}: {model.name}: inference failed ({first})"
         return {"image": str(path), "model": model.name, "error": failed}
@@ -384,7 +384,7 @@ def _write_overlay(
 ) -> str | None:
     """``<folder>/<film stem>.<model>.png`` (``-2``, ``-3``... when stems repeat): the film with
     its predicted class's heatmap."""
-    from spinescan.edge import overlay  # noqa: PLC0415
+    from spinescan.edge import overlay
 
     caption = [f"{model.name}: {result['label']} p={result['probabilities'][result['label']]:.3f}"]
     heat = None
@@ -410,7 +410,7 @@ def _model_cell(r: dict[str, Any]) -> str:
 
 def _why_missing(r: dict[str, Any]) -> str:
     """A landmark result's reasons for every missing angle and for a missing label, one cell, after
-    the implausibility flag (spinescan.edge.plausibility) when the reading raised one."""
+    the implausibility flag (spinescan.radiograph.plausibility) when the reading raised one."""
     plausibility = r.get("plausibility") or {}
     why = []
     if plausibility.get("severity", "ok") != "ok":

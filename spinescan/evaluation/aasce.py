@@ -6,7 +6,7 @@ sensitivity / specificity at 10 deg, each with a patient-grouped bootstrap 95% C
 No command line and no TensorFlow: the caller (e.g. a cross-validation benchmark) brings the
 predicted corners in each film's own pixels, in the manifest's order, and gets a frozen
 :class:`AasceScore` back. The predicted angles are the ones the model reports
-(:func:`spinescan.edge.angles.ap_angles` on its corners, the smoothed mid-line read-out by default),
+(:func:`spinescan.radiograph.angles.ap_angles` on its corners, the smoothed mid-line read-out by default),
 so the score describes what a user of ``spinescan-predict`` sees.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from spinescan import metrics as m
-from spinescan.edge.aasce import AASCE_ANGLES, aasce_angles
-from spinescan.edge.angles import PREDICTION_READOUT, ap_angles
 from spinescan.errors import DataError
+from spinescan.radiograph.aasce import AASCE_ANGLES, aasce_angles
+from spinescan.radiograph.angles import PREDICTION_READOUT, ap_angles
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def score_aasce(
     ``cobb_deg``, ``patient_id``), in the same order.
 
     ``smoothed`` (default): the predicted angles are the model's own reading (smoothed mid-lines,
-    :data:`~spinescan.edge.angles.PREDICTION_READOUT`); ``False``: the challenge's rule on the raw
+    :data:`~spinescan.radiograph.angles.PREDICTION_READOUT`); ``False``: the challenge's rule on the raw
     predicted corners. The largest predicted Cobb angle is angle 1, or where that is not measured
     the model's ``cobb_deg`` (a lower bound over the visible vertebrae), else 0.
     """

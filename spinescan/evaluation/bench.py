@@ -88,7 +88,7 @@ def _protocol(config: BenchConfig, specs: Sequence[Any]) -> dict[str, Any]:
 
 
 def _load(config: BenchConfig) -> tuple[Path, Dataset, bool]:
-    from spinescan.data.datasets import load_dataset  # noqa: PLC0415
+    from spinescan.data.datasets import load_dataset
 
     is_default = config.data is None
     data = default_dataset(config) if is_default else Path(config.data)
@@ -108,8 +108,8 @@ def _load(config: BenchConfig) -> tuple[Path, Dataset, bool]:
 
 def run_benchmark(config: BenchConfig, quiet_stdout: bool = False) -> dict[str, Any]:
     """Train or reuse, evaluate, choose winners, write the report; returns ``leaderboard.json``'s content."""
-    from spinescan import __version__  # noqa: PLC0415
-    from spinescan.evaluation.report import report_paths, write_report  # noqa: PLC0415
+    from spinescan import __version__
+    from spinescan.evaluation.report import report_paths, write_report
 
     progress = config.progress
     started = time.perf_counter()
@@ -177,7 +177,7 @@ def run_benchmark(config: BenchConfig, quiet_stdout: bool = False) -> dict[str, 
 
 
 def _feature_reader(progress: Progress) -> Callable[[Sequence[Sample]], np.ndarray]:
-    from spinescan.evaluation.probes import features_for  # noqa: PLC0415
+    from spinescan.evaluation.probes import features_for
 
     def read(samples: Sequence[Sample]) -> np.ndarray:
         with progress.bar(len(samples), "probe features") as advance:

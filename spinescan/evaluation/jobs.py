@@ -78,8 +78,8 @@ def resolve_specs(
     names: Sequence[str], dataset: Dataset | None, progress: Progress = QUIET
 ) -> list[ModelSpec]:
     """The requested specs (default: every registered model whose view and classes have images)."""
-    from spinescan.zoo.registry import get_spec, list_models  # noqa: PLC0415
-    from spinescan.zoo.spec import GUARD_VIEW  # noqa: PLC0415
+    from spinescan.zoo.registry import get_spec, list_models
+    from spinescan.zoo.spec import GUARD_VIEW
 
     if names:
         chosen = [get_spec(n) for n in dict.fromkeys(names)]
@@ -90,7 +90,7 @@ def resolve_specs(
                 "(landmark error, angle MAE, SMAPE, paired with the classifiers), not by `spinescan bench`"
             )
         return chosen
-    # The classifier benchmark; landmark models have their own (spinescan.evaluation.landmarks),
+    # The classifier benchmark; landmark models have their own (spinescan.evaluation.landmark_study),
     # and so has the view guard (benchmarks/view_guard.py: held out by source).
     specs = [s for s in list_models() if s.task == "classification" and s.view != GUARD_VIEW]
     if dataset is None:
@@ -112,7 +112,7 @@ def resolve_specs(
 
 def plan_jobs(config: BenchConfig, specs: Sequence[ModelSpec], dataset: Dataset) -> list[Job]:
     """One job per model x backbone x seed (x fold); folds come from the whole view's images."""
-    from spinescan.data.splits import kfold_splits  # noqa: PLC0415
+    from spinescan.data.splits import kfold_splits
 
     jobs = []
     fold_cache: dict[tuple[str, int], list[Split]] = {}
@@ -156,8 +156,8 @@ def train_config(config: BenchConfig, job: Job, data: Path) -> TrainConfig:
 
 def train_or_reuse(config: BenchConfig, jobs: Sequence[Job], data: Path) -> list[tuple[Path, bool]]:
     """Run every job, reusing a finished equivalent run when one exists (``reuse``)."""
-    from spinescan.training.loop import train  # noqa: PLC0415
-    from spinescan.training.prepare import find_reusable_run  # noqa: PLC0415
+    from spinescan.training.loop import train
+    from spinescan.training.prepare import find_reusable_run
 
     done = []
     echo = config.progress.info
@@ -176,12 +176,12 @@ def train_or_reuse(config: BenchConfig, jobs: Sequence[Job], data: Path) -> list
         echo(f"[{i}/{len(jobs)}] {job.label}: training")
         # Each run builds fresh models and tf.functions; free the previous run's graph state so
         # memory stays flat and TensorFlow does not warn about retracing across runs.
-        import keras  # noqa: PLC0415
+        import keras
 
         keras.backend.clear_session()
         t0 = time.perf_counter()
         if config.pretrain:
-            from spinescan.training.pretrain import finetune  # noqa: PLC0415
+            from spinescan.training.pretrain import finetune
 
             result = finetune(tc, tc.init_from)
         else:
@@ -192,7 +192,7 @@ def train_or_reuse(config: BenchConfig, jobs: Sequence[Job], data: Path) -> list
 
 
 def _pretrain_run(config: BenchConfig, tc: TrainConfig) -> Path:
-    from spinescan.training import pretrain  # noqa: PLC0415
+    from spinescan.training import pretrain
 
     phantoms = pretrain.PhantomStage.from_options(
         config.pretrain_per_class, config.pretrain_epochs, config.pretrain_borderline, reuse=config.reuse
@@ -206,7 +206,7 @@ def default_dataset(config: BenchConfig) -> Path:
     if (root / "manifest.csv").is_file():
         config.progress.info(f"No --data given: using the embedded synthetic phantoms in {root}")
         return root
-    from spinescan.synth import generate  # noqa: PLC0415
+    from spinescan.synth import generate
 
     config.progress.info(
         f"No --data given and {root} does not exist: generating the default synthetic phantom set "

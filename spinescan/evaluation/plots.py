@@ -14,11 +14,11 @@ from spinescan.training.runs import RunDir
 PLOTS = "plots"
 
 
-def _pyplot():  # noqa: ANN202
-    import matplotlib  # noqa: PLC0415
+def _pyplot():
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     return plt
 
@@ -33,7 +33,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 def plot_confusion(cm: Sequence[Sequence[int]], classes: Sequence[str], title: str, path: Path) -> Path:
     """Counts with row percentages (sensitivity on the diagonal), true classes in rows."""
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
     plt = _pyplot()
     m = np.asarray(cm, dtype=float)
@@ -149,7 +149,7 @@ def plot_training_curves(
     if target:
         ax_acc.axhline(target, color="grey", ls="--", lw=1, label=f"target {target:g}")
     ax_acc.set_ylim(0, 1.02)
-    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator
 
     last = max(len(h.get("val_loss", h.get("loss", []))) for _, h in histories)
     for ax, name in ((ax_acc, "accuracy"), (ax_loss, "loss")):

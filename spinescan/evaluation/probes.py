@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from spinescan.edge.preprocess import to_grey
+from spinescan.radiograph.preprocess import to_grey
 
 HIST_BINS = 16
 GEOMETRY = ("aspect", "width", "height")
@@ -51,7 +51,7 @@ def features_for(
 ) -> np.ndarray:
     """Feature matrix ``(N, len(FEATURE_NAMES))`` for image files (read with ``imageio``)."""
     if reader is None:
-        from spinescan.edge.imageio import read_image as reader  # noqa: PLC0415
+        from spinescan.radiograph.imageio import read_image as reader
     rows = []
     for path in paths:
         rows.append(image_features(reader(path)))
@@ -64,7 +64,7 @@ def _cv_folds(
     x: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int
 ) -> tuple[list[tuple[np.ndarray, np.ndarray]], int]:
     """Stratified folds; grouped by patient when some patient has several images."""
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold  # noqa: PLC0415
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     counts = np.bincount(labels)
     k = max(2, min(folds, int(counts[counts > 0].min())))
@@ -88,9 +88,9 @@ def cross_val_probs(
     Every image is scored by a probe that never saw it (nor, with ``groups``, its patient), so
     the probe's accuracy is as honest as the CNN's test accuracy. Returns (probs, folds used).
     """
-    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
-    from sklearn.pipeline import make_pipeline  # noqa: PLC0415
-    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     y = np.asarray(labels, dtype=int)
     x = np.asarray(features, dtype=np.float64)

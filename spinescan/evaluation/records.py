@@ -73,7 +73,7 @@ def _part(files: Sequence[str], labels: Sequence[str], probs: np.ndarray, classe
 
 def load_record(run_dir: str | Path, reused: bool = False) -> RunRecord:
     """Read a finished run directory (config, metrics and predictions) into a :class:`RunRecord`."""
-    from spinescan.training import runs  # noqa: PLC0415
+    from spinescan.training import runs
 
     run = runs.load_run(run_dir)
     if not run.finished:
@@ -109,14 +109,14 @@ class ModelAccess:
         self._models: dict[Path, Any] = {}
 
     def _model(self, record: RunRecord) -> Any:
-        from spinescan.training.inference import load_run_model  # noqa: PLC0415
+        from spinescan.training.inference import load_run_model
 
         if record.run_dir not in self._models:
             self._models[record.run_dir] = load_run_model(record.run_dir)
         return self._models[record.run_dir]
 
     def predict(self, record: RunRecord, samples: Sequence[Sample]) -> np.ndarray:
-        from spinescan.training.inference import predict_probs  # noqa: PLC0415
+        from spinescan.training.inference import predict_probs
 
         return predict_probs(self._model(record), samples, record.spec)
 
@@ -126,7 +126,7 @@ class ModelAccess:
         The forward pass (Keras ``predict_on_batch``, compiled graph) is timed after two warm-up
         calls, as the median of ``n`` single-image calls on this machine's CPU.
         """
-        from spinescan.training.pipeline import load_image  # noqa: PLC0415
+        from spinescan.training.pipeline import load_image
 
         samples = list(samples)[:n]
         if not samples or not RunDir(record.run_dir).model_file.is_file():

@@ -291,7 +291,7 @@ def _probe_entries(
     """Shortcut probes per task, scored on the same test images as the CNN of that task."""
     if probe_features is None or not samples:
         return []
-    from spinescan.evaluation.probes import run_probes  # noqa: PLC0415
+    from spinescan.evaluation.probes import run_probes
 
     entries = []
     cache: dict[tuple[str, tuple[str, ...]], list[Any]] = {}

@@ -125,7 +125,7 @@ def _paired_summary(
 def paired_summary(pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], n_boot: int) -> dict[str, Any]:
     """The paired comparison of two models on the same images (side a = "specialist", side b =
     "generalist" in the keys): mean accuracies, bootstrap CI of the difference, exact McNemar.
-    Public for the landmark benchmark (:mod:`spinescan.evaluation.landmarks`)."""
+    Public for the landmark benchmark (:mod:`spinescan.evaluation.landmark_study`)."""
     return _paired_summary(pairs, n_boot)
 
 

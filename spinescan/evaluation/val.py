@@ -12,7 +12,7 @@ and read how well they do there. Everything here runs on onnxruntime and numpy:
   figures; the bootstrap is vectorised (:func:`spinescan.metrics.single_run_cis`, the same resamples);
 * a landmark model's are training's own (:func:`spinescan.metrics.landmark_summary`: landmark error
   as a fraction of film height, angle MAE and bias, SMAPE), plus the sensitivity and specificity of
-  the label its angles imply at the clinical thresholds (:mod:`spinescan.edge.thresholds`).
+  the label its angles imply at the clinical thresholds (:mod:`spinescan.radiograph.thresholds`).
 
 Films that cannot be scored (unreadable, a label the model does not know, another view than the
 model's) are counted and named in ``skipped``; the rest are scored. A landmark model needs true
@@ -35,10 +35,10 @@ import numpy as np
 from spinescan import metrics as m
 from spinescan.atomic import atomic_write_text
 from spinescan.data.datasets import UNSPECIFIED_VIEW, Sample, load_dataset
-from spinescan.edge.imageio import MIN_SIDE, read_image
 from spinescan.edge.onnxmodel import OnnxModel, model_paths
 from spinescan.errors import DataError, ImageReadError, SpineScanError
 from spinescan.progress import QUIET, Progress
+from spinescan.radiograph.imageio import MIN_SIDE, read_image
 
 SCHEMA = "spinescan.val/1"
 #: Films per onnxruntime call, as in the predictor.
@@ -162,7 +162,7 @@ def _run(
             s = samples[i]
             try:
                 image = read_image(s.path, min_side=MIN_SIDE)
-            except Exception as exc:  # noqa: BLE001 - one bad file is one summary entry, never a crash
+            except Exception as exc:  # one bad file is one summary entry, never a crash
                 skips.add("unreadable", _read_error(s.path, exc))
                 advance(1)
                 continue
@@ -215,7 +215,7 @@ def score_classifier(
 def _true_angles(model: OnnxModel, sample: Sample, hw: tuple[int, int]) -> tuple[np.ndarray, dict]:
     """The manifest's 68 corners (NaN when it has none) and true angles: an angle's own column
     where given, else the same definition measured on the corners (as training does)."""
-    from spinescan.edge.angles import ap_angles, lateral_angles  # noqa: PLC0415
+    from spinescan.radiograph.angles import ap_angles, lateral_angles
 
     lm, sacrum = np.full((68, 2), np.nan), None
     raw = sample.extra.get("landmarks") or ""
@@ -400,10 +400,10 @@ def jsonable(value: Any) -> Any:
 def _plots(result: ValResult, out: Path) -> list[Path]:
     """Per landmark model: a Bland-Altman plot and a predicted-vs-true scatter, one panel per angle;
     per classifier: its reliability diagram."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     written = []
     for name, fig in result.models.items():
@@ -450,7 +450,7 @@ def _save(fig: Any, path: Path, plt: Any) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    from spinescan.atomic import atomic_write_bytes  # noqa: PLC0415
+    from spinescan.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, buf.getvalue())
     return path

@@ -259,7 +259,7 @@ def stage_run(
 def _stage_int8(
     fp32_path: Path, parts: dict[str, list[Sample]], spec: ModelSpec, metadata: dict[str, Any], echo: Echo
 ) -> tuple[dict[str, Any], Path]:
-    import onnx  # noqa: PLC0415
+    import onnx
 
     name = spec.name
     int8_path = fp32_path.with_name(f"{name}.int8.onnx")
@@ -442,7 +442,7 @@ def export_runs(
                     if one.name in staged:
                         raise ExportError(f"model {one.name!r} is exported twice in one call")
                     staged[one.name] = one
-                except Exception as exc:  # noqa: BLE001 - any failure: keep the old set, report one line
+                except Exception as exc:  # any failure: keep the old set, report one line
                     failed[str(run_dir)] = one_line(exc)
                     echo(f"FAILED {run_dir}: {failed[str(run_dir)]}")
             if failed or not staged:
@@ -454,7 +454,7 @@ def export_runs(
                 # The page is part of the staged set (issue 26 #4): a disk that fills while it is
                 # written fails here, before the switch, like a model that cannot be written.
                 version = publish(out_dir, staging / "set", entries, files, cards, echo=echo, page=build_web)
-            except Exception as exc:  # noqa: BLE001 - e.g. disk full: the switch is the last step
+            except Exception as exc:  # e.g. disk full: the switch is the last step
                 raise ExportError(
                     f"could not switch {out_dir} to the new set ({one_line(exc)}); the previous set is "
                     "unchanged"

@@ -47,7 +47,7 @@ def bootstrap_test_cis(
     labels: list[str], probs: np.ndarray, classes: tuple[str, ...]
 ) -> dict[str, list[float]]:
     """95% stratified bootstrap CIs of the test metrics, from the run's test predictions."""
-    from spinescan.metrics import metric_cis  # noqa: PLC0415
+    from spinescan.metrics import metric_cis
 
     index = {c: i for i, c in enumerate(classes)}
     if not labels or any(lab not in index for lab in labels):

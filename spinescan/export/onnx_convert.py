@@ -117,7 +117,7 @@ def fold_captured_inputs(proto: onnx.ModelProto, constants: dict[str, Any]) -> l
     the captured value. Returns the names handled; raises :class:`ExportError` for an extra input
     that is read but has no known value.
     """
-    from onnx import numpy_helper  # noqa: PLC0415
+    from onnx import numpy_helper
 
     read = {name for node in proto.graph.node for name in node.input}
     extra = [i for i in proto.graph.input if i.name != INPUT_NAME]
@@ -153,7 +153,7 @@ def _producer(tensor: Any) -> Any:
 def cam_head(model: keras.Model) -> tuple[Any, Any] | str:
     """``(feature map tensor, dense layer)`` when ``model`` ends in GAP -> [Dropout] -> Dense ->
     softmax (an exact CAM exists), else a one-line reason why it has no CAM."""
-    import keras  # noqa: PLC0415
+    import keras
 
     layers = keras.layers
     last = _producer(model.outputs[0]) if len(model.outputs) == 1 else None
@@ -182,7 +182,7 @@ def cam_head(model: keras.Model) -> tuple[Any, Any] | str:
 def with_cam(model: keras.Model) -> tuple[keras.Model, str | None]:
     """A functional model with outputs ``{probabilities, cam}`` sharing ``model``'s layers and
     weights, or ``(model, reason)`` when its head has no exact CAM."""
-    import keras  # noqa: PLC0415
+    import keras
 
     head = cam_head(model)
     if isinstance(head, str):
@@ -201,7 +201,7 @@ def keras_to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET) -> Conversion:
     head allows an exact one, ``cam`` (see :data:`CAM_DEFINITION`; ``Conversion.cam`` is then
     ``None``, else the reason there is none)."""
     tf = require_tensorflow("ONNX export")
-    import tf2onnx  # noqa: PLC0415
+    import tf2onnx
 
     check_convertible(model)
     shape = (None, *tuple(int(d) for d in model.input_shape[1:]))
@@ -225,7 +225,7 @@ def keras_to_onnx(model: keras.Model, opset: int = DEFAULT_OPSET) -> Conversion:
     with _quiet_tf2onnx() as collected:
         try:
             proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset)
-        except Exception as exc:  # noqa: BLE001 - tf2onnx raises anything; the user needs one line
+        except Exception as exc:  # tf2onnx raises anything; the user needs one line
             raise ExportError(
                 f"tf2onnx could not convert {model.name!r}: {type(exc).__name__}: {exc}"
             ) from exc

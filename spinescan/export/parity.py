@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinescan.edge.imageio import read_image
-from spinescan.edge.preprocess import preprocess
 from spinescan.errors import ImageReadError
 from spinescan.export.onnx_convert import ExportError
+from spinescan.radiograph.imageio import read_image
+from spinescan.radiograph.preprocess import preprocess
 
 if TYPE_CHECKING:
     from spinescan.data.datasets import Sample
@@ -45,7 +45,7 @@ class SplitImages:
 
 def split_samples(run: Run, data: str | Path | None = None) -> dict[str, list[Sample]]:
     """The run's train/val/test samples, found in the dataset its ``config.json`` names (or ``data``)."""
-    from spinescan.data.datasets import load_dataset  # noqa: PLC0415
+    from spinescan.data.datasets import load_dataset
 
     if run.split is None:
         raise ExportError(
@@ -143,7 +143,7 @@ def cam_parity(
 
     CAM values are logit-scale, so the limit is relative: max |Δ| <= tolerance x max(1, max |cam|).
     """
-    from spinescan.export.onnx_convert import with_cam  # noqa: PLC0415
+    from spinescan.export.onnx_convert import with_cam
 
     two, _ = with_cam(model)
     keras_cam = np.asarray(two.predict(x, verbose=0)["cam"]) if len(x) else np.zeros((0,))

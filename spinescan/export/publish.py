@@ -159,7 +159,7 @@ class ExportLock:
 
     def __enter__(self) -> ExportLock:
         try:
-            self._fh = open(self.out_dir / LOCK_NAME, "a+")  # noqa: SIM115 - held for the whole export
+            self._fh = open(self.out_dir / LOCK_NAME, "a+")  # held for the whole export
         except OSError as exc:
             raise PublishError(f"cannot write to {self.out_dir} ({exc.strerror or exc})") from None
         try:

@@ -12,7 +12,7 @@ float: it sees the raw [0, 1] image, and quantizing it alone cost the compact CN
 agreement and 3 accuracy points on the phantom test split, while with it in float the int8 model
 agreed on every test image.
 
-A landmark model (:mod:`spinescan.landmarks.model`) is quantized the same way, with its tail kept
+A landmark model (:mod:`spinescan.landmark_net.model`) is quantized the same way, with its tail kept
 in float as well (:func:`float_tail`): the heatmap logits convolution and the soft-argmax after it
 (a softmax over every heatmap position, then the coordinate matmuls). In int8 the logits keep 256
 levels for a softmax that needs their small differences: on the cobb phantom run the derived
@@ -106,8 +106,8 @@ def quantize_int8(
     """
     if tail not in TAILS:
         raise ValueError(f"unknown float tail {tail!r}; choose one of {', '.join(TAILS)}")
-    import onnx  # noqa: PLC0415
-    import onnxruntime.quantization as q  # noqa: PLC0415
+    import onnx
+    import onnxruntime.quantization as q
 
     if len(calibration) == 0:
         raise ValueError("int8 calibration needs at least one training image")
@@ -146,7 +146,7 @@ def quantize_int8(
 
 
 def _session(path: Path) -> Any:
-    import onnxruntime as ort  # noqa: PLC0415
+    import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -267,7 +267,7 @@ def evaluate_int8(
 # --- landmark models -----------------------------------------------------------------------------
 #
 # A landmark model's int8 copy is judged on what a user reads from it, per test film and through
-# the predictor's own read-out (OnnxModel.prepare / .read, i.e. spinescan.edge.measure): the
+# the predictor's own read-out (OnnxModel.prepare / .read, i.e. spinescan.radiograph.measure): the
 # landmarks in film pixels, each angle in degrees, and the label the angles imply.
 
 #: The derived label (healthy / scoliosis, or none with a reason) must agree with fp32 on 99% of
@@ -438,9 +438,9 @@ def evaluate_landmark_int8(
     """Read every test film with both files through the predictor's path (:class:`OnnxModel`:
     its preprocessing from the file's metadata, its landmark read-out) and apply
     :func:`landmark_gate` to the differences. Unreadable films are skipped."""
-    from spinescan.edge.imageio import read_image  # noqa: PLC0415
-    from spinescan.edge.onnxmodel import OnnxModel  # noqa: PLC0415
-    from spinescan.errors import ImageReadError  # noqa: PLC0415
+    from spinescan.edge.onnxmodel import OnnxModel
+    from spinescan.errors import ImageReadError
+    from spinescan.radiograph.imageio import read_image
 
     fp32, int8 = OnnxModel(fp32_path, verify=False), OnnxModel(int8_path, verify=False)
     names = list(fp32.info.measurements)

@@ -128,11 +128,11 @@ def select_runs(
     generalist`` then ``spinescan export --onnx`` exports the run just trained, even where an
     older bench left a winners.json; a bench run after training still exports its winner.
     """
-    from spinescan.export.exporter import _winner_dir  # noqa: PLC0415 - the one reader of winners.json paths
+    from spinescan.export.exporter import _winner_dir  # the one reader of winners.json paths
 
     runs_dir = Path(runs_dir)
     if run is not None or names:
-        from spinescan.export.exporter import resolve_runs  # noqa: PLC0415
+        from spinescan.export.exporter import resolve_runs
 
         source = "run" if run is not None else "names"
         return Selection(tuple(resolve_runs(names, run, runs_dir)), source)
@@ -254,7 +254,7 @@ def assess(
 ) -> Assessment:
     """Score ``run_dir``'s model on its own test split (from its ``predictions.csv``) against chance
     and the shortcut probes."""
-    from spinescan.metrics import accuracy, bootstrap_ci  # noqa: PLC0415
+    from spinescan.metrics import accuracy, bootstrap_ci
 
     run = runs.load_run(run_dir)
     classes = list(run.spec.classes)
@@ -286,10 +286,10 @@ def assess(
 def _angle_gate(run: runs.Run, files: list[str], data: str | Path | None) -> AngleGate | None:
     """The headline angle's error on the test films, where the manifest gives its true value for
     every one of them (a missing reading counts as 0 deg); None otherwise."""
-    from spinescan.data.datasets import load_dataset  # noqa: PLC0415
-    from spinescan.errors import DataError  # noqa: PLC0415
-    from spinescan.evaluation.landmarks import read_landmark_predictions  # noqa: PLC0415
-    from spinescan.metrics import bootstrap_ci  # noqa: PLC0415
+    from spinescan.data.datasets import load_dataset
+    from spinescan.errors import DataError
+    from spinescan.evaluation.landmark_study import read_landmark_predictions
+    from spinescan.metrics import bootstrap_ci
 
     name = run.spec.measurements[0]
     rows = read_landmark_predictions(run.dir, "test")
@@ -331,7 +331,7 @@ def _classifier_test_predictions(run: runs.Run, classes: list[str]) -> Predictio
 def _landmark_test_predictions(run: runs.Run, classes: list[str]) -> Predictions:
     """The same for a landmark model: the label its measured angles imply (``pred_label``). A film
     whose angles gave no label (out of frame, or fitting no class) counts as wrong (index -1)."""
-    from spinescan.evaluation.landmarks import read_landmark_predictions  # noqa: PLC0415
+    from spinescan.evaluation.landmark_study import read_landmark_predictions
 
     try:
         rows = read_landmark_predictions(run.dir, "test")
@@ -356,7 +356,7 @@ def _probe(
     if len(set(y.tolist())) < 2 or np.bincount(y).min() < 2:
         return None, None, "unavailable: too few test images per class"
     try:
-        from spinescan.evaluation.probes import features_for, run_probes  # noqa: PLC0415
+        from spinescan.evaluation.probes import features_for, run_probes
 
         features = features_for(paths)
         results = run_probes(

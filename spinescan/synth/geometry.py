@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spinescan.edge.angles import (  # noqa: F401 - re-exported: the manifest's angle definitions
+from spinescan.radiograph.angles import (  # noqa: F401 - re-exported: the manifest's angle definitions
     edge_angle,
     kyphosis_from_landmarks,
     line_angle_between,

@@ -1,6 +1,6 @@
 """Class labels from angles, by published clinical thresholds, and the angle ranges sampled per class.
 
-The thresholds and the label rules are defined once, in :mod:`spinescan.edge.thresholds` (the
+The thresholds and the label rules are defined once, in :mod:`spinescan.radiograph.thresholds` (the
 predictor labels measured angles with them), and imported here. They are (degrees, Cobb method:
 angle between the end vertebrae's endplates, Cobb 1948):
 
@@ -44,7 +44,7 @@ import numpy as np
 
 # The thresholds and the label rules live in the light island (the predictor labels measured
 # angles with them); re-exported here for the generator and its callers.
-from spinescan.edge.thresholds import (
+from spinescan.radiograph.thresholds import (
     CLASSES,
     KYPHOSIS_NORMAL_MIN,
     KYPHOSIS_THRESHOLD,

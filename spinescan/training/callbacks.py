@@ -246,7 +246,7 @@ def assemble_callbacks(
     keras: Any, setup: RecorderSetup, history: list[dict], state: dict[str, Any], tensorboard: RunDir | None
 ) -> list[Any]:
     """Every callback of a fit, in order. ``tensorboard``: where its logs go (chief only), or None."""
-    from spinescan.training.guards import make_guard  # noqa: PLC0415
+    from spinescan.training.guards import make_guard
 
     hp = setup.hparams
     callbacks = [

@@ -67,8 +67,8 @@ class Resolved:
 
 def spec_for(config: TrainConfig) -> ModelSpec:
     """The registered spec with ``--image-size`` / ``--resize`` applied."""
-    from spinescan.edge.preprocess import RESIZE_MODES  # noqa: PLC0415
-    from spinescan.zoo.registry import get_spec  # noqa: PLC0415
+    from spinescan.radiograph.preprocess import RESIZE_MODES
+    from spinescan.zoo.registry import get_spec
 
     spec = get_spec(config.model).with_image_size(config.image_size)
     if config.resize and config.resize != spec.preprocessing.resize:
@@ -93,14 +93,14 @@ def check_data_folder(root: Path) -> None:
 
 def resolve_request(config: TrainConfig, check_data: bool = True) -> Resolved:
     """Every setting with the plugin's defaults filled in, or a one-line error. No TensorFlow."""
-    from spinescan.zoo.backbones import get_backbone, normalize_weights  # noqa: PLC0415 - Keras is lazy
+    from spinescan.zoo.backbones import get_backbone, normalize_weights  # Keras is lazy
 
     spec = spec_for(config)
     hparams = resolve_hparams(spec.train, config.hparams, config.hparams_file, spec.name)
     weights = normalize_weights(config.weights)
     if weights is not None and not get_backbone(hparams.backbone).pretrained:
         raise SpineScanError(f"backbone {hparams.backbone!r} has no {weights} weights; use --weights none")
-    from spinescan.training.tasks import task_for  # noqa: PLC0415
+    from spinescan.training.tasks import task_for
 
     task_for(spec).check(spec, hparams, weights)
     if config.strategy not in STRATEGIES:

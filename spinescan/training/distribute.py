@@ -53,8 +53,8 @@ def patch_keras_for_multiworker(model: Any, strategy: Any) -> None:
     """
     tf = require_tensorflow()
     require_tensorflow()
-    import keras  # noqa: PLC0415
-    from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: PLC0415
+    import keras
+    from keras.src.backend.tensorflow import trainer as tf_trainer
 
     def local(value: Any) -> Any:
         if isinstance(value, tf.distribute.DistributedValues):

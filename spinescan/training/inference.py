@@ -26,13 +26,13 @@ if TYPE_CHECKING:
 def load_run_model(run_dir: str | Path) -> keras.Model:
     """The run's kept model, loaded in Keras safe mode (no arbitrary code from the file)."""
     require_tensorflow("Loading a model")
-    import keras  # noqa: PLC0415
+    import keras
 
     path = RunDir(Path(run_dir)).model_file
     if not path.is_file():
         raise SpineScanError(f"{run_dir} has no {RunDir.MODEL} (the run never finished an epoch)")
-    from spinescan.landmarks.model import custom_objects  # noqa: PLC0415
-    from spinescan.training.model_files import load_keras_safely  # noqa: PLC0415
+    from spinescan.landmark_net.model import custom_objects
+    from spinescan.training.model_files import load_keras_safely
 
     custom_objects()  # registers the landmark model's layers, so safe mode can rebuild them
 
@@ -52,7 +52,7 @@ def predict_probs(
 ) -> np.ndarray:
     """Class probabilities (N x K, spec order) for ``samples``, read and preprocessed exactly as
     in training, in chunks so memory stays bounded."""
-    from spinescan.training.pipeline import load_arrays  # noqa: PLC0415
+    from spinescan.training.pipeline import load_arrays
 
     out = np.zeros((len(samples), spec.num_classes), dtype=np.float32)
     chunk = max(batch_size, 256)
@@ -85,7 +85,7 @@ def _clean(value: float | None) -> float | None:
 
 def summarize_predictions(labels: np.ndarray, probs: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
     """Accuracy, balanced accuracy, macro-F1, cross-entropy and the confusion matrix (classification)."""
-    from spinescan import metrics as m  # noqa: PLC0415
+    from spinescan import metrics as m
 
     labels = np.asarray(labels, dtype=int)
     k = len(classes)
@@ -107,10 +107,10 @@ def plot_curves(run_dir: str | Path, rows: Sequence[dict[str, float]], title: st
     """``curves.png``: loss and accuracy per epoch, training vs validation."""
     if not rows:
         return None
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    from matplotlib.figure import Figure
 
     epochs = [r["epoch"] for r in rows]
     fig = Figure(figsize=(9, 3.5), dpi=100)

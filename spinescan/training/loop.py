@@ -177,7 +177,7 @@ def train(config: TrainConfig) -> RunResult:
 
 def load_training_data(plan: Plan) -> TrainingData:
     """The view's samples, the split, and the usable images of the spec's classes per part."""
-    from spinescan.data.datasets import samples_for_spec  # noqa: PLC0415
+    from spinescan.data.datasets import samples_for_spec
 
     spec, progress = plan.spec, plan.config.progress
     dataset, view_samples = load_view_samples(plan.data, spec)
@@ -205,7 +205,7 @@ def load_training_data(plan: Plan) -> TrainingData:
 
 
 def _run_config(plan: Plan, data: TrainingData, strategy: dict[str, Any]) -> RunConfig:
-    from spinescan.data.provenance import read_provenance  # noqa: PLC0415
+    from spinescan.data.provenance import read_provenance
 
     config = plan.config
     return RunConfig(
@@ -281,7 +281,7 @@ def build_compiled(plan: Plan, keras: Any, steps: int, gpu: bool) -> keras.Model
     hp = plan.hparams
     model = build_model(plan.spec, hp, plan.weights)
     if plan.init_from:
-        from spinescan.zoo.backbones import transfer_weights  # noqa: PLC0415
+        from spinescan.zoo.backbones import transfer_weights
 
         copied, skipped = transfer_weights(inference.load_run_model(plan.init_from), model)
         plan.config.progress.info(f"Initialised {copied} layers from {plan.init_from} ({skipped} skipped)")
@@ -311,7 +311,7 @@ def _fit_and_record(
     """Load the images, build and fit the model, then evaluate (chief). ``where`` is the output
     directory (the run dir, or a scratch dir on non-chief workers) and the image-cache dir."""
     tf = require_tensorflow()
-    import keras  # noqa: PLC0415
+    import keras
 
     out, cache_dir = where
     strategy = strategy_and_name[0]
@@ -509,7 +509,7 @@ def rescore(
     """Score a finished run's kept model again on its own val and test films with today's code, and
     rewrite its ``predictions.csv`` and the ``val``/``test`` figures of ``metrics.json`` (recording
     when). The model and its split do not change; what can change is how its outputs are read: a
-    landmark model's angles come from the read-out in :mod:`spinescan.edge.angles`, which may be
+    landmark model's angles come from the read-out in :mod:`spinescan.radiograph.angles`, which may be
     newer than the run. Returns the new metrics."""
     rundir = RunDir(Path(run_dir))
     run = load_run(rundir.path)
@@ -535,7 +535,7 @@ def rescore(
 def _to_float32(model: keras.Model, plan: Plan) -> keras.Model:
     """The same weights in an all-float32 model: mixed-precision (GPU) runs must still export and
     run on CPU predictors in float32. Variables are float32 under mixed precision, so this is exact."""
-    import keras  # noqa: PLC0415
+    import keras
 
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy("float32")

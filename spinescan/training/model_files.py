@@ -47,7 +47,7 @@ def load_keras_safely(keras: Any, path: str | Path) -> Any:
     check_archive(path)
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
+    except Exception as exc:  # Keras raises many types for bad files
         text = str(exc)
         if "Lambda" in text or "safe_mode" in text or "unsafe" in text.lower():
             raise ModelFileError(

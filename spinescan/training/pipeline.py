@@ -1,7 +1,7 @@
 """The tf.data input pipeline: images to batches, with augmentation and class weights.
 
 Three sources feed the same batches, and all of them call the one numpy
-:func:`spinescan.edge.preprocess.preprocess`, so the tensors a model trains on are the tensors the
+:func:`spinescan.radiograph.preprocess.preprocess`, so the tensors a model trains on are the tensors the
 predictor feeds it:
 
 * *in memory* (the default): every image is decoded and preprocessed once into one array, and
@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinescan.edge.imageio import read_image
-from spinescan.edge.preprocess import Preprocessing, preprocess
 from spinescan.errors import require_tensorflow
 from spinescan.progress import Progress, as_progress
+from spinescan.radiograph.imageio import read_image
+from spinescan.radiograph.preprocess import Preprocessing, preprocess
 
 if TYPE_CHECKING:
     import tensorflow as tf

@@ -96,7 +96,7 @@ def _note_ignored(config: TrainConfig, resolved: Resolved, stored: RunConfig) ->
 
 def load_view_samples(root: Path, spec: ModelSpec) -> tuple[Dataset, list[Sample]]:
     """The dataset and all samples of the spec's view (every class: the split's domain)."""
-    from spinescan.data.datasets import load_dataset  # noqa: PLC0415
+    from spinescan.data.datasets import load_dataset
 
     root = Path(root).expanduser()
     check_data_folder(root)
@@ -111,7 +111,7 @@ def load_view_samples(root: Path, spec: ModelSpec) -> tuple[Dataset, list[Sample
 
 
 def split_for_run(config: TrainConfig, hp: HParams, seed: int, view_samples: list[Sample]) -> Split:
-    from spinescan.data.splits import make_split as split_view  # noqa: PLC0415
+    from spinescan.data.splits import make_split as split_view
 
     if config.split is not None:
         return config.split

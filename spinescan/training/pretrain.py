@@ -103,7 +103,7 @@ def ensure_phantoms(
 ) -> Path:
     """Render a phantom set of one view into ``out``, or reuse it if its recorded provenance
     (:func:`spinescan.data.provenance.read_provenance`) says it was made with these settings."""
-    from spinescan.synth import GENERATOR_VERSION, generate  # noqa: PLC0415
+    from spinescan.synth import GENERATOR_VERSION, generate
 
     out = Path(out)
     # A set drawn by an older generator is redrawn: its phantoms are not what this code makes.
@@ -140,7 +140,7 @@ def ensure_phantoms(
 
 
 def _check_classes(spec: ModelSpec) -> None:
-    from spinescan.synth import CLASSES  # noqa: PLC0415
+    from spinescan.synth import CLASSES
 
     drawn = CLASSES.get(spec.view, ())
     missing = [c for c in spec.classes if c not in drawn]
@@ -174,8 +174,8 @@ def pretrain_config(
 
 def pretrain_on_phantoms(config: TrainConfig, phantoms: PhantomStage = PhantomStage()) -> Path:
     """Render (or reuse) the phantoms and train (or reuse) the pretrain run; returns its run dir."""
-    from spinescan.training.loop import train  # noqa: PLC0415
-    from spinescan.training.prepare import find_reusable_run  # noqa: PLC0415
+    from spinescan.training.loop import train
+    from spinescan.training.prepare import find_reusable_run
 
     spec = spec_for(config)
     progress = config.progress
@@ -245,7 +245,7 @@ def record_pretrain(run_dir: Path, pretrain_dir: Path) -> dict[str, Any]:
 
 def finetune(config: TrainConfig, pretrain_dir: Path) -> RunResult:
     """Train ``config`` starting from ``pretrain_dir``'s weights and record where it started."""
-    from spinescan.training.loop import train  # noqa: PLC0415
+    from spinescan.training.loop import train
 
     result = train(replace(config, init_from=Path(pretrain_dir)))
     if result.metrics:  # the chief of a multi-worker run, or a single process

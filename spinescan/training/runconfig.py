@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinescan.edge.preprocess import Preprocessing
 from spinescan.errors import SpineScanError
+from spinescan.radiograph.preprocess import Preprocessing
 from spinescan.zoo.hparams import HParams, matching_fields
 
 if TYPE_CHECKING:
@@ -189,8 +189,8 @@ def _parse_legacy(doc: dict[str, Any]) -> RunConfig:
 def spec_from_summary(summary: dict[str, Any], name: str | None = None) -> ModelSpec:
     """The spec a run was trained with: the registered one, overridden by what the run recorded
     (classes, input size, preprocessing), so a later plugin change cannot silently alter it."""
-    from spinescan.zoo.registry import get_registry  # noqa: PLC0415
-    from spinescan.zoo.spec import ModelSpec, default_builder  # noqa: PLC0415
+    from spinescan.zoo.registry import get_registry
+    from spinescan.zoo.spec import ModelSpec, default_builder
 
     name = summary.get("name") or name
     known = get_registry().models.get(name)
@@ -230,19 +230,19 @@ def dataset_fingerprint(samples: Sequence[Sample]) -> str:
 
 
 def split_hash(split: Split) -> str:
-    import json  # noqa: PLC0415
+    import json
 
     body = json.dumps({p: sorted(getattr(split, p)) for p in ("train", "val", "test")}, sort_keys=True)
     return hashlib.md5(body.encode(), usedforsecurity=False).hexdigest()
 
 
 def versions() -> dict[str, str]:
-    from spinescan import __version__  # noqa: PLC0415
+    from spinescan import __version__
 
     out = {"python": platform.python_version(), "numpy": np.__version__, "spinescan": __version__}
     try:
-        import keras  # noqa: PLC0415
-        import tensorflow as tf  # noqa: PLC0415
+        import keras
+        import tensorflow as tf
 
         out.update(tensorflow=tf.__version__, keras=keras.__version__)
     except ImportError:  # pragma: no cover - reading runs on a light install

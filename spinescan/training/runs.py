@@ -120,7 +120,7 @@ class RunDir:
         return bool(metrics and metrics.get("finished"))
 
     def read_split(self) -> Split | None:
-        from spinescan.data.splits import Split  # noqa: PLC0415
+        from spinescan.data.splits import Split
 
         path = self.path / self.SPLIT
         return Split.load(path) if path.is_file() else None

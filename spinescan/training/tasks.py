@@ -86,16 +86,16 @@ class ClassificationTask(Task):
     name = "classification"
     accuracy_means = "classification accuracy"
 
-    def load(self, samples, spec, progress, label, cache):  # noqa: ANN001, ANN201 - see Task
-        from spinescan.training import pipeline  # noqa: PLC0415
+    def load(self, samples, spec, progress, label, cache):  # see Task
+        from spinescan.training import pipeline
 
         y = pipeline.encode_labels(samples, spec.classes)
         if cache is None:
             return pipeline.load_arrays(samples, spec, progress=progress, label=label), y
         return pipeline.cache_arrays(samples, spec, cache, progress, label), y
 
-    def dataset(self, x, y, spec, hp, batch, training, seed):  # noqa: ANN001, ANN201
-        from spinescan.training import pipeline  # noqa: PLC0415
+    def dataset(self, x, y, spec, hp, batch, training, seed):
+        from spinescan.training import pipeline
 
         if not training:
             return pipeline.make_dataset(x, y, spec, batch)
@@ -104,10 +104,10 @@ class ClassificationTask(Task):
             x, y, spec, batch, training=True, augment=hp.augment, sample_weights=weights, seed=seed
         )
 
-    def compile_args(self, keras, spec, hp):  # noqa: ANN001, ANN201
+    def compile_args(self, keras, spec, hp):
         return {"loss": keras.losses.SparseCategoricalCrossentropy(), "metrics": ["accuracy"]}
 
-    def evaluate(self, model, parts, spec, batch, rundir):  # noqa: ANN001, ANN201
+    def evaluate(self, model, parts, spec, batch, rundir):
         results, predictions = {}, {}
         for part, (samples, x, y) in parts.items():
             probs = inference.predict_arrays(model, x, batch)
@@ -126,15 +126,15 @@ class Reading:
 
     landmarks: np.ndarray  # (68, 2), NaN where not visible
     sacrum: np.ndarray  # (2, 2)
-    angles: dict[str, Any]  # name -> spinescan.edge.angles.Angle
+    angles: dict[str, Any]  # name -> spinescan.radiograph.angles.Angle
     label: str | None
     label_reason: str | None
-    plausibility: Any = None  # spinescan.edge.plausibility.Plausibility (severe: angles are None)
+    plausibility: Any = None  # spinescan.radiograph.plausibility.Plausibility (severe: angles are None)
 
 
 def read_film(output: np.ndarray, placement: Any, spec: ModelSpec, image_hw: tuple[int, int]) -> Reading:
     """One film's model output (K, >=3) -> landmarks, angles and label, as the predictor reads it."""
-    from spinescan.edge.measure import read_landmarks  # noqa: PLC0415
+    from spinescan.radiograph.measure import read_landmarks
 
     return Reading(**read_landmarks(output, placement, spec.view, spec.input_size[:2], image_hw))
 
@@ -155,22 +155,22 @@ def manifest_points(sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 class LandmarkTask(Task):
-    """Heatmap landmarks (:mod:`spinescan.landmarks.model`): targets from ``manifest.csv``."""
+    """Heatmap landmarks (:mod:`spinescan.landmark_net.model`): targets from ``manifest.csv``."""
 
     name = "landmarks"
     accuracy_means = f"PCK: share of visible landmarks within {PCK_TOLERANCE:g} x input height"
 
-    def check(self, spec, hp, weights):  # noqa: ANN001, ANN201
+    def check(self, spec, hp, weights):
         if hp.backbone != "compact" or weights is not None:
             raise SpineScanError(
                 f"{spec.name} is a landmark model with its own encoder-decoder: "
                 "--backbone and --weights do not apply"
             )
 
-    def load(self, samples, spec, progress, label, cache):  # noqa: ANN001, ANN201
-        from spinescan.edge.imageio import read_image  # noqa: PLC0415
-        from spinescan.edge.landmarks import encode  # noqa: PLC0415
-        from spinescan.edge.preprocess import preprocess_placed  # noqa: PLC0415
+    def load(self, samples, spec, progress, label, cache):
+        from spinescan.radiograph.imageio import read_image
+        from spinescan.radiograph.landmark_codec import encode
+        from spinescan.radiograph.preprocess import preprocess_placed
 
         k = len(spec.landmarks)
         x = np.empty((len(samples), *spec.input_size), dtype=np.float32)
@@ -184,9 +184,9 @@ class LandmarkTask(Task):
                 advance(1)
         return x, y
 
-    def dataset(self, x, y, spec, hp, batch, training, seed):  # noqa: ANN001, ANN201
-        from spinescan.errors import require_tensorflow  # noqa: PLC0415
-        from spinescan.training import pipeline  # noqa: PLC0415
+    def dataset(self, x, y, spec, hp, batch, training, seed):
+        from spinescan.errors import require_tensorflow
+        from spinescan.training import pipeline
 
         tf = require_tensorflow()
         ds = tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), np.asarray(y, np.float32)))
@@ -200,7 +200,7 @@ class LandmarkTask(Task):
             # AP films, whose corners swap sides), then exposure, contrast, tone, blur and noise.
             # With a few hundred real films, geometry is what keeps the model from learning where each
             # film's vertebrae happen to sit (benchmarks/aasce_cv.py).
-            from spinescan.edge.landmarks import mirror_order  # noqa: PLC0415
+            from spinescan.radiograph.landmark_codec import mirror_order
 
             aug = pipeline.LANDMARK_AUGMENTATION
             if spec.view != "ap":  # a mirrored lateral film faces the other way: no flip
@@ -211,8 +211,8 @@ class LandmarkTask(Task):
             ds = pipeline.augment_batches(ds, seed, pipeline.PHOTOMETRIC_AUGMENTATION, fill)
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    def compile_args(self, keras, spec, hp):  # noqa: ANN001, ANN201
-        from spinescan.landmarks.model import make_loss  # noqa: PLC0415
+    def compile_args(self, keras, spec, hp):
+        from spinescan.landmark_net.model import make_loss
 
         hw = spec.input_size[:2]
         ops = keras.ops
@@ -231,9 +231,9 @@ class LandmarkTask(Task):
             "metrics": [keras.metrics.MeanMetricWrapper(pck, name="accuracy")],
         }
 
-    def evaluate(self, model, parts, spec, batch, rundir):  # noqa: ANN001, ANN201
-        from spinescan.edge.imageio import read_image  # noqa: PLC0415
-        from spinescan.edge.preprocess import preprocess_placed  # noqa: PLC0415
+    def evaluate(self, model, parts, spec, batch, rundir):
+        from spinescan.radiograph.imageio import read_image
+        from spinescan.radiograph.preprocess import preprocess_placed
 
         results: dict[str, Any] = {}
         rows: list[dict[str, Any]] = []
@@ -283,7 +283,7 @@ def summarize_landmarks(
 ) -> dict[str, Any]:
     """Landmark error (fraction of film height), angle MAE against the manifest's angles, SMAPE,
     and the accuracy of the label that follows from the measured angles."""
-    from spinescan.metrics import landmark_summary  # noqa: PLC0415
+    from spinescan.metrics import landmark_summary
 
     pred_angles = [{m: r.angles[m].value for m in spec.measurements} for r in readings]
     true_angles = [_true_angles(spec, s, t, hw) for s, t, hw in zip(samples, truths, sizes, strict=True)]
@@ -303,7 +303,7 @@ def summarize_landmarks(
 def _smape_angles(spec: ModelSpec) -> list[str] | None:
     """The angles SMAPE is computed over: for AP models the AASCE challenge's three (the published
     figures' metric) when the model measures them, else every angle but the largest."""
-    from spinescan.edge.aasce import AASCE_ANGLES  # noqa: PLC0415
+    from spinescan.radiograph.aasce import AASCE_ANGLES
 
     if spec.view != "ap":
         return None
@@ -317,7 +317,7 @@ def _true_angles(
 ) -> dict[str, float | None]:
     """The manifest's angle where it has a column (``cobb_deg``, kyphosis, lordosis), else the
     same definition measured on the manifest's landmarks (the phantoms list no PT/MT/TL angles)."""
-    from spinescan.edge.angles import ap_angles, lateral_angles  # noqa: PLC0415
+    from spinescan.radiograph.angles import ap_angles, lateral_angles
 
     lm, sacrum = truth
     measured = (

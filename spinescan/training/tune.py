@@ -128,7 +128,7 @@ class TuneResult:
 
 def search_space(spec: ModelSpec) -> SearchSpace:
     """The spec's declared space; models built by the core's default builder get the compact one."""
-    from spinescan.zoo.spec import default_builder  # noqa: PLC0415
+    from spinescan.zoo.spec import default_builder
 
     if spec.search is not None:
         return spec.search
@@ -177,7 +177,7 @@ def _folds(
 ) -> list[_Fold]:
     """The validation split, or K patient-grouped folds of train+validation. ``samples`` (the
     spec's images, test split already removed) are what the indices point into."""
-    from spinescan.data.splits import kfold_splits, make_split  # noqa: PLC0415
+    from spinescan.data.splits import kfold_splits, make_split
 
     index = {s.rel: i for i, s in enumerate(samples)}
 
@@ -199,10 +199,10 @@ def _folds(
 
 def _load(config: TuneConfig, spec: ModelSpec, hp: HParams) -> tuple[np.ndarray, np.ndarray, list[_Fold]]:
     """Decode the train+validation images of the spec's classes once (the test split never)."""
-    from spinescan.data.datasets import samples_for_spec  # noqa: PLC0415
-    from spinescan.data.splits import make_split  # noqa: PLC0415
-    from spinescan.training import pipeline  # noqa: PLC0415
-    from spinescan.training.prepare import load_view_samples  # noqa: PLC0415
+    from spinescan.data.datasets import samples_for_spec
+    from spinescan.data.splits import make_split
+    from spinescan.training import pipeline
+    from spinescan.training.prepare import load_view_samples
 
     data = Path(config.data).expanduser().resolve()
     dataset, view_samples = load_view_samples(data, spec)
@@ -235,15 +235,15 @@ def _declare(hp: Any, space: SearchSpace, fixed: set[str]) -> None:
 def tune(config: TuneConfig) -> TuneResult:
     """Run (or continue) the Hyperband search and write the trials table and the best settings."""
     spec, base, space = _check(config)  # argument errors, before TensorFlow
-    from spinescan.errors import require_tensorflow  # noqa: PLC0415
+    from spinescan.errors import require_tensorflow
 
     require_tensorflow("Tuning")
     try:
-        import keras_tuner  # noqa: PLC0415
+        import keras_tuner
     except ImportError:
         raise SpineScanError("tuning needs keras-tuner: pip install 'spinescan[notebook]'") from None
-    from spinescan.training.prepare import Plan  # noqa: PLC0415
-    from spinescan.training.runs import RunDir  # noqa: PLC0415
+    from spinescan.training.prepare import Plan
+    from spinescan.training.runs import RunDir
 
     progress = config.progress
     project = config.project_dir
@@ -324,9 +324,9 @@ def _announce(config: TuneConfig, spec: ModelSpec, space: SearchSpace, fixed: se
 def _score_folds(plan: Any, x: np.ndarray, y: np.ndarray, folds: Any, seed: int) -> tuple[float, list[float]]:
     """One trial's settings trained from scratch on every fold, exactly as ``spinescan train``
     trains (``make_inputs``, ``build_compiled``); the score is the last epoch's validation accuracy."""
-    import keras  # noqa: PLC0415
+    import keras
 
-    from spinescan.training.loop import build_compiled, make_inputs  # noqa: PLC0415
+    from spinescan.training.loop import build_compiled, make_inputs
 
     scores = []
     for fold in folds:
@@ -372,7 +372,7 @@ def _hyperband_trials(max_epochs: int, factor: int) -> int:
 
 
 def _read_timings(project: Path) -> dict[str, dict[str, Any]]:
-    import json  # noqa: PLC0415
+    import json
 
     path = project / TRIALS_JSON
     try:

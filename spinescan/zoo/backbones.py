@@ -2,7 +2,7 @@
 
 Every model shares the same outer contract, which export and the predictor rely on: an input
 named ``image`` of shape ``spec.input_size`` (float32 in [0, 1], straight from
-:func:`spinescan.edge.preprocess.preprocess`) and a float32 softmax output named ``probabilities``
+:func:`spinescan.radiograph.preprocess.preprocess`) and a float32 softmax output named ``probabilities``
 with the classes in spec order. Anything a backbone needs beyond that (three channels, a
 different value range) happens *inside* the model with plain layers, so the exported graph and the
 predictor never need to know which backbone was used.
@@ -48,7 +48,7 @@ class Backbone:
 
 def _keras() -> Any:
     require_tensorflow("Building a model")
-    import keras  # noqa: PLC0415
+    import keras
 
     return keras
 
@@ -128,7 +128,7 @@ def _applications_weights(name: str, factory: Callable[..., Any], weights: str |
     socket.setdefaulttimeout(15)
     try:
         return factory(weights=weights, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - any download/IO failure is the same user problem
+    except Exception as exc:  # any download/IO failure is the same user problem
         raise SpineScanError(
             f"could not load {weights} weights for {name} ({type(exc).__name__}: {exc}). "
             "Spine Scan never downloads at run time on an offline machine: put the Keras weight "

@@ -36,14 +36,14 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 # The backbone catalogue's names (spinescan.zoo.backbones.BACKBONES); listed here so that the
 # hyper-parameters can be validated and offered as choices without importing the builders.
 BACKBONE_NAMES = ("compact", "mobilenetv3small", "efficientnetb0", "resnet50_frozen")
-# How a landmark model reads its points (spinescan.landmarks.model): one heatmap per point, or one
+# How a landmark model reads its points (spinescan.landmark_net.model): one heatmap per point, or one
 # per vertebra with each corner as an offset from it. Classifiers ignore it.
 READOUTS = ("corners", "centres")
 
 
 def _hp(
     default: Any,
-    help: str,  # noqa: A002 - mirrors click's keyword
+    help: str,  # mirrors click's keyword
     *,
     option: str | None = None,
     choices: tuple[str, ...] | None = None,

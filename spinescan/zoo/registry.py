@@ -106,7 +106,7 @@ class Registry:
 
             try:
                 impl.function(register=register)
-            except Exception as exc:  # noqa: BLE001 - isolate any plugin failure
+            except Exception as exc:  # isolate any plugin failure
                 self.report(plugin_name, exc, "failed in register_models")
                 continue
             for spec in pending:
@@ -163,7 +163,7 @@ def load_registry() -> Registry:
             continue  # the same distribution seen twice on sys.path
         try:
             obj = ep.load()
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the CLI down
+        except Exception as exc:  # a broken plugin must not take the CLI down
             registry.report(ep.name, exc, f"failed to import ({ep.value})")
             continue
         seen_modules.add(ep.value)

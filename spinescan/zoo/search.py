@@ -32,7 +32,7 @@ class Choice:
         for value in self.values:
             try:
                 HParams().override({self.name: value}, "search space")
-            except Exception as exc:  # noqa: BLE001 - reported as a spec problem
+            except Exception as exc:  # reported as a spec problem
                 return str(exc)
         return None
 
@@ -59,7 +59,7 @@ class Range:
         for value in (self.low, self.high):
             try:
                 HParams().override({self.name: value}, "search space")
-            except Exception as exc:  # noqa: BLE001 - reported as a spec problem
+            except Exception as exc:  # reported as a spec problem
                 return str(exc)
         return None
 

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from spinescan.edge.preprocess import Preprocessing
 from spinescan.errors import SpecError
+from spinescan.radiograph.preprocess import Preprocessing
 from spinescan.zoo.hparams import CHECKPOINTS, HParams, TrainDefaults
 from spinescan.zoo.search import SearchSpace
 
@@ -39,7 +39,7 @@ VIEWS = ("lateral", "ap")
 GUARD_VIEW = "any"
 #: What a model outputs. ``classification``: class probabilities (``probabilities``).
 #: ``landmarks``: vertebral points (``points``), from which the angles and the label are measured
-#: (:mod:`spinescan.edge.angles`, thresholds in :mod:`spinescan.edge.thresholds`).
+#: (:mod:`spinescan.radiograph.angles`, thresholds in :mod:`spinescan.radiograph.thresholds`).
 TASKS = ("classification", "landmarks")
 
 
@@ -96,7 +96,7 @@ class ModelSpec:
         if not callable(self.build):
             problems.append("build must be callable")
         if not isinstance(self.preprocessing, Preprocessing):
-            problems.append("preprocessing must be a spinescan.edge.preprocess.Preprocessing")
+            problems.append("preprocessing must be a spinescan.radiograph.preprocess.Preprocessing")
         if not isinstance(self.train, HParams):
             problems.append("train must be a spinescan.zoo.hparams.HParams (TrainDefaults)")
         if self.search is not None and not isinstance(self.search, SearchSpace):
@@ -107,10 +107,10 @@ class ModelSpec:
 
     def _task_problems(self) -> list[str]:
         """A landmark model's label follows from its angles by the rules of
-        :mod:`spinescan.edge.thresholds`, so its classes are the view's classes there, and it
-        measures only angles that :mod:`spinescan.edge.angles` defines for its view."""
-        from spinescan.edge.angles import AP_ANGLES, LATERAL_ANGLES  # noqa: PLC0415
-        from spinescan.edge.thresholds import CLASSES  # noqa: PLC0415
+        :mod:`spinescan.radiograph.thresholds`, so its classes are the view's classes there, and it
+        measures only angles that :mod:`spinescan.radiograph.angles` defines for its view."""
+        from spinescan.radiograph.angles import AP_ANGLES, LATERAL_ANGLES
+        from spinescan.radiograph.thresholds import CLASSES
 
         object.__setattr__(self, "landmarks", tuple(self.landmarks))
         object.__setattr__(self, "measurements", tuple(self.measurements))
@@ -174,7 +174,7 @@ def default_builder(
     spec: ModelSpec, *, backbone: str, weights: str | None = None, hparams: HParams | None = None
 ) -> keras.Model:
     """Build the classifier head on one of the core backbones (TensorFlow imported lazily)."""
-    from spinescan.zoo.backbones import build_classifier  # noqa: PLC0415
+    from spinescan.zoo.backbones import build_classifier
 
     return build_classifier(spec, backbone=backbone, weights=weights, hparams=hparams)
 
@@ -214,7 +214,7 @@ COBB_TRAIN = replace(LANDMARK_TRAIN, epochs=40, geometric_augment=True)
 def landmark_builder(
     spec: ModelSpec, *, backbone: str, weights: str | None = None, hparams: HParams | None = None
 ) -> keras.Model:
-    """The heatmap landmark model (:mod:`spinescan.landmarks.model`) for ``spec``'s input and points.
+    """The heatmap landmark model (:mod:`spinescan.landmark_net.model`) for ``spec``'s input and points.
 
     It has its own encoder-decoder: ``backbone`` must be ``compact`` and ``weights`` None
     (refused before TensorFlow by :func:`spinescan.training.config.resolve_request`)."""
@@ -226,8 +226,8 @@ def landmark_builder(
     # new initialisation stalled again at ~0.53, 6.1 deg); with it the same seed passed PCK 0.6 by
     # epoch 4 and ended at 2.36 deg, for ~2% more parameters and no measurable step time (README,
     # Landmark models). Each of the 70 heatmaps is otherwise one linear read of 48 shared features.
-    from spinescan.edge.landmarks import point_groups  # noqa: PLC0415
-    from spinescan.landmarks.model import HeatmapConfig, build_heatmap_model  # noqa: PLC0415
+    from spinescan.landmark_net.model import HeatmapConfig, build_heatmap_model
+    from spinescan.radiograph.landmark_codec import point_groups
 
     centres = hparams is not None and hparams.readout == "centres"
     cfg = HeatmapConfig(
@@ -242,7 +242,7 @@ def landmark_builder(
 
 def build_model(spec: ModelSpec, hparams: HParams, weights: str | None) -> keras.Model:
     """``spec.build`` with the run's hyper-parameters, for builders that accept them."""
-    import inspect  # noqa: PLC0415
+    import inspect
 
     try:
         accepts = "hparams" in inspect.signature(spec.build).parameters

@@ -1,12 +1,12 @@
-// Decode a film the way spinescan/edge/imageio.py does, in the browser, never sending it anywhere.
+// Decode a film the way spinescan/radiograph/imageio.py does, in the browser, never sending it anywhere.
 //
-// The reading contract is Python's read_image (spinescan/edge/imageio.py, formats.py, limits.py),
+// The reading contract is Python's read_image (spinescan/radiograph/imageio.py, formats.py, limits.py),
 // in the same order and with the same reasons: the file size before the file is read (checkHead),
 // every size a header declares before anything is decoded (the PNG IHDR, the JPEG frame header
 // found by walking the markers), against the same pixel and decoded-bytes limits, completeness
 // (IEND / an end-of-image marker reached by walking every segment and scan), then the pixels (a
 // side under the minimum, a constant image). The limits come from ./limits.js, which
-// `spinescan export` generates from spinescan/edge/limits.py: no number is copied here.
+// `spinescan export` generates from spinescan/radiograph/limits.py: no number is copied here.
 //
 // PNG is decoded here (chunks with their CRCs, zlib streamed through the browser's
 // DecompressionStream and stopped at the size the header implies, the five filters, Adam7, 1-16

@@ -1,6 +1,6 @@
-// Port of the landmark read-out of spinescan-predict: spinescan/edge/landmarks.py (decode),
-// spinescan/edge/angles.py (ap_angles, lateral_angles, label_from_angles),
-// spinescan/edge/thresholds.py and spinescan/edge/measure.py (read_landmarks and the JSON fields).
+// Port of the landmark read-out of spinescan-predict: spinescan/radiograph/landmark_codec.py (decode),
+// spinescan/radiograph/angles.py (ap_angles, lateral_angles, label_from_angles),
+// spinescan/radiograph/thresholds.py and spinescan/radiograph/measure.py (read_landmarks and the JSON fields).
 //
 // A landmark model outputs, per point, x and y normalised to its input tensor and a visibility
 // logit. The points are mapped back to the film's pixels through the crop and letterbox the
@@ -25,7 +25,7 @@ const REGIONS = [
 ];
 const MIN_RUN = 4;
 
-// spinescan/edge/thresholds.py
+// spinescan/radiograph/thresholds.py
 export const KYPHOSIS_THRESHOLD = 45.0;
 export const LORDOSIS_THRESHOLD = 65.0;
 export const SCOLIOSIS_THRESHOLD = 10.0;
@@ -73,7 +73,7 @@ export function decodePoints(data, k, d, geometry, threshold = 0.5) {
   return { points, visibility };
 }
 
-// --- angles (spinescan/edge/angles.py) ----------------------------------------------------------
+// --- angles (spinescan/radiograph/angles.py) ----------------------------------------------------------
 
 /** Orientation (degrees, in [-90, 90)) of the line through p and q, direction-free. */
 export function edgeAngle(p, q) {
@@ -272,7 +272,7 @@ function maxBy(curves) {
   return curves.reduce((m, k) => (k.angle > m.angle ? k : m));
 }
 
-// --- the AASCE challenge's three angles (spinescan/edge/aasce.py) ---------------------------------
+// --- the AASCE challenge's three angles (spinescan/radiograph/aasce.py) ---------------------------------
 
 const ON_CHORD = 1e-9;
 
@@ -500,7 +500,7 @@ export function labelFromAngles(view, angles) {
   throw new Error(`unknown view ${view}`);
 }
 
-// --- plausibility (spinescan/edge/plausibility.py) ----------------------------------------------
+// --- plausibility (spinescan/radiograph/plausibility.py) ----------------------------------------------
 
 const COLLAPSE_FRACTION = 0.1;
 const SPACING_RANGE = [0.5, 2.0];

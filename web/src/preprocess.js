@@ -1,4 +1,4 @@
-// Port of spinescan/edge/preprocess.py (and the geometry of spinescan/edge/overlay.py).
+// Port of spinescan/radiograph/preprocess.py (and the geometry of spinescan/edge/overlay.py).
 //
 // The page must feed a model exactly the tensor spinescan-predict feeds it, so every step below
 // mirrors the Python, including its arithmetic: OpenCV's fixed-point grey conversion, float32
@@ -248,7 +248,7 @@ export function resizeArea(img, dw, dh) {
 /**
  * preprocess(image, input_size, prep) -> {tensor: Float32Array (H*W*C, NHWC order), geometry}.
  * geometry = {film_hw, crop, box, input_hw} exactly as spinescan.edge.overlay.geometry (crop and box
- * are the Placement of spinescan.edge.preprocess.placement: landmarks map back through them).
+ * are the Placement of spinescan.radiograph.preprocess.placement: landmarks map back through them).
  */
 export function preprocess(decoded, inputSize, prep) {
   const [H, W, C] = inputSize;

@@ -1,7 +1,7 @@
 """The AASCE 2019 challenge's three Cobb angles, computed from the 68 corners as its script does
-(light island: numpy only, no spinescan imports, so :mod:`spinescan.edge.angles` can use it).
+(light island: numpy only, no spinescan imports, so :mod:`spinescan.radiograph.angles` can use it).
 
-Why a second definition beside the anatomical PT/MT/TL angles of :mod:`spinescan.edge.angles`:
+Why a second definition beside the anatomical PT/MT/TL angles of :mod:`spinescan.radiograph.angles`:
 the published figures on AP landmark films (SMAPE 6-11% on the challenge's public test split) are
 computed on *these* three angles, against the columns ``aasce_a1_deg``..``aasce_a3_deg`` of
 ``aasce-train``; a project figure comparable with the literature has to use the same rule. The rule
@@ -23,7 +23,7 @@ Vertebra-Landmark-Detection, Yi et al. 2020; ``../shared/data/real/README.md``, 
 
 The angle between two mid-lines is the script's angle between their directed vectors (left to
 right), so it can exceed 90 deg (a few columns do). A model's *smoothed* mid-lines
-(:func:`spinescan.edge.angles.smoothed_tilts`) are orientations, not vectors: ``tilts`` go through
+(:func:`spinescan.radiograph.angles.smoothed_tilts`) are orientations, not vectors: ``tilts`` go through
 the same rule as unit vectors pointing right. Recomputed from the expert corners of aasce-train
 this reproduces the columns within 0.015 deg on average (largest difference 0.08 deg: the corners
 were rounded to 0.01 px after the films were downscaled; ``tests/test_aasce.py``).

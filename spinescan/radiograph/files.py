@@ -13,9 +13,9 @@ import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from spinescan.edge.formats import HEAD, IMAGE_SUFFIXES, SUPPORTED, sniff_bytes
-from spinescan.edge.limits import file_limit, human_bytes
 from spinescan.errors import ImageReadError
+from spinescan.radiograph.formats import HEAD, IMAGE_SUFFIXES, SUPPORTED, sniff_bytes
+from spinescan.radiograph.limits import file_limit, human_bytes
 
 
 def sniff_format(path: str | os.PathLike[str]) -> str | None:

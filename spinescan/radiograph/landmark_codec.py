@@ -1,9 +1,9 @@
 """Landmark targets and read-out in model-input space (light island: numpy only).
 
-A landmark model sees the preprocessed tensor (:func:`spinescan.edge.preprocess.preprocess_placed`)
+A landmark model sees the preprocessed tensor (:func:`spinescan.radiograph.preprocess.preprocess_placed`)
 and outputs, per point, ``(x, y)`` normalised to the input tensor (``0`` and ``1`` are the outer
 edges of the first and last input pixels) and a visibility logit. Training encodes the manifest's
-landmarks through the film's :class:`~spinescan.edge.preprocess.Placement`; the predictor decodes
+landmarks through the film's :class:`~spinescan.radiograph.preprocess.Placement`; the predictor decodes
 the model's output through the same placement back to the film's pixels. Both directions live here,
 beside the preprocessing, so the ONNX predictor needs no TensorFlow to read a landmark model.
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spinescan.edge.angles import LEVELS, N_LANDMARKS
-from spinescan.edge.preprocess import Placement
+from spinescan.radiograph.angles import LEVELS, N_LANDMARKS
+from spinescan.radiograph.preprocess import Placement
 
 CORNERS = ("TL", "TR", "BL", "BR")
 POINT_NAMES = (*(f"{v}-{c}" for v in LEVELS for c in CORNERS), "S1-L", "S1-R")
@@ -45,7 +45,7 @@ def mirror_order(names: tuple[str, ...] = POINT_NAMES) -> list[int]:
 
 def point_groups(names: tuple[str, ...] = POINT_NAMES) -> tuple[int, ...]:
     """Each point's vertebra (or S1) as a group index, in order of first appearance: the centre-offset
-    read-out (:mod:`spinescan.landmarks.model`) finds each group once and its points as offsets."""
+    read-out (:mod:`spinescan.landmark_net.model`) finds each group once and its points as offsets."""
     levels: dict[str, int] = {}
     return tuple(levels.setdefault(n.rpartition("-")[0], len(levels)) for n in names)
 

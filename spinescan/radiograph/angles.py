@@ -51,8 +51,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spinescan.edge.aasce import AASCE_ANGLES, aasce_rule, centre_line, midline_vectors, tilt_vectors
-from spinescan.edge.thresholds import ap_label, lateral_finding
+from spinescan.radiograph.aasce import AASCE_ANGLES, aasce_rule, centre_line, midline_vectors, tilt_vectors
+from spinescan.radiograph.thresholds import ap_label, lateral_finding
 
 LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
 N_VERT = len(LEVELS)
@@ -70,7 +70,7 @@ REGIONS = {
     "cobb_mt_deg": (LEVELS.index("T6"), LEVELS.index("T11")),
     "cobb_tl_deg": (T12, N_VERT - 1),
 }
-#: The anatomical angles, then the AASCE challenge's three (:mod:`spinescan.edge.aasce`).
+#: The anatomical angles, then the AASCE challenge's three (:mod:`spinescan.radiograph.aasce`).
 AP_ANGLES = ("cobb_deg", "cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg", *AASCE_ANGLES)
 LATERAL_ANGLES = ("thoracic_kyphosis_deg", "lumbar_lordosis_deg")
 #: Fewest consecutive visible vertebrae over which a largest Cobb angle is still reported.
@@ -349,7 +349,7 @@ def ap_angles(
     the largest regional angle. With some out of frame, it is the largest angle over the longest
     run of consecutive available vertebrae, noted as a lower bound; a region is ``None`` unless all
     its vertebrae are available. ``aasce_a1_deg``..``aasce_a3_deg`` are the AASCE challenge's three
-    angles (:mod:`spinescan.edge.aasce`) over the same mid-lines (raw with ``"endplates"``, the
+    angles (:mod:`spinescan.radiograph.aasce`) over the same mid-lines (raw with ``"endplates"``, the
     smoothed ones with ``"midlines"``), ``None`` unless all 17 vertebrae are available; an S-shaped
     spine needs ``image_size`` (its upper-half test).
     """
@@ -402,7 +402,7 @@ def ap_angles(
 def _aasce(
     c: np.ndarray, ok: np.ndarray, image_size: tuple[int, int] | None, tilts: np.ndarray | None
 ) -> dict[str, Angle]:
-    """The challenge's three angles (:func:`spinescan.edge.aasce.aasce_rule`) over the raw
+    """The challenge's three angles (:func:`spinescan.radiograph.aasce.aasce_rule`) over the raw
     mid-lines, or over ``tilts`` (the smoothed ones a model's reading uses); ``None`` with a
     reason unless all 17 vertebrae are available (the rule is defined on T1-L5 only)."""
     if not ok.all():

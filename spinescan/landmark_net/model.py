@@ -1,9 +1,9 @@
 """A heatmap landmark model with a differentiable soft-argmax read-out (DSNT), and its loss.
 
 Contract (what export and the predictor rely on): input ``image`` (N, H, W, C) float32 in [0, 1]
-from :func:`spinescan.edge.preprocess.preprocess_placed`; one output ``points`` (N, K, 4): per
+from :func:`spinescan.radiograph.preprocess.preprocess_placed`; one output ``points`` (N, K, 4): per
 point the soft-argmax ``x`` and ``y`` normalised to the input (see
-:func:`spinescan.edge.landmarks.to_normalised`), a visibility logit, and the heatmap's spread
+:func:`spinescan.radiograph.landmark_codec.to_normalised`), a visibility logit, and the heatmap's spread
 (its variance in input pixels squared; training regularises it, the predictor ignores it).
 
 Why this design: angles are read from endplate slopes, so they need sub-pixel corners. A heatmap
@@ -48,7 +48,7 @@ class HeatmapConfig:
 
 def _keras() -> Any:
     require_tensorflow("Building a landmark model")
-    import keras  # noqa: PLC0415
+    import keras
 
     return keras
 

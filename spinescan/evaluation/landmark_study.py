@@ -150,9 +150,10 @@ def measure_films(
     """A landmark model's reading of every film in ``root/manifest.csv`` (columns ``file``,
     ``label``, optional ``framing``), through the predictor's own read-out; overlays for
     ``overlay_files`` (``*`` for all) into ``overlay_dir``."""
-    from spinescan.edge.imageio import read_image  # noqa: PLC0415
-    from spinescan.edge.measure import read_landmarks, write_overlay  # noqa: PLC0415
-    from spinescan.edge.preprocess import preprocess_placed  # noqa: PLC0415
+    from spinescan.edge.landmark_overlay import write_overlay
+    from spinescan.radiograph.imageio import read_image
+    from spinescan.radiograph.measure import read_landmarks
+    from spinescan.radiograph.preprocess import preprocess_placed
 
     with open(Path(root) / "manifest.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))

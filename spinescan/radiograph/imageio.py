@@ -28,7 +28,7 @@ of the form ``"<file>: <reason>"``):
    and constant images (nothing to classify) are refused; so are images with a side under
    ``min_side`` (the predictor passes :data:`MIN_SIDE`, the minimum ``data check`` reports).
 
-Colour images keep OpenCV's BGR(A) channel order: :func:`spinescan.edge.preprocess.to_grey` expects it.
+Colour images keep OpenCV's BGR(A) channel order: :func:`spinescan.radiograph.preprocess.to_grey` expects it.
 """
 
 from __future__ import annotations
@@ -40,9 +40,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from spinescan.edge.dicom import read_dicom
-from spinescan.edge.files import find_images, is_image_candidate, read_file_bytes, sniff_format, walk_files
-from spinescan.edge.formats import (
+from spinescan.errors import ImageReadError
+from spinescan.radiograph.dicom import read_dicom
+from spinescan.radiograph.files import (
+    find_images,
+    is_image_candidate,
+    read_file_bytes,
+    sniff_format,
+    walk_files,
+)
+from spinescan.radiograph.formats import (
     HEAD,
     IMAGE_SUFFIXES,
     SUPPORTED,
@@ -52,7 +59,7 @@ from spinescan.edge.formats import (
     read_header,
     sniff_bytes,
 )
-from spinescan.edge.limits import (
+from spinescan.radiograph.limits import (
     MAX_FILE_BYTES,
     MAX_IMAGE_BYTES,
     MAX_PIXELS,
@@ -60,7 +67,6 @@ from spinescan.edge.limits import (
     check_header,
     pixel_limit,
 )
-from spinescan.errors import ImageReadError
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -3,20 +3,26 @@
 The one read-out shared by training's evaluation, the benchmark and the ONNX predictor, so that
 the angles a run reports are the angles ``spinescan-predict`` prints for the same film.
 The output is ``(K, >= 3)`` per film: normalised ``x``, ``y`` and a visibility logit per point
-(:mod:`spinescan.landmarks.model`), points in :data:`spinescan.edge.landmarks.POINT_NAMES` order.
+(:mod:`spinescan.landmark_net.model`), points in :data:`spinescan.radiograph.landmark_codec.POINT_NAMES`
+order.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from spinescan.edge.angles import PREDICTION_READOUT, Angle, ap_angles, label_from_angles, lateral_angles
-from spinescan.edge.landmarks import N_POINTS, Decoded, decode
-from spinescan.edge.plausibility import assess_landmarks
-from spinescan.edge.preprocess import Placement
+from spinescan.radiograph.angles import (
+    PREDICTION_READOUT,
+    Angle,
+    ap_angles,
+    label_from_angles,
+    lateral_angles,
+)
+from spinescan.radiograph.landmark_codec import N_POINTS, Decoded, decode
+from spinescan.radiograph.plausibility import assess_landmarks
+from spinescan.radiograph.preprocess import Placement
 
 
 def decode_output(output: np.ndarray, placement: Placement, input_hw: tuple[int, int]) -> Decoded:
@@ -43,7 +49,7 @@ def read_landmarks(
     """``{"landmarks", "sacrum", "angles", "label", "label_reason", "plausibility"}`` for one film
     (points from :func:`decode_output`).
 
-    ``plausibility`` (:class:`~spinescan.edge.plausibility.Plausibility`) says whether the points
+    ``plausibility`` (:class:`~spinescan.radiograph.plausibility.Plausibility`) says whether the points
     can be a spine at all; when it is ``severe`` every angle is ``None`` with that reason and there
     is no label: a confident angle on a blank film or a film upside down is worse than none.
     """
@@ -85,19 +91,3 @@ def measurements_json(angles: dict[str, Any], names: tuple[str, ...] | list[str]
     reasons = {n: angles[n].reason for n in names if angles[n].value is None}
     notes = {n: angles[n].note for n in names if angles[n].note}
     return {"measurements": values, "missing": reasons, "notes": notes}
-
-
-def overlay_image(image: np.ndarray, reading: dict[str, Any]) -> np.ndarray:
-    """The reading drawn on the film (BGR uint8). The one call into :mod:`spinescan.edge.overlay`,
-    so that the drawing can change (or gain heatmaps) without touching the predictor."""
-    from spinescan.edge.landmark_overlay import draw_overlay  # noqa: PLC0415
-
-    return draw_overlay(image, reading["landmarks"], reading["angles"], reading["sacrum"], reading["label"])
-
-
-def write_overlay(image: np.ndarray, reading: dict[str, Any], path: str | Path) -> Path:
-    """:func:`overlay_image` written as a PNG (atomically, the folder created; ``OSError`` when it
-    cannot be), by the same writer as the heatmap overlays."""
-    from spinescan.edge.overlay import write_png  # noqa: PLC0415
-
-    return write_png(path, overlay_image(image, reading))

@@ -9,9 +9,9 @@ from io import BytesIO
 
 import numpy as np
 
-from spinescan.edge.formats import Header
-from spinescan.edge.limits import check_header
 from spinescan.errors import ImageReadError, MissingExtraError
+from spinescan.radiograph.formats import Header
+from spinescan.radiograph.limits import check_header
 
 
 def read_dicom(data: bytes, name: str, limit: int) -> np.ndarray:
@@ -20,26 +20,26 @@ def read_dicom(data: bytes, name: str, limit: int) -> np.ndarray:
     Returns float32 (the modality LUT makes values physical, e.g. signed or fractional).
     """
     try:
-        import pydicom  # noqa: PLC0415
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut  # noqa: PLC0415
+        import pydicom
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
     except ImportError as exc:
         raise MissingExtraError("dicom", "pydicom", "Reading DICOM files") from exc
     try:
         ds = pydicom.dcmread(BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad files
+    except Exception as exc:  # pydicom raises many types for bad files
         raise ImageReadError(f"{name}: corrupt dicom ({exc})") from None
     if "PixelData" not in ds:
         raise ImageReadError(f"{name}: dicom without pixel data")
     _dicom_header_checks(ds, name, limit)
     try:
         raw = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - missing codec, truncated pixel data...
+    except Exception as exc:  # missing codec, truncated pixel data...
         raise ImageReadError(f"{name}: cannot decode dicom pixel data ({exc})") from None
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         if raw.ndim == 3 and raw.shape[2] == 3 and photometric in ("RGB", "YBR_FULL", "YBR_FULL_422"):
             if photometric != "RGB":
-                from pydicom.pixels import convert_color_space  # noqa: PLC0415
+                from pydicom.pixels import convert_color_space
 
                 raw = convert_color_space(raw, photometric, "RGB")
             return np.ascontiguousarray(raw[:, :, ::-1]).astype(np.float32)  # BGR, like OpenCV
@@ -58,7 +58,7 @@ def read_dicom(data: bytes, name: str, limit: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _dicom_header_checks(ds, name: str, limit: int) -> None:  # noqa: ANN001
+def _dicom_header_checks(ds, name: str, limit: int) -> None:
     """Rows, columns, frames, samples and bits allocated, all checked before pixel data is
     decoded. The display pipeline works in float64, so 8 bytes per sample is what the limit sees."""
     try:
@@ -77,7 +77,7 @@ def _dicom_header_checks(ds, name: str, limit: int) -> None:  # noqa: ANN001
     check_header(Header(cols, rows, samples, 8), limit, name)
 
 
-def _modality_range(ds, raw: np.ndarray) -> tuple[float, float]:  # noqa: ANN001
+def _modality_range(ds, raw: np.ndarray) -> tuple[float, float]:
     """The value range after the modality LUT, from the header rather than this image's content."""
     if ds.get("ModalityLUTSequence"):
         bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
@@ -92,7 +92,7 @@ def _modality_range(ds, raw: np.ndarray) -> tuple[float, float]:  # noqa: ANN001
     return min(a, b), max(a, b)
 
 
-def _voi_range(ds, lo: float, hi: float) -> tuple[float, float]:  # noqa: ANN001
+def _voi_range(ds, lo: float, hi: float) -> tuple[float, float]:
     """The output range of the VOI stage: a VOI LUT's bit depth, or the window's (pydicom maps a
     window onto the modality output range)."""
     if ds.get("VOILUTSequence"):

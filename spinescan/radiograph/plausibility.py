@@ -9,7 +9,7 @@ reading against those facts of anatomy and says, per film, how bad it is:
 
 * ``ok``: nothing implausible;
 * ``warning``: something implausible on a few vertebrae (the angles stay, with the flag beside them);
-* ``severe``: the reading is not a spine; :func:`spinescan.edge.measure.read_landmarks` then
+* ``severe``: the reading is not a spine; :func:`spinescan.radiograph.measure.read_landmarks` then
   reports every angle as ``None`` and no label, with the reasons.
 
 The rules use only counts and fixed fractions, and the reasons only integers, so that the browser

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 
-from spinescan.edge.formats import Header
 from spinescan.errors import ImageReadError
+from spinescan.radiograph.formats import Header
 
 #: The smallest usable side, in pixels: ``spinescan data check --min-size`` defaults to it and
 #: lists smaller images, and the predictor refuses them (``read_image(path, min_side=MIN_SIDE)``):
@@ -67,7 +67,7 @@ def page_limits() -> dict[str, int]:
 
     ``spinescan export`` writes them into the page (``web/limits.js``, see
     :func:`spinescan.export.webpage.limits_module`): the page refuses what :func:`read_image
-    <spinescan.edge.imageio.read_image>` refuses from one source of numbers, never a copy of them.
+    <spinescan.radiograph.imageio.read_image>` refuses from one source of numbers, never a copy of them.
     """
     return {
         "max_pixels": pixel_limit(None),
