@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from spinescan import metrics as m
-from spinescan.radiograph import aasce as X
 from spinescan.errors import DataError
 from spinescan.evaluation.aasce import score_aasce
+from spinescan.radiograph import aasce as X
 from spinescan.radiograph import angles as A
 
 #: Mid-line tilts (deg) with interior extremes: +10 at T4 (U = 3) and -20 at L2 (L = 13).
