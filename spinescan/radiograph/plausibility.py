@@ -26,6 +26,12 @@ import numpy as np
 
 #: Two corners of one vertebra closer than this fraction of its width: a collapsed vertebra.
 COLLAPSE_FRACTION = 0.1
+#: Collapsed vertebrae that make a reading severe: more than half of them. Isolated collapsed
+#: endplates are a warning: the angles are read from mid-lines, which survive them (today's real-film
+#: cobb collapses 4-7 of 17 on every film, real or not, and still reads the largest Cobb angle at 5.5
+#: deg MAE on held-out films, benchmarks/aasce_cv.py); the view guard is what keeps non-spine images
+#: out. The page's port (web/src/landmarks.js, assessLandmarks) uses the same number.
+COLLAPSED_SEVERE = 9
 #: Centre-to-centre distance of neighbouring vertebrae against the film's median: outside these
 #: factors the spacing is far from anatomy (a disc cannot be 2.5 vertebrae high).
 SPACING_RANGE = (0.5, 2.0)
@@ -92,7 +98,7 @@ def assess_landmarks(
         text = (
             f"{collapsed} of {len(seen)} vertebrae collapsed (two corners closer than a tenth of the width)"
         )
-        (severe if collapsed >= 3 else mild).append(text)
+        (severe if collapsed >= COLLAPSED_SEVERE else mild).append(text)
 
     # 2. order top to bottom, spacing and tilt steps, between neighbouring visible vertebrae
     centres = {k: c[k].mean(axis=0) for k in seen}

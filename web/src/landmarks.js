@@ -543,7 +543,7 @@ export function assessLandmarks(points, sacrum, [h, w]) {
   }
   if (collapsed) {
     const text = `${collapsed} of ${seen.length} vertebrae collapsed (two corners closer than a tenth of the width)`;
-    (collapsed >= 3 ? severe : mild).push(text);
+    (collapsed >= 9 ? severe : mild).push(text); // COLLAPSED_SEVERE in plausibility.py
   }
   const centres = {};
   for (const k of seen) {
