@@ -89,6 +89,8 @@ def efficiency(records: list[dict], rows: dict, smoothed: bool, out_dir: Path) -
     sentences = []
     for size in sizes:
         real, pre = by.get((size, "real"), []), by.get((size, "pretrain"), [])
+        folds = {r["fold"] for r in pre}
+        real = [r for r in real if r["fold"] in folds]  # paired: the same held-out films
         if not real or not pre:
             continue
         files_r, sr = pooled(real, rows, smoothed)
@@ -112,6 +114,8 @@ def efficiency(records: list[dict], rows: dict, smoothed: bool, out_dir: Path) -
             f"paired difference {d:+.1f} points, 95% CI {lo:+.1f} to {hi:+.1f})"
         )
     ph = [r for r in records if r["recipe"] == "phantoms"]
+    paired_folds = {r["fold"] for r in records if r["recipe"] == "pretrain"}
+    ph = [r for r in ph if not paired_folds or r["fold"] in paired_folds]
     if ph:
         _, s0 = pooled(ph, rows, smoothed)
         points["phantoms_only"] = [s0.smape, *s0.smape_ci]

@@ -89,9 +89,13 @@ build_cobb() {
   export_run_and_bundle cobb "$run" --data "$data"
 }
 
-# view: SLOT - the view guard (AP / lateral / other), built in its own issue. Put its recipe here.
+# view: the view guard (AP / lateral / other, docs/view-guard.md): 100 phantoms per class and view,
+# every real film under $REAL (Fraiwan AP, AASCE AP, the lateral sample), generated non-spine images and
+# rotated / upside-down / inverted spine films as `other`; `view` plugin defaults; exported with int8.
 build_view() {
-  echo "view: no recipe yet (the view guard is built in its own issue; see docs/pretrained.md)"
+  [ -d "$REAL" ] || { echo "view needs the real films in $REAL (see docs/pretrained.md)"; exit 2; }
+  "$PY" benchmarks/view_guard.py build --real "$REAL" --work "$WORK/view" --out "$WORK/exported-view"
+  [ -n "${SPINESCAN_TRAIN_ONLY:-}" ] || "$PY" -m spinescan.export.bundle "$WORK/exported-view" view --dest "$DEST"
 }
 
 ALL=(scoliosis generalist sagittal cobb view)
