@@ -169,7 +169,7 @@ def test_shipped_int8_records_the_figures_its_gate_decided_on(shipped: tuple[Pat
     assert node.input[1] not in producer or producer[node.input[1]].op_type != "DequantizeLinear"
     assert any(n.op_type == "DequantizeLinear" for n in model.graph.node)  # the rest is int8
     # shipped, verified, and picked by the predictor when int8 is asked for
-    assert model_paths(out, int8=True) == [out / "cobb.int8.onnx"]
+    assert model_paths(out, int8=True) == [(out / "current").resolve() / "cobb.int8.onnx"]
     assert "soft-argmax tail" in OnnxModel(out / "cobb.int8.onnx").info.metadata["quantization"]
     card = (out / "cobb.md").read_text()
     assert "int8 (static QDQ, per-channel; stem, heatmap logits and soft-argmax in float): shipped" in card
@@ -217,6 +217,6 @@ def test_int8_refused_by_the_gate_is_not_shipped(
     assert not result.shipped
     assert result.reason.startswith(f"derived-label agreement with fp32 {result.label_agreement:.1%} < 101%")
     assert not (out / "cobb.int8.onnx").exists()
-    assert model_paths(out, int8=True) == [out / "cobb.onnx"]
+    assert model_paths(out, int8=True) == [(out / "current").resolve() / "cobb.onnx"]
     card = (out / "cobb.md").read_text()
     assert "soft-argmax in float): not shipped" in card and "No int8 version is shipped" in card

@@ -345,8 +345,11 @@ def publish(
     _replace_with_link(out_dir / CURRENT, version.name)  # the commit point
     _fsync_dir(out_dir)
 
-    with contextlib.suppress(OSError):  # committed: tidying up is best effort (the next export retries)
+    # committed: tidying up is best effort (the next export retries), each step on its own, so a
+    # failure in one (an old plain web/ that cannot be moved) leaves the others done
+    with contextlib.suppress(OSError):
         _link_plain_web(out_dir, names)
+    with contextlib.suppress(OSError):
         for path in out_dir.iterdir():  # links to files the new set lacks (e.g. an int8 dropped)
             if path.is_symlink() and path.name not in names and os.readlink(path).startswith(f"{CURRENT}/"):
                 path.unlink(missing_ok=True)
