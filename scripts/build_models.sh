@@ -87,6 +87,8 @@ build_cobb() {
   [ -f "$run/metrics.json" ] || "$PY" benchmarks/aasce_cv.py --data "$data" --runs "$RUNS" \
     --out "$WORK/cobb-cv.json" --fold-list 0 --tag aug-corners --recipes pretrain --pretrain-run "$pre/cobb/$RUN_ID"
   export_run_and_bundle cobb "$run" --data "$data"
+  # the card names the real data and quotes the cross-validation (the exporter cannot know either)
+  [ -n "${SPINESCAN_TRAIN_ONLY:-}" ] || cat scripts/cards/cobb.md >>"$DEST/cobb.md"
 }
 
 # view: the view guard (AP / lateral / other, docs/view-guard.md): 100 phantoms per class and view,
