@@ -63,6 +63,22 @@ def custom_objects() -> dict[str, Any]:
     keras = _keras()
     ops = keras.ops
 
+    def _moments(prob: Any, h: int, w: int, input_hw: tuple[int, int]) -> tuple[Any, Any]:
+        """Mean position (normalised to the input) and spread (variance in input px^2) of heatmaps
+        ``prob`` (N, h*w, K), each summing to one over positions: the soft-argmax's read-out."""
+        # cell centres, normalised to the input: (j + 0.5) / w
+        gx = (ops.arange(w, dtype="float32") + 0.5) / w
+        gy = (ops.arange(h, dtype="float32") + 0.5) / h
+        grid_x = ops.reshape(ops.tile(gx[None, :], (h, 1)), (h * w,))
+        grid_y = ops.reshape(ops.tile(gy[:, None], (1, w)), (h * w,))
+        grid = ops.stack([grid_x, grid_y], axis=1)  # (hw, 2)
+        pt = ops.transpose(prob, (0, 2, 1))  # (N, K, hw)
+        mean = ops.matmul(pt, grid)  # (N, K, 2)
+        second = ops.matmul(pt, grid * grid)
+        var = ops.maximum(second - mean * mean, 0.0)
+        scale = ops.convert_to_tensor([float(input_hw[1]) ** 2, float(input_hw[0]) ** 2])
+        return mean, ops.sum(var * scale, axis=-1, keepdims=True)
+
     @keras.saving.register_keras_serializable(package="spinescan")
     class SoftArgmax(keras.layers.Layer):
         """Heatmap logits (N, h, w, K) -> (N, K, 3): normalised x, y and variance in input px^2."""
@@ -76,18 +92,7 @@ def custom_objects() -> dict[str, Any]:
             h, w, k = logits.shape[1], logits.shape[2], logits.shape[3]
             flat = ops.reshape(logits, (shape[0], h * w, k))
             prob = ops.softmax(flat, axis=1)  # over positions
-            # cell centres, normalised to the input: (j + 0.5) / w
-            gx = (ops.arange(w, dtype="float32") + 0.5) / w
-            gy = (ops.arange(h, dtype="float32") + 0.5) / h
-            grid_x = ops.reshape(ops.tile(gx[None, :], (h, 1)), (h * w,))
-            grid_y = ops.reshape(ops.tile(gy[:, None], (1, w)), (h * w,))
-            grid = ops.stack([grid_x, grid_y], axis=1)  # (hw, 2)
-            pt = ops.transpose(prob, (0, 2, 1))  # (N, K, hw)
-            mean = ops.matmul(pt, grid)  # (N, K, 2)
-            second = ops.matmul(pt, grid * grid)
-            var = ops.maximum(second - mean * mean, 0.0)
-            scale = ops.convert_to_tensor([float(self.input_hw[1]) ** 2, float(self.input_hw[0]) ** 2])
-            spread = ops.sum(var * scale, axis=-1, keepdims=True)  # input px^2
+            mean, spread = _moments(prob, h, w, self.input_hw)
             return ops.concatenate([mean, spread], axis=-1)
 
         def get_config(self) -> dict[str, Any]:
@@ -144,17 +149,7 @@ def custom_objects() -> dict[str, Any]:
                 [[1.0 if self.groups[j] == i else 0.0 for j in range(k)] for i in range(g)]
             )
             pk = ops.matmul(prob, one_hot)  # (N, hw, K): each point's group heatmap
-            gx = (ops.arange(w, dtype="float32") + 0.5) / w
-            gy = (ops.arange(h, dtype="float32") + 0.5) / h
-            grid_x = ops.reshape(ops.tile(gx[None, :], (h, 1)), (h * w,))
-            grid_y = ops.reshape(ops.tile(gy[:, None], (1, w)), (h * w,))
-            grid = ops.stack([grid_x, grid_y], axis=1)  # (hw, 2)
-            pt = ops.transpose(pk, (0, 2, 1))  # (N, K, hw)
-            centre = ops.matmul(pt, grid)
-            second = ops.matmul(pt, grid * grid)
-            var = ops.maximum(second - centre * centre, 0.0)
-            scale = ops.convert_to_tensor([float(self.input_hw[1]) ** 2, float(self.input_hw[0]) ** 2])
-            spread = ops.sum(var * scale, axis=-1, keepdims=True)
+            centre, spread = _moments(pk, h, w, self.input_hw)
             off = ops.reshape(offsets, (shape[0], h * w, k, 2))
             mean_off = ops.sum(pk[..., None] * off, axis=1)  # (N, K, 2), offset units
             unit = ops.convert_to_tensor(
