@@ -94,12 +94,19 @@ def test_landmark_augmentation_moves_films_and_targets_together() -> None:
     moved = np.abs(aug_y[..., :2] - plain_y[..., :2]).max(axis=(1, 2))
     assert (moved > 1e-3).all()  # every film was moved: its targets went with it
     # a similarity keeps the point cloud's shape: pairwise distances scale by one factor per film
-    for a, p in zip(aug_y, plain_y, strict=True):
+    # (a mirrored film's points are re-ordered, left and right corners swapped: compare both ways)
+    from spinescan.radiograph.landmark_codec import mirror_order
+
+    def spread(a: np.ndarray, p: np.ndarray) -> float:
         d_aug = np.linalg.norm((a[:, None, :2] - a[None, :, :2]) * [w, h], axis=-1)
         d_plain = np.linalg.norm((p[:, None, :2] - p[None, :, :2]) * [w, h], axis=-1)
-        mask = d_plain > 5
-        ratio = d_aug[mask] / d_plain[mask]
-        assert ratio.std() < 0.02 * ratio.mean()
+        ratio = d_aug[d_plain > 5] / d_plain[d_plain > 5]
+        return float(ratio.std() / ratio.mean())
+
+    order = mirror_order(spec.landmarks)
+    for a, p in zip(aug_y, plain_y, strict=True):
+        assert (a[:, 2] == 1).all()  # the points stay on the film: nothing clipped
+        assert min(spread(a, p), spread(a, p[order])) < 0.02
 
 
 def test_training_writes_a_landmark_run(cobb_run: Path, phantom_dir: Path) -> None:
