@@ -199,8 +199,14 @@ def _toy_landmark_model(path: Path) -> Path:
 
 
 def test_landmark_model_needs_true_angles_and_scores_angle_columns(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from spinescan.radiograph import measure
+    from spinescan.radiograph.plausibility import Plausibility
+
+    # the toy's fixed points are no anatomy: the implausibility flag (tests/test_plausibility.py)
+    # would null every angle, and this test is about scoring the angles val is given
+    monkeypatch.setattr(measure, "assess_landmarks", lambda *a, **k: Plausibility())
     lm = _toy_landmark_model(tmp_path / "lm.onnx")
     rng = np.random.default_rng(1)
     root = tmp_path / "ap"
