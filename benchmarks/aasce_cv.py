@@ -152,7 +152,7 @@ def run_one(
     run_id = f"{key['tag'] or 'cv'}-f{key['fold']}-n{key['size']}-{key['recipe']}-s{seed}"
     config = TrainConfig(
         model=MODEL, data=data, runs_dir=args.runs, seed=seed, hparams=hp, split=split, progress=Plain(),
-        run_id=run_id,
+        run_id=run_id, image_size=image_size(args.image_size),
         init_from=args.pretrain_run if key["recipe"] == "pretrain" else None,
     )
     t0 = time.perf_counter()
@@ -164,6 +164,14 @@ def run_one(
         "train_seconds": round(float(metrics.get("train_seconds", time.perf_counter() - t0)), 1),
         "run_test_summary": metrics.get("test"), "predictions": test_predictions(run_dir),
     }
+
+
+def image_size(text: str | None) -> tuple[int, int] | None:
+    """``512x192`` -> (512, 192); None keeps the spec's input size."""
+    if not text:
+        return None
+    h, _, w = text.lower().partition("x")
+    return (int(h), int(w or h))
 
 
 def save(out: Path, results: dict[str, Any]) -> None:
@@ -187,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pretrain-run", type=Path)
     ap.add_argument("--steps", type=int, default=STEPS_PER_RUN)
     ap.add_argument("--hparams", default="{}", help='JSON overrides, e.g. {"readout": "centres"}')
+    ap.add_argument("--image-size", default=None, help="input HEIGHTxWIDTH, e.g. 512x192 [the spec's]")
     ap.add_argument("--tag", default="", help="name of this configuration in the results")
     ap.add_argument("--rescore", action="store_true", help="re-score the records in --out, train nothing")
     ap.add_argument("--fraiwan", type=Path, help="with --fraiwan-run: the cross-hospital check only")

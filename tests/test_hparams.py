@@ -121,6 +121,28 @@ def test_resolve_request_checks_everything_without_tensorflow(tmp_path: Path) ->
         resolve_request(TrainConfig("generalist", data=tmp_path, weights="imagenet"))
     resolved = resolve_request(TrainConfig("generalist", data=tmp_path, image_size=48, hparams={"width": 8}))
     assert resolved.spec.input_size == (48, 48, 1) and resolved.hparams.width == 8
+    tall = resolve_request(TrainConfig("cobb", data=tmp_path, image_size=(512, 192)))
+    assert tall.spec.input_size == (512, 192, 1)
+    assert tall.spec.preprocessing == get_spec("cobb").preprocessing  # same aspect, same crop
+    with pytest.raises(SpineScanError, match="multiples of 32, got 500x192"):
+        resolve_request(TrainConfig("cobb", data=tmp_path, image_size=(500, 192)))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("224", 224), ("512x192", (512, 192)), (" 64X32 ", (64, 32))]
+)
+def test_image_size_option_takes_a_square_or_height_by_width(text: str, expected: object) -> None:
+    from spinescan.cli.options import ImageSize
+
+    assert ImageSize().convert(text, None, None) == expected
+
+
+@pytest.mark.parametrize("text", ["big", "512x", "x192", "4x512", "0"])
+def test_image_size_option_refuses_nonsense_in_one_line(text: str) -> None:
+    from spinescan.cli.train import train_command
+
+    result = CliRunner().invoke(train_command, ["cobb", "--image-size", text])
+    assert result.exit_code == 2 and "--image-size" in result.output and "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from spinescan.cli.options import device_option, hparam_options, pretrain_options, resize_option, runs_option
+from spinescan.cli.options import (
+    device_option,
+    hparam_options,
+    image_size_option,
+    pretrain_options,
+    resize_option,
+    runs_option,
+)
 from spinescan.cli.progress import ClickProgress
 
 
@@ -19,7 +26,7 @@ from spinescan.cli.progress import ClickProgress
     "--folds", type=click.IntRange(min=2), help="K-fold cross-validation (per seed) instead of one split."
 )
 @hparam_options(exclude=("backbone",))  # --backbone below compares several
-@click.option("--image-size", type=click.IntRange(min=8), help="Square input size in pixels.")
+@image_size_option
 @click.option("--out", type=click.Path(path_type=Path), help="Report folder (default: reports/<timestamp>/).")
 @runs_option("Runs folder; winners.json is written here.")
 @click.option("--backbone", "backbones", multiple=True, help="Backbone(s) to compare; repeat the option.")
@@ -55,7 +62,7 @@ def bench_command(
     folds: int | None,
     hparams: dict,
     hparams_file: Path | None,
-    image_size: int | None,
+    image_size: int | tuple[int, int] | None,
     out: Path | None,
     runs_dir: Path,
     backbones: tuple[str, ...],

@@ -34,6 +34,34 @@ def runs_option(help_text: str) -> Callable[[F], F]:
     )
 
 
+class ImageSize(click.ParamType):
+    """``PX`` (a square input) or ``HEIGHTxWIDTH`` (``512x192``: a tall landmark input)."""
+
+    name = "PX|HxW"
+    minimum = 8
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, (int, tuple)):
+            return value
+        h, sep, w = str(value).strip().lower().partition("x")
+        try:
+            size = (int(h), int(w)) if sep else int(h)
+        except ValueError:
+            self.fail(f"{value!r} is not PX or HEIGHTxWIDTH (e.g. 224 or 512x192)", param, ctx)
+        if min(size if isinstance(size, tuple) else (size,)) < self.minimum:
+            self.fail(f"{value!r}: every side must be at least {self.minimum} pixels", param, ctx)
+        return size
+
+
+def image_size_option(f: F) -> F:
+    """``--image-size PX|HxW``: the input size, the plugin's when not given."""
+    return click.option(
+        "--image-size",
+        type=ImageSize(),
+        help="Input size: PX (square) or HEIGHTxWIDTH, e.g. 512x192 [plugin default].",
+    )(f)
+
+
 def resize_option(f: F) -> F:
     return click.option(
         "--resize",

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from spinescan.cli.options import device_option, hparam_options, pretrain_options, resize_option, runs_option
+from spinescan.cli.options import (
+    device_option,
+    hparam_options,
+    image_size_option,
+    pretrain_options,
+    resize_option,
+    runs_option,
+)
 from spinescan.cli.progress import ClickProgress
 from spinescan.training.config import DEFAULT_DATA
 
@@ -80,9 +87,7 @@ def resume_command(exc: TrainingInterrupted) -> str:
     help="Dataset folder (DIR/<class>/*, DIR/<view>/<class>/* or DIR/manifest.csv).",
 )
 @hparam_options()
-@click.option(
-    "--image-size", type=click.IntRange(min=16), help="Square input size in pixels [plugin default]."
-)
+@image_size_option
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seed for the split, weights and augmentation."
 )
@@ -123,7 +128,7 @@ def train_command(
     data: Path,
     hparams: dict[str, Any],
     hparams_file: Path | None,
-    image_size: int | None,
+    image_size: int | tuple[int, int] | None,
     seed: int,
     runs_dir: Path,
     resume: bool,

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from spinescan.cli.options import device_option, hparam_options, runs_option
+from spinescan.cli.options import device_option, hparam_options, image_size_option, runs_option
 from spinescan.cli.progress import ClickProgress
 from spinescan.training.config import DEFAULT_DATA
 
@@ -34,9 +34,7 @@ from spinescan.training.config import DEFAULT_DATA
     help="Stop after N trials in all, or after a duration (90s, 20m, 1h) [Hyperband's full schedule].",
 )  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, folds and search.")
-@click.option(
-    "--image-size", type=click.IntRange(min=16), help="Square input size in pixels [plugin default]."
-)
+@image_size_option
 @runs_option("Runs folder; the search lives in RUNS/tune/NAME unless --out is given.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Project folder of the search.")
 @click.option(
@@ -53,7 +51,7 @@ def tune_command(
     folds: int | None,
     budget: str | None,
     seed: int,
-    image_size: int | None,
+    image_size: int | tuple[int, int] | None,
     runs_dir: Path,
     out: Path | None,
     restart: bool,

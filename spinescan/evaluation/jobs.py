@@ -36,7 +36,7 @@ class BenchConfig:
     folds: int | None = None
     hparams: Mapping[str, Any] = field(default_factory=dict)  # overrides for every run (None: not given)
     hparams_file: Path | None = None
-    image_size: int | None = None
+    image_size: int | tuple[int, int] | None = None
     out: Path | None = None
     runs_dir: Path = DEFAULT_RUNS
     reuse: bool = True

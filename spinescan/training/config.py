@@ -43,7 +43,7 @@ class TrainConfig:
     runs_dir: Path = DEFAULT_RUNS
     resume: bool = False
     run_id: str | None = None
-    image_size: int | None = None  # square input size override (changes the spec's input_size)
+    image_size: int | tuple[int, int] | None = None  # input size override: square PX or (H, W)
     resize: str | None = None  # preprocessing resize override: letterbox | spine_crop
     weights: str | None = None  # initial weights of keras.applications backbones: None | imagenet
     init_from: Path | None = None  # a run dir whose weights initialise the model (by layer name)

@@ -166,6 +166,12 @@ class LandmarkTask(Task):
                 f"{spec.name} is a landmark model with its own encoder-decoder: "
                 "--backbone and --weights do not apply"
             )
+        h, w = spec.input_size[:2]
+        if h % 32 or w % 32:  # the encoder halves the input five times
+            raise SpineScanError(
+                f"{spec.name} needs an input whose height and width are multiples of 32, got {h}x{w} "
+                "(e.g. --image-size 512x192)"
+            )
 
     def load(self, samples, spec, progress, label, cache):
         from spinescan.radiograph.imageio import read_image

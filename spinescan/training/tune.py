@@ -105,7 +105,7 @@ class TuneConfig:
     folds: int | None = None
     budget: Budget = field(default_factory=Budget)
     seed: int = 0
-    image_size: int | None = None
+    image_size: int | tuple[int, int] | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
     hparams_file: Path | None = None
     overwrite: bool = False

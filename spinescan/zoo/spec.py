@@ -139,11 +139,13 @@ class ModelSpec:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def with_image_size(self, size: int | None) -> ModelSpec:
-        """The same spec at another square input size (``--image-size PX``)."""
+    def with_image_size(self, size: int | tuple[int, int] | None) -> ModelSpec:
+        """The same spec at another input size: ``PX`` (square) or ``(HEIGHT, WIDTH)``
+        (``--image-size 512x192``: a tall landmark input at a higher resolution, same aspect)."""
         if not size:
             return self
-        return replace(self, input_size=(int(size), int(size), self.input_size[2]))
+        h, w = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        return replace(self, input_size=(h, w, self.input_size[2]))
 
     def with_preprocessing(self, **changes: Any) -> ModelSpec:
         return replace(self, preprocessing=replace(self.preprocessing, **changes))
