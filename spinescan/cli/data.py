@@ -46,7 +46,7 @@ def check(
     else:
         if level > 1:
             for rel, file_view, label, status in report.files:
-                click.echo(f"{file_view}/{label} {rel}: {status}")
+                click.echo(f"{rel} ({file_view}, {label}): {status}")
         _print_report(report)
     if not report.ok:
         # SystemExit rather than ctx.exit(): cli.main runs click with standalone_mode=False,
