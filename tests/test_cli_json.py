@@ -154,3 +154,43 @@ def test_tune_json_is_the_best_trial(tiny: Path, tmp_path: Path) -> None:
     assert doc["best_hparams"] == best and doc["best_score"] == doc["best_trial"]["val_accuracy"]
     trial = doc["best_trial"]["trial_id"]
     assert f"trial {trial} (1 epochs" in result.stderr  # -v: one line per finished trial
+
+
+def test_quiet_progress_keeps_warnings(capsys: pytest.CaptureFixture[str]) -> None:
+    from spinescan.cli.progress import ClickProgress
+
+    quiet = ClickProgress(quiet=True)
+    quiet.info("Loading images")
+    quiet.info("Warning: 3 films unreadable")
+    assert capsys.readouterr().err == "Warning: 3 films unreadable\n"
+
+
+def test_train_verbose_names_where_each_hyperparameter_came_from(tmp_path: Path) -> None:
+    from spinescan.cli.train import hparam_lines
+    from spinescan.zoo.hparams import HParams
+
+    file = tmp_path / "hp.json"
+    file.write_text(json.dumps({"schema": "spinescan.hparams/1", "hparams": {"dropout": 0.3}}))
+    lines = hparam_lines(HParams(epochs=2, dropout=0.3), {"epochs": 2, "width": None}, file)
+    assert "  epochs = 2 (option)" in lines and f"  dropout = 0.3 (--hparams {file})" in lines
+    assert any(line.startswith("  width = ") and line.endswith("(plugin default)") for line in lines)
+
+
+def test_export_report_to_dict_without_tensorflow(tmp_path: Path) -> None:
+    """The document's shape from hand-made objects: a refused weak model, one exported model."""
+    from spinescan.export.exporter import ExportReport
+    from spinescan.export.selection import Assessment
+
+    entry = {"file": "m.onnx", "sha256": "ab" * 32, "size_bytes": 10, "task": "classification",
+             "view": "ap", "run_dir": "runs/m/1", "run_id": "1", "parity": {"max_abs_diff": 0.0},
+             "int8": {"file": "m.int8.onnx", "sha256": "cd" * 32, "shipped": False, "reason": "slower",
+                      "agreement": 0.9}}  # fmt: skip
+    weak = Assessment("w", tmp_path / "w", 30, 0.33, (0.2, 0.45), 0.34, None, None, "unavailable")
+    doc = ExportReport(tmp_path, {"m": entry}, {}, 2, ".v-1").to_dict([weak], ["w"])
+    json.dumps(doc, allow_nan=False)
+    assert doc["version"] == ".v-1" and doc["refused"] == ["w"] and doc["manifest"].endswith("manifest.json")
+    assert doc["models"]["m"]["int8"] == {"file": "m.int8.onnx", "sha256": "cd" * 32, "shipped": False,
+                                          "reason": "slower"}  # fmt: skip
+    assert doc["models"]["m"]["weak"] is None
+    (gate,) = doc["gates"]
+    assert gate["weak"] and gate["baseline"] == 0.34 and gate["verdict"].startswith("WEAK MODEL")
