@@ -52,6 +52,17 @@ class Plain:
 QUIET: Progress = Quiet()
 
 
+@contextlib.contextmanager
+def stdout_to_stderr(enabled: bool = True) -> Iterator[None]:
+    """Keep stdout for one JSON document (``--json``): Keras' progress bars and per-epoch lines,
+    and keras-tuner's, are printed to stdout, so while ``enabled`` they go to stderr instead."""
+    if not enabled:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def as_progress(progress: Progress | bool | None) -> Progress:
     """Accept the old ``progress=True/False`` flags: True is :class:`Plain`, False/None quiet."""
     if progress is True:

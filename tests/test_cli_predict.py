@@ -52,6 +52,23 @@ def test_predict_has_every_option_of_the_light_program() -> None:
     assert {"--device", "--json", "--overlay", "--view"} <= click_flags
 
 
+def test_predict_quiet_and_verbose(films_and_model: tuple[Path, Path]) -> None:
+    """-q: stderr keeps only what failed; -v: one line per model; the table is the same."""
+    models, films = films_and_model
+    runs = {
+        flag: CliRunner().invoke(build_cli(), ["predict", "--models", str(models), *flag, str(films)])
+        for flag in ((), ("-q",), ("-v",))
+    }
+    assert {r.exit_code for r in runs.values()} == {1}  # the broken film
+    assert runs[()].stdout == runs[("-q",)].stdout == runs[("-v",)].stdout
+    assert "spinescan-predict: models" in runs[()].stderr
+    assert runs[("-q",)].stderr.splitlines() == ["1 of 4 image(s) could not be classified"]
+    assert "spinescan-predict: model toy (" in runs[("-v",)].stderr
+    assert "CPUExecutionProvider" in runs[("-v",)].stderr
+    both = CliRunner().invoke(build_cli(), ["predict", "--models", str(models), "-q", "-v", str(films)])
+    assert both.exit_code == 2
+
+
 def test_providers_for_each_device() -> None:
     cpu_only = ["CPUExecutionProvider"]
     both = ["CUDAExecutionProvider", "CPUExecutionProvider"]

@@ -11,9 +11,12 @@ from spinescan.cli.options import (
     device_option,
     hparam_options,
     image_size_option,
+    json_option,
     pretrain_options,
     resize_option,
     runs_option,
+    verbosity,
+    verbosity_options,
 )
 from spinescan.cli.progress import ClickProgress
 
@@ -50,10 +53,11 @@ from spinescan.cli.progress import ClickProgress
 )
 @resize_option
 @pretrain_options
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print leaderboard.json to stdout (progress on stderr)."
+@json_option("Print leaderboard.json to stdout; progress and Keras' epoch lines go to stderr.")
+@verbosity_options(
+    quiet_help="No progress output (no Keras epoch lines either): only the summary, warnings and errors.",
+    verbose_help="One Keras line per epoch (not a bar), and every file the report wrote.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No Keras progress bars.")
 @device_option
 def bench_command(
     names: tuple[str, ...],
@@ -78,6 +82,7 @@ def bench_command(
     pretrain_borderline: float | None,
     as_json: bool,
     quiet: bool,
+    verbose: bool,
 ) -> None:
     """Benchmark models NAME... (default: every registered model) on one shared split.
 
@@ -90,6 +95,8 @@ def bench_command(
     from spinescan.evaluation.bench import BenchConfig, run_benchmark
     from spinescan.training.config import TrainConfig, resolve_request
 
+    level = verbosity(quiet, verbose)
+    progress = ClickProgress(quiet=quiet)
     for name in names:  # argument errors (unknown model, bad --hparams) before any work
         resolve_request(
             TrainConfig(
@@ -112,16 +119,20 @@ def bench_command(
         by=by,
         n_boot=n_boot,
         probes=not no_probes,
-        verbose=0 if quiet else 2 if as_json else 1,
+        verbose=[0, 2 if as_json else 1, 2][level],
         per_class=per_class,
         resize=resize,
         pretrain=pretrain,
         pretrain_per_class=pretrain_per_class,
         pretrain_epochs=pretrain_epochs,
         pretrain_borderline=pretrain_borderline,
-        progress=ClickProgress(),
+        progress=progress,
     )
     leaderboard = run_benchmark(config, quiet_stdout=as_json)
+    if level > 1 and leaderboard.get("report"):
+        folder = Path(leaderboard["report"]).parent
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            progress.info(f"wrote {path}")
     if as_json:
         click.echo(json.dumps(leaderboard, indent=2))
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from spinescan.cli.options import json_option, verbosity, verbosity_options
 from spinescan.cli.progress import ClickProgress
 from spinescan.data.datasets import CheckReport, check_dataset
 
@@ -22,20 +23,30 @@ def data() -> None:
 @click.option("--view", default=None, help="View of a DIR/<class>/* dataset (e.g. lateral, ap).")
 @click.option("--min-size", default=32, show_default=True, help="Smallest usable side, in pixels.")
 @click.option("--no-read", is_flag=True, help="Hash files but do not decode them (faster).")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def check(directory: Path, view: str | None, min_size: int, no_read: bool, as_json: bool) -> None:
+@json_option("Print the report as JSON on stdout (with -v: one row per file); progress on stderr.")
+@verbosity_options(
+    quiet_help="No progress bar: only the report and errors.",
+    verbose_help="Also one line per file: its view, label and status (ok, or why it is unusable).",
+)
+def check(
+    directory: Path, view: str | None, min_size: int, no_read: bool, as_json: bool, quiet: bool, verbose: bool
+) -> None:
     """Count images per view and class; list unreadable files, duplicates, tiny images, imbalance.
 
     Exits non-zero on errors (identical files under different labels, a class with no usable
     image: what `spinescan train` refuses too); other unreadable files are listed but not fatal,
     since training skips them.
     """
+    level = verbosity(quiet, verbose)
     report = check_dataset(
-        directory, default_view=view, min_size=min_size, read=not no_read, progress=ClickProgress()
+        directory, default_view=view, min_size=min_size, read=not no_read, progress=ClickProgress(quiet=quiet)
     )
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps(report.to_dict(files=level > 1), indent=2))
     else:
+        if level > 1:
+            for rel, file_view, label, status in report.files:
+                click.echo(f"{rel} ({file_view}, {label}): {status}")
         _print_report(report)
     if not report.ok:
         # SystemExit rather than ctx.exit(): cli.main runs click with standalone_mode=False,

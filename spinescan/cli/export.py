@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from spinescan.cli.options import device_option, runs_option
+from spinescan.cli.options import device_option, json_option, runs_option, verbosity, verbosity_options
+from spinescan.cli.progress import ClickProgress
 
 
-def _echo(message: str) -> None:
+def _warn(message: str) -> None:
+    """A refusal or a warning: on stderr even with --quiet (the error at the end says 'see above')."""
     click.echo(message, err=True)
+
+
+def file_lines(entry: dict) -> list[str]:
+    """``export -v``: every file the model shipped with, with its sha256 (as manifest.json lists it)."""
+    lines = [f"  file {entry['file']} sha256 {entry['sha256']}"]
+    int8 = entry.get("int8") or {}
+    if int8.get("shipped") and int8.get("file"):
+        lines.append(f"  file {int8['file']} sha256 {int8.get('sha256')}")
+    if entry.get("card"):
+        lines.append(f"  card {entry['card']}")
+    return lines
 
 
 def summary_lines(entry: dict) -> list[str]:
@@ -79,6 +93,14 @@ def summary_lines(entry: dict) -> list[str]:
     is_flag=True,
     help="Export even a model whose test accuracy is not clearly above chance or its shortcut probe.",
 )
+@json_option(
+    "Print the result as one JSON document on stdout (the version, each model's files with sha256 "
+    "and int8 verdict, the weak-model gate of every run); progress goes to stderr."
+)
+@verbosity_options(
+    quiet_help="No progress lines: only the summary, refusals and errors.",
+    verbose_help="Also every file of each exported model with its sha256.",
+)
 @device_option
 def export_command(
     names: tuple[str, ...],
@@ -90,6 +112,9 @@ def export_command(
     opset: int,
     data: Path | None,
     allow_weak: bool,
+    as_json: bool,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
     """Export models NAME... (their latest finished runs) to ONNX for the edge predictor.
 
@@ -106,29 +131,37 @@ def export_command(
     """
     from spinescan.export.exporter import export_runs  # TensorFlow comes later
     from spinescan.export.selection import WeakModelsRefused, assess, select_runs
+    from spinescan.progress import stdout_to_stderr
 
+    level = verbosity(quiet, verbose)
+    echo = ClickProgress(quiet=quiet).info
     selection = select_runs(names, run_dir, runs_dir)
     if selection.note:
-        _echo(selection.note)
-    targets, refused, weak = [], [], {}
+        echo(selection.note)
+    targets, refused, weak, gates = [], [], {}, []
     for target in selection.run_dirs:
         verdict = assess(target, data)
+        gates.append(verdict)
         if not verdict.weak:
-            _echo(verdict.verdict())
+            echo(verdict.verdict())
             targets.append(target)
         elif allow_weak:
-            _echo(f"{verdict.verdict()}; exporting anyway (--allow-weak), marked weak.")
+            _warn(f"{verdict.verdict()}; exporting anyway (--allow-weak), marked weak.")
             targets.append(target)
             weak[str(target)] = verdict.verdict()
         else:
-            _echo(f"{verdict.verdict()}; NOT exported (train longer or on more data, or pass --allow-weak).")
+            _warn(f"{verdict.verdict()}; NOT exported (train longer or on more data, or pass --allow-weak).")
             refused.append(verdict.model)
-    report = export_runs(targets, out, quantize=quantize, opset=opset, data=data, echo=_echo, weak=weak)
-    for entry in report.exported.values():
-        for line in summary_lines(entry):
-            click.echo(line)
-    if report.exported:
-        click.echo(f"Wrote {len(report.exported)} model(s), manifest.json and predict.py to {out}")
+    with stdout_to_stderr(as_json):  # TensorFlow and tf2onnx may print to stdout
+        report = export_runs(targets, out, quantize=quantize, opset=opset, data=data, echo=echo, weak=weak)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(gates, refused), indent=2, allow_nan=False))
+    else:
+        for entry in report.exported.values():
+            for line in summary_lines(entry) + (file_lines(entry) if level > 1 else []):
+                click.echo(line)
+        if report.exported:
+            click.echo(f"Wrote {len(report.exported)} model(s), manifest.json and predict.py to {out}")
     report.raise_for_failures()
     if refused:
         raise WeakModelsRefused(

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from spinescan.cli.options import json_option
 from spinescan.edge.onnxmodel import BUNDLED_DIR, ModelRefusedError, manifest_files, read_manifest
 from spinescan.zoo.registry import get_registry
 from spinescan.zoo.spec import VIEWS
@@ -54,7 +55,7 @@ def bundled_entries() -> dict[str, dict[str, Any]]:
 @click.command("models")
 @click.argument("pattern", required=False)
 @click.option("--view", type=click.Choice(VIEWS), help="Only models of this view.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option()
 def models_command(pattern: str | None, view: str | None, as_json: bool) -> None:
     """List registered models, optionally filtered by a glob PATTERN (e.g. '*osis').
 
@@ -101,7 +102,7 @@ def models_command(pattern: str | None, view: str | None, as_json: bool) -> None
 
 
 @click.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option()
 def plugins_command(as_json: bool) -> None:
     """List loaded plugins with their distribution, version and the hooks they implement."""
     registry = get_registry()

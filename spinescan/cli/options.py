@@ -170,3 +170,37 @@ def device_option(f: F) -> F:
         help="Where TensorFlow runs: cpu, gpu (an error when TensorFlow sees none) or auto (the GPU "
         "when there is one).",
     )(f)
+
+
+# --- the output vocabulary: -q/--quiet, -v/--verbose, --json (issue 25 #5) -----------------------
+
+#: What ``--json`` means on every command that has it.
+JSON_HELP = "Print the result as one JSON document on stdout; progress and messages go to stderr."
+
+
+def json_option(help_text: str = JSON_HELP) -> Callable[[F], F]:
+    """``--json`` (parameter ``as_json``): the command's result as one JSON document on stdout."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def verbosity_options(
+    quiet_help: str = "No progress lines: only the result and errors.",
+    verbose_help: str = "More detail.",
+) -> Callable[[F], F]:
+    """``-q/--quiet`` and ``-v/--verbose`` (parameters ``quiet``, ``verbose``), declared once so every
+    command spells them alike; each command says in ``verbose_help`` what ``-v`` adds. Both at once
+    is a usage error (see :func:`verbosity`). TensorFlow's own log lines are the group's
+    ``spinescan --verbose CMD``, not these."""
+
+    def decorate(f: F) -> F:
+        f = click.option("-v", "--verbose", is_flag=True, help=verbose_help)(f)
+        return click.option("-q", "--quiet", is_flag=True, help=quiet_help)(f)
+
+    return decorate
+
+
+def verbosity(quiet: bool, verbose: bool) -> int:
+    """0 (``-q``), 1 (the default) or 2 (``-v``); both flags together is a usage error."""
+    if quiet and verbose:
+        raise click.UsageError("-q/--quiet and -v/--verbose contradict each other; pass one")
+    return 0 if quiet else 2 if verbose else 1

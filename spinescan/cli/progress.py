@@ -15,7 +15,8 @@ class ClickProgress:
         self.quiet = quiet
 
     def info(self, message: str) -> None:
-        if not self.quiet:
+        """A line on stderr; ``--quiet`` drops progress lines but never a warning."""
+        if not self.quiet or message.startswith("Warning:"):
             click.echo(message, err=True)
 
     @contextlib.contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from spinescan.cli.options import verbosity, verbosity_options
 from spinescan.cli.progress import ClickProgress
 
 DEFAULT_OUT = Path("dataset") / "phantoms"
@@ -31,6 +32,10 @@ DEFAULT_OUT = Path("dataset") / "phantoms"
 @click.option(
     "--preview", type=click.Path(dir_okay=False, path_type=Path), help="Also write a contact sheet PNG."
 )
+@verbosity_options(
+    quiet_help="No progress bar: only the files written and errors.",
+    verbose_help="Also the number of images written per view and class.",
+)
 def synth_command(
     out: Path,
     per_class: int,
@@ -40,6 +45,8 @@ def synth_command(
     workers: int | None,
     borderline: float,
     preview: Path | None,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
     """Draw synthetic spine radiographs with exact angles and landmarks into OUT (default dataset/phantoms).
 
@@ -49,6 +56,7 @@ def synth_command(
     from spinescan.synth import generate
     from spinescan.synth.preview import contact_sheet
 
+    level = verbosity(quiet, verbose)
     manifest = generate(
         out,
         per_class=per_class,
@@ -57,9 +65,14 @@ def synth_command(
         views=views,
         workers=workers if workers is not None else max(1, os.cpu_count() or 1),
         borderline=borderline,
-        progress=ClickProgress(),
+        progress=ClickProgress(quiet=quiet),
     )
     click.echo(f"Wrote {manifest}")
+    if level > 1:
+        from spinescan.data.datasets import load_dataset
+
+        for view, per_label in load_dataset(out).counts().items():
+            click.echo(f"  {view}: " + ", ".join(f"{label} {n}" for label, n in per_label.items()))
     if preview is not None:
         click.echo(f"Wrote {contact_sheet(out, preview)}")
 

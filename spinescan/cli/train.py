@@ -6,6 +6,7 @@ Argument errors (unknown model, missing data folder, bad --hparams file) are fou
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,9 +16,12 @@ from spinescan.cli.options import (
     device_option,
     hparam_options,
     image_size_option,
+    json_option,
     pretrain_options,
     resize_option,
     runs_option,
+    verbosity,
+    verbosity_options,
 )
 from spinescan.cli.progress import ClickProgress
 from spinescan.training.config import DEFAULT_DATA
@@ -121,7 +125,14 @@ def resume_command(exc: TrainingInterrupted) -> str:
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs into the run directory.")
 @resize_option
 @pretrain_options
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@json_option(
+    "Print the result as one JSON document on stdout (run dir, model, last epoch, validation and "
+    "test summaries from metrics.json); progress and Keras' epoch lines go to stderr."
+)
+@verbosity_options(
+    quiet_help="No progress output (no Keras epoch lines either): only the summary and errors.",
+    verbose_help="Also the resolved hyper-parameters, where each came from, and one Keras line per epoch.",
+)
 @device_option
 def train_command(
     name: str,
@@ -143,15 +154,20 @@ def train_command(
     pretrain_per_class: int | None,
     pretrain_epochs: int | None,
     pretrain_borderline: float | None,
+    as_json: bool,
     quiet: bool,
+    verbose: bool,
 ) -> None:
     """Train model NAME (see `spinescan models`) with the plugin's defaults for what is not given.
 
     Hyper-parameters: plugin default < --hparams FILE < explicit option.
     Interrupt with Ctrl-C at any time: finished epochs are kept and --resume continues.
     """
+    from spinescan.progress import stdout_to_stderr
     from spinescan.training.config import TrainConfig, resolve_request  # no TensorFlow
 
+    level = verbosity(quiet, verbose)
+    progress = ClickProgress(quiet=quiet)
     config = TrainConfig(
         model=name,
         data=data,
@@ -168,16 +184,42 @@ def train_command(
         in_memory=not file_backed,
         tensorboard=tensorboard,
         resize=resize,
-        verbose=0 if quiet else 1,
-        progress=ClickProgress(quiet=quiet),
+        verbose=[0, 2 if as_json else 1, 2][level],  # Keras: silent, a bar (lines off a tty), lines
+        progress=progress,
     )
-    resolve_request(config)  # every argument error now, in well under a second
-    result = _run(config, pretrain, (pretrain_per_class, pretrain_epochs, pretrain_borderline))
+    resolved = resolve_request(config)  # every argument error now, in well under a second
+    if level > 1:
+        for line in hparam_lines(resolved.hparams, hparams, hparams_file):
+            progress.info(line)
+    with stdout_to_stderr(as_json):  # Keras writes its epoch lines to stdout
+        result = _run(config, pretrain, (pretrain_per_class, pretrain_epochs, pretrain_borderline))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+        return
     if not result.metrics:  # a non-chief worker of a multi-worker run
         click.echo(f"Worker finished; the chief writes {result.run_dir}")
         return
     for line in summary_lines(result.run_dir, result.metrics):
         click.echo(line)
+
+
+def hparam_lines(resolved: Any, given: dict[str, Any], hparams_file: Path | None) -> list[str]:
+    """``train -v``: every hyper-parameter the run uses and where it came from (the plugin's
+    default, the --hparams file, or an explicit option)."""
+    from spinescan.zoo.hparams import read_hparams_file
+
+    from_file = read_hparams_file(hparams_file) if hparams_file else {}
+    lines = ["Hyper-parameters:"]
+    for name, value in resolved.to_dict().items():
+        source = (
+            "option"
+            if given.get(name) is not None
+            else f"--hparams {hparams_file}"
+            if name in from_file
+            else "plugin default"
+        )
+        lines.append(f"  {name} = {value} ({source})")
+    return lines
 
 
 def _run(config: Any, pretrain: str | None, stage: tuple[Any, Any, Any]) -> Any:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from spinescan.cli.options import device_option, hparam_options, image_size_option, runs_option
+from spinescan.cli.options import (
+    device_option,
+    hparam_options,
+    image_size_option,
+    json_option,
+    runs_option,
+    verbosity,
+    verbosity_options,
+)
 from spinescan.cli.progress import ClickProgress
 from spinescan.training.config import DEFAULT_DATA
 
@@ -41,7 +50,14 @@ from spinescan.training.config import DEFAULT_DATA
     "--restart", is_flag=True, help="Discard an earlier search in the project folder and start over."
 )
 @hparam_options(exclude=("epochs",))
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@json_option(
+    "Print the result as one JSON document on stdout (the best trial, its hyper-parameters, the "
+    "files); progress goes to stderr."
+)
+@verbosity_options(
+    quiet_help="No progress output: only the result and errors.",
+    verbose_help="Also one line per finished trial: its settings, epochs, score and time.",
+)
 @device_option
 def tune_command(
     name: str,
@@ -57,7 +73,9 @@ def tune_command(
     restart: bool,
     hparams: dict[str, Any],
     hparams_file: Path | None,
+    as_json: bool,
     quiet: bool,
+    verbose: bool,
 ) -> None:
     """Search NAME's hyper-parameters with Hyperband (the space its plugin declares).
 
@@ -66,15 +84,21 @@ def tune_command(
     search. Writes trials.csv/json and best_hparams.json, for `spinescan train NAME --hparams FILE`.
     Options given here (e.g. --batch-size) are fixed, not searched.
     """
+    from spinescan.progress import stdout_to_stderr
     from spinescan.training.tune import Budget, TuneConfig, tune  # no TensorFlow yet
 
+    level = verbosity(quiet, verbose)
     progress = ClickProgress(quiet=quiet)
     config = TuneConfig(
         model=name, data=data, out=out, runs_dir=runs_dir, max_epochs=max_epochs, factor=factor, folds=folds,
         budget=Budget.parse(budget), seed=seed, image_size=image_size, hparams=hparams,
-        hparams_file=hparams_file, overwrite=restart, progress=progress,
+        hparams_file=hparams_file, overwrite=restart, verbose=level > 1, progress=progress,
     )  # fmt: skip
-    result = tune(config)
+    with stdout_to_stderr(as_json):  # keras-tuner prints to stdout
+        result = tune(config)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+        return
     if result.best_file is None:
         click.echo(f"No trial finished yet; run the same command again to continue ({result.project_dir}).")
         return

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from spinescan.cli.options import json_option, verbosity, verbosity_options
 from spinescan.cli.progress import ClickProgress
 from spinescan.edge.onnxmodel import DEVICES
 
@@ -88,9 +89,8 @@ def format_result(result: Any) -> str:
 @click.option("--no-plots", is_flag=True, help="With --out: no plots (and matplotlib is never imported).")
 @click.option("--boot", "n_boot", type=click.IntRange(min=100), default=1000, show_default=True,
               help="Bootstrap replicates for the 95% CIs.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON (schema spinescan.val/1).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
-@click.option("-v", "--verbose", is_flag=True, help="Also list every file written.")
+@json_option("Print the figures as one JSON document (schema spinescan.val/1); progress goes to stderr.")
+@verbosity_options(quiet_help="No progress lines.", verbose_help="Also list every file written.")
 def val(
     model_or_dir: Path,
     data: Path,
@@ -116,6 +116,7 @@ def val(
     """
     from spinescan.evaluation.val import ValConfig, jsonable, validate, write_outputs
 
+    verbosity(quiet, verbose)  # both at once: a usage error
     progress = ClickProgress(quiet=quiet)
     config = ValConfig(models=model_or_dir, data=data, view=view, int8=int8, device=device, n_boot=n_boot)
     result = validate(config, progress)

@@ -234,12 +234,21 @@ class CheckReport:
     imbalance: dict[str, float] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: One row per image, in dataset order: (file, view, label, status), status ``ok``, ``not read``
+    #: (``--no-read``) or why the image is unusable; the per-file lines of ``data check -v``.
+    files: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, files: bool = False) -> dict[str, Any]:
+        """The report as ``data check --json`` prints it; ``files`` adds the per-file rows (``-v``)."""
+        per_file = (
+            {"files": [{"file": f, "view": v, "label": lab, "status": st} for f, v, lab, st in self.files]}
+            if files
+            else {}
+        )
         return {
             "root": self.root,
             "layout": self.layout,
@@ -253,6 +262,7 @@ class CheckReport:
             "imbalance": self.imbalance,
             "errors": self.errors,
             "warnings": self.warnings,
+            **per_file,
         }
 
 
@@ -292,6 +302,10 @@ def check_dataset(
             report.unreadable.append((sample.rel, unreadable))
         if small:
             report.too_small.append((sample.rel, small))
+        status = "ok" if read else "not read"
+        if unreadable or small:
+            status = f"unreadable: {unreadable}" if unreadable else f"too small: {small}"
+        report.files.append((sample.rel, sample.view, sample.label, status))
     report.duplicates_within, report.duplicates_across = duplicate_groups(by_md5)
     _summarise(dataset, report, min_size)
     if read:  # the rule training applies: every class needs at least one usable image

@@ -531,6 +531,16 @@ def _parser() -> argparse.ArgumentParser:
         help="run only the models of this view (a lateral model says nothing useful about an AP film); "
         "overrides the view guard, which otherwise picks each film's models",
     )
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument(
+        "-q", "--quiet", action="store_true", help="no notes on stderr: only the results and errors"
+    )
+    talk.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also one line per model on stderr: name, view, task, input size, file and execution provider",
+    )
     parser.add_argument(
         "--device",
         choices=list(DEVICES),
@@ -561,26 +571,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spinescan-predict: error: {exc}", file=sys.stderr)
         return 2
     # Which set ran (the bundled one, ./exported or --models): on stderr, so --json stays parseable.
-    print(f"spinescan-predict: {source}", file=sys.stderr)
+    note = (lambda _line: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    note(f"spinescan-predict: {source}")
+    if args.verbose:
+        for m in models:
+            h, w = m.info.input_size[:2]
+            note(
+                f"spinescan-predict: model {m.info.name} ({m.info.view}, {m.info.task}, {h}x{w}): "
+                f"{m.path} on {m.session.get_providers()[0]}"
+            )
     views = sorted({m.info.view for m in models})
     if split_guard(models)[0] is not None:
-        print(
+        note(
             "spinescan-predict: note: the view guard runs first on each film and picks the models of "
-            "its view (--view overrides)",
-            file=sys.stderr,
+            "its view (--view overrides)"
         )
     elif len(views) > 1:
-        print(
+        note(
             f"spinescan-predict: note: the models cover several views ({', '.join(views)}) and each "
-            "image goes through all of them; pass --view to use only the models of the film's view",
-            file=sys.stderr,
+            "image goes through all of them; pass --view to use only the models of the film's view"
         )
     images = expand_inputs(args.inputs)
     if not images:
         print("spinescan-predict: error: no images found in the given folders", file=sys.stderr)
         return 1
     if args.heatmap and not args.json:
-        print("spinescan-predict: note: --heatmap adds the map to --json output only", file=sys.stderr)
+        note("spinescan-predict: note: --heatmap adds the map to --json output only")
     overlay_dir = Path(args.overlay) if args.overlay else None
     if overlay_dir is not None and overlay_dir.exists() and not overlay_dir.is_dir():
         print(f"spinescan-predict: error: --overlay {overlay_dir} is a file, not a folder", file=sys.stderr)

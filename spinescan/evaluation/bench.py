@@ -10,10 +10,8 @@ accuracy and writes ``<runs>/winners.json``, the report, and ``leaderboard.json`
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,7 +40,7 @@ from spinescan.evaluation.scoring import (
     evaluate,
     evaluate_parts,
 )
-from spinescan.progress import Progress
+from spinescan.progress import Progress, stdout_to_stderr
 from spinescan.training.runs import write_winners
 
 if TYPE_CHECKING:
@@ -53,16 +51,6 @@ __all__ = [
     "choose_winners", "evaluate", "evaluate_parts", "load_record", "plan_jobs", "resolve_specs",
     "run_benchmark", "train_config",
 ]  # fmt: skip
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr(enabled: bool) -> Iterator[None]:
-    """Keep stdout clean for ``--json``: Keras progress bars print to stdout."""
-    if not enabled:
-        yield
-        return
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
 
 
 def _protocol(config: BenchConfig, specs: Sequence[Any]) -> dict[str, Any]:
@@ -121,14 +109,14 @@ def run_benchmark(config: BenchConfig, quiet_stdout: bool = False) -> dict[str, 
         + (f" x {config.folds} folds" if config.folds else "")
         + f" = {len(jobs)} run(s) on {data}"
     )
-    with _stdout_to_stderr(quiet_stdout):
+    with stdout_to_stderr(quiet_stdout):
         done = train_or_reuse(config, jobs, data)
     records = [load_record(run_dir, reused) for run_dir, reused in done]
     synthetic = is_default or read_provenance(data).synthetic
     views = sorted({r.view for r in records})
     desc = f"the {'/'.join(views)} test split of {data}" + (" (synthetic phantoms)" if synthetic else "")
     access = ModelAccess()
-    with _stdout_to_stderr(quiet_stdout):
+    with stdout_to_stderr(quiet_stdout):
         result = evaluate(
             records,
             specs=specs,

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spinescan import __version__
-from spinescan.edge.onnxmodel import WEAK_KEY, record_parity_sample
+from spinescan.edge.onnxmodel import MANIFEST_NAME, WEAK_KEY, record_parity_sample
 from spinescan.edge.predictor import OnnxModel, sha256_file
 from spinescan.errors import SpineScanError
 from spinescan.export import onnx_convert, quantize  # module attributes: tests patch them
@@ -70,6 +70,7 @@ LANDMARK_METRIC_KEYS = (
     "sensitivity", "specificity", "label_accuracy",
 )  # fmt: skip
 DEFAULT_OUT = Path("exported")
+RESULT_SCHEMA = "spinescan.export-result/1"  # ExportReport.to_dict (spinescan export --json)
 
 Echo = Callable[[str], None]
 
@@ -379,6 +380,43 @@ class ExportReport:
     exported: dict[str, dict[str, Any]]
     failed: dict[str, str]
     attempted: int = 0
+    version: str | None = None  # the published version folder's name (``.v-...``), None if none
+
+    def to_dict(self, gates: Sequence[Any] = (), refused: Sequence[str] = ()) -> dict[str, Any]:
+        """The export as ``spinescan export --json`` prints it: the published version, each exported
+        model's files with their sha256 and int8 verdict, and the weak-model gate's result for every
+        run considered (``gates``: :class:`~spinescan.export.selection.Assessment`; ``refused``: the
+        models the gate kept out). The full entries are in the set's manifest.json."""
+        models = {}
+        for name, entry in self.exported.items():
+            int8 = entry.get("int8")
+            models[name] = {
+                "file": entry["file"],
+                "sha256": entry["sha256"],
+                "size_bytes": entry["size_bytes"],
+                "task": entry.get("task"),
+                "view": entry.get("view"),
+                "run_dir": entry.get("run_dir"),
+                "run_id": entry.get("run_id"),
+                "weak": entry.get(WEAK_KEY),  # the gate's verdict for --allow-weak, else None
+                "parity": entry.get("parity"),
+                "int8": None if not int8 else {
+                    "file": int8.get("file"),
+                    "sha256": int8.get("sha256"),
+                    "shipped": int8.get("shipped"),
+                    "reason": int8.get("reason"),
+                },
+            }  # fmt: skip
+        return {
+            "schema": RESULT_SCHEMA,
+            "out_dir": self.out_dir.as_posix(),
+            "version": self.version,
+            "manifest": (self.out_dir / MANIFEST_NAME).as_posix() if self.exported else None,
+            "models": models,
+            "failed": dict(self.failed),
+            "refused": list(refused),
+            "gates": [g.to_dict() for g in gates],
+        }
 
     def raise_for_failures(self) -> None:
         """Fail loudly (non-zero exit) if any run could not be exported."""
@@ -462,6 +500,6 @@ def export_runs(
             if (version / WEB_DIR).is_dir():
                 page = out_dir / WEB_DIR
                 echo(f"browser page written to {page}/ (open it with `spinescan serve --dir {out_dir}`)")
-            return ExportReport(out_dir, entries, {}, len(run_dirs))
+            return ExportReport(out_dir, entries, {}, len(run_dirs), version.name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -30,9 +30,10 @@ error can.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -229,6 +230,24 @@ class Assessment:
             f"{self.model} ({self.run_dir.name}): test accuracy {self.accuracy:.3f} "
             f"(95% CI {self.ci[0]:.3f}-{self.ci[1]:.3f}, n={self.n}); chance {self.chance:.3f}{probe}"
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The gate's figures and verdict, as ``spinescan export --json`` lists them."""
+        return {
+            "model": self.model,
+            "run_dir": self.run_dir.as_posix(),
+            "weak": self.weak,
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "ci": list(self.ci),
+            "chance": self.chance,
+            "probe": self.probe,
+            "probe_name": self.probe_name,
+            "probe_source": self.probe_source,
+            "baseline": self.baseline,
+            "angle": None if self.angle is None else {**asdict(self.angle), "weak": self.angle.weak},
+            "verdict": self.verdict(),
+        }
 
     def verdict(self) -> str:
         if self.angle is not None:

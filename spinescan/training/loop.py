@@ -128,10 +128,47 @@ def check_runs_writable(runs_dir: str | os.PathLike[str]) -> None:
         ) from None
 
 
-@dataclass
+#: Schema of :meth:`RunResult.to_dict` (``spinescan train --json``).
+RESULT_SCHEMA = "spinescan.train-result/1"
+
+
+@dataclass(frozen=True)
 class RunResult:
+    """What a training call leaves: the run directory and its ``metrics.json`` (empty for a
+    non-chief worker of a multi-worker run, whose chief writes the run)."""
+
     run_dir: Path
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as ``spinescan train --json`` prints it: where the run is, what was trained,
+        the last epoch's training-log figures (``final_epoch``, a row of history.csv) and the
+        kept model's validation and test summaries, as metrics.json records them."""
+        m = self.metrics
+        history = RunDir(self.run_dir).read_history() if m else []
+        return {
+            "schema": RESULT_SCHEMA,
+            "run_dir": self.run_dir.as_posix(),
+            "run_id": m.get("run_id", self.run_dir.name),
+            "model": m.get("model", self.run_dir.parent.name),
+            "worker": not m,  # True: a worker of a multi-worker run; the chief writes the figures
+            "task": m.get("task"),
+            "backbone": m.get("backbone"),
+            "params": m.get("params"),
+            "classes": m.get("classes"),
+            "counts": m.get("counts"),
+            "epochs_run": m.get("epochs_run"),
+            "checkpoint": m.get("checkpoint"),
+            "kept_epoch": kept_epoch(m) if m else None,
+            "train_seconds": m.get("train_seconds"),
+            "target_accuracy": m.get("target_accuracy"),
+            "epochs_to_target": m.get("epochs_to_target"),
+            "final_epoch": history[-1] if history else None,
+            "val": m.get("val"),
+            "test": m.get("test"),
+            "pretrain": m.get("pretrain"),
+            "metrics_file": (self.run_dir / RunDir.METRICS).as_posix() if m else None,
+        }
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from spinescan.zoo.spec import ModelSpec
 
 TUNE_SCHEMA = "spinescan.tune/1"
+RESULT_SCHEMA = "spinescan.tune-result/1"  # TuneResult.to_dict (spinescan tune --json)
 TRIALS_CSV = "trials.csv"
 TRIALS_JSON = "trials.json"
 BEST_FILE = "best_hparams.json"
@@ -109,6 +110,7 @@ class TuneConfig:
     hparams: dict[str, Any] = field(default_factory=dict)
     hparams_file: Path | None = None
     overwrite: bool = False
+    verbose: bool = False  # one progress line per finished trial (``spinescan tune -v``)
     progress: Progress = field(default=QUIET, compare=False, repr=False)
 
     @property
@@ -122,8 +124,28 @@ class TuneResult:
     best_file: Path | None
     best: dict[str, Any]
     best_score: float | None
-    trials: list[dict[str, Any]]
+    trials: list[dict[str, Any]]  # best first, as in trials.json
     seconds: float  # this session's search time
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as ``spinescan tune --json`` prints it: the best trial (its row of
+        trials.json) and the hyper-parameters written to best_hparams.json."""
+        best_trial = self.trials[0] if self.best_file is not None and self.trials else None
+        return {
+            "schema": RESULT_SCHEMA,
+            "model": self.model,
+            "project_dir": self.project_dir.as_posix(),
+            "trials_file": (self.project_dir / TRIALS_JSON).as_posix(),
+            "n_trials": len(self.trials),
+            "n_scored": sum(1 for t in self.trials if t.get(OBJECTIVE) is not None),
+            "objective": OBJECTIVE,
+            "best_score": self.best_score,
+            "best_trial": best_trial,
+            "best_hparams": self.best,
+            "best_file": None if self.best_file is None else self.best_file.as_posix(),
+            "seconds": round(self.seconds, 2),
+        }
 
 
 def search_space(spec: ModelSpec) -> SearchSpace:
@@ -275,6 +297,8 @@ def tune(config: TuneConfig) -> TuneResult:
             super().on_trial_end(trial)
             _write_tables(project, self.oracle, space, timings)
             advance(1)
+            if config.verbose:
+                progress.info(_trial_line(trial, space, timings.get(trial.trial_id, {})))
             if deadline is not None and time.monotonic() >= deadline:
                 self.oracle.max_trials = len(self.oracle.trials)  # stop after this trial
 
@@ -306,6 +330,20 @@ def tune(config: TuneConfig) -> TuneResult:
     seconds = time.monotonic() - start
     trials = _write_tables(project, tuner.oracle, space, timings)
     return _finish(config, spec, space, project, trials, seconds)
+
+
+def _trial_line(trial: Any, space: SearchSpace, timing: dict[str, Any]) -> str:
+    """One finished trial, for ``tune -v``: its settings, epochs, score and time."""
+    values = trial.hyperparameters.values
+    score = trial.metrics.get_best_value(OBJECTIVE) if trial.metrics.exists(OBJECTIVE) else None
+    settings = ", ".join(
+        f"{n}={values[n]:.3g}" if isinstance(values.get(n), float) else f"{n}={values.get(n)}"
+        for n in space.names
+        if n in values
+    )
+    scored = "not scored" if score is None else f"{OBJECTIVE} {float(score):.3f}"
+    took = f", {timing['seconds']:.0f} s" if timing.get("seconds") is not None else ""
+    return f"trial {trial.trial_id} ({values.get('tuner/epochs')} epochs{took}): {scored} with {settings}"
 
 
 def _announce(config: TuneConfig, spec: ModelSpec, space: SearchSpace, fixed: set[str]) -> None:
@@ -428,7 +466,7 @@ def _finish(
     ``--hparams`` file holding only the searched fields (the rest stay the plugin's defaults)."""
     scored = [t for t in trials if t[OBJECTIVE] is not None]
     if not scored:
-        return TuneResult(project, None, {}, None, trials, seconds)
+        return TuneResult(project, None, {}, None, trials, seconds, spec.name)
     best_trial = scored[0]
     best = {n: best_trial[n] for n in space.names if best_trial.get(n) is not None}
     best.update({k: v for k, v in config.hparams.items() if v is not None})
@@ -439,4 +477,4 @@ def _finish(
     }
     HParams().override(best, "best trial")  # never write a file train would refuse
     best_file = atomic_write_json(project / BEST_FILE, doc)
-    return TuneResult(project, best_file, best, best_trial[OBJECTIVE], trials, seconds)
+    return TuneResult(project, best_file, best, best_trial[OBJECTIVE], trials, seconds, spec.name)
