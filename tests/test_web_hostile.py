@@ -326,7 +326,8 @@ def test_a_film_at_the_pixel_limit_stays_under_1_gb(site: Site) -> None:
     spec = {"input_size": list(size), "preprocessing": Preprocessing(**prep).to_dict()}
     with _RendererMemory() as watch:
         tensor = page.evaluate(
-            "async ([n, s]) => window.spineScan.preprocessBytes(await (await fetch('/corpus/' + n)).arrayBuffer(), s)",
+            "async ([n, s]) => window.spineScan.preprocessBytes("
+            "await (await fetch('/corpus/' + n)).arrayBuffer(), s)",
             [name, spec],
         )
     peaks["preprocessed"] = watch
