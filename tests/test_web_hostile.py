@@ -340,3 +340,40 @@ def test_a_film_at_the_pixel_limit_stays_under_1_gb(site: Site) -> None:
     assert diff <= 1e-5, diff
     for what, w in peaks.items():
         assert w.peak <= PAGE_MEMORY_LIMIT, (what, w.peak / 2**20)
+
+
+def test_a_jpeg_with_an_icc_profile_reads_as_opencv_reads_it(site: Site) -> None:
+    """OpenCV ignores an embedded ICC profile. The page cuts its APP2 segments out before the
+    browser decodes (so the default colour conversion, the one without a second full-size copy,
+    has nothing to apply) and feeds a model the tensor Python feeds it, grey and colour."""
+    import numpy as np
+    from hostile_files import film
+    from PIL import Image, ImageCms
+
+    from spinescan.radiograph.preprocess import Preprocessing, preprocess
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    grey = film(64, 48)
+    page = site.pages["default"]
+    size, prep = (40, 32, 1), Preprocessing()
+    spec = {"input_size": list(size), "preprocessing": prep.to_dict()}
+    for name, image, mode in (
+        ("icc-grey.jpg", grey, "L"),
+        ("icc-colour.jpg", np.dstack([grey, grey // 2, 255 - grey]), "RGB"),
+    ):
+        path = site.root / "corpus" / name
+        Image.fromarray(image, mode).save(path, "JPEG", quality=90, icc_profile=profile)
+        sizes = page.evaluate(
+            "async (n) => { const b = new Uint8Array(await (await fetch('/corpus/' + n)).arrayBuffer());"
+            " const s = (await import('./decode.js')).withoutIccProfile(b, n);"
+            " return [b.length, s.length, new TextDecoder('latin1').decode(s).includes('ICC_PROFILE')]; }",
+            name,
+        )
+        assert sizes[1] < sizes[0] and not sizes[2], sizes
+        got = page.evaluate(
+            "async ([n, s]) => window.spineScan.preprocessBytes("
+            "await (await fetch('/corpus/' + n)).arrayBuffer(), s)",
+            [name, spec],
+        )
+        want = preprocess(read_image(path), size, prep)
+        assert np.abs(np.asarray(got["tensor"], dtype=np.float32) - want.ravel()).max() <= 1e-5, name
