@@ -315,6 +315,10 @@ def test_page_matches_spinescan_predict(exported: Path, phantom_dir: Path, tmp_p
         models_line = page.inner_text("#models")
         page_errors = page.evaluate("window.spineScan.errors")
         error_texts = page.locator(".film.error .error-message").all_inner_texts()
+        # A card's view picker reads the film again from its file (no decoded film is kept).
+        page.locator(".film").nth(0).locator("select").select_option("lateral")
+        _wait(page, "!!document.querySelector('.film').querySelector('tr[data-model=generalist]')", 60)
+        assert page.locator(".film").nth(0).locator(".error-message").count() == 0
         # The tensor itself, for one PNG and one JPEG per view: the port, not just its outcome.
         tensors = {}
         for view, model in (("lateral", "generalist"), ("ap", "scoliosis")):

@@ -266,3 +266,114 @@ def test_a_changed_python_limit_reaches_the_page(
         big.name,
     )
     _agree(big.name, Case(b"", "over the 1.0 mb limit"), python, page)
+
+
+#: The preprocessing the film at the limit goes through in the page (the AP models' setting:
+#: a percentile window and a crop around the spine, the costliest path at full resolution).
+LIMIT_SPEC = (96, 32, 1), {"intensity": "percentile", "resize": "spine_crop", "crop_aspect": 0.3}
+
+
+def _film_at_the_pixel_limit(path: Path) -> Path:
+    """A valid grey JPEG of exactly Python's pixel limit (10000 x 10000 by default): a smooth
+    gradient, so it costs a few hundred kB on disk and well under a second to make."""
+    import math
+
+    import cv2
+    import numpy as np
+
+    side = math.isqrt(page_limits()["max_pixels"])
+    rows = (np.arange(side) * 180 // side).astype(np.uint8)
+    cols = (np.arange(side) * 60 // side).astype(np.uint8)
+    cols[side // 3 : side // 3 + side // 20] += 15  # a bright band for the spine column search
+    grey = rows[:, None] + cols[None, :]
+    ok, buf = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path
+
+
+def test_a_film_at_the_pixel_limit_stays_under_1_gb(site: Site) -> None:
+    """The issue's goal: page memory for any single file <= 1 GB with the limits Python uses. A
+    grey JPEG of exactly the pixel limit (which Python reads) is read by the page, dropped on it
+    (read and displayed) and preprocessed by it, each with the renderer's peak under 1 GiB; the
+    tensor is Python's."""
+    import numpy as np
+
+    from spinescan.radiograph.preprocess import Preprocessing, preprocess
+
+    name = "limit-grey.jpg"
+    path = _film_at_the_pixel_limit(site.root / "corpus" / name)
+    image = read_image(path, min_side=MIN_SIDE)
+    side = image.shape[0]
+    assert image.shape == (side, side) and side * side == page_limits()["max_pixels"]
+    page = site.pages["default"]
+    peaks = {}
+    with _RendererMemory() as watch:
+        got = site.read("default", name)
+    peaks["read"] = watch
+    assert got == {"width": side, "height": side, "channels": 1}, got
+    before = page.evaluate("window.spineScan.results.length")
+    with _RendererMemory() as watch:
+        page.set_input_files("#files", [str(path)])
+        deadline = time.monotonic() + 120
+        while page.evaluate("window.spineScan.results.length") == before:
+            assert time.monotonic() < deadline, "the page did not finish the dropped film"
+            page.wait_for_timeout(50)
+    peaks["dropped"] = watch
+    dropped = page.evaluate("window.spineScan.results")[-1]
+    assert dropped["file"] == name and dropped.get("error") is None, dropped
+    size, prep = LIMIT_SPEC
+    spec = {"input_size": list(size), "preprocessing": Preprocessing(**prep).to_dict()}
+    with _RendererMemory() as watch:
+        tensor = page.evaluate(
+            "async ([n, s]) => window.spineScan.preprocessBytes("
+            "await (await fetch('/corpus/' + n)).arrayBuffer(), s)",
+            [name, spec],
+        )
+    peaks["preprocessed"] = watch
+    want = preprocess(image, size, Preprocessing(**prep))
+    diff = float(np.abs(np.asarray(tensor["tensor"], dtype=np.float32) - want.ravel()).max())
+    print(f"\n{name} ({side} x {side} grey JPEG, {path.stat().st_size / 2**10:.0f} kB), renderer peak:")
+    for what, w in peaks.items():
+        print(f"  {what}: {w.peak / 2**20:.0f} MB ({(w.peak - w.baseline) / 2**20:+.0f} MB)")
+    print(f"  tensor vs Python: max |dx| {diff:.1e}")
+    assert diff <= 1e-5, diff
+    for what, w in peaks.items():
+        assert w.peak <= PAGE_MEMORY_LIMIT, (what, w.peak / 2**20)
+
+
+def test_a_jpeg_with_an_icc_profile_reads_as_opencv_reads_it(site: Site) -> None:
+    """OpenCV ignores an embedded ICC profile. The page cuts its APP2 segments out before the
+    browser decodes (so the default colour conversion, the one without a second full-size copy,
+    has nothing to apply) and feeds a model the tensor Python feeds it, grey and colour."""
+    import numpy as np
+    from hostile_files import film
+    from PIL import Image, ImageCms
+
+    from spinescan.radiograph.preprocess import Preprocessing, preprocess
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    grey = film(64, 48)
+    page = site.pages["default"]
+    size, prep = (40, 32, 1), Preprocessing()
+    spec = {"input_size": list(size), "preprocessing": prep.to_dict()}
+    for name, image, mode in (
+        ("icc-grey.jpg", grey, "L"),
+        ("icc-colour.jpg", np.dstack([grey, grey // 2, 255 - grey]), "RGB"),
+    ):
+        path = site.root / "corpus" / name
+        Image.fromarray(image, mode).save(path, "JPEG", quality=90, icc_profile=profile)
+        sizes = page.evaluate(
+            "async (n) => { const b = new Uint8Array(await (await fetch('/corpus/' + n)).arrayBuffer());"
+            " const s = (await import('./decode.js')).withoutIccProfile(b, n);"
+            " return [b.length, s.length, new TextDecoder('latin1').decode(s).includes('ICC_PROFILE')]; }",
+            name,
+        )
+        assert sizes[1] < sizes[0] and not sizes[2], sizes
+        got = page.evaluate(
+            "async ([n, s]) => window.spineScan.preprocessBytes("
+            "await (await fetch('/corpus/' + n)).arrayBuffer(), s)",
+            [name, spec],
+        )
+        want = preprocess(read_image(path), size, prep)
+        assert np.abs(np.asarray(got["tensor"], dtype=np.float32) - want.ravel()).max() <= 1e-5, name

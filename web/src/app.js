@@ -13,7 +13,7 @@ import {
   lateralAngles,
   readLandmarks,
 } from "./landmarks.js";
-import { normaliseCam, preprocess } from "./preprocess.js";
+import { normaliseCam, preprocess, toGrey } from "./preprocess.js";
 
 ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
 ort.env.wasm.numThreads = 1;
@@ -205,39 +205,77 @@ function jet(v) {
   return [r * 255, g * 255, b * 255];
 }
 
+/** The most pixels the film is displayed with (2048 x 2048): the display canvases of a film at
+ * the 100 Mpx limit would otherwise take 400 MB each (RGBA), and the page's memory for any one
+ * file must stay under 1 GB (issue #26). Overlays are drawn in film pixels through a scale. */
+const DISPLAY_MAX_PIXELS = 2 ** 22;
+
 function filmCanvas(decoded) {
-  // The film in grey, min-max scaled for display (16-bit films included).
-  const { width, height, channels, data } = decoded;
+  // The film in grey, min-max scaled for display (16-bit films included), box-averaged down to
+  // at most DISPLAY_MAX_PIXELS, a strip of rows at a time: nothing of the film's size is made
+  // (the grey integers are preprocess.js's, shared with the models' preprocessing).
+  const { width, height, data } = toGrey(decoded);
+  const scale = Math.min(1, Math.sqrt(DISPLAY_MAX_PIXELS / (width * height)));
+  const dw = Math.max(1, Math.round(width * scale));
+  const dh = Math.max(1, Math.round(height * scale));
   let lo = Infinity;
   let hi = -Infinity;
-  const grey = new Float32Array(width * height);
-  for (let i = 0; i < grey.length; i++) {
-    const o = i * channels;
-    grey[i] = channels >= 3 ? 0.299 * data[o] + 0.587 * data[o + 1] + 0.114 * data[o + 2] : data[o];
-    lo = Math.min(lo, grey[i]);
-    hi = Math.max(hi, grey[i]);
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  const col = new Int32Array(width); // display column of each film column
+  const perCol = new Float64Array(dw);
+  for (let x = 0; x < width; x++) {
+    col[x] = Math.min(dw - 1, Math.floor((x * dw) / width));
+    perCol[col[x]]++;
   }
   const canvas = document.createElement("canvas");
-  canvas.width = width;
-  canvas.height = height;
+  canvas.width = dw;
+  canvas.height = dh;
   const ctx = canvas.getContext("2d");
-  const image = ctx.createImageData(width, height);
-  const scale = 255 / (hi - lo || 1);
-  const px = image.data;
-  for (let i = 0, o = 0; i < grey.length; i++, o += 4) {
-    const v = (grey[i] - lo) * scale;
-    px[o] = v;
-    px[o + 1] = v;
-    px[o + 2] = v;
-    px[o + 3] = 255;
+  const strip = Math.max(1, Math.min(dh, Math.floor(2 ** 20 / dw)));
+  const k = 255 / (hi - lo || 1);
+  const sums = new Float64Array(dw);
+  let y = 0;
+  for (let top = 0; top < dh; top += strip) {
+    const rows = Math.min(strip, dh - top);
+    const image = ctx.createImageData(dw, rows);
+    const px = image.data;
+    for (let r = 0; r < rows; r++) {
+      const dy = top + r;
+      sums.fill(0);
+      let n = 0;
+      for (; y < height && Math.min(dh - 1, Math.floor((y * dh) / height)) === dy; y++, n++) {
+        const row = y * width;
+        for (let x = 0; x < width; x++) sums[col[x]] += data[row + x];
+      }
+      for (let dx = 0, o = r * dw * 4; dx < dw; dx++, o += 4) {
+        const v = ((sums[dx] / (n * perCol[dx] || 1)) - lo) * k;
+        px[o] = v;
+        px[o + 1] = v;
+        px[o + 2] = v;
+        px[o + 3] = 255;
+      }
+    }
+    ctx.putImageData(image, 0, top);
   }
-  ctx.putImageData(image, 0, 0);
-  return canvas;
+  return { canvas, width, height };
+}
+
+/** The film on `target` (the display size), with the context left in film pixels for overlays. */
+function drawFilm(target, film) {
+  const ctx = target.getContext("2d");
+  ctx.setTransform(1, 0, 0, 1, 0, 0);
+  ctx.clearRect(0, 0, target.width, target.height);
+  ctx.drawImage(film.canvas, 0, 0, target.width, target.height);
+  ctx.setTransform(target.width / film.width, 0, 0, target.height / film.height, 0, 0);
+  return ctx;
 }
 
 function drawHeatmap(target, film, result) {
-  const ctx = target.getContext("2d");
-  ctx.drawImage(film, 0, 0);
+  const ctx = drawFilm(target, film);
   if (!result || !result.heatmap) return;
   const [gh, gw] = result.heatmap.shape;
   const grid = document.createElement("canvas");
@@ -295,11 +333,10 @@ function endplate(points, vertebra, side) {
 function drawLandmarks(target, film, result) {
   // The reading over the film, like spinescan-predict --overlay: vertebra outlines, the S1
   // endplate, each angle's two endplates extended across the film, the angles and the label.
-  const ctx = target.getContext("2d");
-  ctx.drawImage(film, 0, 0);
+  const ctx = drawFilm(target, film);
   const { landmarks: pts, angles, label } = result;
-  const w = target.width;
-  const unit = Math.max(1, Math.round(target.height / 600));
+  const w = film.width;
+  const unit = Math.max(1, Math.round(film.height / 600));
   ctx.save();
   ctx.lineWidth = unit;
   ctx.strokeStyle = "#00ffff";
@@ -402,8 +439,8 @@ function render(card, entry) {
   picker.addEventListener("change", () => rerun(card, entry, picker.value));
   card.append(picker);
   const canvas = document.createElement("canvas");
-  canvas.width = entry.film.width;
-  canvas.height = entry.film.height;
+  canvas.width = entry.film.canvas.width;
+  canvas.height = entry.film.canvas.height;
   card.append(canvas);
   const caption = document.createElement("p");
   caption.className = "caption";
@@ -490,8 +527,14 @@ function render(card, entry) {
 }
 
 async function rerun(card, entry, view) {
+  // The film is decoded again from its file (it read once, so it reads again): no decoded film
+  // is kept once its card is drawn, so a page of many films holds only their display canvases.
   entry.view = view;
-  entry.results = await classify(entry.decoded, view);
+  try {
+    entry.results = await classify(await decodeFile(new Uint8Array(await entry.source.arrayBuffer()), entry.file), view);
+  } catch (err) {
+    entry.error = err && err.message ? err.message : String(err);
+  }
   render(card, entry);
 }
 
@@ -499,15 +542,15 @@ async function addFile(file, view) {
   const card = document.createElement("article");
   card.className = "film";
   $("#films").append(card);
-  const entry = { file: file.name, view };
+  const entry = { file: file.name, view, source: file };
   const t0 = performance.now();
   try {
     await checkFile(file); // empty, not an image, over the size limit: refused before it is read
-    entry.decoded = await decodeFile(new Uint8Array(await file.arrayBuffer()), file.name);
-    entry.film = filmCanvas(entry.decoded);
+    const decoded = await decodeFile(new Uint8Array(await file.arrayBuffer()), file.name);
+    entry.film = filmCanvas(decoded);
     await state.ready;
     entry.view = view || $("#view").value; // films added before the models loaded
-    entry.results = await classify(entry.decoded, entry.view);
+    entry.results = await classify(decoded, entry.view);
   } catch (err) {
     entry.error = err && err.message ? err.message : String(err);
   }

@@ -457,51 +457,130 @@ export async function decodeJpeg(bytes, name, limits = LIMITS) {
   checkHeader(header, name, limits);
   const eoi = jpegEoi(bytes, name);
   if (eoi < 0) throw new Error(`${name}: truncated jpeg (no end-of-image marker)`);
-  const image = await browserDecode(bytes, header, name);
-  if (endsOnGrey(image) && (await scanEndsEarly(bytes, eoi, header, image, name)))
+  const plain = withoutIccProfile(bytes, name);
+  const channels = header.channels === 1 ? 1 : 3;
+  const data = new Uint8Array(header.width * header.height * channels);
+  await browserDecode(plain, header, name, (strip, at) => data.set(strip, at));
+  const image = { width: header.width, height: header.height, channels, data };
+  if (endsOnGrey(image) && (await scanEndsEarly(plain, eoi - (bytes.length - plain.length), header, image, name)))
     throw new Error(`${name}: truncated jpeg (the scan ends before the last block; grey fill)`);
   return image;
 }
 
-async function browserDecode(bytes, header, name) {
+/**
+ * The same JPEG without its embedded ICC profile (APP2 "ICC_PROFILE" segments; the bytes as they
+ * are when there is none). OpenCV ignores the profile; the browser would apply it unless told
+ * `colorSpaceConversion: "none"`, and that option (like `premultiplyAlpha: "none"`) makes Chromium
+ * hold a second full-size RGBA copy of the film: 400 MB more at the 100 Mpx limit (measured,
+ * docs/page-memory.md). Without a profile the default conversion changes no pixel, with one copy.
+ */
+export function withoutIccProfile(bytes, name) {
+  const drop = [];
+  for (const [marker, pos] of jpegSegments(bytes, name)) {
+    if (marker === 0xda) break;
+    if (marker === 0xe2 && pos + 14 <= bytes.length && String.fromCharCode(...bytes.subarray(pos + 2, pos + 14)) === "ICC_PROFILE\0")
+      drop.push([pos - 2, pos + u16(bytes, pos)]);
+  }
+  if (!drop.length) return bytes;
+  const out = new Uint8Array(bytes.length - drop.reduce((n, [a, b]) => n + b - a, 0));
+  let from = 0;
+  let at = 0;
+  for (const [a, b] of drop) {
+    out.set(bytes.subarray(from, a), at);
+    at += a - from;
+    from = b;
+  }
+  out.set(bytes.subarray(from), at);
+  return out;
+}
+
+/**
+ * Decode with the browser and hand the pixels to `sink(strip, offset)` a strip of rows at a time,
+ * one channel (grey) or three (colour), `offset` in the film's samples; `sink` returning false
+ * stops the reading. The decoded bitmap is the one full-resolution RGBA copy there is (closed
+ * before this returns). Its rows are read through a WebCodecs VideoFrame of it (`copyTo` a rect:
+ * no other copy); drawing the bitmap into a canvas instead makes Chromium hold a second full-size
+ * copy (+400 MB at the 100 Mpx limit, measured), so the canvas is only the fallback of a browser
+ * without VideoFrame.
+ */
+async function browserDecode(bytes, header, name, sink) {
   let bitmap;
   try {
-    bitmap = await createImageBitmap(new Blob([bytes], { type: "image/jpeg" }), {
-      colorSpaceConversion: "none",
-      premultiplyAlpha: "none",
-      imageOrientation: "none",
-    });
+    // No colorSpaceConversion / premultiplyAlpha options (see withoutIccProfile; a JPEG is opaque).
+    bitmap = await createImageBitmap(new Blob([bytes], { type: "image/jpeg" }), { imageOrientation: "none" });
   } catch (err) {
     throw new Error(`${name}: corrupt jpeg (the browser could not decode it)`);
   }
   const { width, height } = bitmap;
+  let reader = null;
   try {
     if (width !== header.width || height !== header.height)
       throw new Error(`${name}: corrupt jpeg (decoded ${width}x${height}, header says ${header.width}x${header.height})`);
     const channels = header.channels === 1 ? 1 : 3;
-    const data = new Uint8Array(width * height * channels);
-    const rows = Math.max(1, Math.floor(STRIP_PIXELS / width));
-    const canvas = new OffscreenCanvas(width, Math.min(rows, height));
-    const ctx = canvas.getContext("2d", { willReadFrequently: true });
-    ctx.imageSmoothingEnabled = false;
+    const rows = Math.max(1, Math.min(height, Math.floor(STRIP_PIXELS / width)));
+    reader = frameReader(bitmap, rows) || canvasReader(bitmap, rows);
+    const out = new Uint8Array(width * rows * channels);
     for (let top = 0; top < height; top += rows) {
       const h = Math.min(rows, height - top);
-      ctx.clearRect(0, 0, width, canvas.height);
-      ctx.drawImage(bitmap, 0, top, width, h, 0, 0, width, h);
-      const rgba = ctx.getImageData(0, 0, width, h).data;
-      const base = top * width * channels;
-      if (channels === 1) for (let i = 0, o = 0; o < rgba.length; i++, o += 4) data[base + i] = rgba[o];
-      else
-        for (let i = base, o = 0; o < rgba.length; i += 3, o += 4) {
-          data[i] = rgba[o];
-          data[i + 1] = rgba[o + 1];
-          data[i + 2] = rgba[o + 2];
-        }
+      const { px, stride, red, blue } = await reader.read(top, h);
+      for (let y = 0, i = 0; y < h; y++)
+        if (channels === 1) for (let o = y * stride, end = o + 4 * width; o < end; o += 4) out[i++] = px[o + red];
+        else
+          for (let o = y * stride, end = o + 4 * width; o < end; o += 4) {
+            out[i++] = px[o + red];
+            out[i++] = px[o + 1];
+            out[i++] = px[o + blue];
+          }
+      if (sink(out.subarray(0, width * h * channels), top * width * channels) === false) break;
     }
-    return { width, height, channels, data };
   } finally {
+    if (reader) reader.close();
     bitmap.close();
   }
+}
+
+/** Rows of the bitmap through a VideoFrame (8-bit RGB layouts only), or null where there is none. */
+function frameReader(bitmap, rows) {
+  if (typeof VideoFrame !== "function") return null;
+  let frame;
+  try {
+    frame = new VideoFrame(bitmap, { timestamp: 0 });
+  } catch (err) {
+    return null;
+  }
+  const order = { RGBA: [0, 2], RGBX: [0, 2], BGRA: [2, 0], BGRX: [2, 0] }[frame.format];
+  if (!order) {
+    frame.close();
+    return null;
+  }
+  const [red, blue] = order;
+  const px = new Uint8Array(bitmap.width * rows * 4);
+  return {
+    async read(top, h) {
+      const rect = { x: 0, y: top, width: bitmap.width, height: h };
+      const [plane] = await frame.copyTo(px, { rect, layout: [{ offset: 0, stride: 4 * bitmap.width }] });
+      return { px, stride: plane.stride, red, blue };
+    },
+    close: () => frame.close(),
+  };
+}
+
+/** Rows of the bitmap drawn into a canvas of `rows` rows (the fallback: see browserDecode). */
+function canvasReader(bitmap, rows) {
+  const { width } = bitmap;
+  const canvas = new OffscreenCanvas(width, rows);
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  ctx.imageSmoothingEnabled = false;
+  return {
+    async read(top, h) {
+      ctx.clearRect(0, 0, width, rows);
+      ctx.drawImage(bitmap, 0, top, width, h, 0, 0, width, h);
+      return { px: ctx.getImageData(0, 0, width, h).data, stride: 4 * width, red: 0, blue: 2 };
+    },
+    close() {
+      canvas.width = canvas.height = 0; // its backing store goes now, not at the next GC
+    },
+  };
 }
 
 /** The last 8 x 8 block is exactly mid-grey (128) in every channel: what libjpeg fills the blocks
@@ -521,21 +600,28 @@ const SCAN_PADDING = Uint8Array.from({ length: 256 }, (_, i) => [0x5a, 0xa5, 0x3
  * captures and a page cannot see): the file is decoded again with entropy-coded padding put just
  * before its end-of-image marker. A complete scan ignores bytes after its last block, so the image
  * is the same; a scan cut short decodes the padding into the blocks it had filled with grey, so
- * the image changes. Only ever run on a film whose last block is exactly mid-grey (rare).
+ * the image changes. Only ever run on a film whose last block is exactly mid-grey (rare); the
+ * second decode is compared a strip at a time, never held whole next to the first.
  */
 async function scanEndsEarly(bytes, eoi, header, image, name) {
   const padded = new Uint8Array(bytes.length + SCAN_PADDING.length);
   padded.set(bytes.subarray(0, eoi));
   padded.set(SCAN_PADDING, eoi);
   padded.set(bytes.subarray(eoi), eoi + SCAN_PADDING.length);
-  let again;
+  let changed = false;
   try {
-    again = await browserDecode(padded, header, name);
+    await browserDecode(padded, header, name, (strip, at) => {
+      for (let i = 0; i < strip.length; i++)
+        if (strip[i] !== image.data[at + i]) {
+          changed = true;
+          return false;
+        }
+      return true;
+    });
   } catch (err) {
     return true;
   }
-  for (let i = 0; i < image.data.length; i++) if (again.data[i] !== image.data[i]) return true;
-  return false;
+  return changed;
 }
 
 /**

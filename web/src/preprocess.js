@@ -20,20 +20,34 @@ function floorDiv(a, b) {
   return Math.floor(a / b);
 }
 
+/** The grey image of each decoded image, made once (the display and every model share it). */
+const greyCache = new WeakMap();
+
 /**
  * A decoded image: {width, height, channels, data} with data a Uint8Array or Uint16Array in
- * RGB(A) / grey(+alpha) order. Returns {width, height, data: Float32Array} of grey values,
- * like cv2.cvtColor(..., BGR2GRAY / BGRA2GRAY) on the OpenCV (BGR) decode of the same file.
+ * RGB(A) / grey(+alpha) order. Returns {width, height, data, bits} with data the grey values as
+ * integers (the same typed array as the input for a one-channel image: no copy), like
+ * cv2.cvtColor(..., BGR2GRAY / BGRA2GRAY) on the OpenCV (BGR) decode of the same file.
+ * Grey stays integer so that nothing at full resolution is ever held as float32: a 100 Mpx film
+ * would need 400 MB per float copy (issue #26's page-memory goal); the float values a model sees
+ * come from a per-level table (scaleIntensity) read through a window (cropView, resizeArea).
  */
 export function toGrey(img) {
+  const cached = greyCache.get(img);
+  if (cached) return cached;
   const { width, height, channels, data } = img;
   const n = width * height;
-  const out = new Float32Array(n);
-  if (channels === 1 || channels === 2) {
-    for (let i = 0; i < n; i++) out[i] = data[i * channels];
+  const bits = data instanceof Uint16Array ? 16 : 8;
+  let out;
+  if (channels === 1) {
+    out = data;
+  } else if (channels === 2) {
+    out = new data.constructor(n);
+    for (let i = 0; i < n; i++) out[i] = data[i * 2];
   } else if (channels === 3 || channels === 4) {
     // OpenCV 4.x RGB2Gray, 8- and 16-bit alike: (B*3735 + G*19235 + R*9798 + 2^14) >> 15
     // (checked bit for bit against cv2.cvtColor on every 8-bit and 16-bit channel value).
+    out = new data.constructor(n);
     for (let i = 0; i < n; i++) {
       const o = i * channels;
       out[i] = (data[o] * 9798 + data[o + 1] * 19235 + data[o + 2] * 3735 + 16384) >>> 15;
@@ -41,38 +55,58 @@ export function toGrey(img) {
   } else {
     throw new Error(`unsupported channel count ${channels}`);
   }
-  return { width, height, data: out, bits: data instanceof Uint16Array ? 16 : 8 };
+  const grey = { width, height, data: out, bits };
+  greyCache.set(img, grey);
+  return grey;
 }
 
-function percentile(sorted, p) {
-  // numpy.percentile, method "linear".
-  const n = sorted.length;
+/** The value at rank k (0-based) of the integers counted in `hist`, as a sorted copy would hold it. */
+function rankValue(hist, k) {
+  let seen = 0;
+  for (let v = 0; v < hist.length; v++) {
+    seen += hist[v];
+    if (seen > k) return v;
+  }
+  return hist.length - 1;
+}
+
+function percentile(hist, n, p) {
+  // numpy.percentile, method "linear", on the sorted values (read from the histogram: the grey
+  // values are integers, so counting them is exact and needs no sorted float copy).
   const idx = (p / 100) * (n - 1);
   const lo = Math.floor(idx);
   const hi = Math.min(lo + 1, n - 1);
   const t = idx - lo;
-  const a = sorted[lo];
-  const b = sorted[hi];
+  const a = rankValue(hist, lo);
+  const b = rankValue(hist, hi);
   const d = b - a;
   return f32(t >= 0.5 ? b - d * (1 - t) : a + d * t);
 }
 
-/** scale_intensity: grey -> float32 in [0, 1]. */
+/**
+ * scale_intensity: grey -> float32 in [0, 1], as a window over the grey integers and a table
+ * `lut` of the float32 value of each grey level ({width, height, data, lut, offset, stride}):
+ * pixel (x, y) is lut[data[offset + y * stride + x]], bit for bit the value the Python computes
+ * for it, and no full-size float copy exists.
+ */
 export function scaleIntensity(grey, prep) {
   const x = grey.data;
   const n = x.length;
-  const out = new Float32Array(n);
+  const levels = grey.bits === 16 ? 65536 : 256;
+  const lut = new Float32Array(levels);
+  const view = { width: grey.width, height: grey.height, data: x, lut, offset: 0, stride: grey.width };
   if (prep.intensity === "divide255") {
     const d = grey.bits === 16 ? 65535 : 255;
-    for (let i = 0; i < n; i++) out[i] = f32(x[i] / d);
-    return { width: grey.width, height: grey.height, data: out };
+    for (let v = 0; v < levels; v++) lut[v] = f32(v / d);
+    return view;
   }
   let lo;
   let hi;
   if (prep.intensity === "percentile") {
-    const sorted = Float32Array.from(x).sort();
-    lo = percentile(sorted, prep.percentiles[0]);
-    hi = percentile(sorted, prep.percentiles[1]);
+    const hist = new Float64Array(levels);
+    for (let i = 0; i < n; i++) hist[x[i]]++;
+    lo = percentile(hist, n, prep.percentiles[0]);
+    hi = percentile(hist, n, prep.percentiles[1]);
   } else {
     lo = Infinity;
     hi = -Infinity;
@@ -84,12 +118,12 @@ export function scaleIntensity(grey, prep) {
     hi = f32(hi);
   }
   const range = f32(hi - lo);
-  if (range < 1e-6) return { width: grey.width, height: grey.height, data: out };
-  for (let i = 0; i < n; i++) {
-    const v = f32(f32(x[i] - lo) / range);
-    out[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+  if (range < 1e-6) return view; // all zeros
+  for (let v = 0; v < levels; v++) {
+    const s = f32(f32(v - lo) / range);
+    lut[v] = s < 0 ? 0 : s > 1 ? 1 : s;
   }
-  return { width: grey.width, height: grey.height, data: out };
+  return view;
 }
 
 function gaussianKernel(k) {
@@ -118,13 +152,13 @@ function reflect101(i, n) {
 
 /** spine_column: the brightest wide vertical band in the central half. */
 export function spineColumn(img) {
-  const { width: w, height: h, data } = img;
+  const { width: w, height: h, data, lut, offset, stride } = img;
   const r0 = floorDiv(h, 4);
   const r1 = h - floorDiv(h, 4);
   const profile = new Float64Array(w);
   for (let y = r0; y < r1; y++) {
-    const row = y * w;
-    for (let x = 0; x < w; x++) profile[x] += data[row + x];
+    const row = offset + y * stride;
+    for (let x = 0; x < w; x++) profile[x] += lut[data[row + x]];
   }
   const rows = r1 - r0;
   for (let x = 0; x < w; x++) profile[x] = f32(profile[x] / rows);
@@ -160,13 +194,9 @@ export function cropWindow(img, aspect) {
   return [floorDiv(h - ch, 2), 0, ch, w];
 }
 
-function crop(img, [top, left, ch, cw]) {
-  const out = new Float32Array(ch * cw);
-  for (let y = 0; y < ch; y++) {
-    const src = (top + y) * img.width + left;
-    out.set(img.data.subarray(src, src + cw), y * cw);
-  }
-  return { width: cw, height: ch, data: out };
+/** The window [top, left, height, width] of a scaled view, as a view (nothing is copied). */
+function cropView(img, [top, left, ch, cw]) {
+  return { ...img, width: cw, height: ch, offset: img.offset + top * img.stride + left };
 }
 
 function areaTab(ssize, dsize, scale) {
@@ -206,9 +236,10 @@ function linearAreaTab(ssize, dsize, scale, invScale) {
   return tab;
 }
 
-/** cv2.resize(x, (dw, dh), interpolation=cv2.INTER_AREA) for a float32 grey image. */
+/** cv2.resize(x, (dw, dh), interpolation=cv2.INTER_AREA) for a float32 grey image, given as a
+ * scaled view (scaleIntensity, cropView): only rows of the output size are ever allocated. */
 export function resizeArea(img, dw, dh) {
-  const { width: sw, height: sh, data } = img;
+  const { width: sw, height: sh, data, lut, offset, stride } = img;
   const invX = dw / sw;
   const invY = dh / sh;
   const scaleX = 1 / invX;
@@ -223,10 +254,10 @@ export function resizeArea(img, dw, dh) {
     let r = cache.get(sy);
     if (r) return r;
     r = new Float64Array(dw);
-    const base = sy * sw;
+    const base = offset + sy * stride;
     for (let dx = 0; dx < dw; dx++) {
       let s = 0;
-      for (const [sx, a] of xtab[dx]) s += data[base + sx] * a;
+      for (const [sx, a] of xtab[dx]) s += lut[data[base + sx]] * a;
       r[dx] = s;
     }
     cache.set(sy, r);
@@ -259,7 +290,7 @@ export function preprocess(decoded, inputSize, prep) {
   // than it and never its rows (a landmark model must keep the top and bottom vertebrae).
   if (prep.resize === "spine_crop" || (prep.resize === "spine_band" && x.width > x.height * prep.crop_aspect)) {
     win = cropWindow(x, prep.crop_aspect);
-    x = crop(x, win);
+    x = cropView(x, win);
   }
   const h = x.height;
   const w = x.width;
