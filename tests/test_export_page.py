@@ -19,7 +19,7 @@ from test_serve import _fake_source
 from spinescan.edge import predictor
 from spinescan.errors import SpineScanError
 from spinescan.export import exporter
-from spinescan.export.webpage import LIMITS_FILE, SOURCE_FILES, build_web
+from spinescan.export.webpage import GENERATED_FILES, SOURCE_FILES, build_web
 
 
 @pytest.fixture
@@ -57,7 +57,9 @@ def test_the_page_is_in_the_version_and_switched_with_it(staged_by_toys: Path, t
     assert (out / "web").is_symlink() and os.readlink(out / "web") == "current/web"
     version = Path(os.path.realpath(out / "current"))
     assert (version / "web" / "index.html").read_text() == "page one"
-    assert sorted(p.name for p in (version / "web").iterdir()) == sorted([*SOURCE_FILES, LIMITS_FILE, "ort"])
+    assert sorted(p.name for p in (version / "web").iterdir()) == sorted(
+        [*SOURCE_FILES, *GENERATED_FILES, "ort"]
+    )
     _stamp(staged_by_toys, "page two")
     exporter.export_runs([tmp_path / "runs" / "b"], out).raise_for_failures()
     current, page, models = _state(out)

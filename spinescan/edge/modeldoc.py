@@ -120,7 +120,8 @@ def parse_document(raw: str | dict[str, Any], source: str = "model") -> ModelDoc
     if version != SCHEMA_VERSION:
         raise DocumentError(
             f"{source}: model document version {version!r} is not supported (this reader knows "
-            f"{SCHEMA_VERSION}); use the predictor written by the same export (predict.py) or a newer spinescan"
+            f"{SCHEMA_VERSION}); use the predictor written by the same export (predict.py) "
+            "or a newer spinescan"
         )
     try:
         prep = data["preprocessing"]
@@ -154,7 +155,9 @@ def parse_document(raw: str | dict[str, Any], source: str = "model") -> ModelDoc
         problems.append(f"classes {list(doc.classes)}")
     if doc.task not in TASKS:
         problems.append(f"task {doc.task!r} (this reader knows {', '.join(TASKS)})")
-    if doc.task == "landmarks" and (not doc.landmarks or not doc.measurements or doc.view not in ("ap", "lateral")):
+    if doc.task == "landmarks" and (
+        not doc.landmarks or not doc.measurements or doc.view not in ("ap", "lateral")
+    ):
         problems.append("a landmark model needs landmark names, measurements and the view ap or lateral")
     if problems:
         raise DocumentError(f"{source}: malformed model document ({'; '.join(problems)})")

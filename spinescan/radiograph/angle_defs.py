@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from spinescan.radiograph import thresholds as th
-from spinescan.radiograph.aasce import AASCE_ANGLES
+from spinescan.radiograph.aasce import AASCE_ANGLES, ON_CHORD
 from spinescan.radiograph.angles import LEVELS, Angle, as_corners, edge_angle, line_angle_between
 
 METHODS = ("endplates", "largest_cobb", "regional_cobb", "aasce")
@@ -83,7 +83,11 @@ class AngleDefinition:
             if len(self.lines) != 2:
                 problems.append("an endplates angle names two endplates")
             for level, side in self.lines:
-                if level not in (*LEVELS, "S1") or side not in SIDES or (level == "S1" and side != "superior"):
+                if (
+                    level not in (*LEVELS, "S1")
+                    or side not in SIDES
+                    or (level == "S1" and side != "superior")
+                ):
                     problems.append(f"unknown endplate {level} {side}")
         if problems:
             raise ValueError(f"angle {self.name!r}: " + "; ".join(problems))
@@ -202,7 +206,9 @@ def endplate_angle(
     s_ok = s is not None and bool(np.isfinite(s).all())
     if s_ok and image_size is not None and s is not None:
         h, w = image_size
-        s_ok = bool(((s[:, 0] >= -0.5) & (s[:, 0] <= w - 0.5) & (s[:, 1] >= -0.5) & (s[:, 1] <= h - 0.5)).all())
+        s_ok = bool(
+            ((s[:, 0] >= -0.5) & (s[:, 0] <= w - 0.5) & (s[:, 1] >= -0.5) & (s[:, 1] <= h - 0.5)).all()
+        )
     ends, gone = [], []
     for level, side in definition.lines:
         if level == "S1":
@@ -239,7 +245,8 @@ def readout_constants() -> dict[str, Any]:
         "prediction_readout": angles.PREDICTION_READOUT,
         "visibility_threshold": VISIBILITY_THRESHOLD,
         "min_run": angles.MIN_RUN,
-        "regions": {n: [LEVELS[lo], LEVELS[hi]] for n, (lo, hi) in angles.REGIONS.items()},
+        "on_chord": ON_CHORD,
+        "regions": [[n, LEVELS[lo], LEVELS[hi]] for n, (lo, hi) in angles.REGIONS.items()],
         "smoothing": {
             "edge": [list(angles._SG_EDGE0), list(angles._SG_EDGE1)],
             "mid": list(angles._SG_MID),
