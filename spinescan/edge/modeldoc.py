@@ -129,6 +129,8 @@ def parse_document(raw: str | dict[str, Any], source: str = "model") -> ModelDoc
         if unknown:
             raise DocumentError(f"{source}: preprocessing settings {unknown} are unknown to this reader")
         size = [int(v) for v in data["input_size"]]
+        if len(size) != 3 or min(size) < 1:
+            raise DocumentError(f"{source}: malformed model document (input size {size})")
         doc = ModelDocument(
             name=str(data["name"]),
             task=str(data["task"]),
@@ -149,8 +151,6 @@ def parse_document(raw: str | dict[str, Any], source: str = "model") -> ModelDoc
         what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
         raise DocumentError(f"{source}: malformed model document ({what})") from None
     problems = []
-    if len(size) != 3 or min(size) < 1:
-        problems.append(f"input size {size}")
     if len(doc.classes) < 2:
         problems.append(f"classes {list(doc.classes)}")
     if doc.task not in TASKS:
