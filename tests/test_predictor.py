@@ -385,7 +385,8 @@ def _endplates(points: list, upper: tuple[int, str], lower: tuple[int, str]) -> 
     """The angle between two endplates of a JSON reading, computed here with numpy alone."""
 
     def tilt(v: int, side: str) -> float:
-        p, q = (points[4 * v], points[4 * v + 1]) if side == "superior" else (points[4 * v + 2], points[4 * v + 3])
+        first = 4 * v if side == "superior" else 4 * v + 2
+        p, q = points[first], points[first + 1]
         return float(np.degrees(np.arctan2(q[1] - p[1], q[0] - p[0])))
 
     d = abs(tilt(*upper) - tilt(*lower)) % 180.0
@@ -415,7 +416,10 @@ def test_model_document_round_trips_and_a_bad_one_is_refused_in_one_line(tmp_pat
         "not a Spine Scan model document": {**good, "schema": "other"},
         "model document version 2 is not supported": {**good, "schema_version": 2},
         "malformed model document (missing 'view')": {k: v for k, v in good.items() if k != "view"},
-        "method 'magic' is not one of": {**good, "measurements": [{**good["measurements"][0], "method": "magic"}]},
+        "method 'magic' is not one of": {
+            **good,
+            "measurements": [{**good["measurements"][0], "method": "magic"}],
+        },
         "needs landmark names, measurements": {**good, "measurements": []},
         "input size": {**good, "input_size": [64, 64]},
     }
@@ -457,7 +461,11 @@ def test_toy_angle_reaches_spinescan_predict_and_predict_py_from_the_document(
     script = write_standalone(folder)
     env = _blocked_env(tmp_path, HEAVY + ",spinescan,spinescan_plugins,click,pluggy")
     proc = subprocess.run(
-        [sys.executable, str(script), str(film), "--json"], env=env, capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, str(script), str(film), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
     for (r,) in (out, json.loads(proc.stdout)):
