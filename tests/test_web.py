@@ -908,18 +908,12 @@ def test_page_labels_follow_python_across_every_clinical_threshold(toy_site: Pat
     print(f"\n{len(cases)} spines at the thresholds: {len(seen)} distinct (label, finding) pairs")
 
 
-def test_toy_angle_shows_on_the_page_without_a_js_edit(toy_site: Path, tmp_path: Path) -> None:
-    """A plugin's new angle (tests/toy_landmarks.py: T2-T8, which no JS file names) is measured,
-    listed and labelled by the page from the model's document, as spinescan-predict reports it."""
+def _read_on_page(site: Path, film: Path) -> tuple[dict, str]:
+    """The page's reading of one lateral film with the export in ``site`` (one model): its result
+    and the film card's text."""
     from playwright.sync_api import sync_playwright
-    from toy_landmarks import TOY_ANGLE
 
-    film = tmp_path / "film.png"
-    cv2.imwrite(str(film), (np.random.default_rng(3).random((300, 120)) * 255).astype(np.uint8))
-    for source in Path(__file__).resolve().parents[1].joinpath("web", "src").iterdir():
-        assert TOY_ANGLE.name not in source.read_text(encoding="utf-8") and "T2-T8" not in source.read_text()
-    (want,) = _predict_cli(toy_site, "lateral", [film]).values()
-    with _serving(toy_site) as origin, sync_playwright() as pw:
+    with _serving(site) as origin, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(f"{origin}/web/")
@@ -930,6 +924,42 @@ def test_toy_angle_shows_on_the_page_without_a_js_edit(toy_site: Path, tmp_path:
         (result,) = page.evaluate("window.spineScan.results")[0]["results"]
         text = page.inner_text(".film")
         browser.close()
+    return result, text
+
+
+def test_an_export_without_a_document_still_reads_on_the_page(tmp_path: Path) -> None:
+    """A manifest and file older than the document (loose keys only, like the bundled set): the
+    page reads them through the manifest's fields, as spinescan-predict through the metadata's."""
+    from toy_landmarks import write_toy_export
+
+    from spinescan.export.webpage import build_web
+
+    site = write_toy_export(tmp_path / "legacy", legacy=True)
+    assert "document" not in json.loads((site / "manifest.json").read_text())["models"]["toyangle"]
+    assert build_web(site / "web") is None
+    film = tmp_path / "film.png"
+    cv2.imwrite(str(film), (np.random.default_rng(4).random((300, 120)) * 255).astype(np.uint8))
+    (want,) = _predict_cli(site, "lateral", [film]).values()
+    result, _ = _read_on_page(site, film)
+    assert list(result["measurements"]) == list(want["measurements"]) == [
+        "thoracic_kyphosis_deg", "lumbar_lordosis_deg"
+    ]  # fmt: skip
+    for name, value in want["measurements"].items():
+        assert abs(result["measurements"][name] - value) <= ANGLE_TOLERANCE_DEG, name
+    assert result["label"] == want["label"] == "healthy"
+
+
+def test_toy_angle_shows_on_the_page_without_a_js_edit(toy_site: Path, tmp_path: Path) -> None:
+    """A plugin's new angle (tests/toy_landmarks.py: T2-T8, which no JS file names) is measured,
+    listed and labelled by the page from the model's document, as spinescan-predict reports it."""
+    from toy_landmarks import TOY_ANGLE
+
+    film = tmp_path / "film.png"
+    cv2.imwrite(str(film), (np.random.default_rng(3).random((300, 120)) * 255).astype(np.uint8))
+    for source in Path(__file__).resolve().parents[1].joinpath("web", "src").iterdir():
+        assert TOY_ANGLE.name not in source.read_text(encoding="utf-8") and "T2-T8" not in source.read_text()
+    (want,) = _predict_cli(toy_site, "lateral", [film]).values()
+    result, text = _read_on_page(toy_site, film)
     assert list(result["measurements"]) == list(want["measurements"])
     assert list(want["measurements"])[-1] == TOY_ANGLE.name
     for name, value in want["measurements"].items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -91,10 +92,13 @@ def spine_output() -> np.ndarray:
     return out
 
 
-def toy_onnx(path: Path, document: ModelDocument, output: np.ndarray | None = None) -> Path:
+def toy_onnx(
+    path: Path, document: ModelDocument, output: np.ndarray | None = None, embed: bool = True
+) -> Path:
     """An ONNX model whose ``points`` output is ``output`` (default :func:`spine_output`) for every
     film (plus 0 x the film's mean, so the graph reads its input), with ``document`` embedded as
-    the exporter embeds it (the one metadata key, and the loose keys old readers need)."""
+    the exporter embeds it (the one metadata key, and the loose keys old readers need); with
+    ``embed=False`` the loose keys only, as an export older than the document."""
     fixed = (spine_output() if output is None else output)[None].astype(np.float32)
     h, w, c = document.input_size
     nodes = [
@@ -119,7 +123,7 @@ def toy_onnx(path: Path, document: ModelDocument, output: np.ndarray | None = No
     set_metadata(
         model,
         {
-            METADATA_KEY: document.dumps(),
+            **({METADATA_KEY: document.dumps()} if embed else {}),
             "task": document.task,
             "landmarks": list(document.landmarks),
             "measurements": list(document.measurement_names),
@@ -134,17 +138,20 @@ def toy_onnx(path: Path, document: ModelDocument, output: np.ndarray | None = No
     return path
 
 
-def write_toy_export(folder: Path, document: ModelDocument | None = None) -> Path:
+def write_toy_export(folder: Path, document: ModelDocument | None = None, legacy: bool = False) -> Path:
     """``folder`` with the toy model and its manifest (the document copied verbatim, as the
-    exporter copies it); returns ``folder``."""
+    exporter copies it); returns ``folder``. ``legacy``: an export older than the document (the
+    built-in angles only, no document in the file or the manifest)."""
     if document is None:
         with toy_angle_registered():
             document = document_for(toy_spec())
+    if legacy:
+        document = replace(document, measurements=document.measurements[:2])
     folder.mkdir(parents=True, exist_ok=True)
-    path = toy_onnx(folder / f"{document.name}.onnx", document)
+    path = toy_onnx(folder / f"{document.name}.onnx", document, embed=not legacy)
     entry = {
         "model": document.name,
-        MANIFEST_KEY: json.loads(document.dumps()),
+        **({} if legacy else {MANIFEST_KEY: json.loads(document.dumps())}),
         "file": path.name,
         "sha256": sha256_file(path),
         "classes": list(document.classes),
