@@ -307,7 +307,13 @@ def test_page_port_matches_python(tmp_path) -> None:
     cases.append((_spine(S_SHAPE), (600, 400)))  # L3-L5 off the film
     payload = [[[None if not np.isfinite(p).all() else p.tolist() for p in c], list(hw)] for c, hw in cases]
     (tmp_path / "cases.json").write_text(json.dumps(payload))
-    module = (Path(__file__).resolve().parents[1] / "web" / "src" / "landmarks.js").as_uri()
+    from spinescan.export.webpage import READOUT_FILE, readout_module
+
+    # the page's sources beside the readout.js the export generates (landmarks.js imports it)
+    page_dir = tmp_path / "web"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "web" / "src", page_dir)
+    (page_dir / READOUT_FILE).write_text(readout_module(), encoding="utf-8")
+    module = (page_dir / "landmarks.js").as_uri()
     script = tmp_path / "run.mjs"
     script.write_text(
         f'import {{ apAngles }} from "{module}";\nimport fs from "fs";\n'

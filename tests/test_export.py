@@ -231,6 +231,22 @@ def test_allow_weak_marks_the_model_and_a_parity_sample_is_recorded(
         assert all(r["weak"] == verdict.verdict() for r in _predict_cli(exported, [film]))
 
 
+def _assert_one_document(exported: Path, entry: dict) -> None:
+    """The model document is embedded once in each shipped file and copied verbatim into the
+    manifest entry; it is the run's spec's document (issue 23 #2)."""
+    from spinescan.edge.modeldoc import METADATA_KEY, document_for
+    from spinescan.training.runs import load_run
+
+    spec = load_run(Path(entry["run_dir"])).spec
+    int8 = entry.get("int8") or {}
+    for name in (entry["file"], *([int8["file"]] if int8.get("shipped") else [])):
+        model = OnnxModel(exported / name)
+        raw = model.info.metadata[METADATA_KEY]
+        assert json.dumps(entry["document"], sort_keys=True, separators=(",", ":")) == raw
+        assert model.info.document == document_for(spec)
+        assert model.info.measurements == tuple(spec.measurements)
+
+
 @pytest.mark.slow
 def test_export_writes_card_int8_and_standalone(exported: Path) -> None:
     entry = json.loads((exported / "manifest.json").read_text())["models"]["generalist"]
@@ -243,6 +259,7 @@ def test_export_writes_card_int8_and_standalone(exported: Path) -> None:
         assert quantized.info.classes == ("healthy", "kyphosis", "lordosis")
         assert "int8" in quantized.info.metadata["quantization"]
         assert model_paths(exported, int8=True) == [exported / "generalist.int8.onnx"]
+    _assert_one_document(exported, entry)
     card = (exported / "generalist.md").read_text()
     assert (
         "synthetic phantoms" in card

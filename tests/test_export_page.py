@@ -19,7 +19,7 @@ from test_serve import _fake_source
 from spinescan.edge import predictor
 from spinescan.errors import SpineScanError
 from spinescan.export import exporter
-from spinescan.export.webpage import LIMITS_FILE, SOURCE_FILES, build_web
+from spinescan.export.webpage import GENERATED_FILES, SOURCE_FILES, build_web
 
 
 @pytest.fixture
@@ -57,7 +57,9 @@ def test_the_page_is_in_the_version_and_switched_with_it(staged_by_toys: Path, t
     assert (out / "web").is_symlink() and os.readlink(out / "web") == "current/web"
     version = Path(os.path.realpath(out / "current"))
     assert (version / "web" / "index.html").read_text() == "page one"
-    assert sorted(p.name for p in (version / "web").iterdir()) == sorted([*SOURCE_FILES, LIMITS_FILE, "ort"])
+    assert sorted(p.name for p in (version / "web").iterdir()) == sorted(
+        [*SOURCE_FILES, *GENERATED_FILES, "ort"]
+    )
     _stamp(staged_by_toys, "page two")
     exporter.export_runs([tmp_path / "runs" / "b"], out).raise_for_failures()
     current, page, models = _state(out)
@@ -120,3 +122,30 @@ def test_an_older_export_s_plain_page_folder_becomes_the_link(staged_by_toys: Pa
     assert os.readlink(out / "web") == "current/web"
     assert _state(out)[1] == "versioned page"
     assert not [p.name for p in out.iterdir() if p.name.startswith(".web")]
+
+
+def test_the_page_s_read_out_constants_are_generated_from_python(tmp_path: Path) -> None:
+    """``readout.js`` is written from spinescan.radiograph (levels, smoothing kernel, plausibility
+    numbers, the built-in angles with their thresholds and sources), and web/src holds no copy of
+    a threshold or of a number the Python names (issue 23 #2)."""
+    import json
+    import re
+
+    from spinescan.export.webpage import READOUT_FILE, readout_module, web_source
+    from spinescan.radiograph import plausibility, thresholds
+    from spinescan.radiograph.angle_defs import readout_constants
+
+    build_web(tmp_path / "web", _fake_source(tmp_path / "source"))
+    written = (tmp_path / "web" / READOUT_FILE).read_text(encoding="utf-8")
+    assert written == readout_module()
+    body = json.loads(written.split("Object.freeze(", 1)[1].rsplit(");", 1)[0])
+    assert {k: v for k, v in body.items() if k != "document"} == json.loads(json.dumps(readout_constants()))
+    kyphosis = body["angles"]["thoracic_kyphosis_deg"]["thresholds"]
+    assert [t["limit"] for t in kyphosis] == [thresholds.KYPHOSIS_NORMAL_MIN, thresholds.KYPHOSIS_THRESHOLD]
+    assert body["plausibility"]["collapsed_severe"] == plausibility.COLLAPSED_SEVERE
+    src = web_source() / "src"
+    NUMBERS = [rf"(?<![\d.]){n}(\.0)?\b" for n in ("45", "65", "35")]  # 0.45 (an alpha) is no copy
+    for name in ("landmarks.js", "app.js", "modeldoc.js"):
+        text = (src / name).read_text(encoding="utf-8")
+        for copied in (*NUMBERS, r">= ?9\b", r"THRESHOLD =", r'"T4-T12"', r'"#00c800"'):
+            assert not re.search(copied, text), f"{name} holds a hand copy ({copied})"

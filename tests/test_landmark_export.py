@@ -171,6 +171,10 @@ def test_shipped_int8_records_the_figures_its_gate_decided_on(shipped: tuple[Pat
     # shipped, verified, and picked by the predictor when int8 is asked for
     assert model_paths(out, int8=True) == [(out / "current").resolve() / "cobb.int8.onnx"]
     assert "soft-argmax tail" in OnnxModel(out / "cobb.int8.onnx").info.metadata["quantization"]
+    from test_export import _assert_one_document
+
+    _assert_one_document((out / "current").resolve(), entry)  # the AP angles with their thresholds
+    assert [t.limit for t in OnnxModel(out / "cobb.onnx").info.document.measurements[0].thresholds] == [10.0]
     card = (out / "cobb.md").read_text()
     assert "int8 (static QDQ, per-channel; stem, heatmap logits and soft-argmax in float): shipped" in card
     assert "derived label agreement" in card and "cobb_pt_deg" in card

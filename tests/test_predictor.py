@@ -376,3 +376,116 @@ def test_view_picks_the_models_of_the_film_s_view(
     write_manifest(only_lateral, "side.onnx")
     assert predictor.main(["--models", str(only_lateral), "--view", "ap", film]) == 2
     assert "no ap model among side (lateral)" in capsys.readouterr().err
+
+
+# --- the model document (issue 23 #2) -------------------------------------------------------------
+
+
+def _endplates(points: list, upper: tuple[int, str], lower: tuple[int, str]) -> float:
+    """The angle between two endplates of a JSON reading, computed here with numpy alone."""
+
+    def tilt(v: int, side: str) -> float:
+        first = 4 * v if side == "superior" else 4 * v + 2
+        p, q = points[first], points[first + 1]
+        return float(np.degrees(np.arctan2(q[1] - p[1], q[0] - p[0])))
+
+    d = abs(tilt(*upper) - tilt(*lower)) % 180.0
+    return min(d, 180.0 - d)
+
+
+def test_model_document_round_trips_and_a_bad_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    from toy_landmarks import TOY_ANGLE, toy_angle_registered, toy_onnx, toy_spec
+
+    from spinescan.edge.modeldoc import METADATA_KEY, DocumentError, document_for, parse_document
+    from spinescan.zoo.spec import SpecError
+
+    with pytest.raises(SpecError, match="unknown: toy_t2_t8_deg"):  # an angle no definition names
+        toy_spec()
+    with toy_angle_registered():
+        doc = document_for(toy_spec())
+    assert parse_document(doc.dumps()) == doc == parse_document(json.loads(doc.dumps()))
+    assert doc.schema_version == 1 and doc.measurements[-1] == TOY_ANGLE
+    kyphosis = doc.measurements[0].to_json()
+    assert kyphosis["thresholds"] == [
+        {"finding": "hypo", "op": "<", "limit": 20.0, "source": kyphosis["thresholds"][0]["source"]},
+        {"finding": "hyper", "op": ">", "limit": 45.0, "source": kyphosis["thresholds"][1]["source"]},
+    ] and "Fon, Pitt & Thies" in kyphosis["thresholds"][1]["source"]
+    good = json.loads(doc.dumps())
+    bad = {
+        "not JSON": "{not json",
+        "not a Spine Scan model document": {**good, "schema": "other"},
+        "model document version 2 is not supported": {**good, "schema_version": 2},
+        "malformed model document (missing 'view')": {k: v for k, v in good.items() if k != "view"},
+        "method 'magic' is not one of": {
+            **good,
+            "measurements": [{**good["measurements"][0], "method": "magic"}],
+        },
+        "needs landmark names, measurements": {**good, "measurements": []},
+        "input size": {**good, "input_size": [64, 64]},
+    }
+    for why, raw in bad.items():
+        with pytest.raises(DocumentError) as caught:
+            parse_document(raw if isinstance(raw, str) else json.dumps(raw), "m.onnx")
+        message = str(caught.value)
+        assert why in message and message.startswith("m.onnx: ") and "\n" not in message, message
+    # through the predictor: a file whose document is of an unknown version is refused, one line
+    path = toy_onnx(tmp_path / "v2.onnx", doc)
+    model = onnx.load(str(path))
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            prop.value = json.dumps(bad["model document version 2 is not supported"])
+    onnx.save(model, str(path))
+    with pytest.raises(ModelRefusedError, match=r"v2.onnx: model document version 2 is not supported"):
+        OnnxModel(path, verify=False)
+
+
+def test_an_export_without_a_document_reads_through_the_loose_keys(models_dir: Path) -> None:
+    """Exports that predate the document (the bundled set among them) keep working."""
+    model = OnnxModel(models_dir / "toy.onnx")
+    assert model.info.document is None and model.info.classes == ("dark", "mid", "bright")
+
+
+def test_toy_angle_reaches_spinescan_predict_and_predict_py_from_the_document(
+    tmp_path: Path, images: dict[str, Path]
+) -> None:
+    """A plugin's new angle (T2-T8, the toy) is reported by the predictor and by predict.py in a
+    process that never registered it: its definition travels in the model's document."""
+    from toy_landmarks import T2_TILT, T8_TILT, TOY_ANGLE, write_toy_export
+
+    from spinescan.radiograph.angle_defs import ANGLES
+
+    folder = write_toy_export(tmp_path / "toy")
+    assert TOY_ANGLE.name not in ANGLES  # registered only while the document was made
+    film = images["dark.png"]
+    out = io_json(predictor.main, [str(film), "--models", str(folder), "--json"])
+    script = write_standalone(folder)
+    env = _blocked_env(tmp_path, HEAVY + ",spinescan,spinescan_plugins,click,pluggy")
+    proc = subprocess.run(
+        [sys.executable, str(script), str(film), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for (r,) in (out, json.loads(proc.stdout)):
+        names = ["thoracic_kyphosis_deg", "lumbar_lordosis_deg", TOY_ANGLE.name]
+        assert list(r["measurements"]) == names and r["plausibility"]["severity"] == "ok", r
+        # the letterbox keeps angles: the toy angle is the tilts the fixed output gave T2 and T8
+        assert abs(r["measurements"][TOY_ANGLE.name] - (T8_TILT - T2_TILT)) < 0.01
+        # and the angle between the reported T2 superior / T8 inferior points (rounded to 0.01 px)
+        want = _endplates(r["landmarks"], (1, "superior"), (7, "inferior"))
+        assert abs(r["measurements"][TOY_ANGLE.name] - want) < 0.2
+        assert r["label"] == "healthy"
+    assert out[0]["measurements"] == json.loads(proc.stdout)[0]["measurements"]
+
+
+def io_json(main, argv: list[str]) -> list[dict]:
+    """``main(argv)``'s stdout as JSON (exit code 0)."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(argv) == 0
+    return json.loads(buf.getvalue())

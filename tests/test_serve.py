@@ -15,7 +15,7 @@ import pytest
 
 from spinescan.cli.serve import make_server
 from spinescan.errors import SpineScanError
-from spinescan.export.webpage import LIMITS_FILE, ORT_FILES, SOURCE_FILES, build_web, write_web
+from spinescan.export.webpage import GENERATED_FILES, ORT_FILES, SOURCE_FILES, build_web, write_web
 
 
 def _fake_source(root: Path) -> Path:
@@ -37,7 +37,9 @@ def test_write_web_copies_the_page_and_runtime_and_replaces_an_old_one(tmp_path:
     (out / "web" / "stale.js").write_text("old")
     note = write_web(out, source)
     assert "written" in note
-    assert sorted(p.name for p in (out / "web").iterdir()) == sorted([*SOURCE_FILES, LIMITS_FILE, "ort"])
+    assert sorted(p.name for p in (out / "web").iterdir()) == sorted(
+        [*SOURCE_FILES, *GENERATED_FILES, "ort"]
+    )
     assert sorted(p.name for p in (out / "web" / "ort").iterdir()) == sorted(ORT_FILES)
     assert not any(p.name.startswith(".web") for p in out.iterdir())  # staging folders cleaned up
 

@@ -822,3 +822,152 @@ def test_angles_port_matches_python(exported: Path) -> None:
     assert {("ap", "healthy"), ("ap", "scoliosis"), ("ap", None), ("lateral", None)} <= labels
     print(f"lateral findings without a class: {sorted(findings)}")
     assert any(f.startswith("flat back") for f in findings)  # issue 24's named findings, both sides
+
+
+# --- the model document: thresholds swept, a toy angle (issue 23 #2) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def toy_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An export folder with the toy landmark model (tests/toy_landmarks.py: a fixed spine, one
+    angle no JS names) and the page, built in a second without training."""
+    from toy_landmarks import write_toy_export
+
+    from spinescan.export.webpage import build_web
+
+    folder = write_toy_export(tmp_path_factory.mktemp("toy-site"))
+    assert build_web(folder / "web") is None, "the page needs web/node_modules (npm ci)"
+    return folder
+
+
+def _spine(tilts: dict[int, float], sacrum_deg: float = 50.0) -> list[list[float]]:
+    """70 points of a vertical spine (film 400 x 160), every vertebra level except ``tilts``
+    (vertebra index -> degrees), the S1 endplate at ``sacrum_deg`` to the horizontal."""
+    points = []
+    for v in range(17):
+        t = np.radians(tilts.get(v, 0.0))
+        cx, cy = 80.0, 30.0 + 18.0 * v
+        for dx, dy in ((-10.0, -5.0), (10.0, -5.0), (-10.0, 5.0), (10.0, 5.0)):
+            points.append([cx + dx * np.cos(t) - dy * np.sin(t), cy + dx * np.sin(t) + dy * np.cos(t)])
+    s = np.radians(sacrum_deg)
+    points += [[70.0, 350.0], [70.0 + 20.0 * np.cos(s), 350.0 - 20.0 * np.sin(s)]]
+    return points
+
+
+def _threshold_cases() -> list[tuple[str, list[list[float]]]]:
+    """Spines whose angles sit just below and above every clinical threshold: lateral T4-T12 at
+    20 and 45 deg (T12 tilted; T4 level), L1-S1 at 40 and 65 (the S1 endplate tilted; L1 level),
+    crossed with each other; AP largest Cobb at 10 (L5 tilted against the level rest)."""
+    from spinescan.radiograph import thresholds as th
+
+    eps = 0.01
+    near = lambda *limits: sorted({v for t in limits for v in (t - eps, t + eps)})  # noqa: E731
+    kyphosis = [10.0, 30.0, 60.0, *near(th.KYPHOSIS_NORMAL_MIN, th.KYPHOSIS_THRESHOLD)]
+    lordosis = [30.0, 50.0, 80.0, *near(th.LORDOSIS_NORMAL_MIN, th.LORDOSIS_THRESHOLD)]
+    cases = [("lateral", _spine({11: k}, lo)) for k in kyphosis for lo in lordosis]
+    cases += [("ap", _spine({16: c})) for c in (0.0, 5.0, 20.0, *near(th.SCOLIOSIS_THRESHOLD))]
+    return cases
+
+
+def test_page_labels_follow_python_across_every_clinical_threshold(toy_site: Path) -> None:
+    """The page's labels and reasons equal Python's on spines just either side of 10, 20, 40, 45
+    and 65 deg, read with the built-in definitions (readout.js) and with a model's document: a
+    threshold that drifts on either side by 0.01 deg or more fails here, whether or not a film sits
+    near it."""
+    from playwright.sync_api import sync_playwright
+
+    from spinescan.radiograph.angles import ap_angles, label_from_angles, lateral_angles
+
+    cases = _threshold_cases()
+    document = json.loads((toy_site / "manifest.json").read_text())["models"]["toyangle"]["document"]
+    hw = [400, 160]
+    with _serving(toy_site) as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{origin}/web/")
+        _wait(page, "window.spineScan && window.spineScan.models.length === 1", 60)
+        got = page.evaluate(
+            "([cases, hw, doc]) => cases.map(([v, pts]) => [null, doc].map((d) =>"
+            " window.spineScan.measureLandmarks(pts, v, hw, 'endplates', v === 'lateral' ? d : null)))",
+            [cases, hw, document],
+        )
+        browser.close()
+    seen = set()
+    for (view, points), both in zip(cases, got, strict=True):
+        p = np.array(points)
+        angles = (
+            ap_angles(p[:68], image_size=tuple(hw))
+            if view == "ap"
+            else lateral_angles(p[:68], p[68:], image_size=tuple(hw))
+        )
+        want = label_from_angles(view, angles)
+        for page_reading in both:
+            assert (page_reading["label"], page_reading["label_reason"]) == want, (view, angles)
+        seen.add((view, want[0], want[1].split(" (")[0] if want[1] else None))
+    # every side of every threshold was met: the labels and the named findings
+    assert {("ap", "healthy", None), ("ap", "scoliosis", None)} <= seen
+    assert {("lateral", label, None) for label in ("healthy", "kyphosis", "lordosis")} <= seen
+    findings = {f for v, _, f in seen if f}
+    assert {"flat back: hypokyphosis", "flat back: hypolordosis",
+            "kyphosis-lordosis posture: hyperkyphosis + hyperlordosis"} <= findings  # fmt: skip
+    print(f"\n{len(cases)} spines at the thresholds: {len(seen)} distinct (label, finding) pairs")
+
+
+def _read_on_page(site: Path, film: Path) -> tuple[dict, str]:
+    """The page's reading of one lateral film with the export in ``site`` (one model): its result
+    and the film card's text."""
+    from playwright.sync_api import sync_playwright
+
+    with _serving(site) as origin, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(f"{origin}/web/")
+        _wait(page, "window.spineScan && window.spineScan.models.length === 1", 60)
+        page.select_option("#view", "lateral")
+        page.set_input_files("#files", [str(film)])
+        _wait(page, "window.spineScan.results.length === 1", 60)
+        (result,) = page.evaluate("window.spineScan.results")[0]["results"]
+        text = page.inner_text(".film")
+        browser.close()
+    return result, text
+
+
+def test_an_export_without_a_document_still_reads_on_the_page(tmp_path: Path) -> None:
+    """A manifest and file older than the document (loose keys only, like the bundled set): the
+    page reads them through the manifest's fields, as spinescan-predict through the metadata's."""
+    from toy_landmarks import write_toy_export
+
+    from spinescan.export.webpage import build_web
+
+    site = write_toy_export(tmp_path / "legacy", legacy=True)
+    assert "document" not in json.loads((site / "manifest.json").read_text())["models"]["toyangle"]
+    assert build_web(site / "web") is None
+    film = tmp_path / "film.png"
+    cv2.imwrite(str(film), (np.random.default_rng(4).random((300, 120)) * 255).astype(np.uint8))
+    (want,) = _predict_cli(site, "lateral", [film]).values()
+    result, _ = _read_on_page(site, film)
+    assert list(result["measurements"]) == list(want["measurements"]) == [
+        "thoracic_kyphosis_deg", "lumbar_lordosis_deg"
+    ]  # fmt: skip
+    for name, value in want["measurements"].items():
+        assert abs(result["measurements"][name] - value) <= ANGLE_TOLERANCE_DEG, name
+    assert result["label"] == want["label"] == "healthy"
+
+
+def test_toy_angle_shows_on_the_page_without_a_js_edit(toy_site: Path, tmp_path: Path) -> None:
+    """A plugin's new angle (tests/toy_landmarks.py: T2-T8, which no JS file names) is measured,
+    listed and labelled by the page from the model's document, as spinescan-predict reports it."""
+    from toy_landmarks import TOY_ANGLE
+
+    film = tmp_path / "film.png"
+    cv2.imwrite(str(film), (np.random.default_rng(3).random((300, 120)) * 255).astype(np.uint8))
+    for source in Path(__file__).resolve().parents[1].joinpath("web", "src").iterdir():
+        assert TOY_ANGLE.name not in source.read_text(encoding="utf-8") and "T2-T8" not in source.read_text()
+    (want,) = _predict_cli(toy_site, "lateral", [film]).values()
+    result, text = _read_on_page(toy_site, film)
+    assert list(result["measurements"]) == list(want["measurements"])
+    assert list(want["measurements"])[-1] == TOY_ANGLE.name
+    for name, value in want["measurements"].items():
+        assert abs(result["measurements"][name] - value) <= ANGLE_TOLERANCE_DEG, name
+    assert (result["label"], result["plausibility"]) == (want["label"], want["plausibility"])
+    assert f"{TOY_ANGLE.name} {want['measurements'][TOY_ANGLE.name]:.1f} deg" in text

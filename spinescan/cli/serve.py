@@ -4,8 +4,8 @@ Serves the page and the current export version's model files, bound to 127.0.0.1
 dropped on the page are read in the browser, never sent to this server. What it answers is an
 allow-list, not a folder (issue 26 #7):
 
-* ``/web/`` and the page's own files (``webpage.SOURCE_FILES``, the generated ``limits.js``,
-  ``ORT_FILES`` under ``/web/ort/``),
+* ``/web/`` and the page's own files (``webpage.SOURCE_FILES``, the generated ``limits.js`` and
+  ``readout.js``, ``ORT_FILES`` under ``/web/ort/``),
   from the current version's ``web/`` (or the plain ``web/`` an older export wrote);
 * ``/manifest.json`` and the model files that manifest lists, read from the one version
   ``current`` points to when the request arrives (never through the top-level links);
@@ -40,7 +40,7 @@ import click
 
 from spinescan.edge.onnxmodel import MANIFEST_NAME, ModelRefusedError, manifest_files, read_manifest
 from spinescan.errors import SpineScanError
-from spinescan.export.webpage import LIMITS_FILE, ORT_FILES, SOURCE_FILES, WEB_DIR
+from spinescan.export.webpage import GENERATED_FILES, ORT_FILES, SOURCE_FILES, WEB_DIR
 
 CURRENT = "current"  # spinescan.export.publish.CURRENT (not imported: that module needs onnx)
 MIME = {
@@ -112,7 +112,7 @@ def resolve(root: Path, raw_path: str) -> Path | str:
         rest = segments[1:]
         if rest == [""]:
             rest = ["index.html"]
-        if (len(rest) == 1 and rest[0] in (*SOURCE_FILES, LIMITS_FILE)) or (
+        if (len(rest) == 1 and rest[0] in (*SOURCE_FILES, *GENERATED_FILES)) or (
             len(rest) == 2 and rest[0] == "ort" and rest[1] in ORT_FILES
         ):
             return _within(web, rest)

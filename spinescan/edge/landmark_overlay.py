@@ -14,31 +14,20 @@ from typing import Any
 import cv2
 import numpy as np
 
-from spinescan.radiograph.aasce import AASCE_ANGLES
+from spinescan.radiograph.angle_defs import ANGLES
 from spinescan.radiograph.angles import LEVELS, Angle, as_corners
 
-_COLOURS = {  # BGR
-    "cobb_deg": (0, 0, 255),
-    "cobb_pt_deg": (255, 160, 0),
-    "cobb_mt_deg": (0, 200, 0),
-    "cobb_tl_deg": (0, 200, 255),
-    "thoracic_kyphosis_deg": (0, 200, 0),
-    "lumbar_lordosis_deg": (0, 200, 255),
-}
-_SHORT = {
-    "cobb_deg": "Cobb",
-    "cobb_pt_deg": "PT",
-    "cobb_mt_deg": "MT",
-    "cobb_tl_deg": "TL/L",
-    "thoracic_kyphosis_deg": "T4-T12",
-    "lumbar_lordosis_deg": "L1-S1",
-    "aasce_a1_deg": "AASCE 1",
-    "aasce_a2_deg": "AASCE 2",
-    "aasce_a3_deg": "AASCE 3",
-}
-#: Angles written but not drawn: the AASCE three share their mid-lines with the curves above
-#: (angle 1 is the largest Cobb angle's), and three more pairs of lines would hide the film.
-_TEXT_ONLY = frozenset(AASCE_ANGLES)
+
+def _style(name: str) -> tuple[tuple[int, int, int], str, bool]:
+    """An angle's BGR colour, short name and whether it is only written, not drawn (the AASCE
+    three share their mid-lines with the curves above), from its definition
+    (:mod:`spinescan.radiograph.angle_defs`, which the page's document carries too)."""
+    d = ANGLES.get(name)
+    if d is None:
+        return (255, 255, 255), name, False
+    rgb = d.colour.lstrip("#")
+    r, g, b = (int(rgb[k : k + 2], 16) for k in (0, 2, 4))
+    return (b, g, r), d.title, d.text_only
 
 
 def _endplate(
@@ -112,12 +101,12 @@ def draw_overlay(
         cv2.line(out, tuple(s[0]), tuple(s[1]), (255, 0, 255), unit, cv2.LINE_AA)
     text_y = 14 * unit
     for name, angle in angles.items():
-        colour = _COLOURS.get(name, (255, 255, 255))
+        colour, short, text_only = _style(name)
         if angle.value is None:
-            msg = f"{_SHORT.get(name, name)}: - ({angle.reason})"
+            msg = f"{short}: - ({angle.reason})"
         else:
-            msg = f"{_SHORT.get(name, name)}: {angle.value:.1f} deg"
-            for k, (vertebra, side) in enumerate(() if name in _TEXT_ONLY else angle.lines):
+            msg = f"{short}: {angle.value:.1f} deg"
+            for k, (vertebra, side) in enumerate(() if text_only else angle.lines):
                 p = _endplate(corners, sacrum, vertebra, side)
                 if p is not None and side == "mid" and len(angle.orientations) == len(angle.lines):
                     p = _through(p.mean(axis=0), angle.orientations[k])  # the smoothed mid-line

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from spinescan.edge.modeldoc import METADATA_KEY, DocumentError, ModelDocument, parse_document
 from spinescan.errors import SpineScanError
 from spinescan.radiograph.measure import measurements_json, points_json, read_landmarks
 from spinescan.radiograph.preprocess import Preprocessing, preprocess, preprocess_placed
@@ -74,10 +75,42 @@ class ModelInfo:
     # Why the weak-model gate refused this model, when it was exported anyway (``--allow-weak``);
     # ``None`` for a model that passed. Every result of a weak model carries the mark.
     weak: str | None = None
+    # The model document (:mod:`spinescan.edge.modeldoc`) the fields above were read from;
+    # ``None`` for an export that predates it (read from the loose keys).
+    document: ModelDocument | None = None
+
+
+def _from_document(meta: dict[str, str], source: str) -> ModelInfo:
+    if meta.get(FORMAT_KEY, FORMAT_VERSION) != FORMAT_VERSION:
+        raise ModelRefusedError(
+            f"{source}: metadata format {meta[FORMAT_KEY]!r} is not supported (expected {FORMAT_VERSION})"
+        )
+    try:
+        doc = parse_document(meta[METADATA_KEY], source)
+    except DocumentError as exc:
+        raise ModelRefusedError(str(exc)) from None
+    return ModelInfo(
+        name=doc.name,
+        classes=doc.classes,
+        view=doc.view,
+        input_size=doc.input_size,
+        preprocessing=doc.preprocessing,
+        metadata=dict(meta),
+        task=doc.task,
+        landmarks=doc.landmarks,
+        measurements=doc.measurement_names,
+        weak=meta.get(WEAK_KEY) or None,
+        document=doc,
+    )
 
 
 def parse_metadata(meta: dict[str, str], source: str = "model") -> ModelInfo:
-    """Rebuild :class:`ModelInfo` from ``metadata_props``; refuse anything missing or malformed."""
+    """Rebuild :class:`ModelInfo` from ``metadata_props``; refuse anything missing or malformed.
+
+    The model document (:data:`~spinescan.edge.modeldoc.METADATA_KEY`) when the file has one;
+    else, for an export that predates it, the loose keys."""
+    if meta.get(METADATA_KEY):
+        return _from_document(meta, source)
     missing = [key for key in REQUIRED_KEYS if not meta.get(key)]
     if missing:
         raise ModelRefusedError(
@@ -391,7 +424,8 @@ class OnnxModel:
     def read(self, output: np.ndarray, context: Any) -> dict[str, Any]:
         """A landmark model's output for one film -> landmarks (film pixels), angles, label."""
         placement, image_hw = context
-        return read_landmarks(output, placement, self.info.view, self.info.input_size[:2], image_hw)
+        extra = self.info.document.measurements if self.info.document is not None else ()
+        return read_landmarks(output, placement, self.info.view, self.info.input_size[:2], image_hw, extra)
 
     def result(
         self, output: np.ndarray, context: Any = None, reading: dict[str, Any] | None = None

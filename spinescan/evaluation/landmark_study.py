@@ -151,18 +151,20 @@ def measure_films(
     ``label``, optional ``framing``), through the predictor's own read-out; overlays for
     ``overlay_files`` (``*`` for all) into ``overlay_dir``."""
     from spinescan.edge.landmark_overlay import write_overlay
+    from spinescan.radiograph.angle_defs import definitions
     from spinescan.radiograph.imageio import read_image
     from spinescan.radiograph.measure import read_landmarks
     from spinescan.radiograph.preprocess import preprocess_placed
 
     with open(Path(root) / "manifest.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
+    extra = definitions(spec.measurements)  # an angle a plugin registered, beyond the built-ins
     out = []
     for r in rows:
         img = read_image(Path(root) / r["file"])
         x, placement = preprocess_placed(img, spec.input_size, spec.preprocessing)
         o = model.predict(x[None], verbose=0)[0]
-        reading = read_landmarks(o, placement, spec.view, spec.input_size[:2], img.shape[:2])
+        reading = read_landmarks(o, placement, spec.view, spec.input_size[:2], img.shape[:2], extra)
         rec = {
             "file": r["file"],
             "label": r.get("label"),

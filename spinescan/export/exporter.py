@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spinescan import __version__
+from spinescan.edge.modeldoc import MANIFEST_KEY, METADATA_KEY, document_for
 from spinescan.edge.onnxmodel import MANIFEST_NAME, WEAK_KEY, record_parity_sample
 from spinescan.edge.predictor import OnnxModel, sha256_file
 from spinescan.errors import SpineScanError
@@ -148,6 +149,9 @@ def _metadata(
     if spec.task == "landmarks":
         task.update(landmarks=list(spec.landmarks), measurements=list(spec.measurements))
     return {
+        # The model document (spinescan.edge.modeldoc): what every reader reads. The loose keys
+        # below stay for predictors older than the document (they ignore this key).
+        METADATA_KEY: document_for(spec).dumps(),
         **task,
         "model_name": spec.name,
         "description": spec.description,
@@ -326,6 +330,8 @@ def _entry(
             metrics["test_ci"] = {}
     return {
         "model": spec.name,
+        # the ONNX file's model document, copied verbatim (the page reads it from here)
+        MANIFEST_KEY: json.loads(metadata[METADATA_KEY]),
         "description": spec.description,
         "file": fp32_path.name,
         "sha256": sha256_file(fp32_path),

@@ -26,6 +26,8 @@ N_POINTS = len(POINT_NAMES)
 #: A point counts as visible when it lies this many input pixels inside the resized film (not on
 #: the letterbox padding, not cut off by the crop).
 VISIBLE_MARGIN = 0.0
+#: A point whose visibility probability is under this is read as not visible.
+VISIBILITY_THRESHOLD = 0.5
 
 
 _MIRROR = {"TL": "TR", "TR": "TL", "BL": "BR", "BR": "BL", "L": "R", "R": "L"}
@@ -117,7 +119,7 @@ def decode(
     visibility_logits: np.ndarray | None,
     placement: Placement,
     input_hw: tuple[int, int],
-    threshold: float = 0.5,
+    threshold: float = VISIBILITY_THRESHOLD,
 ) -> Decoded:
     """Model output for one film -> landmarks in the film's pixels (NaN where not visible)."""
     c = np.asarray(coords, dtype=np.float64).reshape(N_POINTS, 2)

@@ -9,10 +9,12 @@ order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from spinescan.radiograph.angle_defs import AngleDefinition, endplate_angle
 from spinescan.radiograph.angles import (
     PREDICTION_READOUT,
     Angle,
@@ -45,9 +47,13 @@ def read_landmarks(
     view: str,
     input_hw: tuple[int, int],
     image_hw: tuple[int, int],
+    extra: Sequence[AngleDefinition] = (),
 ) -> dict[str, Any]:
     """``{"landmarks", "sacrum", "angles", "label", "label_reason", "plausibility"}`` for one film
     (points from :func:`decode_output`).
+
+    ``extra``: definitions of angles beyond the view's built-in ones (a model document's
+    ``endplates`` angles, :mod:`spinescan.radiograph.angle_defs`), measured from the same points.
 
     ``plausibility`` (:class:`~spinescan.radiograph.plausibility.Plausibility`) says whether the points
     can be a spine at all; when it is ``severe`` every angle is ``None`` with that reason and there
@@ -59,6 +65,9 @@ def read_landmarks(
         angles = ap_angles(d.landmarks, image_size=size, readout=PREDICTION_READOUT)
     else:
         angles = lateral_angles(d.landmarks, d.sacrum, image_size=size)
+    for definition in extra:
+        if definition.name not in angles and definition.method == "endplates":
+            angles[definition.name] = endplate_angle(definition, d.landmarks, d.sacrum, size)
     plausibility = assess_landmarks(d.landmarks, d.sacrum, size)
     if plausibility.severe:
         why = plausibility.reason()

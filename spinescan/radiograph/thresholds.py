@@ -47,6 +47,18 @@ LORDOSIS_NORMAL_MIN = 40.0
 FLAT_BACK = "flat back"
 KYPHOSIS_LORDOSIS = "kyphosis-lordosis posture"
 
+#: Where each threshold comes from (the module docstring's references, one line each): the model
+#: document (:mod:`spinescan.edge.modeldoc`) carries them beside the numbers to every reader.
+SOURCES = {
+    "KYPHOSIS_THRESHOLD": (
+        "Fon, Pitt & Thies, AJR 1980;134:979-983; Bernhardt & Bridwell, Spine 1989;14:717-721"
+    ),
+    "LORDOSIS_THRESHOLD": "Vialle et al., J Bone Joint Surg Am 2005;87:260-267",
+    "SCOLIOSIS_THRESHOLD": "Scoliosis Research Society definition (Kane, Clin Orthop 1977;126:43-46)",
+    "KYPHOSIS_NORMAL_MIN": "Fon, Pitt & Thies 1980; Bernhardt & Bridwell 1989",
+    "LORDOSIS_NORMAL_MIN": "Vialle et al. 2005 (mean 60 +/- 10 deg, two standard deviations below)",
+}
+
 CLASSES = {"lateral": ("healthy", "kyphosis", "lordosis"), "ap": ("healthy", "scoliosis")}
 VIEWS = tuple(CLASSES)
 

@@ -134,9 +134,11 @@ class Reading:
 
 def read_film(output: np.ndarray, placement: Any, spec: ModelSpec, image_hw: tuple[int, int]) -> Reading:
     """One film's model output (K, >=3) -> landmarks, angles and label, as the predictor reads it."""
+    from spinescan.radiograph.angle_defs import definitions
     from spinescan.radiograph.measure import read_landmarks
 
-    return Reading(**read_landmarks(output, placement, spec.view, spec.input_size[:2], image_hw))
+    extra = definitions(spec.measurements)  # a registered angle beyond the view's built-ins
+    return Reading(**read_landmarks(output, placement, spec.view, spec.input_size[:2], image_hw, extra))
 
 
 def manifest_points(sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:

@@ -108,8 +108,9 @@ class ModelSpec:
     def _task_problems(self) -> list[str]:
         """A landmark model's label follows from its angles by the rules of
         :mod:`spinescan.radiograph.thresholds`, so its classes are the view's classes there, and it
-        measures only angles that :mod:`spinescan.radiograph.angles` defines for its view."""
-        from spinescan.radiograph.angles import AP_ANGLES, LATERAL_ANGLES
+        measures only angles defined for its view (:mod:`spinescan.radiograph.angle_defs`: the
+        built-ins and those registered with ``register_angle``)."""
+        from spinescan.radiograph.angle_defs import angles_for
         from spinescan.radiograph.thresholds import CLASSES
 
         object.__setattr__(self, "landmarks", tuple(self.landmarks))
@@ -121,7 +122,7 @@ class ModelSpec:
                 return ["a classification model declares no landmarks or measurements"]
             return []
         problems = []
-        known = {"ap": AP_ANGLES, "lateral": LATERAL_ANGLES}.get(self.view, ())
+        known = angles_for(self.view)
         if not self.landmarks or len(set(self.landmarks)) != len(self.landmarks):
             problems.append("a landmark model needs unique landmark names")
         if not self.measurements:

@@ -9,10 +9,13 @@ import {
   N_LANDMARKS,
   apAngles,
   assessLandmarks,
+  definitionsOf,
+  extraAngles,
   labelFromAngles,
   lateralAngles,
   readLandmarks,
 } from "./landmarks.js";
+import { entryDocument, parseDocument } from "./modeldoc.js";
 import { normaliseCam, preprocess, toGrey } from "./preprocess.js";
 
 ort.env.wasm.wasmPaths = new URL("./ort/", import.meta.url).href;
@@ -47,14 +50,23 @@ async function loadModels() {
   if (!entries.length) throw new Error("the manifest lists no models");
   const models = [];
   for (const entry of entries) {
-    const task = entry.task || "classification";
+    // The model's document (spinescan/edge/modeldoc.py), as the Python predictor reads it; an
+    // export older than the document is read from the manifest's loose fields.
+    let doc;
+    try {
+      doc = entryDocument(entry);
+    } catch (err) {
+      state.errors.push(err.message);
+      continue;
+    }
+    const task = doc.task;
     if (task !== "classification" && task !== "landmarks") {
       // A task this page does not know: say so rather than misread its outputs.
       state.errors.push(`${entry.model}: a ${task} model, not shown by this page (use spinescan-predict)`);
       continue;
     }
-    if (task === "landmarks" && (entry.view !== "ap" && entry.view !== "lateral")) {
-      state.errors.push(`${entry.model}: a landmark model needs the view ap or lateral, not ${entry.view}`);
+    if (task === "landmarks" && (doc.view !== "ap" && doc.view !== "lateral")) {
+      state.errors.push(`${entry.model}: a landmark model needs the view ap or lateral, not ${doc.view}`);
       continue;
     }
     const url = new URL(`../${entry.file}`, document.baseURI);
@@ -81,15 +93,15 @@ async function loadModels() {
     const wanted = task === "landmarks" ? "points" : "probabilities";
     const outputName = session.outputNames.includes(wanted) ? wanted : session.outputNames[0];
     models.push({
-      name: entry.model,
+      name: doc.name,
       task,
       // the view guard (spinescan/edge/guard.py is_guard): a classifier of view "any" over views + other
-      guard: task === "classification" && entry.view === GUARD_VIEW && ["ap", "lateral", OTHER].every((c) => entry.classes.includes(c)),
-      view: entry.view,
-      classes: entry.classes,
-      measurements: entry.measurements || [],
-      inputSize: entry.input_size,
-      prep: entry.preprocessing,
+      guard: task === "classification" && doc.view === GUARD_VIEW && ["ap", "lateral", OTHER].every((c) => doc.classes.includes(c)),
+      view: doc.view,
+      classes: doc.classes,
+      doc,
+      inputSize: doc.input_size,
+      prep: doc.preprocessing,
       cam: task === "classification" && session.outputNames.includes("cam"),
       camInfo: entry.cam || null,
       // Exported past the weak-model gate (--allow-weak): the gate's verdict, shown with every result.
@@ -158,8 +170,8 @@ async function measure(model, decoded) {
   const points = outputs[model.outputName];
   if (points.dims.length !== 3 || points.dims[2] < 3)
     throw new Error(`${model.name}: output of shape [${points.dims}], not (1, points, >= 3); export it again`);
-  const reading = readLandmarks(points.data, points.dims, geometry, model.view, model.measurements);
-  return { model: model.name, task: "landmarks", ...reading, geometry, weak: model.weak, ms: performance.now() - t0 };
+  const reading = readLandmarks(points.data, points.dims, geometry, model.doc);
+  return { model: model.name, task: "landmarks", ...reading, geometry, defs: definitionsOf(model.doc), weak: model.weak, ms: performance.now() - t0 };
 }
 
 async function classify(decoded, view) {
@@ -300,19 +312,12 @@ function drawHeatmap(target, film, result) {
   ctx.restore();
 }
 
-// Colours and short names of spinescan/edge/landmark_overlay.py (RGB here).
-const ANGLE_STYLE = {
-  cobb_deg: ["#ff0000", "Cobb"],
-  cobb_pt_deg: ["#00a0ff", "PT"],
-  cobb_mt_deg: ["#00c800", "MT"],
-  cobb_tl_deg: ["#ffc800", "TL/L"],
-  thoracic_kyphosis_deg: ["#00c800", "T4-T12"],
-  lumbar_lordosis_deg: ["#ffc800", "L1-S1"],
-  // the AASCE challenge's three: written, not drawn (their mid-lines are the curves' above)
-  aasce_a1_deg: ["#dddddd", "AASCE 1", true],
-  aasce_a2_deg: ["#dddddd", "AASCE 2", true],
-  aasce_a3_deg: ["#dddddd", "AASCE 3", true],
-};
+// An angle's colour, short name and whether it is only written (the AASCE three), from its
+// definition in the model's document (spinescan/radiograph/angle_defs.py; the overlay's too).
+function angleStyle(defs, name) {
+  const d = defs && defs[name];
+  return d ? [d.colour, d.title, d.text_only] : ["#ffffff", name, false];
+}
 
 function endplate(points, vertebra, side) {
   if (vertebra === "S1") {
@@ -374,7 +379,7 @@ function drawLandmarks(target, film, result) {
     textY += 16 * unit;
   };
   for (const [name, a] of Object.entries(angles)) {
-    const [colour, short, textOnly] = ANGLE_STYLE[name] || ["#ffffff", name, false];
+    const [colour, short, textOnly] = angleStyle(result.defs, name);
     if (a.value === null) {
       text(`${short}: - (${a.reason})`, colour);
       continue;
@@ -624,13 +629,16 @@ state.readBytes = async (bytes, name = "bytes") => {
 };
 
 // For tests: the angles, reasons and label the page derives from landmarks in film pixels
-// (68 corners and the two S1 points, null where not visible), without a model.
-state.measureLandmarks = (points, view, filmHw, readout = "endplates") => {
+// (68 corners and the two S1 points, null where not visible), without a model; with a model
+// document (as the manifest carries it), by its angles and thresholds.
+state.measureLandmarks = (points, view, filmHw, readout = "endplates", rawDoc = null) => {
+  const doc = rawDoc ? parseDocument(rawDoc, "test") : null;
   const corners = points.slice(0, N_LANDMARKS);
   const sacrum = points.slice(N_LANDMARKS, N_LANDMARKS + 2);
-  const angles =
+  let angles =
     view === "ap" ? apAngles(corners, filmHw, readout) : lateralAngles(corners, sacrum, filmHw);
-  const [label, reason] = labelFromAngles(view, angles);
+  if (doc) angles = extraAngles(angles, doc.measurements, corners, sacrum, filmHw);
+  const [label, reason] = labelFromAngles(view, angles, definitionsOf(doc));
   return { angles, label, label_reason: reason, plausibility: assessLandmarks(corners, sacrum, filmHw) };
 };
 

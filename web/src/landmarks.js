@@ -7,30 +7,45 @@
 // preprocessing applied (the Placement, here preprocess()'s geometry), and the angles are measured
 // from them by the same definitions as the Python, in float64 like numpy. tests/test_web.py checks
 // points, angles, reasons and labels against spinescan-predict --json on real films and phantoms.
+//
+// No number or name here is a copy: the constants that are not per model (levels, regions, the
+// smoothing kernel, the plausibility numbers, the built-in angles with their thresholds) come from
+// readout.js, generated from the Python at export; a model's angles, their thresholds, titles and
+// colours from its document (modeldoc.js). An "endplates" angle that is not built in (a plugin's
+// new angle) is measured from its document's definition alone (endplateAngle), without a JS edit.
+import { READOUT } from "./readout.js";
 
-export const LEVELS = [...Array.from({ length: 12 }, (_, i) => `T${i + 1}`), ...Array.from({ length: 5 }, (_, i) => `L${i + 1}`)];
+export const LEVELS = READOUT.levels;
 export const N_VERT = LEVELS.length;
 export const N_LANDMARKS = 4 * N_VERT;
-export const N_POINTS = N_LANDMARKS + 2; // 68 corners, then the S1 superior endplate (left, right)
-const T4 = LEVELS.indexOf("T4");
-const T12 = LEVELS.indexOf("T12");
-const L1 = LEVELS.indexOf("L1");
-export const AASCE_ANGLES = ["aasce_a1_deg", "aasce_a2_deg", "aasce_a3_deg"];
-export const AP_ANGLES = ["cobb_deg", "cobb_pt_deg", "cobb_mt_deg", "cobb_tl_deg", ...AASCE_ANGLES];
-export const LATERAL_ANGLES = ["thoracic_kyphosis_deg", "lumbar_lordosis_deg"];
-const REGIONS = [
-  ["cobb_pt_deg", 0, LEVELS.indexOf("T5")],
-  ["cobb_mt_deg", LEVELS.indexOf("T6"), LEVELS.indexOf("T11")],
-  ["cobb_tl_deg", T12, N_VERT - 1],
-];
-const MIN_RUN = 4;
+export const N_POINTS = READOUT.point_names.length; // 68 corners, then the S1 superior endplate (left, right)
+/** The built-in angles' definitions by name (angle_defs.ANGLES), for a reading without a document. */
+export const BUILT_IN = READOUT.angles;
+const builtIn = (pred) => Object.values(BUILT_IN).filter(pred).map((a) => a.name);
+export const AASCE_ANGLES = builtIn((a) => a.method === "aasce");
+export const AP_ANGLES = builtIn((a) => a.view === "ap");
+export const LATERAL_ANGLES = builtIn((a) => a.view === "lateral");
+const REGIONS = READOUT.regions.map(([name, lo, hi]) => [name, LEVELS.indexOf(lo), LEVELS.indexOf(hi)]);
+const MIN_RUN = READOUT.min_run;
 
-// spinescan/radiograph/thresholds.py
-export const KYPHOSIS_THRESHOLD = 45.0;
-export const LORDOSIS_THRESHOLD = 65.0;
-export const SCOLIOSIS_THRESHOLD = 10.0;
-const KYPHOSIS_NORMAL_MIN = 20.0;
-const LORDOSIS_NORMAL_MIN = 40.0;
+/** An angle's threshold for a finding ("hyper", "hypo", "scoliosis"), from its definition. */
+function limitOf(definition, finding) {
+  const t = ((definition && definition.thresholds) || []).find((x) => x.finding === finding);
+  if (!t) throw new Error(`${definition ? definition.name : "angle"} has no ${finding} threshold`);
+  return t;
+}
+
+/** Whether value crosses threshold t (its op: ">", ">=", "<"). */
+function crosses(value, t) {
+  return t.op === ">" ? value > t.limit : t.op === ">=" ? value >= t.limit : value < t.limit;
+}
+
+/** name -> definition: a document's measurements over the built-ins. */
+export function definitionsOf(doc) {
+  const out = { ...BUILT_IN };
+  for (const m of (doc && doc.measurements) || []) out[m.name] = m;
+  return out;
+}
 
 /** Python's a % b (the sign of b). */
 function pyMod(a, b) {
@@ -47,7 +62,7 @@ const finite = (p) => p !== null && Number.isFinite(p[0]) && Number.isFinite(p[1
  * {points: 70 [x, y] in film pixels or null where not visible, visibility: 70 probabilities}.
  * geometry is preprocess()'s: crop = [top, left, h, w], box = [pad_top, pad_left, new_h, new_w].
  */
-export function decodePoints(data, k, d, geometry, threshold = 0.5) {
+export function decodePoints(data, k, d, geometry, threshold = READOUT.visibility_threshold) {
   const [H, W] = geometry.input_hw;
   const [cropTop, cropLeft, cropH, cropW] = geometry.crop;
   const [padTop, padLeft, newH, newW] = geometry.box;
@@ -142,18 +157,16 @@ function longestRun(ok) {
 }
 
 /** How a model's coronal angles are read (angles.PREDICTION_READOUT): vertebral mid-lines. */
-export const PREDICTION_READOUT = "midlines";
+export const PREDICTION_READOUT = READOUT.prediction_readout;
 
 const mid = (a, b) => [(a[0] + b[0]) / 2.0, (a[1] + b[1]) / 2.0];
 
 const midlineTilts = (corners) => corners.map((q) => edgeAngle(mid(q[0], q[2]), mid(q[1], q[3])));
 
-// smoothed_tilts: Savitzky-Golay weights (quadratic over five vertebrae, x 35).
-const SG_EDGE = [
-  [31.0, 9.0, -3.0, -5.0, 3.0],
-  [9.0, 13.0, 12.0, 6.0, -5.0],
-];
-const SG_MID = [-3.0, 12.0, 17.0, 12.0, -3.0];
+// smoothed_tilts: Savitzky-Golay weights (quadratic over five vertebrae, x scale).
+const SG_EDGE = READOUT.smoothing.edge;
+const SG_MID = READOUT.smoothing.mid;
+const SG_SCALE = READOUT.smoothing.scale;
 
 /** smoothed_tilts: tilts of first..last smoothed by a quadratic over the five nearest vertebrae. */
 export function smoothedTilts(tilts, first = 0, last = N_VERT - 1) {
@@ -174,7 +187,7 @@ export function smoothedTilts(tilts, first = 0, last = N_VERT - 1) {
     }
     let acc = 0.0;
     for (let k = 0; k < 5; k++) acc += w[k] * tilts[lo + k];
-    out[i] = acc / 35.0;
+    out[i] = acc / SG_SCALE;
   }
   return out;
 }
@@ -274,7 +287,7 @@ function maxBy(curves) {
 
 // --- the AASCE challenge's three angles (spinescan/radiograph/aasce.py) ---------------------------------
 
-const ON_CHORD = 1e-9;
+const ON_CHORD = READOUT.on_chord;
 
 /** midline_vectors: each vertebra's mid-line, middle of its left side -> middle of its right side. */
 const midlineVectors = (corners) =>
@@ -413,38 +426,57 @@ export function apAngles(points, imageSize, readout = "endplates") {
   return Object.fromEntries(AP_ANGLES.map((n) => [n, out[n]]));
 }
 
-/** lateral_angles: T4-T12 thoracic kyphosis and L1-S1 lumbar lordosis. */
-export function lateralAngles(points, sacrum, imageSize) {
-  const c = asCorners(points);
-  const ok = visibleVertebrae(c, imageSize);
-  const out = {};
-  const need = [T4, T12].filter((v) => !ok[v]);
-  if (need.length) {
-    out.thoracic_kyphosis_deg = angle("thoracic_kyphosis_deg", null, { reason: `${names(need)} not visible` });
-  } else {
-    const value = lineAngleBetween(edgeAngle(c[T4][0], c[T4][1]), edgeAngle(c[T12][2], c[T12][3]));
-    out.thoracic_kyphosis_deg = angle("thoracic_kyphosis_deg", value, { lines: [[T4, "superior"], [T12, "inferior"]] });
-  }
+/**
+ * angle_defs.endplate_angle: an "endplates" angle from its definition ({name, lines: [[level,
+ * side], [level, side]]}): both endplates' points known and on the film, else null with the
+ * missing levels named. The built-in lateral two are such angles (lateral_angles), and so is any
+ * angle a plugin adds: the page measures it from the model's document, with no JS edit.
+ */
+export function endplateAngle(definition, corners, ok, sacrum, imageSize) {
   let sOk = sacrum !== null && sacrum.every(finite);
   if (sOk && imageSize) sOk = sacrum.every((p) => inside(p, imageSize));
-  if (!ok[L1] || !sOk) {
-    const gone = [["L1", ok[L1]], ["S1", sOk]].filter(([, good]) => !good).map(([n]) => n).join(", ");
-    out.lumbar_lordosis_deg = angle("lumbar_lordosis_deg", null, { reason: `${gone} not visible` });
-  } else {
-    const value = lineAngleBetween(edgeAngle(c[L1][0], c[L1][1]), edgeAngle(sacrum[0], sacrum[1]));
-    out.lumbar_lordosis_deg = angle("lumbar_lordosis_deg", value, { lines: [[L1, "superior"], ["S1", "superior"]] });
+  const ends = [];
+  const gone = [];
+  for (const [level, side] of definition.lines) {
+    if (level === "S1") {
+      if (sOk) ends.push([sacrum[0], sacrum[1]]);
+      else gone.push(level);
+      continue;
+    }
+    const v = LEVELS.indexOf(level);
+    if (!ok[v]) gone.push(level);
+    else ends.push(side === "superior" ? [corners[v][0], corners[v][1]] : [corners[v][2], corners[v][3]]);
   }
+  const name = definition.name;
+  if (gone.length) return angle(name, null, { reason: `${[...new Set(gone)].join(", ")} not visible` });
+  const value = lineAngleBetween(edgeAngle(...ends[0]), edgeAngle(...ends[1]));
+  const lines = definition.lines.map(([level, side]) => [level === "S1" ? level : LEVELS.indexOf(level), side]);
+  return angle(name, value, { lines });
+}
+
+/** lateral_angles: T4-T12 thoracic kyphosis and L1-S1 lumbar lordosis (the built-in lateral angles). */
+export function lateralAngles(points, sacrum, imageSize) {
+  return extraAngles({}, LATERAL_ANGLES.map((n) => BUILT_IN[n]), points, sacrum, imageSize);
+}
+
+/** read_landmarks' extra: the "endplates" angles of definitions not in angles yet, measured. */
+export function extraAngles(angles, definitions, points, sacrum, imageSize) {
+  const c = asCorners(points);
+  const ok = visibleVertebrae(c, imageSize);
+  const out = { ...angles };
+  for (const d of definitions)
+    if (!(d.name in out) && d.method === "endplates") out[d.name] = endplateAngle(d, c, ok, sacrum, imageSize);
   return out;
 }
 
 /** thresholds.lateral_finding: {label, finding, kyphosis, lordosis} ("hyper" | "hypo" | "normal"). */
-function curveState(value, low, high) {
-  return value > high ? "hyper" : value < low ? "hypo" : "normal";
+function curveState(value, definition) {
+  return crosses(value, limitOf(definition, "hyper")) ? "hyper" : crosses(value, limitOf(definition, "hypo")) ? "hypo" : "normal";
 }
 
-export function lateralFinding(kyphosis, lordosis) {
-  const k = curveState(kyphosis, KYPHOSIS_NORMAL_MIN, KYPHOSIS_THRESHOLD);
-  const lo = curveState(lordosis, LORDOSIS_NORMAL_MIN, LORDOSIS_THRESHOLD);
+export function lateralFinding(kyphosis, lordosis, defs = BUILT_IN) {
+  const k = curveState(kyphosis, defs.thoracic_kyphosis_deg);
+  const lo = curveState(lordosis, defs.lumbar_lordosis_deg);
   const parts = [[k, "kyphosis"], [lo, "lordosis"]].filter(([s]) => s !== "normal").map(([s, c]) => `${s}${c}`);
   const named = parts.join(" + ");
   let label = null;
@@ -457,17 +489,19 @@ export function lateralFinding(kyphosis, lordosis) {
   return { label, finding, kyphosis: k, lordosis: lo };
 }
 
-function where(state, low, high) {
+function where(state, definition) {
+  const low = limitOf(definition, "hypo").limit;
+  const high = limitOf(definition, "hyper").limit;
   if (state === "hyper") return `above ${high}`;
   if (state === "hypo") return `below ${low}`;
   return `normal ${low}-${high}`;
 }
 
 /** LateralFinding.describe: the reason shown when a lateral film has no label. */
-function describeFinding(f, kyphosis, lordosis) {
+function describeFinding(f, kyphosis, lordosis, defs) {
   return (
-    `${f.finding} (thoracic kyphosis ${fixed1(kyphosis)} deg: ${where(f.kyphosis, KYPHOSIS_NORMAL_MIN, KYPHOSIS_THRESHOLD)}; ` +
-    `lumbar lordosis ${fixed1(lordosis)} deg: ${where(f.lordosis, LORDOSIS_NORMAL_MIN, LORDOSIS_THRESHOLD)})`
+    `${f.finding} (thoracic kyphosis ${fixed1(kyphosis)} deg: ${where(f.kyphosis, defs.thoracic_kyphosis_deg)}; ` +
+    `lumbar lordosis ${fixed1(lordosis)} deg: ${where(f.lordosis, defs.lumbar_lordosis_deg)})`
   );
 }
 
@@ -479,12 +513,15 @@ function fixed1(v) {
   return v.toFixed(1);
 }
 
-/** label_from_angles: [label, reason] (label null with a reason when the angles imply none). */
-export function labelFromAngles(view, angles) {
+/**
+ * label_from_angles: [label, reason] (label null with a reason when the angles imply none), by
+ * the thresholds of defs (name -> definition: definitionsOf(a model's document), else the built-ins).
+ */
+export function labelFromAngles(view, angles, defs = BUILT_IN) {
   if (view === "ap") {
     const cobb = angles.cobb_deg;
     if (!cobb || cobb.value === null) return [null, `no Cobb angle: ${cobb && cobb.reason ? cobb.reason : "not measured"}`];
-    const label = cobb.value >= SCOLIOSIS_THRESHOLD ? "scoliosis" : "healthy";
+    const label = crosses(cobb.value, limitOf(defs.cobb_deg, "scoliosis")) ? "scoliosis" : "healthy";
     if (cobb.note && label === "healthy") return [label, `healthy over the visible vertebrae only: ${cobb.note}`];
     return [label, null];
   }
@@ -493,8 +530,8 @@ export function labelFromAngles(view, angles) {
     const lo = angles.lumbar_lordosis_deg;
     const missing = [k, lo].filter((a) => a && a.value === null).map((a) => a.name);
     if (!k || !lo || k.value === null || lo.value === null) return [null, `not measured: ${missing.join(", ") || "angles absent"}`];
-    const found = lateralFinding(k.value, lo.value);
-    if (found.label === null) return [null, describeFinding(found, k.value, lo.value)];
+    const found = lateralFinding(k.value, lo.value, defs);
+    if (found.label === null) return [null, describeFinding(found, k.value, lo.value, defs)];
     return [found.label, null];
   }
   throw new Error(`unknown view ${view}`);
@@ -502,11 +539,12 @@ export function labelFromAngles(view, angles) {
 
 // --- plausibility (spinescan/radiograph/plausibility.py) ----------------------------------------------
 
-const COLLAPSE_FRACTION = 0.1;
-const SPACING_RANGE = [0.5, 2.0];
-const SPACING_TO_WIDTH = [0.3, 2.5];
-const MAX_TILT_STEP_DEG = 30.0;
-const OUTSIDE_MARGIN = 0.02;
+const COLLAPSE_FRACTION = READOUT.plausibility.collapse_fraction;
+const COLLAPSED_SEVERE = READOUT.plausibility.collapsed_severe;
+const SPACING_RANGE = READOUT.plausibility.spacing_range;
+const SPACING_TO_WIDTH = READOUT.plausibility.spacing_to_width;
+const MAX_TILT_STEP_DEG = READOUT.plausibility.max_tilt_step_deg;
+const OUTSIDE_MARGIN = READOUT.plausibility.outside_margin;
 
 function medianOf(values) {
   const v = [...values].sort((a, b) => a - b);
@@ -543,7 +581,7 @@ export function assessLandmarks(points, sacrum, [h, w]) {
   }
   if (collapsed) {
     const text = `${collapsed} of ${seen.length} vertebrae collapsed (two corners closer than a tenth of the width)`;
-    (collapsed >= 9 ? severe : mild).push(text); // COLLAPSED_SEVERE in plausibility.py
+    (collapsed >= COLLAPSED_SEVERE ? severe : mild).push(text);
   }
   const centres = {};
   for (const k of seen) {
@@ -598,9 +636,11 @@ export function plausibilityReason(p) {
  * read_landmarks + OnnxModel.result: one film's landmark reading, as spinescan-predict --json
  * reports it (values unrounded; the CLI rounds to 0.01): {label, label_reason, measurements,
  * reasons, notes, landmarks (70 points or null), angles (with the endplates they were measured
- * between, for drawing)}.
+ * between, for drawing)}. doc: the model's document (modeldoc.js): its view, its angles in
+ * report order, their definitions (an endplates angle that is not built in is measured from it).
  */
-export function readLandmarks(data, dims, geometry, view, measurementNames) {
+export function readLandmarks(data, dims, geometry, doc) {
+  const view = doc.view;
   const [, k, d] = dims;
   const { points, visibility } = decodePoints(data, k, d, geometry);
   const corners = points.slice(0, N_LANDMARKS);
@@ -608,6 +648,8 @@ export function readLandmarks(data, dims, geometry, view, measurementNames) {
   const size = geometry.film_hw;
   let angles =
     view === "ap" ? apAngles(corners, size, PREDICTION_READOUT) : lateralAngles(corners, sacrum, size);
+  angles = extraAngles(angles, doc.measurements || [], corners, sacrum, size);
+  const defs = definitionsOf(doc);
   const plausibility = assessLandmarks(corners, sacrum, size);
   let label;
   let labelReason;
@@ -619,9 +661,10 @@ export function readLandmarks(data, dims, geometry, view, measurementNames) {
     );
     [label, labelReason] = [null, why];
   } else {
-    [label, labelReason] = labelFromAngles(view, angles);
+    [label, labelReason] = labelFromAngles(view, angles, defs);
   }
-  const names = measurementNames && measurementNames.length ? measurementNames : Object.keys(angles);
+  const wanted = (doc.measurements || []).map((m) => m.name);
+  const names = wanted.length ? wanted : Object.keys(angles);
   const measurements = {};
   const reasons = {};
   const notes = {};
