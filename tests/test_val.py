@@ -122,7 +122,7 @@ def test_single_run_cis_equal_the_loop_bootstrap() -> None:
 
         reps = m.bootstrap_stats(sens, [(y, p)], n_boot=150, seed=2, strata=[y])
         for c in range(k):
-            assert fast["sensitivity"][c] == pytest.approx(m._percentile_ci(reps[:, c], 0.95), abs=1e-12)
+            assert fast["sensitivity"][c] == pytest.approx(m.percentile_ci(reps[:, c], 0.95), abs=1e-12)
 
 
 def test_cli_json_out_and_no_tensorflow_or_matplotlib_without_plots(
