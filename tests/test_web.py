@@ -538,7 +538,8 @@ class _LandmarkParity:
     def _compare_unflagged(self, path: Path, page: dict, model, reading: dict, name: str) -> None:
         """A severely flagged reading: the angles the page measures from its points without the
         flag against the Python's from its points, as before the flag existed."""
-        from spinescan.radiograph.angles import PREDICTION_READOUT, ap_angles, lateral_angles
+        from spinescan.radiograph.angles import ap_angles, lateral_angles
+        from spinescan.radiograph.coronal import PREDICTION_READOUT
 
         hw = read_image(path).shape[:2]
         if model.info.view == "ap":

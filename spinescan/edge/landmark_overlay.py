@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from spinescan.radiograph.aasce import AASCE_ANGLES
-from spinescan.radiograph.angles import LEVELS, Angle, as_corners
+from spinescan.radiograph.angles import Angle
+from spinescan.radiograph.vertebrae import LEVELS, as_corners
 
 _COLOURS = {  # BGR
     "cobb_deg": (0, 0, 255),

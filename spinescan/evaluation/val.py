@@ -213,9 +213,9 @@ def score_classifier(
 
 
 def _true_angles(model: OnnxModel, sample: Sample, hw: tuple[int, int]) -> tuple[np.ndarray, dict]:
-    """The manifest's 68 corners (NaN when it has none) and true angles: an angle's own column
-    where given, else the same definition measured on the corners (as training does)."""
-    from spinescan.radiograph.angles import ap_angles, lateral_angles
+    """The manifest's 68 corners (NaN when it has none) and true angles
+    (:func:`spinescan.radiograph.angles.manifest_angles`, as training scores them)."""
+    from spinescan.radiograph.angles import manifest_angles
 
     lm, sacrum = np.full((68, 2), np.nan), None
     raw = sample.extra.get("landmarks") or ""
@@ -226,24 +226,7 @@ def _true_angles(model: OnnxModel, sample: Sample, hw: tuple[int, int]) -> tuple
             sacrum = np.asarray(json.loads(sac), dtype=np.float64).reshape(2, 2) if sac else None
         except (ValueError, TypeError) as exc:
             raise DataError(f"{sample.rel}: 'landmarks' is not 68 [x, y] corners ({exc})") from None
-    measured: dict[str, Any] = {}
-    if raw:
-        measured = ap_angles(lm, image_size=hw) if model.info.view == "ap" else lateral_angles(
-            lm, sacrum, image_size=hw
-        )
-    out: dict[str, float | None] = {}
-    for name in model.info.measurements:
-        given = _float(sample.extra.get(name))
-        out[name] = given if given is not None else (measured[name].value if name in measured else None)
-    return lm, out
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        v = float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-    return v if v is not None and np.isfinite(v) else None
+    return lm, manifest_angles(model.info.view, model.info.measurements, sample.extra, lm, sacrum, hw)
 
 
 def score_landmarks(

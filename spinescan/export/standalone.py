@@ -28,6 +28,8 @@ MODULES = (
     "radiograph.preprocess",
     "radiograph.thresholds",
     "radiograph.aasce",
+    "radiograph.vertebrae",
+    "radiograph.coronal",
     "radiograph.angles",
     "radiograph.landmark_codec",
     "edge.overlay",
