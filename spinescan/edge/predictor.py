@@ -61,6 +61,7 @@ from spinescan.edge.onnxmodel import (
 )
 from spinescan.errors import ImageReadError, SpineScanError
 from spinescan.radiograph.imageio import MIN_SIDE, find_images, read_image
+from spinescan.radiograph.preprocess import film_placement
 
 # Re-exported: callers (the exporter, tests, predict.py users) know them as predictor.X.
 __all__ = [
@@ -389,8 +390,9 @@ def _write_overlay(
     caption = [f"{model.name}: {result['label']} p={result['probabilities'][result['label']]:.3f}"]
     heat = None
     if "grid" in entry:
-        geom = overlay.geometry(image, model.info.input_size, model.info.preprocessing)
-        heat = overlay.film_heatmap(np.asarray(entry["cam"], dtype=np.float32), geom)
+        placement = film_placement(image, model.info.input_size, model.info.preprocessing)
+        cam = np.asarray(entry["cam"], dtype=np.float32)
+        heat = overlay.film_heatmap(cam, placement, image.shape[:2], model.info.input_size[:2])
         caption.append(f"{entry['class']} {overlay.DISCLAIMER}")
     else:
         caption.append(entry.get("error", "no heatmap"))
