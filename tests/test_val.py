@@ -26,7 +26,8 @@ from spinescan.cli import build_cli, main
 from spinescan.edge import predictor
 from spinescan.errors import DataError
 from spinescan.evaluation.scoring import evaluate_parts
-from spinescan.evaluation.val import ValConfig, validate, write_outputs
+from spinescan.evaluation.val import ValConfig, validate
+from spinescan.evaluation.val_outputs import write_outputs
 from spinescan.export.onnx_convert import set_metadata
 from spinescan.radiograph.preprocess import Preprocessing
 
