@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from spinescan.cli.progress import ClickProgress
-from spinescan.data.datasets import CheckReport, check_dataset
+from spinescan.data.checks import CheckReport, check_dataset
 
 
 @click.group("data")

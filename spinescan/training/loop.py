@@ -177,7 +177,7 @@ def train(config: TrainConfig) -> RunResult:
 
 def load_training_data(plan: Plan) -> TrainingData:
     """The view's samples, the split, and the usable images of the spec's classes per part."""
-    from spinescan.data.datasets import samples_for_spec
+    from spinescan.data.checks import samples_for_spec
 
     spec, progress = plan.spec, plan.config.progress
     dataset, view_samples = load_view_samples(plan.data, spec)

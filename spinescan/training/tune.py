@@ -199,7 +199,7 @@ def _folds(
 
 def _load(config: TuneConfig, spec: ModelSpec, hp: HParams) -> tuple[np.ndarray, np.ndarray, list[_Fold]]:
     """Decode the train+validation images of the spec's classes once (the test split never)."""
-    from spinescan.data.datasets import samples_for_spec
+    from spinescan.data.checks import samples_for_spec
     from spinescan.data.splits import make_split
     from spinescan.training import pipeline
     from spinescan.training.prepare import load_view_samples
