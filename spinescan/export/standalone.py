@@ -38,6 +38,8 @@ MODULES = (
     "radiograph.measure",
     "edge.onnxmodel",
     "edge.guard",
+    "edge.explain",
+    "edge.results_table",
     "edge.predictor",
 )
 STANDALONE_NAME = "predict.py"
