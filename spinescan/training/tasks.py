@@ -192,7 +192,7 @@ class LandmarkTask(Task):
 
     def dataset(self, x, y, spec, hp, batch, training, seed):
         from spinescan.errors import require_tensorflow
-        from spinescan.training import pipeline
+        from spinescan.training import augment
 
         tf = require_tensorflow()
         ds = tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), np.asarray(y, np.float32)))
@@ -208,13 +208,13 @@ class LandmarkTask(Task):
             # film's vertebrae happen to sit (benchmarks/aasce_cv.py).
             from spinescan.radiograph.landmark_codec import mirror_order
 
-            aug = pipeline.LANDMARK_AUGMENTATION
+            aug = augment.LANDMARK_AUGMENTATION
             if spec.view != "ap":  # a mirrored lateral film faces the other way: no flip
                 aug = replace(aug, flip=False)
-            ds = pipeline.augment_landmark_batches(ds, seed, aug, fill, mirror_order(spec.landmarks))
+            ds = augment.augment_landmark_batches(ds, seed, aug, fill, mirror_order(spec.landmarks))
         elif training and hp.augment:
             # exposure, contrast, tone, blur and noise only: nothing moves, the targets stay put
-            ds = pipeline.augment_batches(ds, seed, pipeline.PHOTOMETRIC_AUGMENTATION, fill)
+            ds = augment.augment_batches(ds, seed, augment.PHOTOMETRIC_AUGMENTATION, fill)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def compile_args(self, keras, spec, hp):
