@@ -15,7 +15,6 @@ light-island modules.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -37,7 +36,6 @@ from spinescan.edge.guard import (
 from spinescan.edge.onnxmodel import (
     CAM_NAME,
     DEFAULT_MODELS_DIR,
-    DEVICES,
     EXPORT_HINT,
     FORMAT_KEY,
     FORMAT_VERSION,
@@ -58,6 +56,7 @@ from spinescan.edge.onnxmodel import (
     sha256_file,
     verify_against_manifest,
 )
+from spinescan.edge.predict_args import build_parser
 from spinescan.edge.results_table import add_top, format_table
 from spinescan.errors import ImageReadError, SpineScanError
 from spinescan.radiograph.imageio import MIN_SIDE, find_images, read_image
@@ -305,53 +304,9 @@ def _of_view(models: list[OnnxModel], view: str) -> list[OnnxModel]:
     return kept
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spinescan-predict",
-        description="Classify spine radiographs with exported ONNX models (no TensorFlow needed).",
-        epilog="Exit status: 0 all images classified, 1 some images could not be read, "
-        "2 bad arguments or a refused model.",
-    )
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", help="one exported .onnx file")
-    source.add_argument(
-        "--models",
-        help=f"a folder of exported models, used side by side (default: {DEFAULT_MODELS_DIR}/ when it "
-        "holds an export, else the models bundled with the package)",
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
-    parser.add_argument("--top", type=int, metavar="K", help="show only the K most probable classes")
-    parser.add_argument("--int8", action="store_true", help="use the int8 model where one was shipped")
-    parser.add_argument(
-        "--overlay",
-        metavar="DIR",
-        help="write one PNG per image and model into DIR: a classifier's predicted-class heatmap over "
-        "the film (a quality check, not a localisation claim); a landmark model's landmarks, "
-        "end-vertebra lines and angles",
-    )
-    parser.add_argument(
-        "--heatmap", action="store_true", help="with --json: include each result's heatmap grid and geometry"
-    )
-    parser.add_argument(
-        "--view",
-        choices=["lateral", "ap"],
-        help="run only the models of this view (a lateral model says nothing useful about an AP film); "
-        "overrides the view guard, which otherwise picks each film's models",
-    )
-    parser.add_argument(
-        "--device",
-        choices=list(DEVICES),
-        default=os.environ.get("SPINESCAN_DEVICE") or "cpu",
-        help="onnxruntime execution provider: cpu, gpu (CUDA; an error when absent) or auto (GPU when "
-        "present); default $SPINESCAN_DEVICE or cpu",
-    )
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
     """``spinescan-predict``: exit 0 when every image was classified, 1 when some failed."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.top is not None and args.top < 1:
         print("spinescan-predict: error: --top must be at least 1", file=sys.stderr)
         return 2

@@ -40,6 +40,7 @@ MODULES = (
     "edge.guard",
     "edge.explain",
     "edge.results_table",
+    "edge.predict_args",
     "edge.predictor",
 )
 STANDALONE_NAME = "predict.py"
