@@ -16,7 +16,7 @@ from spinescan.edge.onnxmodel import OnnxModel
 from spinescan.radiograph.preprocess import film_placement
 
 
-def explain(
+def explain_film(
     path: Path,
     image: np.ndarray,
     models: list[OnnxModel],

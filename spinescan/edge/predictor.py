@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from spinescan.edge.explain import explain_film
 from spinescan.edge.guard import (
     GUARD_VIEW,
     guard_entry,
@@ -273,7 +274,7 @@ def iter_results(
             yield from flush()  # results stay in input order
             for entry in head:
                 yield {"image": str(path), **entry}
-            yield from explain(path, image, models, heatmap, overlay_dir, written, tensors)  # type: ignore[arg-type]
+            yield from explain_film(path, image, models, heatmap, overlay_dir, written, tensors)  # type: ignore[arg-type]
         else:
             pending.append((path, tensors, head))
         image = None  # drop the decoded image before the next file is read
