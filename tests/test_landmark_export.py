@@ -211,7 +211,7 @@ def test_int8_refused_by_the_gate_is_not_shipped(
     out = tmp_path / "exported"
     shutil.copytree(shipped[0], out)  # an earlier export that shipped int8
     assert (out / "cobb.int8.onnx").is_file()
-    monkeypatch.setattr(quantize, "MIN_LABEL_AGREEMENT", 1.01)
+    monkeypatch.setattr(landmark_int8, "MIN_LABEL_AGREEMENT", 1.01)
     export_runs([cobb_run], out, quantize="int8").raise_for_failures()
     entry = json.loads((out / "manifest.json").read_text())["models"]["cobb"]
     result = LandmarkInt8Result.from_dict(entry["int8"])
