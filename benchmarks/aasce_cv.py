@@ -113,14 +113,13 @@ def fraiwan_check(run_dir: Path, root: Path, overlays: Path | None = None) -> di
 def score(pred: dict[str, list], rows: dict[str, dict[str, str]]) -> dict[str, Any]:
     """The field's figures for ``pred`` against the manifest rows (AASCE SMAPE and friends), read
     both ways: through the model's smoothed mid-lines (what the predictor reports) and raw."""
-    import numpy as np
 
     try:
-        from spinescan.evaluation.aasce import score_aasce
+        from spinescan.evaluation.aasce import parse_corners, score_aasce
     except ImportError:  # a checkout without the AASCE figures: re-score later (--rescore)
         return {"note": "spinescan.evaluation.aasce not available"}
     files = sorted(pred)
-    lm = [np.asarray([[np.nan if v is None else v for v in p] for p in pred[f]], dtype=float) for f in files]
+    lm = [parse_corners(pred[f], f) for f in files]
     ordered = [rows[f] for f in files]
     return {
         name: score_aasce(lm, ordered, smoothed=name == "smoothed").to_dict() for name in ("smoothed", "raw")

@@ -35,13 +35,13 @@ def load_rows(data: Path) -> dict[str, dict[str, str]]:
 
 def pooled(records: list[dict[str, Any]], rows: dict[str, dict[str, str]], smoothed: bool) -> Any:
     """One score over the union of the records' test films (later records win a film read twice)."""
-    from spinescan.evaluation.aasce import score_aasce
+    from spinescan.evaluation.aasce import parse_corners, score_aasce
 
     pred: dict[str, list] = {}
     for rec in records:
         pred.update(rec["predictions"])
     files = sorted(pred)
-    lm = [np.asarray([[np.nan if v is None else v for v in p] for p in pred[f]], dtype=float) for f in files]
+    lm = [parse_corners(pred[f], f) for f in files]
     return files, score_aasce(lm, [rows[f] for f in files], smoothed=smoothed)
 
 

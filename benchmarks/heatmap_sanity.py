@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from spinescan.edge import overlay
     from spinescan.export.parity import load_images, split_samples
+    from spinescan.radiograph.preprocess import film_placement
     from spinescan.training import inference, runs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -135,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     by_rel = {s.rel: s for s in samples}
     for k, rel in enumerate(images.files):
         film = read_image(by_rel[rel].path)
-        geom = overlay.geometry(film, spec.input_size, spec.preprocessing)
-        heat = overlay.film_heatmap(cams[k, ..., labels[k]], geom)
+        placement = film_placement(film, spec.input_size, spec.preprocessing)
+        heat = overlay.film_heatmap(cams[k, ..., labels[k]], placement, film.shape[:2], spec.input_size[:2])
         seen = np.isfinite(heat)
         heat = np.nan_to_num(heat)
         pts = marks[rel]

@@ -74,8 +74,8 @@ def tally(results: list[dict[str, Any]], model: str = "cobb") -> dict[str, Any]:
 def expert_flags(real: Path, phantoms: Path) -> dict[str, Any]:
     """The flag on true landmarks: AASCE experts' and the phantoms' exact ones (points off the
     film dropped, as a perfect model would call them not visible)."""
-    from spinescan.radiograph.angles import _inside
     from spinescan.radiograph.plausibility import assess_landmarks
+    from spinescan.radiograph.vertebrae import inside_film
 
     out = {}
     for name, root, view in (
@@ -93,9 +93,9 @@ def expert_flags(real: Path, phantoms: Path) -> dict[str, Any]:
                 lm = np.array(json.loads(row["landmarks"]), float).reshape(68, 2)
                 sac = np.array(json.loads(row["sacrum"]), float).reshape(2, 2) if row.get("sacrum") else None
                 hw = (int(row["height"]), int(row["width"]))
-                lm[~_inside(lm, hw)] = np.nan
+                lm[~inside_film(lm, hw)] = np.nan
                 if sac is not None:
-                    sac[~_inside(sac, hw)] = np.nan
+                    sac[~inside_film(sac, hw)] = np.nan
                 counts[assess_landmarks(lm, sac, hw).severity] += 1
         out[name] = dict(counts)
     return out

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         name = LANDMARK_MODELS[view]
         lm_runs = [train_or_reuse(name, args.data, args.runs, s, hp(name)) for s in args.seeds]
         if args.rescore:
-            from spinescan.training.loop import rescore
+            from spinescan.training.finish import rescore
 
             for r in lm_runs:
                 rescore(r, args.data)

@@ -44,12 +44,13 @@ SCHEMA = 1
 
 
 def cache(args: argparse.Namespace) -> int:
+    from spinescan.radiograph.angles import manifest_angles
     from spinescan.radiograph.imageio import read_image
     from spinescan.radiograph.preprocess import preprocess_placed
     from spinescan.training import inference
     from spinescan.training.prepare import load_view_samples
     from spinescan.training.runs import RunDir, load_run
-    from spinescan.training.tasks import _true_angles, manifest_points
+    from spinescan.training.tasks import manifest_points
 
     args.cache.mkdir(parents=True, exist_ok=True)
     real_root = None if args.real is None else args.real / "fraiwan-kauh-dev"
@@ -90,7 +91,8 @@ def cache(args: argparse.Namespace) -> int:
             out, pls, hws = run_films([read_image(s.path) for s in samples])
             truths = [manifest_points(s) for s in samples]
             true = [
-                _true_angles(spec, s, t, tuple(hw)) for s, t, hw in zip(samples, truths, hws, strict=True)
+                manifest_angles(spec.view, spec.measurements, s.extra, lm, sac, tuple(hw))
+                for s, (lm, sac), hw in zip(samples, truths, hws, strict=True)
             ]
             blob[f"{part}_out"], blob[f"{part}_placement"], blob[f"{part}_hw"] = out, pls, hws
             blob[f"{part}_true_lm"] = np.stack([t[0] for t in truths])
@@ -175,7 +177,7 @@ def midline_lengths(c: np.ndarray) -> np.ndarray:
 
 
 def _mid(c: np.ndarray) -> np.ndarray:
-    from spinescan.radiograph.angles import midline_tilts
+    from spinescan.radiograph.vertebrae import midline_tilts
 
     return midline_tilts(c)
 
@@ -242,15 +244,16 @@ def read_crossfit(lm: np.ndarray, image_size: tuple[int, int]) -> dict[str, Any]
     from dataclasses import replace
 
     from spinescan.radiograph import angles as A
+    from spinescan.radiograph import coronal, vertebrae
 
-    out = A.ap_angles(lm, image_size=image_size, readout=A.PREDICTION_READOUT)
-    c = A.as_corners(lm)
-    if not A.visible_vertebrae(c, image_size).all():
+    out = A.ap_angles(lm, image_size=image_size, readout=coronal.PREDICTION_READOUT)
+    c = vertebrae.as_corners(lm)
+    if not vertebrae.visible_vertebrae(c, image_size).all():
         return out
-    top = A.smoothed_tilts(A.edge_angle(c[:, 0], c[:, 1]))
-    bottom = A.smoothed_tilts(A.edge_angle(c[:, 2], c[:, 3]))
-    d_top = np.triu(A.line_angle_between(top[:, None], top[None, :]))
-    d_bottom = np.triu(A.line_angle_between(bottom[:, None], bottom[None, :]))
+    top = coronal.smoothed_tilts(vertebrae.edge_angle(c[:, 0], c[:, 1]))
+    bottom = coronal.smoothed_tilts(vertebrae.edge_angle(c[:, 2], c[:, 3]))
+    d_top = np.triu(vertebrae.line_angle_between(top[:, None], top[None, :]))
+    d_bottom = np.triu(vertebrae.line_angle_between(bottom[:, None], bottom[None, :]))
     i1, j1 = np.unravel_index(int(np.argmax(d_top)), d_top.shape)
     i2, j2 = np.unravel_index(int(np.argmax(d_bottom)), d_bottom.shape)
     value = (float(d_bottom[i1, j1]) + float(d_top[i2, j2])) / 2.0
@@ -264,20 +267,21 @@ def read_ap(
     """:func:`spinescan.radiograph.angles.ap_angles` with the tilts given by ``tilt_fn`` (the same run
     of visible vertebrae, curve search, regions and notes); ``"endplates"`` is the manifest's."""
     from spinescan.radiograph import angles as A
+    from spinescan.radiograph import coronal, vertebrae
 
     if tilt_fn == CROSSFIT:
         return read_crossfit(lm, image_size)
     if isinstance(tilt_fn, str):
         return A.ap_angles(lm, image_size=image_size, readout=tilt_fn)
-    c = A.as_corners(lm)
-    ok = A.visible_vertebrae(c, image_size)
+    c = vertebrae.as_corners(lm)
+    ok = vertebrae.visible_vertebrae(c, image_size)
     run = A._longest_run(ok)
     if run is None or run[1] - run[0] + 1 < A.MIN_RUN:
         return {n: A.Angle(n, None, "short") for n in A.AP_ANGLES}
     first, last = run
     safe = np.where(np.isfinite(c), c, 0.0)
     tilt = tilt_fn(safe, spread, first, last)
-    diff = A.line_angle_between(tilt[:, None], tilt[None, :])
+    diff = vertebrae.line_angle_between(tilt[:, None], tilt[None, :])
     centres = safe.mean(axis=1)
 
     def split(a: int, b: int) -> list[Any]:
@@ -288,7 +292,8 @@ def read_ap(
             return []
         i, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
         i, j = int(i) + a, int(j) + a
-        return [*split(a, i), A.Curve(i, j, A._apex(centres, i, j), float(diff[i, j])), *split(j, b)]
+        curve = coronal.Curve(i, j, coronal._apex(centres, i, j), float(diff[i, j]))
+        return [*split(a, i), curve, *split(j, b)]
 
     curves = split(first, last)
     out: dict[str, Any] = {}
@@ -359,7 +364,7 @@ def t_median3(c, sp, fi, la):
 
 def noise_sd(t: np.ndarray, fi: int, la: int) -> float:
     """Robust SD (degrees) of the tilts about their five-vertebra quadratic: the film's tilt noise."""
-    from spinescan.radiograph.angles import smoothed_tilts
+    from spinescan.radiograph.coronal import smoothed_tilts
 
     r = t[fi : la + 1] - smoothed_tilts(t, fi, la)[fi : la + 1]
     return float(1.4826 * np.median(np.abs(r)))
@@ -499,7 +504,8 @@ def diagnostics(
       corner from the true centre) beside ``collapsed_true_width_px`` (where the corners should be:
       half of it either side).
     """
-    from spinescan.radiograph.angles import LEVELS, as_corners, midline_tilts, smoothed_tilts
+    from spinescan.radiograph.coronal import smoothed_tilts
+    from spinescan.radiograph.vertebrae import LEVELS, as_corners, midline_tilts
 
     out: dict[str, Any] = {}
     for part, rows in films.items():
@@ -544,7 +550,8 @@ def self_check(films: dict[str, list[tuple[np.ndarray, tuple[int, int], np.ndarr
     """Largest difference (deg) between this study's baseline and the shipped read-out
     (``ap_angles(readout=PREDICTION_READOUT)``) over every cached film: the study measures what
     ships, or it raises."""
-    from spinescan.radiograph.angles import PREDICTION_READOUT, ap_angles
+    from spinescan.radiograph.angles import ap_angles
+    from spinescan.radiograph.coronal import PREDICTION_READOUT
 
     worst = 0.0
     for rows in films.values():

@@ -71,7 +71,7 @@ def tone_stats(paths: list[str], spec: Any) -> dict[str, dict[str, float]]:
     """How bright films are after the model's intensity scaling: per film, intensity quantiles of
     the whole film and of its spine_crop window, and the share of near-white pixels; returned as
     the 10th/50th/90th percentile over films. This is what showed that the phantoms clipped bone
-    to white where real films keep headroom (spinescan.synth.nuisance.sample_exposure)."""
+    to white where real films keep headroom (spinescan.synth.exposure.sample_exposure)."""
     from spinescan.radiograph.imageio import read_image
     from spinescan.radiograph.preprocess import crop_window, scale_intensity, to_grey
 

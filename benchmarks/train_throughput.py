@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args(argv)
 
-    from spinescan.data.datasets import load_dataset, samples_for_spec
+    from spinescan.data.checks import samples_for_spec
+    from spinescan.data.datasets import load_dataset
     from spinescan.training.pipeline import cache_arrays, class_weights, encode_labels, load_arrays
     from spinescan.zoo.registry import get_spec
 

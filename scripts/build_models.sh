@@ -49,27 +49,22 @@ build_scoliosis() {
   export_and_bundle scoliosis --data "$data"
 }
 
-# generalist: lateral phantoms only (synthetic; see its card), plugin defaults (128 px, 30 epochs).
-# Not bundled yet: 64 px and 12 epochs was tried on the loaded shared machine and reached only 0.46
-# validation accuracy by epoch 8 (docs/pretrained.md); these defaults need ~30-60 min on 2 idle cores.
-build_generalist() {
-  local data=$WORK/phantoms-lateral
+# build_lateral_phantom_model MODEL: train MODEL with its plugin defaults on 300 lateral phantoms per
+# class (seed 0), then export and bundle it. The one recipe of the two lateral phantom models:
+# generalist: synthetic only (see its card), plugin defaults (128 px, 30 epochs). Not bundled yet: 64 px
+#   and 12 epochs was tried on the loaded shared machine and reached only 0.46 validation accuracy by
+#   epoch 8 (docs/pretrained.md); these defaults need ~30-60 min on 2 idle cores.
+# sagittal: the lateral landmark model (plugin defaults).
+build_lateral_phantom_model() {
+  local model=$1 data=$WORK/phantoms-lateral
   [ -f "$data/manifest.csv" ] ||
     "$SPINESCAN" synth "$data" --views lateral --per-class 300 --seed 0 --workers 2
-  trained generalist || "$SPINESCAN" train generalist --data "$data" --seed 0 --runs "$RUNS" \
+  trained "$model" || "$SPINESCAN" train "$model" --data "$data" --seed 0 --runs "$RUNS" \
     --run-id "$RUN_ID" --quiet
-  export_and_bundle generalist --data "$data"
+  export_and_bundle "$model" --data "$data"
 }
-
-# sagittal: the lateral landmark model on lateral phantoms (plugin defaults).
-build_sagittal() {
-  local data=$WORK/phantoms-lateral
-  [ -f "$data/manifest.csv" ] ||
-    "$SPINESCAN" synth "$data" --views lateral --per-class 300 --seed 0 --workers 2
-  trained sagittal || "$SPINESCAN" train sagittal --data "$data" --seed 0 --runs "$RUNS" \
-    --run-id "$RUN_ID" --quiet
-  export_and_bundle sagittal --data "$data"
-}
+build_generalist() { build_lateral_phantom_model generalist; }
+build_sagittal() { build_lateral_phantom_model sagittal; }
 
 # cobb: the real-film landmark model (issue 21, docs/real-films.md): phantom pretraining (600 AP
 # phantoms per class at 512 px, 10 epochs; the centre-offset read-out, whose encoder-decoder the

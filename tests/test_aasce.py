@@ -19,6 +19,7 @@ from spinescan.errors import DataError
 from spinescan.evaluation.aasce import score_aasce
 from spinescan.radiograph import aasce as X
 from spinescan.radiograph import angles as A
+from spinescan.radiograph import coronal, vertebrae
 
 #: Mid-line tilts (deg) with interior extremes: +10 at T4 (U = 3) and -20 at L2 (L = 13).
 TILTS = np.array([2, 4, 7, 10, 8, 5, 1, -3, -7, -11, -15, -18, -19, -20, -14, -9, -5], dtype=np.float64)
@@ -132,8 +133,8 @@ def test_model_reading_uses_the_smoothed_mid_lines() -> None:
     angle 1 is then the reported largest Cobb angle."""
     rng = np.random.default_rng(3)
     lm = _spine(S_SHAPE, TILTS + rng.normal(0, 3, 17))
-    got = A.ap_angles(lm, image_size=(2000, 400), readout=A.PREDICTION_READOUT)
-    tilts = A.smoothed_tilts(A.midline_tilts(lm))
+    got = A.ap_angles(lm, image_size=(2000, 400), readout=coronal.PREDICTION_READOUT)
+    tilts = coronal.smoothed_tilts(vertebrae.midline_tilts(lm))
     want = X.aasce_angles(lm, 2000, tilts=tilts)
     assert [got[n].value for n in X.AASCE_ANGLES] == pytest.approx(list(want.values()), abs=1e-12)
     assert got["aasce_a1_deg"].value == pytest.approx(got["cobb_deg"].value, abs=1e-9)
@@ -337,6 +338,6 @@ def test_page_port_matches_python(tmp_path) -> None:
                 if a.value is not None:
                     worst = max(worst, abs(a.value - b["value"]))
     for c, hw in cases:
-        if np.isfinite(c).all() and A.visible_vertebrae(c, hw).all():
+        if np.isfinite(c).all() and vertebrae.visible_vertebrae(c, hw).all():
             rules.add(X.aasce_angles(c, hw[0]).rule)
     assert worst <= 1e-9 and rules == {"C", "S upper", "S lower"}

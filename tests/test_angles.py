@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from spinescan.radiograph import angles as A
+from spinescan.radiograph import coronal, vertebrae
 from spinescan.radiograph.thresholds import KYPHOSIS_THRESHOLD, SCOLIOSIS_THRESHOLD
 from spinescan.synth import generate
 from spinescan.synth import geometry as G
@@ -36,8 +37,8 @@ def _rounding_bound(p: np.ndarray, q: np.ndarray) -> float:
 def test_definitions_are_the_generators() -> None:
     assert G.kyphosis_from_landmarks is A.kyphosis_from_landmarks
     assert G.lordosis_from_landmarks is A.lordosis_from_landmarks
-    assert G.max_cobb_from_landmarks is A.max_cobb_from_landmarks
-    assert tuple(G.LEVELS) == A.LEVELS
+    assert G.max_cobb_from_landmarks is coronal.max_cobb_from_landmarks
+    assert tuple(G.LEVELS) == vertebrae.LEVELS
 
 
 def test_manifest_landmarks_give_manifest_angles(phantoms: list[dict[str, str]]) -> None:
@@ -53,8 +54,9 @@ def test_manifest_landmarks_give_manifest_angles(phantoms: list[dict[str, str]])
         if r["view"] == "lateral":
             sac = np.array(json.loads(r["sacrum"]))
             got = A.lateral_angles(pts, sac)
-            tol_k = _rounding_bound(c[A.T4, 0], c[A.T4, 1]) + _rounding_bound(c[A.T12, 2], c[A.T12, 3])
-            tol_l = _rounding_bound(c[A.L1, 0], c[A.L1, 1]) + _rounding_bound(sac[0], sac[1])
+            t4, t12 = vertebrae.T4, vertebrae.T12
+            tol_k = _rounding_bound(c[t4, 0], c[t4, 1]) + _rounding_bound(c[t12, 2], c[t12, 3])
+            tol_l = _rounding_bound(c[vertebrae.L1, 0], c[vertebrae.L1, 1]) + _rounding_bound(sac[0], sac[1])
             k, lo = got["thoracic_kyphosis_deg"].value, got["lumbar_lordosis_deg"].value
             assert abs(k - float(r["thoracic_kyphosis_deg"])) <= tol_k + 6e-4
             assert abs(lo - float(r["lumbar_lordosis_deg"])) <= tol_l + 6e-4
@@ -114,8 +116,29 @@ def test_named_curves_follow_their_apex() -> None:
     assert got["cobb_tl_deg"].lines == ((10, "superior"), (15, "inferior"))
     assert got["cobb_pt_deg"].value == pytest.approx(8.0)
     assert got["cobb_pt_deg"].lines == ((0, "superior"), (4, "inferior"))
-    curves = A.coronal_curves(_spine(tilt))
+    curves = coronal.coronal_curves(_spine(tilt))
     assert [c.upper for c in curves] == sorted(c.upper for c in curves)
+
+
+def test_manifest_angles_take_the_column_else_measure_the_corners() -> None:
+    """The one truth training and ``spinescan val`` score against: a finite manifest column wins,
+    an empty, non-numeric or infinite one falls back to the corners, and without corners it is None."""
+    assert [A.finite_number(v) for v in ("12.5", 3, "", None, "abc", "inf", "nan", [1])] == [
+        12.5, 3.0, None, None, None, None, None, None,
+    ]
+    tilt = np.zeros(17)
+    tilt[8:] = 20.0  # one 20-degree step
+    corners = _spine(tilt)
+    names = ("cobb_deg", "cobb_mt_deg")
+    given = {"cobb_deg": "33.0", "cobb_mt_deg": "inf"}
+    got = A.manifest_angles("ap", names, given, corners, None, (900, 400))
+    assert got["cobb_deg"] == 33.0  # the manifest's own column
+    measured = A.ap_angles(corners, image_size=(900, 400))["cobb_mt_deg"].value
+    assert measured == pytest.approx(20.0) and got["cobb_mt_deg"] == pytest.approx(measured)
+    none = A.manifest_angles("ap", names, {}, np.full((68, 2), np.nan), None, (900, 400))
+    assert none == {"cobb_deg": None, "cobb_mt_deg": None}
+    lateral = A.manifest_angles("lateral", ("lumbar_lordosis_deg",), {}, corners, None, (900, 400))
+    assert lateral == {"lumbar_lordosis_deg": None}  # no sacrum, no lordosis
 
 
 def test_straight_spine_measures_zero_and_is_healthy() -> None:
@@ -150,9 +173,9 @@ def test_out_of_frame_vertebrae_give_none_with_a_reason() -> None:
 
 def test_lateral_angles_need_their_vertebrae() -> None:
     tilt = np.zeros(17)
-    tilt[A.T4] = -25.0
-    tilt[A.T12] = 25.0
-    tilt[A.L1] = 10.0
+    tilt[vertebrae.T4] = -25.0
+    tilt[vertebrae.T12] = 25.0
+    tilt[vertebrae.L1] = 10.0
     pts = _spine(tilt)
     sacrum = np.array([[180.0, 760.0], [220.0, 760.0 - 40.0 * math.tan(math.radians(60.0))]])
     got = A.lateral_angles(pts, sacrum)
@@ -163,14 +186,14 @@ def test_lateral_angles_need_their_vertebrae() -> None:
     label, why = A.label_from_angles("lateral", got)
     assert label is None and why.startswith("kyphosis-lordosis posture: hyperkyphosis + hyperlordosis")
     lumbar_only = pts.reshape(17, 4, 2).copy()
-    lumbar_only[: A.L1] = np.nan
+    lumbar_only[: vertebrae.L1] = np.nan
     got = A.lateral_angles(lumbar_only, sacrum)
     assert got["thoracic_kyphosis_deg"].value is None and "T4" in got["thoracic_kyphosis_deg"].reason
     assert got["lumbar_lordosis_deg"].value == pytest.approx(70.0)
     assert A.label_from_angles("lateral", got)[0] is None
     no_sacrum = A.lateral_angles(pts, None)
     assert no_sacrum["lumbar_lordosis_deg"].value is None and "S1" in no_sacrum["lumbar_lordosis_deg"].reason
-    hidden = A.lateral_angles(pts, sacrum, visible=np.arange(17) != A.T12)
+    hidden = A.lateral_angles(pts, sacrum, visible=np.arange(17) != vertebrae.T12)
     assert hidden["thoracic_kyphosis_deg"].value is None and "T12" in hidden["thoracic_kyphosis_deg"].reason
 
 
@@ -228,7 +251,7 @@ def test_midline_readout_ignores_a_vertebra_whose_corners_cross() -> None:
         assert (abs(a - b) > 10.0) is moves, (readout, a, b)
     assert A.ap_angles(good, readout="midlines")["cobb_deg"].value == pytest.approx(12.0, abs=1.0)
     with pytest.raises(ValueError, match="readout"):
-        A.cobb_matrix(good, readout="corners")
+        coronal.cobb_matrix(good, readout="corners")
 
 
 def test_tilt_smoothing_keeps_a_smooth_spine_and_damps_noise() -> None:
@@ -236,12 +259,12 @@ def test_tilt_smoothing_keeps_a_smooth_spine_and_damps_noise() -> None:
     shorter than five are left alone, and independent per-vertebra noise shrinks."""
     levels = np.arange(17, dtype=np.float64)
     smooth = 0.3 * (levels - 8.0) ** 2 - 10.0
-    np.testing.assert_allclose(A.smoothed_tilts(smooth), smooth, atol=1e-9)
-    np.testing.assert_allclose(A.smoothed_tilts(smooth, 3, 12)[3:13], smooth[3:13], atol=1e-9)
+    np.testing.assert_allclose(coronal.smoothed_tilts(smooth), smooth, atol=1e-9)
+    np.testing.assert_allclose(coronal.smoothed_tilts(smooth, 3, 12)[3:13], smooth[3:13], atol=1e-9)
     short = np.random.default_rng(0).normal(size=17)
-    np.testing.assert_array_equal(A.smoothed_tilts(short, 5, 8), short)
+    np.testing.assert_array_equal(coronal.smoothed_tilts(short, 5, 8), short)
     noise = np.random.default_rng(1).normal(size=(400, 17))
-    residual = np.array([A.smoothed_tilts(n) for n in noise])
+    residual = np.array([coronal.smoothed_tilts(n) for n in noise])
     assert residual[:, 2:15].std() < 0.8 * noise.std()
     angle = A.ap_angles(_spine(smooth), readout="midlines")["cobb_deg"]
     assert len(angle.orientations) == 2 and angle.to_json()["orientations"]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from spinescan.radiograph import angles as A
+from spinescan.radiograph import coronal
 
 STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "readout_study.py"
 
@@ -47,9 +48,9 @@ def test_local_quadratic_over_five_is_the_shipped_smoother(study) -> None:
     for first, last in ((0, 16), (2, 11), (5, 9)):
         t = rng.normal(0.0, 10.0, 17)
         got = study.local_quadratic(t, first, last, 2)
-        assert np.allclose(got, A.smoothed_tilts(t, first, last), atol=1e-9)
+        assert np.allclose(got, coronal.smoothed_tilts(t, first, last), atol=1e-9)
     wider = study.local_quadratic(t, 0, 16, 3)
-    assert not np.allclose(wider, A.smoothed_tilts(t))
+    assert not np.allclose(wider, coronal.smoothed_tilts(t))
 
 
 def test_bridge_interpolates_dropped_vertebrae_only(study) -> None:
@@ -78,13 +79,13 @@ def test_baseline_equals_shipped_readout_and_self_check_catches_a_drift(study, m
 
 def test_crossfit_reads_a_noisy_straight_spine_lower_and_a_clean_curve_the_same(study) -> None:
     clean = spine(30.0 * np.sin(np.linspace(0, np.pi, 17)))
-    today = A.ap_angles(clean, (500, 300), readout=A.PREDICTION_READOUT)["cobb_deg"].value
+    today = A.ap_angles(clean, (500, 300), readout=coronal.PREDICTION_READOUT)["cobb_deg"].value
     assert study.read_crossfit(clean, (500, 300))["cobb_deg"].value == pytest.approx(today, abs=1e-6)
     lower = []
     for seed in range(20):
         noisy = spine(np.zeros(17), noise=1.5, seed=seed)
         lower.append(
             study.read_crossfit(noisy, (500, 300))["cobb_deg"].value
-            < A.ap_angles(noisy, (500, 300), readout=A.PREDICTION_READOUT)["cobb_deg"].value
+            < A.ap_angles(noisy, (500, 300), readout=coronal.PREDICTION_READOUT)["cobb_deg"].value
         )
     assert np.mean(lower) >= 0.8

@@ -12,7 +12,7 @@ import pytest
 from test_export import _films, _make_outputs_vary
 
 from spinescan.edge import overlay
-from spinescan.radiograph.preprocess import Preprocessing, preprocess
+from spinescan.radiograph.preprocess import Preprocessing, film_placement, preprocess
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -85,16 +85,16 @@ def _film(h: int, w: int, column: int, seed: int = 0) -> np.ndarray:
     ],
 )
 def test_geometry_reproduces_preprocess(shape, input_size, prep) -> None:
-    """Cutting the film by ``geometry`` and letterboxing it gives exactly preprocess' tensor."""
+    """Cutting the film by its placement and letterboxing it gives exactly preprocess' tensor."""
     film = _film(*shape, column=int(shape[1] * 0.6))
-    geom = overlay.geometry(film, input_size, prep)
+    placement = film_placement(film, input_size, prep)
     expected = preprocess(film, input_size, prep)[..., 0]
-    top, left, ch, cw = geom.crop
+    top, left, ch, cw = placement.crop
     from spinescan.radiograph.preprocess import scale_intensity
 
     x = scale_intensity(film, prep)[top : top + ch, left : left + cw]
-    btop, bleft, bh, bw = geom.box
-    rebuilt = np.full(geom.input_hw, prep.pad_value, dtype=np.float32)
+    btop, bleft, bh, bw = placement.box
+    rebuilt = np.full(input_size[:2], prep.pad_value, dtype=np.float32)
     rebuilt[btop : btop + bh, bleft : bleft + bw] = cv2.resize(x, (bw, bh), interpolation=cv2.INTER_AREA)
     np.testing.assert_array_equal(np.clip(rebuilt, 0, 1), expected)
 
@@ -103,9 +103,9 @@ def test_heatmap_lands_where_the_input_was() -> None:
     """A map hot on the letterboxed spine's input columns is hot on the film's spine columns."""
     prep = Preprocessing(resize="spine_crop", crop_aspect=0.2)
     film = _film(400, 300, column=200)
-    geom = overlay.geometry(film, (64, 32, 1), prep)
+    placement = film_placement(film, (64, 32, 1), prep)
     x = preprocess(film, (64, 32, 1), prep)[..., 0]
-    heat = overlay.input_to_film(x, geom)  # the input itself as a "map"
+    heat = overlay.input_to_film(x, placement, film.shape)  # the input itself as a "map"
     seen = np.isfinite(heat)
     assert not seen[:, :100].any()  # cut away by spine_crop: no heatmap there
     kept = np.flatnonzero(seen.any(axis=0))
@@ -115,8 +115,8 @@ def test_heatmap_lands_where_the_input_was() -> None:
 
 def test_render_and_overlay_png(tmp_path: Path) -> None:
     film = _film(200, 100, column=50)
-    geom = overlay.geometry(film, (64, 64, 1), Preprocessing())
-    heat = overlay.film_heatmap(np.array([[0.0, 2.0], [1.0, -3.0]]), geom)
+    placement = film_placement(film, (64, 64, 1), Preprocessing())
+    heat = overlay.film_heatmap(np.array([[0.0, 2.0], [1.0, -3.0]]), placement, film.shape, (64, 64))
     assert 0.9 < np.nanmax(heat) <= 1.0 and np.nanmin(heat) >= 0  # the padding held the very peak
     bgr = overlay.render(
         film, heatmap=heat, landmarks=np.array([[10, 20]]), lines=[((0, 0), (50, 50))], caption=["a", "b"]

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from spinescan.cli import build_cli
-from spinescan.edge import predictor
+from spinescan.edge import predict_args, predictor
 from spinescan.edge.onnxmodel import providers_for
 from spinescan.errors import SpineScanError
 
@@ -47,7 +47,8 @@ def test_predict_is_the_same_program_with_the_same_output(
 def test_predict_has_every_option_of_the_light_program() -> None:
     command = build_cli().commands["predict"]
     click_flags = {flag for p in command.params for flag in getattr(p, "opts", []) if flag.startswith("-")}
-    argparse_flags = {f for a in predictor._parser()._actions for f in a.option_strings} - {"-h", "--help"}
+    actions = predict_args.build_parser()._actions
+    argparse_flags = {f for a in actions for f in a.option_strings} - {"-h", "--help"}
     assert argparse_flags <= click_flags
     assert {"--device", "--json", "--overlay", "--view"} <= click_flags
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from spinescan.data.datasets import UNSPECIFIED_VIEW, check_dataset, load_dataset, samples_for_spec
+from spinescan.data.checks import check_dataset, samples_for_spec
+from spinescan.data.datasets import UNSPECIFIED_VIEW, load_dataset
 from spinescan.errors import DataError
 
 

@@ -287,7 +287,7 @@ def test_02_non_finite_pixels_are_refused_and_json_stays_json(
 
 
 def test_02_data_check_lists_a_nan_film_as_unreadable(tmp_path: Path) -> None:
-    from spinescan.data.datasets import check_dataset
+    from spinescan.data.checks import check_dataset
 
     for label in ("healthy", "kyphosis"):
         (tmp_path / label).mkdir()
@@ -618,7 +618,7 @@ def test_11_symlink_loops_are_reported_by_the_predictor(
 
 
 def test_11_symlink_loops_are_reported_by_data_check(tmp_path: Path) -> None:
-    from spinescan.data.datasets import check_dataset
+    from spinescan.data.checks import check_dataset
 
     report = check_dataset(_looping_folder(tmp_path / "data"), default_view="lateral")
     loops = [w for w in report.warnings if "symlink loop" in w]

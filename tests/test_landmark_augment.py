@@ -31,7 +31,7 @@ def _dots(n: int, h: int, w: int, k: int, seed: int) -> tuple[np.ndarray, np.nda
 
 
 def test_targets_follow_the_warped_film():
-    from spinescan.training.pipeline import Augmentation, augment_landmark_batch
+    from spinescan.training.augment import Augmentation, augment_landmark_batch
 
     h, w, k = 96, 48, len(POINT_NAMES)
     x, y = _dots(8, h, w, k, seed=0)
@@ -57,7 +57,7 @@ def test_targets_follow_the_warped_film():
 
 
 def test_a_mirrored_film_swaps_its_corners():
-    from spinescan.training.pipeline import Augmentation, augment_landmark_batch
+    from spinescan.training.augment import Augmentation, augment_landmark_batch
 
     h, w, k = 64, 32, len(POINT_NAMES)
     y = np.zeros((16, k, 3), np.float32)

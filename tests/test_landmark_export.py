@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spinescan.export import quantize
-from spinescan.export.quantize import AngleShift, LandmarkInt8Result, float_tail, landmark_gate
+from spinescan.export import landmark_int8, quantize
+from spinescan.export.landmark_int8 import AngleShift, LandmarkInt8Result, landmark_gate
+from spinescan.export.quantize import float_tail
 from spinescan.radiograph.angles import AP_ANGLES
 
 # --- the gate and the tail, without TensorFlow ---------------------------------------------------
@@ -32,8 +33,8 @@ def test_landmark_gate_follows_each_limit() -> None:
     ok, reason = landmark_gate(100, 1.0, 0.001, _angles())
     assert ok and "label agreement 100.0%" in reason and "0.10 deg" in reason
     assert landmark_gate(100, 0.99, 0.001, _angles())[0]  # the limits themselves pass
-    assert landmark_gate(100, 1.0, 0.001, _angles(mean=quantize.MAX_MEAN_ANGLE_DIFF_DEG))[0]
-    assert landmark_gate(100, 1.0, quantize.MAX_MEAN_SHIFT, _angles())[0]
+    assert landmark_gate(100, 1.0, 0.001, _angles(mean=landmark_int8.MAX_MEAN_ANGLE_DIFF_DEG))[0]
+    assert landmark_gate(100, 1.0, landmark_int8.MAX_MEAN_SHIFT, _angles())[0]
     ok, reason = landmark_gate(100, 0.98, 0.001, _angles())
     assert not ok and "derived-label agreement with fp32 98.0% < 99%" in reason
     ok, reason = landmark_gate(100, 1.0, 0.001, {**_angles(), "b_deg": AngleShift(10, 0.6, 37.0, 1.0)})
@@ -47,7 +48,7 @@ def test_landmark_gate_follows_each_limit() -> None:
 
 
 def test_angle_shift_counts_only_films_measured_by_both() -> None:
-    shift = quantize._angle_shift([(1.0, 7.0), (2.0, 2.5), (None, None), (None, 3.0)])
+    shift = landmark_int8._angle_shift([(1.0, 7.0), (2.0, 2.5), (None, None), (None, 3.0)])
     assert (shift.n, shift.mean_abs_deg, shift.max_abs_deg) == (2, 3.25, 6.0)
     assert shift.measured_agreement == 0.75 and shift.n_large == 1  # 6 deg > 5, 0.5 deg is not
 
@@ -120,17 +121,17 @@ def shipped(cobb_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     from spinescan.export.exporter import export_runs
 
     seen: list = []
-    real_gate = quantize.landmark_gate
+    real_gate = landmark_int8.landmark_gate
 
     def spy(*args, **kwargs):
         seen.append(args)
         return real_gate(*args, **kwargs)
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(quantize, "landmark_gate", spy)
+    patch.setattr(landmark_int8, "landmark_gate", spy)
     for limit, value in (("MIN_LABEL_AGREEMENT", 0.0), ("MIN_MEASURED_AGREEMENT", 0.0),
                          ("MAX_MEAN_ANGLE_DIFF_DEG", 1e9), ("MAX_MEAN_SHIFT", 1e9)):  # fmt: skip
-        patch.setattr(quantize, limit, value)
+        patch.setattr(landmark_int8, limit, value)
     try:
         out = tmp_path_factory.mktemp("lm_int8_shipped")
         export_runs([cobb_run], out, quantize="int8").raise_for_failures()
@@ -214,7 +215,7 @@ def test_int8_refused_by_the_gate_is_not_shipped(
     out = tmp_path / "exported"
     shutil.copytree(shipped[0], out)  # an earlier export that shipped int8
     assert (out / "cobb.int8.onnx").is_file()
-    monkeypatch.setattr(quantize, "MIN_LABEL_AGREEMENT", 1.01)
+    monkeypatch.setattr(landmark_int8, "MIN_LABEL_AGREEMENT", 1.01)
     export_runs([cobb_run], out, quantize="int8").raise_for_failures()
     entry = json.loads((out / "manifest.json").read_text())["models"]["cobb"]
     result = LandmarkInt8Result.from_dict(entry["int8"])

@@ -181,7 +181,7 @@ def test_rescore_reads_a_finished_run_again_with_todays_code(cobb_run: Path, tmp
     import shutil
 
     from spinescan.errors import SpineScanError
-    from spinescan.training.loop import rescore
+    from spinescan.training.finish import rescore
 
     run = tmp_path / "copy"
     shutil.copytree(cobb_run, run)

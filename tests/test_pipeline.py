@@ -14,10 +14,10 @@ pytest.importorskip("tensorflow")
 
 from spinescan.radiograph.imageio import read_image
 from spinescan.radiograph.preprocess import preprocess
-from spinescan.training import pipeline
+from spinescan.training import augment, pipeline
 from spinescan.zoo.registry import get_spec
 
-NO_AUG = pipeline.Augmentation(
+NO_AUG = augment.Augmentation(
     rotation_deg=0,
     shift=0,
     zoom=0,
@@ -116,7 +116,7 @@ def test_augmentation_without_ranges_is_identity() -> None:
     import tensorflow as tf
 
     x = np.random.default_rng(0).random((3, 24, 20, 1)).astype(np.float32)
-    out = pipeline.augment_batch(tf.constant(x), tf.constant([1, 2]), NO_AUG).numpy()
+    out = augment.augment_batch(tf.constant(x), tf.constant([1, 2]), NO_AUG).numpy()
     assert np.abs(out - x).max() < 1e-4
 
 
@@ -124,9 +124,9 @@ def test_augmentation_is_seeded_bounded_and_changes_images() -> None:
     import tensorflow as tf
 
     x = np.random.default_rng(0).random((4, 32, 32, 1)).astype(np.float32)
-    a = pipeline.augment_batch(tf.constant(x), tf.constant([5, 6])).numpy()
-    b = pipeline.augment_batch(tf.constant(x), tf.constant([5, 6])).numpy()
-    c = pipeline.augment_batch(tf.constant(x), tf.constant([7, 8])).numpy()
+    a = augment.augment_batch(tf.constant(x), tf.constant([5, 6])).numpy()
+    b = augment.augment_batch(tf.constant(x), tf.constant([5, 6])).numpy()
+    c = augment.augment_batch(tf.constant(x), tf.constant([7, 8])).numpy()
     assert a.shape == x.shape and a.dtype == np.float32
     assert np.array_equal(a, b)  # same seed, same result
     assert not np.allclose(a, c)  # another seed, another result
@@ -138,7 +138,7 @@ def test_flip_alone_mirrors_some_images_and_leaves_the_others() -> None:
     import tensorflow as tf
 
     x = np.random.default_rng(2).random((16, 20, 24, 1)).astype(np.float32)
-    out = pipeline.augment_batch(tf.constant(x), tf.constant([9, 9]), replace(NO_AUG, flip=True)).numpy()
+    out = augment.augment_batch(tf.constant(x), tf.constant([9, 9]), replace(NO_AUG, flip=True)).numpy()
     mirrored = [np.abs(o - xi[:, ::-1]).max() < 1e-4 for o, xi in zip(out, x, strict=True)]
     kept = [np.abs(o - xi).max() < 1e-4 for o, xi in zip(out, x, strict=True)]
     assert all(m or k for m, k in zip(mirrored, kept, strict=True))
@@ -160,7 +160,7 @@ def test_geometric_augmentation_preserves_angles() -> None:
     disc = ((xx - 32) ** 2 + (yy - 30) ** 2 <= 12**2).astype(np.float32)[None, :, :, None]
     strong = replace(NO_AUG, rotation_deg=30, shift=0.1, zoom=0.3, flip=True)
     batch = np.repeat(disc, 8, axis=0)
-    out = pipeline.augment_batch(tf.constant(batch), tf.constant([3, 4]), strong).numpy()
+    out = augment.augment_batch(tf.constant(batch), tf.constant([3, 4]), strong).numpy()
     areas = []
     for img in out[..., 0]:
         small, large = _second_moments(img)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinescan.radiograph.preprocess import Preprocessing, crop_to_aspect, preprocess, spine_column
+from spinescan.radiograph.preprocess import Preprocessing, crop_window, preprocess, spine_column
 
 
 def film(height: int, width: int, spine_x: int, angle_deg: float = 0.0) -> np.ndarray:
@@ -67,9 +67,9 @@ def test_spine_crop_removes_the_width_signal() -> None:
     assert (la.max(axis=0) == 0).sum() != (lb.max(axis=0) == 0).sum()
 
 
-def test_crop_to_aspect_shapes() -> None:
-    assert crop_to_aspect(np.zeros((600, 900)), 0.3).shape == (600, 180)
-    assert crop_to_aspect(np.zeros((600, 100)), 0.3).shape == (333, 100)
+def test_crop_window_shapes() -> None:
+    assert crop_window(np.zeros((600, 900)), 0.3)[2:] == (600, 180)
+    assert crop_window(np.zeros((600, 100)), 0.3)[2:] == (333, 100)
 
 
 def test_preprocessing_round_trips_through_json() -> None:

@@ -35,11 +35,11 @@ def _model_window(path: Path, prep, size: tuple[int, int]) -> tuple[int, float]:
     from dataclasses import replace
 
     from spinescan.radiograph.imageio import read_image
-    from spinescan.radiograph.preprocess import crop_to_aspect, resize_to, scale_intensity, to_grey
+    from spinescan.radiograph.preprocess import crop_window, resize_to, scale_intensity, to_grey
 
     prep = replace(prep, pad_value=-1.0)
     x = scale_intensity(to_grey(read_image(path)), prep)
-    kept = crop_to_aspect(x, prep.crop_aspect).shape[0] / x.shape[0] if prep.resize == "spine_crop" else 1.0
+    kept = crop_window(x, prep.crop_aspect)[2] / x.shape[0] if prep.resize == "spine_crop" else 1.0
     window = resize_to(x, size, prep)
     return int((~np.all(window == -1.0, axis=0)).sum()), kept
 

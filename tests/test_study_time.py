@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from spinescan.evaluation.records import Part, RunRecord
-from spinescan.evaluation.study import answer, time_to_target
+from spinescan.evaluation.study import time_to_target
+from spinescan.evaluation.study_answer import answer
 
 COMPARISON = {
     "specialist": "kyphosis", "classes": ["healthy", "kyphosis"], "n_images": 20, "specialist_accuracy": 0.9,

@@ -120,7 +120,7 @@ def test_cut_films_keep_every_landmark_and_flag_the_hidden_ones(tmp_path: Path) 
 def test_phantoms_pass_the_projects_own_checks(tmp_path: Path) -> None:
     """``spinescan synth OUT --per-class 20 --size 128`` once wrote AP films 27-31 px wide that
     ``spinescan data check`` flagged as too small; every phantom must pass the checks."""
-    from spinescan.data.datasets import check_dataset
+    from spinescan.data.checks import check_dataset
 
     out = tmp_path / "checked"
     generate(out, per_class=20, seed=0, size=128, views=("ap",), workers=1, progress=False)

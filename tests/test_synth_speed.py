@@ -13,20 +13,20 @@ import math
 import numpy as np
 import pytest
 
-from spinescan.synth import anatomy, ap, canvas, geometry, nuisance
+from spinescan.synth import anatomy, ap, canvas, exposure, framing, geometry, presentation
 
 RNG_SEEDS = range(300)
 
 
 def test_pick_is_generator_choice_draw_for_draw() -> None:
-    tables = [{k: v[0] for k, v in nuisance.FRAMINGS.items()}, *nuisance.EXTENTS.values()]
+    tables = [{k: v[0] for k, v in framing.FRAMINGS.items()}, *framing.EXTENTS.values()]
     for seed in RNG_SEEDS:
         table = tables[seed % len(tables)]
         mine, plain = np.random.default_rng(seed), np.random.default_rng(seed)
         names = list(table)
         probs = np.array([table[n] for n in names])
         expected = names[int(plain.choice(len(names), p=probs / probs.sum()))]
-        assert nuisance._pick(mine, table) == expected
+        assert framing._pick(mine, table) == expected
         assert mine.bit_generator.state == plain.bit_generator.state  # the stream advanced alike
 
 
@@ -85,12 +85,12 @@ def test_frame_points_in_python_floats_match_numpy() -> None:
 def test_tone_curve_prefix_and_linspace_shortcut_are_exact() -> None:
     rng = np.random.default_rng(5)
     for _ in range(100):
-        exp = nuisance.sample_exposure(rng)
+        exp = exposure.sample_exposure(rng)
         d_max = float(exp.soft * 1.2 + exp.bone * rng.uniform(0.8, 1.25) * 6.0)
-        full = nuisance._tone_curve(exp, d_max)
-        entries = int(rng.integers(1, nuisance._LUT_SIZE + 1))
-        assert np.array_equal(nuisance._tone_curve(exp, d_max, entries), full[:entries])
-        d = np.linspace(0.0, d_max, nuisance._LUT_SIZE, dtype=np.float64)
+        full = exposure._tone_curve(exp, d_max)
+        entries = int(rng.integers(1, exposure._LUT_SIZE + 1))
+        assert np.array_equal(exposure._tone_curve(exp, d_max, entries), full[:entries])
+        d = np.linspace(0.0, d_max, exposure._LUT_SIZE, dtype=np.float64)
         signal = 1.0 - np.exp(-exp.gain * d)
         ref = 1.0 - np.exp(-exp.gain * (exp.soft + 1.8 * exp.bone))
         x = np.clip((signal / ref - exp.low) / (exp.high - exp.low), 0.0, 1.0) ** exp.gamma
@@ -119,12 +119,12 @@ def _random_text_reference(rng: np.random.Generator) -> str:
     if kind == 1:
         return "ID " + "".join(rng.choice(list(string.digits), size=int(rng.integers(5, 9))))
     if kind == 2:
-        return "".join(rng.choice(list(nuisance._CHARS), size=int(rng.integers(3, 10))))
+        return "".join(rng.choice(list(presentation._CHARS), size=int(rng.integers(3, 10))))
     return f"{rng.integers(60, 125)}KV {rng.integers(5, 40)}MAS"
 
 
 def test_burned_in_text_is_generator_choice_draw_for_draw() -> None:
     for seed in RNG_SEEDS:
         mine, plain = np.random.default_rng(seed), np.random.default_rng(seed)
-        assert nuisance._random_text(mine) == _random_text_reference(plain)
+        assert presentation._random_text(mine) == _random_text_reference(plain)
         assert mine.bit_generator.state == plain.bit_generator.state

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from spinescan.cli import build_cli
 from spinescan.errors import SpineScanError
-from spinescan.training import inference, loop
+from spinescan.training import failures, inference, loop
 from spinescan.training.loop import TrainConfig, train
 
 
@@ -86,6 +86,6 @@ def test_a_write_failure_inside_tensorflow_is_recognised() -> None:
         pass
 
     OpError.__module__ = "tensorflow.python.framework.errors_impl"
-    assert loop._is_write_failure(OpError("...: No space left on device"))
-    assert not loop._is_write_failure(OpError("shape mismatch"))
-    assert not loop._is_write_failure(ValueError("No space left on device"))
+    assert failures.is_write_failure(OpError("...: No space left on device"))
+    assert not failures.is_write_failure(OpError("shape mismatch"))
+    assert not failures.is_write_failure(ValueError("No space left on device"))

@@ -26,7 +26,8 @@ from spinescan.cli import build_cli, main
 from spinescan.edge import predictor
 from spinescan.errors import DataError
 from spinescan.evaluation.scoring import evaluate_parts
-from spinescan.evaluation.val import ValConfig, validate, write_outputs
+from spinescan.evaluation.val import ValConfig, validate
+from spinescan.evaluation.val_outputs import write_outputs
 from spinescan.export.onnx_convert import set_metadata
 from spinescan.radiograph.preprocess import Preprocessing
 
@@ -122,7 +123,7 @@ def test_single_run_cis_equal_the_loop_bootstrap() -> None:
 
         reps = m.bootstrap_stats(sens, [(y, p)], n_boot=150, seed=2, strata=[y])
         for c in range(k):
-            assert fast["sensitivity"][c] == pytest.approx(m._percentile_ci(reps[:, c], 0.95), abs=1e-12)
+            assert fast["sensitivity"][c] == pytest.approx(m.percentile_ci(reps[:, c], 0.95), abs=1e-12)
 
 
 def test_cli_json_out_and_no_tensorflow_or_matplotlib_without_plots(

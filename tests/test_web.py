@@ -31,7 +31,7 @@ import pytest
 
 from spinescan.edge import predictor
 from spinescan.radiograph.imageio import read_image
-from spinescan.radiograph.preprocess import Preprocessing, preprocess
+from spinescan.radiograph.preprocess import Preprocessing, film_placement, preprocess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: CI (``.ci/run``) sets it: there a missing browser is a failure, never a skip.
@@ -542,7 +542,8 @@ class _LandmarkParity:
     def _compare_unflagged(self, path: Path, page: dict, model, reading: dict, name: str) -> None:
         """A severely flagged reading: the angles the page measures from its points without the
         flag against the Python's from its points, as before the flag existed."""
-        from spinescan.radiograph.angles import PREDICTION_READOUT, ap_angles, lateral_angles
+        from spinescan.radiograph.angles import ap_angles, lateral_angles
+        from spinescan.radiograph.coronal import PREDICTION_READOUT
 
         hw = read_image(path).shape[:2]
         if model.info.view == "ap":
@@ -682,9 +683,9 @@ def test_port_matches_preprocess_for_every_setting(exported: Path, phantom_dir: 
                 want = preprocess(read_image(path), input_size, prep)
                 diff = float(np.abs(np.asarray(got["tensor"], dtype=np.float32) - want.ravel()).max())
                 worst[path.name] = max(worst.get(path.name, 0.0), diff)
-                from spinescan.edge.overlay import geometry
-
-                assert got["geometry"] == geometry(read_image(path), input_size, prep).to_dict(), (
+                film = read_image(path)
+                placement = film_placement(film, input_size, prep)
+                assert got["geometry"] == placement.to_geometry(film.shape[:2], input_size[:2]), (
                     path.name,
                     prep,
                 )

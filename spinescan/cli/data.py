@@ -10,7 +10,7 @@ import click
 
 from spinescan.cli.options import json_option, verbosity, verbosity_options
 from spinescan.cli.progress import ClickProgress
-from spinescan.data.datasets import CheckReport, check_dataset
+from spinescan.data.checks import CheckReport, check_dataset
 
 
 @click.group("data")

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from spinescan.edge import predictor
+from spinescan.edge import predict_args, predictor
 
 
 def _click_params(parser: argparse.ArgumentParser) -> list[click.Parameter]:
@@ -65,7 +65,7 @@ def _argv(parser: argparse.ArgumentParser, values: dict[str, Any]) -> list[str]:
 
 
 def _make_command() -> click.Command:
-    parser = predictor._parser()
+    parser = predict_args.build_parser()
 
     @click.pass_context
     def callback(ctx: click.Context, **values: Any) -> None:

@@ -114,7 +114,8 @@ def val(
     specificity of the label their angles imply. Films that are unreadable, of another view or
     with an unknown label are listed and the rest scored. No TensorFlow is needed.
     """
-    from spinescan.evaluation.val import ValConfig, jsonable, validate, write_outputs
+    from spinescan.evaluation.val import ValConfig, validate
+    from spinescan.evaluation.val_outputs import jsonable, write_outputs
 
     verbosity(quiet, verbose)  # both at once: a usage error
     progress = ClickProgress(quiet=quiet)

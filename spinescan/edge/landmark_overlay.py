@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from spinescan.radiograph.angle_defs import ANGLES
-from spinescan.radiograph.angles import LEVELS, Angle, as_corners
+from spinescan.radiograph.angles import Angle
+from spinescan.radiograph.vertebrae import LEVELS, as_corners
 
 
 def _style(name: str) -> tuple[tuple[int, int, int], str, bool]:

@@ -22,7 +22,7 @@ import numpy as np
 from spinescan.edge.modeldoc import METADATA_KEY, DocumentError, ModelDocument, parse_document
 from spinescan.errors import SpineScanError
 from spinescan.radiograph.measure import measurements_json, points_json, read_landmarks
-from spinescan.radiograph.preprocess import Preprocessing, preprocess, preprocess_placed
+from spinescan.radiograph.preprocess import Preprocessing, film_placement, preprocess, preprocess_placed
 
 #: ``metadata_props`` keys written by the export. ``FORMAT_KEY`` marks a Spine Scan model.
 FORMAT_KEY = "spinescan_format"
@@ -412,12 +412,12 @@ class OnnxModel:
         if cam is None:
             why = json.loads(self.info.metadata.get("cam", "{}") or "{}").get("reason", "no cam output")
             return {"class": self.info.classes[label], "error": f"{self.name} has no heatmap: {why}"}
-        geom = overlay.geometry(image, self.info.input_size, self.info.preprocessing)
+        placement = film_placement(image, self.info.input_size, self.info.preprocessing)
         return {
             "class": self.info.classes[label],
             "grid": np.round(overlay.normalise_cam(cam[..., label]).astype(float), 4).tolist(),
             "cam": np.round(cam[..., label].astype(float), 5).tolist(),
-            "geometry": geom.to_dict(),
+            "geometry": placement.to_geometry(image.shape[:2], self.info.input_size[:2]),
             "note": overlay.DISCLAIMER,
         }
 

@@ -3,9 +3,11 @@
 Part of the light "predictor island" (numpy and OpenCV only, never TensorFlow). A model sees the
 film through :func:`spinescan.radiograph.preprocess.preprocess`: grey, optionally cut to a window around
 the spine (``spine_crop``), then letterboxed into the input size. A map on the model's input grid
-therefore sits on the film only after that geometry is undone; :func:`geometry` records it (the
-crop window in film pixels and the letterbox box in input pixels) with the very functions
-``preprocess`` uses, and :func:`input_to_film` maps an input-space map back onto the film.
+therefore sits on the film only after that geometry is undone: the film's
+:class:`~spinescan.radiograph.preprocess.Placement` (:func:`~spinescan.radiograph.preprocess.film_placement`,
+the crop window in film pixels and the letterbox box in input pixels, computed by the very
+functions ``preprocess`` uses) records it, and :func:`input_to_film` maps an input-space map back
+onto the film.
 
 :func:`render` takes a film and any of a heatmap (film-sized, values in [0, 1], NaN where the model
 saw nothing) and landmarks / line segments (film pixels), so a landmark model can reuse it.
@@ -18,55 +20,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from spinescan.radiograph.preprocess import Preprocessing, placement, scale_intensity, to_grey
+from spinescan.radiograph.preprocess import Placement, Preprocessing, scale_intensity, to_grey
 
 #: Shown with every heatmap, on the image and in the page.
 DISCLAIMER = "heatmap: a quality check, not a localisation claim"
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """How film pixels became model-input pixels.
-
-    ``crop`` = (top, left, height, width) of the window of the film that was kept (the whole film
-    for ``letterbox``); ``box`` = (top, left, height, width) of where that window sits, resized, in
-    the model input of size ``input_hw``. Everything outside ``box`` in the input is padding.
-    """
-
-    film_hw: tuple[int, int]
-    crop: tuple[int, int, int, int]
-    box: tuple[int, int, int, int]
-    input_hw: tuple[int, int]
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {
-            "film_hw": list(self.film_hw),
-            "crop": list(self.crop),
-            "box": list(self.box),
-            "input_hw": list(self.input_hw),
-        }
-
-
-def geometry(image: np.ndarray, input_size: Sequence[int], prep: Preprocessing | None = None) -> Geometry:
-    """The crop and letterbox that :func:`~spinescan.radiograph.preprocess.preprocess` applies to
-    ``image``: its own :func:`~spinescan.radiograph.preprocess.placement`, so a map can never sit
-    elsewhere than the pixels the model saw (``spine_band`` included)."""
-    prep = prep or Preprocessing()
-    grey = to_grey(np.asarray(image))
-    target_hw = (int(input_size[0]), int(input_size[1]))
-    pl = placement(scale_intensity(grey, prep), target_hw, prep)
-    return Geometry(
-        grey.shape[:2],
-        (pl.crop_top, pl.crop_left, pl.crop_height, pl.crop_width),
-        (pl.pad_top, pl.pad_left, pl.new_height, pl.new_width),
-        target_hw,
-    )
 
 
 def normalise_cam(cam: np.ndarray) -> np.ndarray:
@@ -82,20 +44,24 @@ def grid_to_input(grid: np.ndarray, input_hw: Sequence[int]) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(grid, dtype=np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def input_to_film(map_input: np.ndarray, geom: Geometry) -> np.ndarray:
-    """An input-sized map placed on the film: the letterbox box is resized back onto the crop
-    window; film pixels outside the window (cut away by ``spine_crop``) are NaN."""
-    top, left, bh, bw = geom.box
-    ctop, cleft, ch, cw = geom.crop
+def input_to_film(map_input: np.ndarray, placement: Placement, film_hw: Sequence[int]) -> np.ndarray:
+    """An input-sized map placed on the film of ``film_hw`` = (height, width): the letterbox box is
+    resized back onto the crop window; film pixels outside the window (cut away by ``spine_crop``)
+    are NaN."""
+    top, left, bh, bw = placement.box
+    ctop, cleft, ch, cw = placement.crop
     inside = np.ascontiguousarray(map_input[top : top + bh, left : left + bw], dtype=np.float32)
-    film = np.full(geom.film_hw, np.nan, dtype=np.float32)
+    film = np.full((int(film_hw[0]), int(film_hw[1])), np.nan, dtype=np.float32)
     film[ctop : ctop + ch, cleft : cleft + cw] = cv2.resize(inside, (cw, ch), interpolation=cv2.INTER_LINEAR)
     return film
 
 
-def film_heatmap(cam: np.ndarray, geom: Geometry) -> np.ndarray:
+def film_heatmap(
+    cam: np.ndarray, placement: Placement, film_hw: Sequence[int], input_hw: Sequence[int]
+) -> np.ndarray:
     """One class's CAM grid (h, w) -> normalised heatmap on the original film (NaN outside)."""
-    return input_to_film(np.clip(grid_to_input(normalise_cam(cam), geom.input_hw), 0.0, 1.0), geom)
+    heat = np.clip(grid_to_input(normalise_cam(cam), input_hw), 0.0, 1.0)
+    return input_to_film(heat, placement, film_hw)
 
 
 def film_to_bgr(image: np.ndarray) -> np.ndarray:

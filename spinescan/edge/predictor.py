@@ -15,7 +15,6 @@ light-island modules.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from spinescan.edge.explain import explain_film
 from spinescan.edge.guard import (
     GUARD_VIEW,
     guard_entry,
@@ -34,11 +34,9 @@ from spinescan.edge.guard import (
     skipped_entry,
     split_guard,
 )
-from spinescan.edge.landmark_overlay import write_overlay
 from spinescan.edge.onnxmodel import (
     CAM_NAME,
     DEFAULT_MODELS_DIR,
-    DEVICES,
     EXPORT_HINT,
     FORMAT_KEY,
     FORMAT_VERSION,
@@ -59,6 +57,8 @@ from spinescan.edge.onnxmodel import (
     sha256_file,
     verify_against_manifest,
 )
+from spinescan.edge.predict_args import build_parser
+from spinescan.edge.results_table import add_top, format_table
 from spinescan.errors import ImageReadError, SpineScanError
 from spinescan.radiograph.imageio import MIN_SIDE, find_images, read_image
 
@@ -274,90 +274,13 @@ def iter_results(
             yield from flush()  # results stay in input order
             for entry in head:
                 yield {"image": str(path), **entry}
-            yield from _explain(path, image, models, heatmap, overlay_dir, written, tensors)  # type: ignore[arg-type]
+            yield from explain_film(path, image, models, heatmap, overlay_dir, written, tensors)  # type: ignore[arg-type]
         else:
             pending.append((path, tensors, head))
         image = None  # drop the decoded image before the next file is read
         if len(pending) >= CHUNK:
             yield from flush()
     yield from flush()
-
-
-def _explain(
-    path: Path,
-    image: np.ndarray,
-    models: list[OnnxModel],
-    heatmap: bool,
-    overlay_dir: Path | None,
-    written: set[str],
-    skip: list[str | None] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """One film through every model with what explains its answer: a classifier's class activation
-    map, a landmark model's landmarks and angle lines. Heatmap entries and overlay PNGs need the
-    decoded film, so this path runs film by film: memory stays one decoded image. ``skip``: per
-    model, the view guard's reason not to run it (:func:`_plan`)."""
-    for model, why in zip(models, skip or [None] * len(models), strict=True):
-        if why:
-            yield {"image": str(path), **skipped_entry(model, why)}
-            continue
-        if model.info.task == "landmarks":
-            yield _explain_landmarks(path, image, model, overlay_dir, written)
-            continue
-        try:
-            probs, cam = model.predict_cam(model.prepare(image)[0][None])
-        except Exception as exc:  # onnxruntime errors: report, keep going
-            first = (str(exc).strip().splitlines() or [""])[0]
-            failed = f"{path}: {model.name}: inference failed ({first})"
-            yield {"image": str(path), "model": model.name, "error": failed}
-            continue
-        if not np.all(np.isfinite(probs[0])):
-            yield {
-                "image": str(path),
-                "model": model.name,
-                "error": f"{path}: {model.name} gave non-finite probabilities (a broken model)",
-            }
-            continue
-        result = {"image": str(path), **model.result(probs[0])}
-        entry = model.heatmap(image, probs[0], None if cam is None else cam[0])
-        if overlay_dir is not None:
-            result["overlay"] = _write_overlay(overlay_dir, path, image, model, result, entry, written)
-        if heatmap:
-            result["heatmap"] = entry
-        yield result
-
-
-def _explain_landmarks(
-    path: Path, image: np.ndarray, model: OnnxModel, overlay_dir: Path | None, written: set[str]
-) -> dict[str, Any]:
-    """A landmark model's entry for one film, with its overlay (landmarks, end-vertebra lines and
-    angles drawn on the film) when ``overlay_dir`` is given."""
-    try:
-        x, context = model.prepare(image)
-        out = model.predict(x[None])[0]
-        reading = model.read(out, context)
-    except Exception as exc:  # onnxruntime errors: report, keep going
-        first = (str(exc).strip().splitlines() or [""])[0]
-        failed = f"{path}: {model.name}: inference failed ({first})"
-        return {"image": str(path), "model": model.name, "error": failed}
-    result = {"image": str(path), **model.result(out, context, reading)}
-    if overlay_dir is not None:
-        target = overlay_dir / _overlay_name(path, model, written)
-        try:
-            result["overlay"] = str(write_overlay(image, reading, target))
-        except OSError as exc:  # a failed drawing must not lose the measurement
-            result["overlay_error"] = f"{target}: {exc}"
-    return result
-
-
-def _overlay_name(path: Path, model: OnnxModel, written: set[str]) -> str:
-    """``<film stem>.<model>.png``, with ``-2``, ``-3``... when film names repeat in one call."""
-    stem = path.stem if path.stem else "image"
-    name, n = f"{stem}.{model.name}.png", 1
-    while name in written:
-        n += 1
-        name = f"{stem}-{n}.{model.name}.png"
-    written.add(name)
-    return name
 
 
 def classify_files(
@@ -373,121 +296,6 @@ def classify_files(
     return list(iter_results(paths, models, heatmap, overlay_dir))
 
 
-def _write_overlay(
-    folder: Path,
-    path: Path,
-    image: np.ndarray,
-    model: OnnxModel,
-    result: dict[str, Any],
-    entry: dict[str, Any],
-    written: set[str],
-) -> str | None:
-    """``<folder>/<film stem>.<model>.png`` (``-2``, ``-3``... when stems repeat): the film with
-    its predicted class's heatmap."""
-    from spinescan.edge import overlay
-
-    caption = [f"{model.name}: {result['label']} p={result['probabilities'][result['label']]:.3f}"]
-    heat = None
-    if "grid" in entry:
-        geom = overlay.geometry(image, model.info.input_size, model.info.preprocessing)
-        heat = overlay.film_heatmap(np.asarray(entry["cam"], dtype=np.float32), geom)
-        caption.append(f"{entry['class']} {overlay.DISCLAIMER}")
-    else:
-        caption.append(entry.get("error", "no heatmap"))
-    target = folder / _overlay_name(path, model, written)
-    try:
-        overlay.write_png(target, overlay.render(image, heatmap=heat, caption=caption))
-    except OSError as exc:
-        result["overlay_error"] = f"{target}: {exc}"
-        return None
-    return str(target)
-
-
-def _model_cell(r: dict[str, Any]) -> str:
-    """The model column: its name, with WEAK when it was exported past the weak-model gate."""
-    return r.get("model", "") + (" WEAK" if r.get("weak") else "")
-
-
-def _why_missing(r: dict[str, Any]) -> str:
-    """A landmark result's reasons for every missing angle and for a missing label, one cell, after
-    the implausibility flag (spinescan.radiograph.plausibility) when the reading raised one."""
-    plausibility = r.get("plausibility") or {}
-    why = []
-    if plausibility.get("severity", "ok") != "ok":
-        why.append(f"[{plausibility['severity']}: {'; '.join(plausibility.get('reasons') or [])}]")
-    why += [f"{name}: {reason}" for name, reason in (r.get("reasons") or {}).items()]
-    if r.get("label") is None:
-        why.append(f"label: {r.get('label_reason') or 'the angles imply none'}")
-    elif r.get("label_reason"):  # a named finding beside the label (flat back, ...): never dropped
-        why.append(r["label_reason"])
-    return "; ".join(why)
-
-
-def format_table(results: list[dict[str, Any]], top: int | None = None) -> str:
-    """A human-readable table: one line per image and model.
-
-    Classifiers and landmark models answer different questions, so each gets its own block whose
-    last column says what it holds: ``probabilities`` (classes by decreasing probability) or
-    ``angles (deg)`` with a ``why missing`` column (the reason for every missing angle and label).
-    Paths are padded to the longest, so columns line up whatever the folder depth; a model exported
-    past the weak-model gate shows as ``NAME WEAK`` with the gate's verdict under the table.
-    """
-    if not results:
-        return "No images."
-    image_w = max(len("image"), *(len(r["image"]) for r in results))
-    model_w = max([len(_model_cell(r)) for r in results] + [5])
-    label_w = max([len(r.get("label") or "-") for r in results if "error" not in r] + [5])
-
-    def row(r: dict[str, Any], rest: str) -> str:
-        label = r.get("label") or "-"
-        return f"{r['image']:<{image_w}}  {_model_cell(r):<{model_w}}  {label:<{label_w}}  {rest}"
-
-    def head(last: str) -> str:
-        return f"{'image':<{image_w}}  {'model':<{model_w}}  {'label':<{label_w}}  {last}"
-
-    blocks: list[list[str]] = []
-    classified = [r for r in results if "error" not in r and "skipped" not in r and "probabilities" in r]
-    if classified:
-        lines = [head("probabilities")]
-        for r in classified:
-            ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[: top or None]
-            lines.append(row(r, "  ".join(f"{c} {p:.3f}" for c, p in ranked)).rstrip())
-        blocks.append(lines)
-    measured = [r for r in results if "error" not in r and "skipped" not in r and "measurements" in r]
-    if measured:
-        cells = [
-            "  ".join(f"{k} {'-' if v is None else f'{v:.1f}'}" for k, v in r["measurements"].items())
-            for r in measured
-        ]
-        angle_w = max(len("angles (deg)"), *(len(c) for c in cells))
-        lines = [head(f"{'angles (deg)':<{angle_w}}  why missing")]
-        for r, cell in zip(measured, cells, strict=True):
-            lines.append(row(r, f"{cell:<{angle_w}}  {_why_missing(r) or '-'}").rstrip())
-        blocks.append(lines)
-    skipped = [r for r in results if "skipped" in r]  # the view guard kept these models off the film
-    if skipped:
-        blocks.append(
-            [
-                f"{r['image']:<{image_w}}  {_model_cell(r):<{model_w}}  skipped: {r['skipped']}"
-                for r in skipped
-            ]
-        )
-    errors = [f"{r['image']:<{image_w}}  ERROR  {r['error']}" for r in results if "error" in r]
-    if errors:
-        blocks.append(errors)
-    weak = {r["model"]: r["weak"] for r in results if r.get("weak")}
-    if weak:
-        blocks.append([f"WEAK {name}: {why}" for name, why in weak.items()])
-    return "\n\n".join("\n".join(lines) for lines in blocks)
-
-
-def _add_top(results: list[dict[str, Any]], top: int) -> None:
-    for r in results:
-        if "probabilities" in r:
-            ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:top]
-            r["top"] = [{"label": c, "probability": p} for c, p in ranked]
-
-
 def _of_view(models: list[OnnxModel], view: str) -> list[OnnxModel]:
     """The models trained on films of ``view``; none is a refusal, not an empty table."""
     kept = [m for m in models if m.info.view == view]
@@ -497,63 +305,9 @@ def _of_view(models: list[OnnxModel], view: str) -> list[OnnxModel]:
     return kept
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="spinescan-predict",
-        description="Classify spine radiographs with exported ONNX models (no TensorFlow needed).",
-        epilog="Exit status: 0 all images classified, 1 some images could not be read, "
-        "2 bad arguments or a refused model.",
-    )
-    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files or folders")
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--model", help="one exported .onnx file")
-    source.add_argument(
-        "--models",
-        help=f"a folder of exported models, used side by side (default: {DEFAULT_MODELS_DIR}/ when it "
-        "holds an export, else the models bundled with the package)",
-    )
-    parser.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
-    parser.add_argument("--top", type=int, metavar="K", help="show only the K most probable classes")
-    parser.add_argument("--int8", action="store_true", help="use the int8 model where one was shipped")
-    parser.add_argument(
-        "--overlay",
-        metavar="DIR",
-        help="write one PNG per image and model into DIR: a classifier's predicted-class heatmap over "
-        "the film (a quality check, not a localisation claim); a landmark model's landmarks, "
-        "end-vertebra lines and angles",
-    )
-    parser.add_argument(
-        "--heatmap", action="store_true", help="with --json: include each result's heatmap grid and geometry"
-    )
-    parser.add_argument(
-        "--view",
-        choices=["lateral", "ap"],
-        help="run only the models of this view (a lateral model says nothing useful about an AP film); "
-        "overrides the view guard, which otherwise picks each film's models",
-    )
-    talk = parser.add_mutually_exclusive_group()
-    talk.add_argument(
-        "-q", "--quiet", action="store_true", help="no notes on stderr: only the results and errors"
-    )
-    talk.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="also one line per model on stderr: name, view, task, input size, file and execution provider",
-    )
-    parser.add_argument(
-        "--device",
-        choices=list(DEVICES),
-        default=os.environ.get("SPINESCAN_DEVICE") or "cpu",
-        help="onnxruntime execution provider: cpu, gpu (CUDA; an error when absent) or auto (GPU when "
-        "present); default $SPINESCAN_DEVICE or cpu",
-    )
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
     """``spinescan-predict``: exit 0 when every image was classified, 1 when some failed."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.top is not None and args.top < 1:
         print("spinescan-predict: error: --top must be at least 1", file=sys.stderr)
         return 2
@@ -603,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = classify_files(images, models, heatmap=args.heatmap, overlay_dir=overlay_dir)
     if args.top:
-        _add_top(results, args.top)
+        add_top(results, args.top)
     if args.json:
         print(json.dumps(results, indent=2, allow_nan=False))  # NaN would not be valid JSON
     else:

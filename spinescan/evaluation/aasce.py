@@ -23,7 +23,8 @@ import numpy as np
 from spinescan import metrics as m
 from spinescan.errors import DataError
 from spinescan.radiograph.aasce import AASCE_ANGLES, aasce_angles
-from spinescan.radiograph.angles import PREDICTION_READOUT, ap_angles
+from spinescan.radiograph.angles import ap_angles, finite_number
+from spinescan.radiograph.coronal import PREDICTION_READOUT
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,9 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def _number(row: Mapping[str, Any], key: str) -> float | None:
-    value = row.get(key)
-    try:
-        v = float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-    return v if v is not None and math.isfinite(v) else None
-
-
-def _corners(value: Any, what: str) -> np.ndarray:
-    """68 ``[x, y]`` (a JSON string or a list; ``null`` for an unknown point) as a (68, 2) array."""
+def parse_corners(value: Any, what: str) -> np.ndarray:
+    """68 ``[x, y]`` (a JSON string or a list; ``null`` or ``[null, null]`` for an unknown point, as
+    predictions are saved) as a (68, 2) float array, NaN where unknown; a DataError naming ``what``."""
     try:
         pts = json.loads(value) if isinstance(value, str) else value
         arr = np.array([[np.nan, np.nan] if p is None else p for p in pts], dtype=np.float64)
@@ -94,12 +87,12 @@ def _corners(value: Any, what: str) -> np.ndarray:
 def true_angles(row: Mapping[str, Any], landmarks: np.ndarray, height: float) -> tuple[list[float], float]:
     """The manifest's three AASCE angles and largest Cobb angle where it has the columns, else the
     challenge's rule on its landmarks (phantoms list none); NaN where neither is available."""
-    given = [_number(row, k) for k in AASCE_ANGLES]
+    given = [finite_number(row.get(k)) for k in AASCE_ANGLES]
     if any(v is None for v in given):
         if np.isfinite(landmarks).all():
             given = list(aasce_angles(landmarks, height).values())
         given = [np.nan if v is None else float(v) for v in given]
-    largest = _number(row, "cobb_deg")
+    largest = finite_number(row.get("cobb_deg"))
     return [float(v) for v in given], (float(given[0]) if largest is None else largest)  # type: ignore[arg-type]
 
 
@@ -129,11 +122,11 @@ def score_aasce(
     unmeasured = 0
     for k, (pred, row) in enumerate(zip(pred_landmarks, manifest_rows, strict=True)):
         what = f"film {row.get('file') or k}"
-        h, w = _number(row, "height"), _number(row, "width")
+        h, w = finite_number(row.get("height")), finite_number(row.get("width"))
         if h is None or w is None or h <= 0 or w <= 0:
             raise DataError(f"{what}: the manifest needs its height and width (pixels)")
-        truth = _corners(row.get("landmarks"), what)
-        guess = _corners(np.asarray(pred, dtype=np.float64).tolist(), f"{what} (prediction)")
+        truth = parse_corners(row.get("landmarks"), what)
+        guess = parse_corners(np.asarray(pred, dtype=np.float64).tolist(), f"{what} (prediction)")
         got = ap_angles(guess, image_size=(int(h), int(w)), readout=readout)
         values = [got[n].value for n in AASCE_ANGLES]
         unmeasured += any(v is None for v in values)

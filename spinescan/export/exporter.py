@@ -33,7 +33,7 @@ from spinescan.edge.modeldoc import MANIFEST_KEY, METADATA_KEY, document_for
 from spinescan.edge.onnxmodel import MANIFEST_NAME, WEAK_KEY, record_parity_sample
 from spinescan.edge.predictor import OnnxModel, sha256_file
 from spinescan.errors import SpineScanError
-from spinescan.export import onnx_convert, quantize  # module attributes: tests patch them
+from spinescan.export import landmark_int8, onnx_convert, quantize  # module attributes: tests patch them
 from spinescan.export.modelcard import bootstrap_test_cis, describe_data, model_card
 from spinescan.export.onnx_convert import DEFAULT_OPSET, ExportError, cam_metadata, set_metadata
 from spinescan.export.parity import (
@@ -281,10 +281,10 @@ def _stage_int8(
         how += "; stem and soft-argmax tail (from the heatmap logits) in float"
     set_metadata(proto, {**metadata, "quantization": how, "fp32_sha256": sha256_file(fp32_path)})
     _write_onnx(proto, int8_path)
-    result: quantize.Int8Result | quantize.LandmarkInt8Result
+    result: quantize.Int8Result | landmark_int8.LandmarkInt8Result
     if landmarks:  # judged on what users read: landmarks, angles, derived label
         echo(f"{name}: int8 vs fp32 on {len(parts.get('test', []))} test films (landmarks, angles, label)")
-        result = quantize.evaluate_landmark_int8(
+        result = landmark_int8.evaluate_landmark_int8(
             fp32_path,
             int8_path,
             [s.path for s in parts.get("test", [])],

@@ -14,7 +14,7 @@ import numpy as np
 
 from spinescan.data.provenance import read_provenance
 from spinescan.evaluation.formatting import fmt_metric
-from spinescan.export.quantize import LARGE_ANGLE_DIFF_DEG
+from spinescan.export.landmark_int8 import LARGE_ANGLE_DIFF_DEG
 
 REAL_SOURCES = {
     "fraiwan": "real AP films of Fraiwan et al., PLOS ONE 17(5): e0267851 (2022), King Abdullah "
@@ -293,7 +293,7 @@ def model_card(entry: dict[str, Any]) -> str:
 
 
 def _landmark_int8_line(int8: dict[str, Any]) -> str:
-    """A landmark model's int8 figures (:class:`spinescan.export.quantize.LandmarkInt8Result`):
+    """A landmark model's int8 figures (:class:`spinescan.export.landmark_int8.LandmarkInt8Result`):
     what a reader would see change, film by film, had the int8 copy been used."""
     status = "shipped" if int8["shipped"] else "not shipped"
     angles = ", ".join(

@@ -28,6 +28,8 @@ MODULES = (
     "radiograph.preprocess",
     "radiograph.thresholds",
     "radiograph.aasce",
+    "radiograph.vertebrae",
+    "radiograph.coronal",
     "radiograph.angles",
     "radiograph.landmark_codec",
     "radiograph.angle_defs",
@@ -38,6 +40,9 @@ MODULES = (
     "edge.modeldoc",
     "edge.onnxmodel",
     "edge.guard",
+    "edge.explain",
+    "edge.results_table",
+    "edge.predict_args",
     "edge.predictor",
 )
 STANDALONE_NAME = "predict.py"

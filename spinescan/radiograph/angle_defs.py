@@ -30,7 +30,8 @@ import numpy as np
 
 from spinescan.radiograph import thresholds as th
 from spinescan.radiograph.aasce import AASCE_ANGLES, ON_CHORD
-from spinescan.radiograph.angles import LEVELS, Angle, as_corners, edge_angle, line_angle_between
+from spinescan.radiograph.angles import Angle
+from spinescan.radiograph.vertebrae import LEVELS, as_corners, edge_angle, line_angle_between
 
 METHODS = ("endplates", "largest_cobb", "regional_cobb", "aasce")
 SIDES = ("superior", "inferior")
@@ -198,7 +199,7 @@ def endplate_angle(
     """An ``endplates`` angle measured as :func:`~spinescan.radiograph.angles.lateral_angles`
     measures the built-in two: both endplates' points known and on the film, else ``None`` with
     the missing levels named (``"T2, T8 not visible"``)."""
-    from spinescan.radiograph.angles import visible_vertebrae
+    from spinescan.radiograph.vertebrae import visible_vertebrae
 
     c = as_corners(landmarks)
     ok = visible_vertebrae(c, image_size)
@@ -236,20 +237,20 @@ def readout_constants() -> dict[str, Any]:
     numbers and the built-in angles' definitions. ``spinescan export`` writes them into the page
     (``web/readout.js``, :func:`spinescan.export.webpage.readout_module`) and into each model
     document; the page holds no copy of them."""
-    from spinescan.radiograph import angles, plausibility
+    from spinescan.radiograph import angles, coronal, plausibility
     from spinescan.radiograph.landmark_codec import POINT_NAMES, VISIBILITY_THRESHOLD
 
     return {
         "levels": list(LEVELS),
         "point_names": list(POINT_NAMES),
-        "prediction_readout": angles.PREDICTION_READOUT,
+        "prediction_readout": coronal.PREDICTION_READOUT,
         "visibility_threshold": VISIBILITY_THRESHOLD,
         "min_run": angles.MIN_RUN,
         "on_chord": ON_CHORD,
         "regions": [[n, LEVELS[lo], LEVELS[hi]] for n, (lo, hi) in angles.REGIONS.items()],
         "smoothing": {
-            "edge": [list(angles._SG_EDGE0), list(angles._SG_EDGE1)],
-            "mid": list(angles._SG_MID),
+            "edge": [list(coronal._SG_EDGE0), list(coronal._SG_EDGE1)],
+            "mid": list(coronal._SG_MID),
             "scale": 35.0,
         },
         "plausibility": {

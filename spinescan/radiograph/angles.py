@@ -5,9 +5,9 @@ top-left, top-right, bottom-left, bottom-right (image coordinates, ``y`` down), 
 superior endplate is the line through its points 0-1 and its inferior endplate through 2-3. A
 lateral film adds the S1 superior endplate's two ends (``sacrum``).
 
-The measurement functions are the ones the phantom generator uses to state its angles
-(:mod:`spinescan.synth.geometry` imports them from here), so an angle measured from a model's
-landmarks and an angle in a phantom's manifest are one definition:
+The measurement functions define the angles a phantom's manifest states (``tests/test_synth.py``
+measures every phantom's landmarks with them), so an angle measured from a model's landmarks and an
+angle in a phantom's manifest are one definition:
 
 * ``thoracic_kyphosis_deg``: T4 superior against T12 inferior endplate.
 * ``lumbar_lordosis_deg``: L1 superior endplate against the S1 superior endplate.
@@ -33,36 +33,34 @@ three angles agree with ``cobb_deg`` and with clinical naming:
 An angle whose vertebrae are not available (out of frame, not visible) is ``None`` with a reason,
 never a guess.
 
-Reading a *model's* landmarks, the coronal angles use each vertebra's mid-line instead of its
-endplates (``readout="midlines"``, :data:`PREDICTION_READOUT`): the line from the middle of its left
-side (corners 0 and 2) to the middle of its right side (1 and 3), smoothed along the spine by a
-quadratic over five vertebrae (:func:`smoothed_tilts`). One endplate rests on two
-predicted corners, so a few pixels of error at one corner tilt it by degrees, and the largest-angle
-search picks exactly those errors; the mid-line averages four corners (a vertebra whose corners
-cross over, top and bottom swapped as seen on real films, keeps its mid-line), and the smoothing
-damps the independent errors of neighbouring vertebrae. The price is a difference of definition,
-measured on exact phantom corners and stated in the README with the benchmark's figures. The
-phantom manifest keeps the endplate definition.
+A model's landmarks are read over smoothed vertebral mid-lines instead of endplates
+(:data:`~spinescan.radiograph.coronal.PREDICTION_READOUT`, :mod:`spinescan.radiograph.coronal`); the
+layout of the landmarks is :mod:`spinescan.radiograph.vertebrae`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from spinescan.radiograph.aasce import AASCE_ANGLES, aasce_rule, centre_line, midline_vectors, tilt_vectors
+from spinescan.radiograph.coronal import coronal_curves, max_cobb_from_landmarks, smoothed_tilts
 from spinescan.radiograph.thresholds import ap_label, lateral_finding
-
-LEVELS = tuple([f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)])
-N_VERT = len(LEVELS)
-N_LANDMARKS = 4 * N_VERT
-T4, T12, L1 = LEVELS.index("T4"), LEVELS.index("T12"), LEVELS.index("L1")
-
-#: How coronal angles are read from a model's landmarks (see the module docstring); the manifest's
-#: definitions are ``"endplates"``.
-PREDICTION_READOUT = "midlines"
-READOUTS = ("endplates", "midlines")
+from spinescan.radiograph.vertebrae import (
+    L1,
+    LEVELS,
+    N_VERT,
+    T4,
+    T12,
+    as_corners,
+    edge_angle,
+    inside_film,
+    line_angle_between,
+    midline_tilts,
+    visible_vertebrae,
+)
 
 #: Apex regions (vertebra index ranges, inclusive) of the three named coronal curves.
 REGIONS = {
@@ -80,19 +78,6 @@ MIN_RUN = 4
 # --- the definitions (shared with the phantom generator) -----------------------------------------
 
 
-def edge_angle(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Orientation (degrees, in (-90, 90]) of the line through ``p`` and ``q``, direction-free."""
-    d = np.asarray(q, dtype=np.float64) - np.asarray(p, dtype=np.float64)
-    a = np.degrees(np.arctan2(d[..., 1], d[..., 0]))
-    return (a + 90.0) % 180.0 - 90.0
-
-
-def line_angle_between(a1: np.ndarray | float, a2: np.ndarray | float) -> np.ndarray:
-    """Unsigned angle between two lines given by their orientations, in [0, 90]."""
-    d = np.abs((np.asarray(a1) - np.asarray(a2) + 90.0) % 180.0 - 90.0)
-    return d
-
-
 def kyphosis_from_landmarks(landmarks: np.ndarray) -> float:
     """T4-T12 Cobb: T4 superior endplate against T12 inferior endplate.
 
@@ -107,17 +92,6 @@ def lordosis_from_landmarks(landmarks: np.ndarray, sacrum: np.ndarray) -> float:
     c = np.asarray(landmarks, dtype=np.float64).reshape(N_VERT, 4, 2)
     s = np.asarray(sacrum, dtype=np.float64).reshape(2, 2)
     return float(line_angle_between(edge_angle(c[L1, 0], c[L1, 1]), edge_angle(s[0], s[1])))
-
-
-def max_cobb_from_landmarks(landmarks: np.ndarray, readout: str = "endplates") -> tuple[float, int, int]:
-    """Largest coronal Cobb angle over all pairs of end vertebrae (upper superior, lower inferior;
-    or smoothed mid-lines with ``readout="midlines"``, see :func:`cobb_matrix`).
-
-    Returns ``(angle, upper, lower)`` vertebra indices, as in the AASCE challenge's evaluation.
-    """
-    diff = np.triu(cobb_matrix(landmarks, readout))  # upper vertebra i at or above lower vertebra j
-    i, j = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    return float(diff[i, j]), int(i), int(j)
 
 
 # --- measurements with availability ---------------------------------------------------------------
@@ -151,49 +125,6 @@ class Angle:
         }
 
 
-@dataclass(frozen=True)
-class Curve:
-    """A coronal curve: end vertebrae (indices, ``upper < lower``), apex vertebra and Cobb angle."""
-
-    upper: int
-    lower: int
-    apex: float
-    angle: float
-
-
-def as_corners(landmarks: np.ndarray) -> np.ndarray:
-    """(68, 2) or (17, 4, 2) landmarks as a float64 (17, 4, 2) array."""
-    c = np.asarray(landmarks, dtype=np.float64)
-    if c.size != N_LANDMARKS * 2:
-        raise ValueError(f"need {N_LANDMARKS} landmarks (T1..L5 corners), got shape {c.shape}")
-    return c.reshape(N_VERT, 4, 2)
-
-
-def visible_vertebrae(
-    landmarks: np.ndarray, image_size: tuple[int, int] | None = None, visible: np.ndarray | None = None
-) -> np.ndarray:
-    """Which vertebrae can be measured: all four corners known (finite) and, given
-    ``image_size`` = (height, width), inside the film; ``visible`` (17 or 68 booleans, e.g. a
-    model's visibility output) must agree too.
-    """
-    c = as_corners(landmarks)
-    ok = np.isfinite(c).all(axis=(1, 2))
-    if image_size is not None:
-        ok &= _inside(c, image_size).all(axis=1)
-    if visible is not None:
-        v = np.asarray(visible, dtype=bool).reshape(N_VERT, -1).all(axis=1)
-        ok &= v
-    return ok
-
-
-def _inside(points: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """Which points (..., 2) lie on the film of ``image_size`` = (height, width); NaN is outside."""
-    h, w = image_size
-    x, y = points[..., 0], points[..., 1]
-    with np.errstate(invalid="ignore"):
-        return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
-
-
 def _names(indices: np.ndarray | list[int]) -> str:
     idx = [int(i) for i in indices]
     if not idx:
@@ -217,116 +148,6 @@ def _longest_run(ok: np.ndarray) -> tuple[int, int] | None:
                 best = (start, i - 1)
             start = None
     return best
-
-
-def _apex(centres: np.ndarray, upper: int, lower: int) -> float:
-    """The vertebra farthest from the chord between the end vertebrae's centres (mid-level if none)."""
-    if lower - upper < 2:
-        return (upper + lower) / 2.0
-    a, b = centres[upper], centres[lower]
-    chord = b - a
-    norm = float(np.hypot(*chord))
-    if norm == 0.0:
-        return (upper + lower) / 2.0
-    rel = centres[upper + 1 : lower] - a
-    dev = np.abs(chord[0] * rel[:, 1] - chord[1] * rel[:, 0]) / norm
-    if float(dev.max()) <= 1e-9:
-        return (upper + lower) / 2.0
-    return float(upper + 1 + int(np.argmax(dev)))
-
-
-def midline_tilts(landmarks: np.ndarray) -> np.ndarray:
-    """Each vertebra's mid-line orientation (degrees): the line from the middle of its left side
-    (corners 0, 2) to the middle of its right side (corners 1, 3)."""
-    c = as_corners(landmarks)
-    return edge_angle((c[:, 0] + c[:, 2]) / 2.0, (c[:, 1] + c[:, 3]) / 2.0)
-
-
-#: Savitzky-Golay weights (quadratic over five vertebrae, x 35): the rows for the first, second and
-#: middle vertebra of a window; the last two mirror the first two.
-_SG_EDGE0 = (31.0, 9.0, -3.0, -5.0, 3.0)
-_SG_EDGE1 = (9.0, 13.0, 12.0, 6.0, -5.0)
-_SG_MID = (-3.0, 12.0, 17.0, 12.0, -3.0)
-
-
-def smoothed_tilts(tilts: np.ndarray, first: int = 0, last: int = N_VERT - 1) -> np.ndarray:
-    """Tilts of ``first..last`` smoothed along the spine: at each vertebra, the value of a quadratic
-    fitted by least squares to the five nearest vertebrae of the run (Savitzky-Golay; the two at
-    each end of the run use the end window's fit). Runs of fewer than five are left as they are.
-
-    Why: a model's tilt errors are nearly independent from one vertebra to the next, and the
-    largest-angle search picks the worst of them; a spine's true tilts change smoothly with level,
-    and a quadratic over five vertebrae follows a curve's apex and end vertebrae far better than a
-    median or mean would (on exact phantom corners this reading differs from the endplate one by
-    0.64 deg on average, against 0.58 for the raw mid-lines).
-
-    Measured against more robust read-outs (``benchmarks/readout_study.py``, three cobb seeds'
-    phantom val/test films and the 91 real AP dev films; README, *Landmark models*): wider or
-    penalised smoothing, a running median, outlier rejection, dropping implausible (disordered,
-    collapsed, self-intersecting) outlines or high-heatmap-spread vertebrae and bridging their
-    tilts, length- or spread-weighted fits, end vertebrae chosen on one endplate and measured on
-    the other. None beat this one on phantom val by more than noise; those that lower the healthy
-    real films' reading do so by flattening every curve (the real scoliosis films read lower too,
-    the phantom MAE rises), because the real films' tilt noise (4-5 x the phantoms', along the
-    whole spine) is a model problem, not a read-out one."""
-    t = np.asarray(tilts, dtype=np.float64)
-    out = t.copy()
-    first, last = int(first), int(last)
-    if last - first + 1 < 5:
-        return out
-    for i in range(first, last + 1):
-        if i - first < 2:
-            lo, w = first, (_SG_EDGE0, _SG_EDGE1)[i - first]
-        elif last - i < 2:
-            lo, w = last - 4, tuple(reversed((_SG_EDGE0, _SG_EDGE1)[last - i]))
-        else:
-            lo, w = i - 2, _SG_MID
-        out[i] = float(np.dot(w, t[lo : lo + 5])) / 35.0
-    return out
-
-
-def cobb_matrix(
-    landmarks: np.ndarray, readout: str = "endplates", first: int = 0, last: int = N_VERT - 1
-) -> np.ndarray:
-    """(17, 17) angles between vertebra ``i`` (upper) and ``j`` (lower): superior against inferior
-    endplate, or (``readout="midlines"``) smoothed mid-line against smoothed mid-line over
-    ``first..last`` (:func:`smoothed_tilts`; zero on the diagonal)."""
-    c = as_corners(landmarks)
-    if readout == "midlines":
-        tilt = smoothed_tilts(midline_tilts(c), first, last)
-        return line_angle_between(tilt[:, None], tilt[None, :])
-    if readout != "endplates":
-        raise ValueError(f"readout must be one of {READOUTS}, not {readout!r}")
-    top = edge_angle(c[:, 0], c[:, 1])
-    bottom = edge_angle(c[:, 2], c[:, 3])
-    return line_angle_between(top[:, None], bottom[None, :])
-
-
-def coronal_curves(
-    landmarks: np.ndarray, first: int = 0, last: int = N_VERT - 1, readout: str = "endplates"
-) -> list[Curve]:
-    """Decompose vertebrae ``first..last`` into curves, top to bottom.
-
-    The largest Cobb angle (upper vertebra strictly above the lower one) is a curve; the segments
-    above it (down to its upper end vertebra) and below it (from its lower end vertebra) are
-    decomposed the same way, as adjacent curves share their end vertebra.
-    """
-    c = as_corners(landmarks)
-    diff = cobb_matrix(c, readout, first, last)
-    centres = c.mean(axis=1)
-
-    def split(a: int, b: int) -> list[Curve]:
-        if b - a < 1:
-            return []
-        sub = np.triu(diff[a : b + 1, a : b + 1], k=1)
-        if float(sub.max()) <= 0.0:  # a straight segment holds no curve
-            return []
-        i, j = np.unravel_index(int(np.argmax(sub)), sub.shape)
-        i, j = int(i) + a, int(j) + a
-        curve = Curve(i, j, _apex(centres, i, j), float(diff[i, j]))
-        return [*split(a, i), curve, *split(j, b)]
-
-    return split(int(first), int(last))
 
 
 def _region_of(apex: float) -> str:
@@ -443,7 +264,7 @@ def lateral_angles(
     s = None if sacrum is None else np.asarray(sacrum, dtype=np.float64).reshape(2, 2)
     s_ok = bool(sacrum_visible) and s is not None and bool(np.isfinite(s).all())
     if s_ok and image_size is not None and s is not None:
-        s_ok = bool(_inside(s, image_size).all())
+        s_ok = bool(inside_film(s, image_size).all())
     if not ok[L1] or not s_ok:
         gone = ", ".join(n for n, good in (("L1", ok[L1]), ("S1", s_ok)) if not good)
         out["lumbar_lordosis_deg"] = Angle("lumbar_lordosis_deg", None, f"{gone} not visible")
@@ -481,3 +302,40 @@ def label_from_angles(view: str, angles: dict[str, Angle]) -> tuple[str | None, 
             return None, found.describe(k.value, lo.value)
         return found.label, None
     raise ValueError(f"unknown view {view!r}")
+
+
+def finite_number(text: str | float | None) -> float | None:
+    """A manifest cell (text, or a number from JSON) as a finite number: ``None`` when empty, not a
+    number, or not finite."""
+    try:
+        v = float(text) if text is not None and text != "" else None
+    except (TypeError, ValueError):
+        return None
+    return v if v is not None and np.isfinite(v) else None
+
+
+def manifest_angles(
+    view: str,
+    measurements: Sequence[str],
+    given: Mapping[str, str],
+    landmarks: np.ndarray,
+    sacrum: np.ndarray | None,
+    image_size: tuple[int, int],
+) -> dict[str, float | None]:
+    """A labelled film's reference value of each of ``measurements``: the manifest's own column
+    (``given``: the row's extra columns) where it has one, else the same definition measured on the
+    manifest's corners (the phantoms list no PT/MT/TL angles); ``None`` when neither is there.
+
+    Why here: training's figures and ``spinescan val`` must score against the same truth."""
+    measured: dict[str, Angle] = {}
+    if np.isfinite(np.asarray(landmarks, dtype=np.float64)).any():
+        measured = (
+            ap_angles(landmarks, image_size=image_size)
+            if view == "ap"
+            else lateral_angles(landmarks, sacrum, image_size=image_size)
+        )
+    out: dict[str, float | None] = {}
+    for name in measurements:
+        value = finite_number(given.get(name))
+        out[name] = value if value is not None else (measured[name].value if name in measured else None)
+    return out

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spinescan.radiograph.angles import LEVELS, N_LANDMARKS
 from spinescan.radiograph.preprocess import Placement
+from spinescan.radiograph.vertebrae import LEVELS, N_LANDMARKS
 
 CORNERS = ("TL", "TR", "BL", "BR")
 POINT_NAMES = (*(f"{v}-{c}" for v in LEVELS for c in CORNERS), "S1-L", "S1-R")

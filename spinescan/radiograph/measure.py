@@ -15,13 +15,8 @@ from typing import Any
 import numpy as np
 
 from spinescan.radiograph.angle_defs import AngleDefinition, endplate_angle
-from spinescan.radiograph.angles import (
-    PREDICTION_READOUT,
-    Angle,
-    ap_angles,
-    label_from_angles,
-    lateral_angles,
-)
+from spinescan.radiograph.angles import Angle, ap_angles, label_from_angles, lateral_angles
+from spinescan.radiograph.coronal import PREDICTION_READOUT
 from spinescan.radiograph.landmark_codec import N_POINTS, Decoded, decode
 from spinescan.radiograph.plausibility import assess_landmarks
 from spinescan.radiograph.preprocess import Placement

@@ -18,6 +18,7 @@ landmark model must not lose the top and bottom vertebrae of a narrow film to th
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -175,8 +176,30 @@ class Placement:
         y = (p[..., 1] - self.pad_top + 0.5) / sy - 0.5 + self.crop_top
         return np.stack([x, y], axis=-1)
 
+    @property
+    def crop(self) -> tuple[int, int, int, int]:
+        """``(top, left, height, width)`` of the window of the film that was kept (the whole film
+        for ``letterbox``)."""
+        return self.crop_top, self.crop_left, self.crop_height, self.crop_width
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """``(top, left, height, width)`` of where the resized window sits in the model input;
+        everything outside it is padding."""
+        return self.pad_top, self.pad_left, self.new_height, self.new_width
+
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    def to_geometry(self, film_hw: Sequence[int], input_hw: Sequence[int]) -> dict[str, list[int]]:
+        """The placement as a heatmap entry's ``geometry`` (``film_hw``, ``crop``, ``box``,
+        ``input_hw``): the shape the page's ``preprocess()`` returns and the test compares."""
+        return {
+            "film_hw": [int(film_hw[0]), int(film_hw[1])],
+            "crop": list(self.crop),
+            "box": list(self.box),
+            "input_hw": [int(input_hw[0]), int(input_hw[1])],
+        }
 
 
 def crop_window(x: np.ndarray, aspect: float) -> tuple[int, int, int, int]:
@@ -192,12 +215,6 @@ def crop_window(x: np.ndarray, aspect: float) -> tuple[int, int, int, int]:
     return top, 0, ch, w
 
 
-def crop_to_aspect(x: np.ndarray, aspect: float) -> np.ndarray:
-    """Cut a window of width/height ``aspect``: columns around the spine, or rows around the centre."""
-    top, left, ch, cw = crop_window(x, aspect)
-    return x[top : top + ch, left : left + cw]
-
-
 def placement(x: np.ndarray, size: tuple[int, int], prep: Preprocessing) -> Placement:
     """The crop and letterbox that :func:`resize_to` applies to the intensity-scaled image ``x``."""
     h, w = x.shape[:2]
@@ -209,6 +226,17 @@ def placement(x: np.ndarray, size: tuple[int, int], prep: Preprocessing) -> Plac
     scale = min(target_h / ch, target_w / cw)
     new_h, new_w = max(1, round(ch * scale)), max(1, round(cw * scale))
     return Placement(top, left, ch, cw, new_h, new_w, (target_h - new_h) // 2, (target_w - new_w) // 2)
+
+
+def film_placement(
+    image: np.ndarray, input_size: Sequence[int], prep: Preprocessing | None = None
+) -> Placement:
+    """The crop and letterbox that :func:`preprocess` applies to ``image`` (its own
+    :func:`placement` on the intensity-scaled grey film), without building the tensor: what an
+    overlay needs to put a map on the input grid back onto the film."""
+    prep = prep or Preprocessing()
+    grey = to_grey(np.asarray(image))
+    return placement(scale_intensity(grey, prep), (int(input_size[0]), int(input_size[1])), prep)
 
 
 def resize_to(x: np.ndarray, size: tuple[int, int], prep: Preprocessing) -> np.ndarray:

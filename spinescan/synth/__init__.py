@@ -2,8 +2,9 @@
 
 Labels come from geometry: each phantom's spine is built from sampled Cobb angles
 (:mod:`~spinescan.synth.curves`), labelled by published thresholds (:mod:`~spinescan.synth.labels`)
-and drawn with class-independent nuisances (:mod:`~spinescan.synth.nuisance`). The manifest keeps
-the angles and the 68 AASCE vertebral corner landmarks of every image.
+and drawn with class-independent nuisances (:mod:`~spinescan.synth.framing`,
+:mod:`~spinescan.synth.exposure`, :mod:`~spinescan.synth.presentation`). The manifest keeps the angles
+and the 68 AASCE vertebral corner landmarks of every image.
 
 No TensorFlow anywhere in this package: it needs numpy and OpenCV only.
 """

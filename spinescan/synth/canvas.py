@@ -112,7 +112,7 @@ class Canvas:
         """Stroke polylines ``width_mm`` wide.
 
         Strokes are not antialiased: OpenCV's antialiased thick polylines cost 5-20 times more, and
-        the film's system blur (at least half a pixel, ``nuisance.form_film``) smooths them anyway.
+        the film's system blur (at least half a pixel, ``exposure.form_film``) smooths them anyway.
         """
         if len(polys):
             v = (round(float(value) * 255.0),)

@@ -18,13 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from spinescan.radiograph.angles import (  # noqa: F401 - re-exported: the manifest's angle definitions
-    edge_angle,
-    kyphosis_from_landmarks,
-    line_angle_between,
-    lordosis_from_landmarks,
-    max_cobb_from_landmarks,
-)
+# re-exported: the manifest's angle definitions (tests/test_angles.py holds the generator to them)
+from spinescan.radiograph.angles import kyphosis_from_landmarks, lordosis_from_landmarks  # noqa: F401
+from spinescan.radiograph.coronal import max_cobb_from_landmarks  # noqa: F401
+from spinescan.radiograph.vertebrae import edge_angle, line_angle_between  # noqa: F401
 
 LEVELS = (
     "T1",

@@ -16,18 +16,12 @@ from spinescan.synth.anatomy import sample_habitus
 from spinescan.synth.ap import draw_ap
 from spinescan.synth.canvas import Canvas
 from spinescan.synth.curves import coronal_spine, lateral_spine
+from spinescan.synth.exposure import form_film, sample_exposure
+from spinescan.synth.framing import field_rows, layout, sample_framing
 from spinescan.synth.geometry import L1, T4, T12, Spine, bottom_index, sample_dimensions, top_index
 from spinescan.synth.labels import CLASSES, sample_cobb, sample_lateral_angles
 from spinescan.synth.lateral import draw_lateral
-from spinescan.synth.nuisance import (
-    annotate,
-    field_rows,
-    form_film,
-    layout,
-    present,
-    sample_exposure,
-    sample_framing,
-)
+from spinescan.synth.presentation import annotate, present
 
 SUPERSAMPLE = 1  # antialiased drawing at the output size (canvas.py)
 

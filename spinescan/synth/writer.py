@@ -31,8 +31,8 @@ from spinescan.data.provenance import synthetic_provenance, write_provenance
 from spinescan.errors import SpineScanError
 from spinescan.progress import Progress, as_progress
 from spinescan.synth.labels import CLASSES, VIEWS
-from spinescan.synth.nuisance import warm_text_cache
 from spinescan.synth.phantom import make_phantom
+from spinescan.synth.presentation import warm_text_cache
 
 MANIFEST = "manifest.csv"
 COLUMNS = (
@@ -63,7 +63,7 @@ COLUMNS = (
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 6]
 #: Bumped whenever the same arguments start giving different films, so that cached phantom sets
 #: (``--pretrain phantoms`` reuses them) are rendered again. 2: issue 13's richer phantoms.
-#: 3: headroom above dense bone in the display window (nuisance.sample_exposure).
+#: 3: headroom above dense bone in the display window (exposure.sample_exposure).
 GENERATOR_VERSION = 3
 MIN_SIZE, MAX_SIZE = 64, 4096
 _NAME = re.compile(r"^(lateral|ap)_[a-z]+_\d{5,}\.png$")

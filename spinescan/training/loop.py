@@ -21,14 +21,12 @@ TensorFlow is imported. Messages go to ``config.progress`` (quiet by default).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +37,16 @@ from spinescan.training import callbacks as cb
 from spinescan.training import inference
 from spinescan.training.config import TrainConfig, resolve_request
 from spinescan.training.distribute import make_strategy, patch_keras_for_multiworker, worker_role
+from spinescan.training.failures import (
+    RunNotSaved,
+    TrainingInterrupted,
+    check_runs_writable,
+    is_write_failure,
+)
+from spinescan.training.finish import RunResult, finish_run, rescore
 from spinescan.training.prepare import Plan, load_view_samples, prepare_run, split_for_run
 from spinescan.training.runconfig import DatasetRecord, RunConfig, dataset_fingerprint, split_hash, versions
-from spinescan.training.runs import RunDir, kept_epoch, load_run
+from spinescan.training.runs import RunDir, kept_epoch
 from spinescan.training.tasks import task_for
 from spinescan.zoo.spec import build_model
 
@@ -50,7 +55,6 @@ if TYPE_CHECKING:
 
     from spinescan.data.datasets import Dataset, Sample
     from spinescan.data.splits import Split
-    from spinescan.progress import Progress
 
 __all__ = [
     "RunNotSaved",
@@ -63,112 +67,6 @@ __all__ = [
     "rescore",
     "train",
 ]
-
-
-class TrainingInterrupted(SpineScanError):
-    """Ctrl-C during training: finished epochs are saved. The CLI turns the fields into the
-    ``--resume`` command line (:func:`spinescan.cli.train.resume_command`)."""
-
-    exit_code = 130
-
-    def __init__(self, plan: Plan, epochs_done: int) -> None:
-        self.model = plan.spec.name
-        self.run_dir = plan.rundir.path
-        self.run_id = plan.rundir.run_id
-        self.runs_dir = Path(plan.config.runs_dir)
-        self.data = plan.data
-        self.epochs_done = epochs_done
-        super().__init__(
-            f"Interrupted after {epochs_done} finished epoch(s). The history, the kept model so far "
-            f"and the training state are saved in {self.run_dir}."
-        )
-
-
-class RunNotSaved(TrainingInterrupted):
-    """A file of the run could not be written (a full disk, a read-only or vanished folder). Every
-    run file is written atomically, so what was saved before is intact; the CLI adds the
-    ``--resume`` command line, as for Ctrl-C (issue 26 #5)."""
-
-    exit_code = 1
-
-    def __init__(self, plan: Plan, exc: BaseException) -> None:
-        super().__init__(plan, 0)
-        where = getattr(exc, "filename", None) or self.run_dir
-        why = getattr(exc, "strerror", None) or " ".join(str(exc).split())[:200] or type(exc).__name__
-        Exception.__init__(
-            self,
-            f"could not write {where} ({why}). The files saved before are intact in {self.run_dir} "
-            "(every run file is written atomically); free some space (or fix the folder).",
-        )
-
-
-#: Words in a TensorFlow error (its checkpoint writer raises its own types, not OSError) that
-#: say the disk refused a write.
-_WRITE_FAILURES = ("No space left", "Read-only file system", "Disk quota exceeded", "Permission denied")
-
-
-def _is_write_failure(exc: BaseException) -> bool:
-    if isinstance(exc, OSError):
-        return True
-    return type(exc).__module__.startswith("tensorflow") and any(w in str(exc) for w in _WRITE_FAILURES)
-
-
-def check_runs_writable(runs_dir: str | os.PathLike[str]) -> None:
-    """Refuse, in one line and before any image is loaded, a ``--runs`` folder that cannot take a
-    file (read-only, not a folder, no permission). Before: 10 s of loading, then a chained
-    traceback."""
-    folder = Path(runs_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(prefix=".write-check-", dir=folder):
-            pass
-    except OSError as exc:
-        raise SpineScanError(
-            f"--runs {folder}: cannot write there ({exc.strerror or exc}); pass a writable folder with --runs"
-        ) from None
-
-
-#: Schema of :meth:`RunResult.to_dict` (``spinescan train --json``).
-RESULT_SCHEMA = "spinescan.train-result/1"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a training call leaves: the run directory and its ``metrics.json`` (empty for a
-    non-chief worker of a multi-worker run, whose chief writes the run)."""
-
-    run_dir: Path
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The result as ``spinescan train --json`` prints it: where the run is, what was trained,
-        the last epoch's training-log figures (``final_epoch``, a row of history.csv) and the
-        kept model's validation and test summaries, as metrics.json records them."""
-        m = self.metrics
-        history = RunDir(self.run_dir).read_history() if m else []
-        return {
-            "schema": RESULT_SCHEMA,
-            "run_dir": self.run_dir.as_posix(),
-            "run_id": m.get("run_id", self.run_dir.name),
-            "model": m.get("model", self.run_dir.parent.name),
-            "worker": not m,  # True: a worker of a multi-worker run; the chief writes the figures
-            "task": m.get("task"),
-            "backbone": m.get("backbone"),
-            "params": m.get("params"),
-            "classes": m.get("classes"),
-            "counts": m.get("counts"),
-            "epochs_run": m.get("epochs_run"),
-            "checkpoint": m.get("checkpoint"),
-            "kept_epoch": kept_epoch(m) if m else None,
-            "train_seconds": m.get("train_seconds"),
-            "target_accuracy": m.get("target_accuracy"),
-            "epochs_to_target": m.get("epochs_to_target"),
-            "final_epoch": history[-1] if history else None,
-            "val": m.get("val"),
-            "test": m.get("test"),
-            "pretrain": m.get("pretrain"),
-            "metrics_file": (self.run_dir / RunDir.METRICS).as_posix() if m else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -204,7 +102,7 @@ def train(config: TrainConfig) -> RunResult:
         with tempfile.TemporaryDirectory(prefix=".cache-", dir=out.path.parent) as cache:
             return _fit_and_record(plan, data, (strategy, strategy_name), chief, (out, Path(cache)))
     except Exception as exc:
-        if chief and _is_write_failure(exc) and not isinstance(exc, SpineScanError):
+        if chief and is_write_failure(exc) and not isinstance(exc, SpineScanError):
             raise RunNotSaved(plan, exc) from None
         raise
     finally:
@@ -214,7 +112,7 @@ def train(config: TrainConfig) -> RunResult:
 
 def load_training_data(plan: Plan) -> TrainingData:
     """The view's samples, the split, and the usable images of the spec's classes per part."""
-    from spinescan.data.datasets import samples_for_spec
+    from spinescan.data.checks import samples_for_spec
 
     spec, progress = plan.spec, plan.config.progress
     dataset, view_samples = load_view_samples(plan.data, spec)
@@ -370,7 +268,7 @@ def _fit_and_record(
         keras.mixed_precision.set_global_policy(previous_policy)
     if not chief:
         return RunResult(plan.rundir.path, {})
-    return _finish(plan, data, inputs, model, history, state)
+    return finish_run(plan, data, inputs, model, history, state)
 
 
 def attempt_seed(seed: int, attempt: int) -> int:
@@ -483,105 +381,6 @@ def _history_for_resume(plan: Plan, out: RunDir, chief: bool) -> tuple[list[dict
     done = int(meta.get("epoch", 0))
     history = [r for r in rundir.read_history() if r["epoch"] <= done]
     return history, cb.restore_state(history, plan.hparams, state.get("restarts"))
-
-
-def _finish(
-    plan: Plan,
-    data: TrainingData,
-    inputs: Inputs,
-    model: keras.Model,
-    history: list[dict],
-    state: dict[str, Any],
-) -> RunResult:
-    """Evaluate the *saved* kept model (inference mode) and write the remaining run files."""
-    spec, hp, rundir = plan.spec, plan.hparams, plan.rundir
-    if not rundir.model_file.is_file():  # zero epochs: keep what we have
-        inference.save_model(model, rundir.path)
-    kept = inference.load_run_model(rundir.path)
-    if any(layer.dtype_policy.name != "float32" for layer in kept.layers):
-        kept = _to_float32(kept, plan)
-        inference.save_model(kept, rundir.path)
-    batch = max(32, hp.batch_size)
-    task = task_for(spec)
-    parts = {p: (data.parts[p], inputs.x[p], inputs.y[p]) for p in ("val", "test")}
-    results = task.evaluate(kept, parts, spec, batch, rundir)
-    history = history or rundir.read_history()
-    inference.plot_curves(rundir.path, history, title=f"{spec.name} ({hp.backbone}) {rundir.run_id}")
-    speeds = [r["images_per_second"] for r in history[1:] if r.get("images_per_second")]
-    metrics = {
-        "finished": True,
-        "model": spec.name,
-        "task": spec.task,
-        "accuracy_means": task.accuracy_means,
-        "run_id": rundir.run_id,
-        "val": results["val"],
-        "test": results["test"],
-        "checkpoint": hp.checkpoint,
-        "kept_epoch": state.get("kept_epoch"),
-        "kept_val_accuracy_during_training": state.get("kept_val_accuracy"),
-        "epochs_run": len(history),
-        # stalled starts discarded before the kept attempt (their time is in train_seconds)
-        "restarts": list(state.get("restarts", [])),
-        "train_seconds": round(float(state.get("train_seconds", 0.0)), 3),
-        "train_images_per_second": round(float(np.median(speeds)), 2) if speeds else None,
-        "target_accuracy": hp.target_accuracy,
-        "epochs_to_target": state.get("epochs_to_target"),
-        "seconds_to_target": state.get("seconds_to_target"),
-        "params": int(kept.count_params()),
-        "backbone": hp.backbone,
-        "weights": plan.weights,
-        "classes": list(spec.classes),
-        "counts": {p: len(v) for p, v in data.parts.items()},
-    }
-    rundir.write_json(RunDir.METRICS, metrics)
-    shutil.rmtree(rundir.backup_dir, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        rundir.file(RunDir.STATE).unlink()
-    return RunResult(rundir.path, metrics)
-
-
-def rescore(
-    run_dir: str | Path, data: str | Path | None = None, progress: Progress | None = None
-) -> dict[str, Any]:
-    """Score a finished run's kept model again on its own val and test films with today's code, and
-    rewrite its ``predictions.csv`` and the ``val``/``test`` figures of ``metrics.json`` (recording
-    when). The model and its split do not change; what can change is how its outputs are read: a
-    landmark model's angles come from the read-out in :mod:`spinescan.radiograph.angles`, which may be
-    newer than the run. Returns the new metrics."""
-    rundir = RunDir(Path(run_dir))
-    run = load_run(rundir.path)
-    metrics, split = rundir.read_metrics(), rundir.read_split()
-    if not run.finished or metrics is None or split is None:
-        raise SpineScanError(f"{rundir.path}: not a finished run (nothing to rescore)")
-    spec = run.spec
-    root = Path(data) if data is not None else Path(run.config.dataset.root)
-    _, view_samples = load_view_samples(root, spec)
-    parts = split.assign(view_samples)
-    task = task_for(spec)
-    model = inference.load_run_model(rundir.path)
-    scored = {}
-    for p in ("val", "test"):
-        x, y = task.load(parts[p], spec, progress, f"rescoring {p} images", None)
-        scored[p] = (parts[p], x, y)
-    results = task.evaluate(model, scored, spec, 32, rundir)
-    metrics.update(val=results["val"], test=results["test"], rescored=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    rundir.write_json(RunDir.METRICS, metrics)
-    return metrics
-
-
-def _to_float32(model: keras.Model, plan: Plan) -> keras.Model:
-    """The same weights in an all-float32 model: mixed-precision (GPU) runs must still export and
-    run on CPU predictors in float32. Variables are float32 under mixed precision, so this is exact."""
-    import keras
-
-    previous = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy("float32")
-    try:
-        clean = build_model(plan.spec, plan.hparams, None)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    clean.set_weights(model.get_weights())
-    return clean
 
 
 __all__ += ["kept_epoch"]

@@ -194,7 +194,7 @@ class LandmarkTask(Task):
 
     def dataset(self, x, y, spec, hp, batch, training, seed):
         from spinescan.errors import require_tensorflow
-        from spinescan.training import pipeline
+        from spinescan.training import augment
 
         tf = require_tensorflow()
         ds = tf.data.Dataset.from_tensor_slices((np.asarray(x, np.float32), np.asarray(y, np.float32)))
@@ -210,13 +210,13 @@ class LandmarkTask(Task):
             # film's vertebrae happen to sit (benchmarks/aasce_cv.py).
             from spinescan.radiograph.landmark_codec import mirror_order
 
-            aug = pipeline.LANDMARK_AUGMENTATION
+            aug = augment.LANDMARK_AUGMENTATION
             if spec.view != "ap":  # a mirrored lateral film faces the other way: no flip
                 aug = replace(aug, flip=False)
-            ds = pipeline.augment_landmark_batches(ds, seed, aug, fill, mirror_order(spec.landmarks))
+            ds = augment.augment_landmark_batches(ds, seed, aug, fill, mirror_order(spec.landmarks))
         elif training and hp.augment:
             # exposure, contrast, tone, blur and noise only: nothing moves, the targets stay put
-            ds = pipeline.augment_batches(ds, seed, pipeline.PHOTOMETRIC_AUGMENTATION, fill)
+            ds = augment.augment_batches(ds, seed, augment.PHOTOMETRIC_AUGMENTATION, fill)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def compile_args(self, keras, spec, hp):
@@ -292,9 +292,13 @@ def summarize_landmarks(
     """Landmark error (fraction of film height), angle MAE against the manifest's angles, SMAPE,
     and the accuracy of the label that follows from the measured angles."""
     from spinescan.metrics import landmark_summary
+    from spinescan.radiograph.angles import manifest_angles
 
     pred_angles = [{m: r.angles[m].value for m in spec.measurements} for r in readings]
-    true_angles = [_true_angles(spec, s, t, hw) for s, t, hw in zip(samples, truths, sizes, strict=True)]
+    true_angles = [
+        manifest_angles(spec.view, spec.measurements, s.extra, lm, sacrum, hw)
+        for s, (lm, sacrum), hw in zip(samples, truths, sizes, strict=True)
+    ]
     return landmark_summary(
         pred_landmarks=[r.landmarks for r in readings],
         true_landmarks=[t[0] for t in truths],
@@ -318,32 +322,6 @@ def _smape_angles(spec: ModelSpec) -> list[str] | None:
     if all(m in spec.measurements for m in AASCE_ANGLES):
         return list(AASCE_ANGLES)
     return [m for m in spec.measurements if m != "cobb_deg"]
-
-
-def _true_angles(
-    spec: ModelSpec, sample: Sample, truth: tuple[np.ndarray, np.ndarray | None], hw: tuple[int, int]
-) -> dict[str, float | None]:
-    """The manifest's angle where it has a column (``cobb_deg``, kyphosis, lordosis), else the
-    same definition measured on the manifest's landmarks (the phantoms list no PT/MT/TL angles)."""
-    from spinescan.radiograph.angles import ap_angles, lateral_angles
-
-    lm, sacrum = truth
-    measured = (
-        ap_angles(lm, image_size=hw) if spec.view == "ap" else lateral_angles(lm, sacrum, image_size=hw)
-    )
-    out = {}
-    for m in spec.measurements:
-        given = _float(sample.extra.get(m))
-        out[m] = given if given is not None else measured[m].value
-    return out
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        v = float(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-    return v if v is not None and np.isfinite(v) else None
 
 
 TASKS: dict[str, Task] = {"classification": ClassificationTask(), "landmarks": LandmarkTask()}

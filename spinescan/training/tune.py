@@ -25,8 +25,6 @@ method on the shared training code:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import re
 import time
@@ -36,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinescan.atomic import atomic_write_json, atomic_write_text
+from spinescan.atomic import atomic_write_json
 from spinescan.errors import SpineScanError
 from spinescan.progress import QUIET, Progress
 from spinescan.training.config import DEFAULT_DATA, DEFAULT_RUNS, TrainConfig, resolve_request
+from spinescan.training.trials import OBJECTIVE, TRIALS_JSON, read_timings, write_tables
 from spinescan.zoo.hparams import HPARAMS_SCHEMA, HParams
 from spinescan.zoo.search import Choice, SearchSpace, compact_search
 
@@ -47,12 +46,8 @@ if TYPE_CHECKING:
     from spinescan.data.datasets import Sample
     from spinescan.zoo.spec import ModelSpec
 
-TUNE_SCHEMA = "spinescan.tune/1"
 RESULT_SCHEMA = "spinescan.tune-result/1"  # TuneResult.to_dict (spinescan tune --json)
-TRIALS_CSV = "trials.csv"
-TRIALS_JSON = "trials.json"
 BEST_FILE = "best_hparams.json"
-OBJECTIVE = "val_accuracy"
 
 
 @dataclass(frozen=True)
@@ -221,7 +216,7 @@ def _folds(
 
 def _load(config: TuneConfig, spec: ModelSpec, hp: HParams) -> tuple[np.ndarray, np.ndarray, list[_Fold]]:
     """Decode the train+validation images of the spec's classes once (the test split never)."""
-    from spinescan.data.datasets import samples_for_spec
+    from spinescan.data.checks import samples_for_spec
     from spinescan.data.splits import make_split
     from spinescan.training import pipeline
     from spinescan.training.prepare import load_view_samples
@@ -295,7 +290,7 @@ def tune(config: TuneConfig) -> TuneResult:
 
         def on_trial_end(self, trial: Any) -> None:
             super().on_trial_end(trial)
-            _write_tables(project, self.oracle, space, timings)
+            write_tables(project, self.oracle, space, timings)
             advance(1)
             if config.verbose:
                 progress.info(_trial_line(trial, space, timings.get(trial.trial_id, {})))
@@ -316,8 +311,8 @@ def tune(config: TuneConfig) -> TuneResult:
         allow_new_entries=False,
     )
     done_before = len(tuner.oracle.trials)
-    _write_tables(project, tuner.oracle, space, _read_timings(project))
-    timings.update(_read_timings(project))
+    write_tables(project, tuner.oracle, space, read_timings(project))
+    timings.update(read_timings(project))
     if config.budget.trials:
         tuner.oracle.max_trials = config.budget.trials
     total = config.budget.trials or _hyperband_trials(config.max_epochs, config.factor)
@@ -328,7 +323,7 @@ def tune(config: TuneConfig) -> TuneResult:
         if not config.budget.trials or done_before < config.budget.trials:
             tuner.search(verbose=0)
     seconds = time.monotonic() - start
-    trials = _write_tables(project, tuner.oracle, space, timings)
+    trials = write_tables(project, tuner.oracle, space, timings)
     return _finish(config, spec, space, project, trials, seconds)
 
 
@@ -407,56 +402,6 @@ def _hyperband_trials(max_epochs: int, factor: int) -> int:
         for bracket in range(brackets)
         for round_ in range(bracket + 1)
     )
-
-
-def _read_timings(project: Path) -> dict[str, dict[str, Any]]:
-    import json
-
-    path = project / TRIALS_JSON
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {
-        t["trial_id"]: {"seconds": t.get("seconds"), "fold_scores": t.get("fold_scores")}
-        for t in doc.get("trials", [])
-        if t.get("seconds") is not None
-    }
-
-
-def _write_tables(
-    project: Path, oracle: Any, space: SearchSpace, timings: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """``trials.csv`` and ``trials.json``: one row per trial, best score first."""
-    rows = []
-    for trial_id, trial in sorted(oracle.trials.items(), key=lambda kv: int(kv[0])):
-        values = trial.hyperparameters.values
-        best = trial.metrics.get_best_value(OBJECTIVE) if trial.metrics.exists(OBJECTIVE) else None
-        row = {
-            "trial_id": trial_id,
-            "status": str(getattr(trial.status, "value", trial.status)),
-            OBJECTIVE: None if best is None else round(float(best), 4),
-            "epochs": values.get("tuner/epochs"),
-            "bracket": values.get("tuner/bracket"),
-            "round": values.get("tuner/round"),
-            **{n: values.get(n) for n in space.names},
-            "seconds": timings.get(trial_id, {}).get("seconds"),
-            "fold_scores": timings.get(trial_id, {}).get("fold_scores"),
-        }
-        rows.append(row)
-    rows.sort(
-        key=lambda r: (r[OBJECTIVE] is None, -(r[OBJECTIVE] or 0.0), -(r["epochs"] or 0), r["trial_id"])
-    )
-    if not project.is_dir():
-        return rows
-    atomic_write_json(project / TRIALS_JSON, {"schema": TUNE_SCHEMA, "objective": OBJECTIVE, "trials": rows})
-    buffer = io.StringIO()
-    columns = [c for c in rows[0] if c != "fold_scores"] if rows else ["trial_id"]
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(project / TRIALS_CSV, buffer.getvalue())
-    return rows
 
 
 def _finish(
