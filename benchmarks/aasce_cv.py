@@ -133,7 +133,7 @@ def run_one(
     """Train (or, for ``phantoms``, only read with) one configuration; its record without figures."""
     from spinescan.data.splits import Split
     from spinescan.progress import Plain
-    from spinescan.training.config import TrainConfig
+    from spinescan.training.config import TrainConfig, parse_image_size
     from spinescan.training.loop import train
 
     if key["recipe"] == "phantoms":
@@ -151,7 +151,7 @@ def run_one(
     run_id = f"{key['tag'] or 'cv'}-f{key['fold']}-n{key['size']}-{key['recipe']}-s{seed}"
     config = TrainConfig(
         model=MODEL, data=data, runs_dir=args.runs, seed=seed, hparams=hp, split=split, progress=Plain(),
-        run_id=run_id, image_size=image_size(args.image_size),
+        run_id=run_id, image_size=parse_image_size(args.image_size) if args.image_size else None,
         init_from=args.pretrain_run if key["recipe"] == "pretrain" else None,
     )
     t0 = time.perf_counter()
@@ -163,14 +163,6 @@ def run_one(
         "train_seconds": round(float(metrics.get("train_seconds", time.perf_counter() - t0)), 1),
         "run_test_summary": metrics.get("test"), "predictions": test_predictions(run_dir),
     }
-
-
-def image_size(text: str | None) -> tuple[int, int] | None:
-    """``512x192`` -> (512, 192); None keeps the spec's input size."""
-    if not text:
-        return None
-    h, _, w = text.lower().partition("x")
-    return (int(h), int(w or h))
 
 
 def save(out: Path, results: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from spinescan.radiograph.preprocess import RESIZE_MODES
-from spinescan.training.config import DEFAULT_RUNS
+from spinescan.training.config import DEFAULT_RUNS, parse_image_size
 from spinescan.zoo.hparams import hparam_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,9 +43,8 @@ class ImageSize(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, (int, tuple)):
             return value
-        h, sep, w = str(value).strip().lower().partition("x")
         try:
-            size = (int(h), int(w)) if sep else int(h)
+            size = parse_image_size(value)
         except ValueError:
             self.fail(f"{value!r} is not PX or HEIGHTxWIDTH (e.g. 224 or 512x192)", param, ctx)
         if min(size if isinstance(size, tuple) else (size,)) < self.minimum:

@@ -30,6 +30,13 @@ DEFAULT_RUNS = Path("runs")
 STRATEGIES = ("auto", "mirrored", "multiworker")
 
 
+def parse_image_size(text: str) -> int | tuple[int, int]:
+    """``"224"`` -> 224 (square), ``"512x192"`` -> (512, 192): the ``--image-size`` syntax, one parser
+    for the CLI and the benchmarks. ``ValueError`` for anything else (callers word the message)."""
+    h, sep, w = str(text).strip().lower().partition("x")
+    return (int(h), int(w)) if sep else int(h)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training request. ``hparams`` holds explicit overrides (``None`` values = not given);
