@@ -189,6 +189,10 @@ class AngleGate:
     ci: tuple[float, float]
     guess: float  # the test films' median angle
     guess_mae: float
+    # Films with no reading (flagged implausible or out of frame): they count as 0 deg in ``mae``,
+    # so a model that answers almost nothing cannot pass; the message says how many there were,
+    # or a 43-deg "error" reads like a bad measurement instead of a missing one.
+    not_measured: int = 0
 
     @property
     def weak(self) -> bool:
@@ -256,6 +260,8 @@ class Assessment:
                 f"{self.describe()}; {a.name} MAE {a.mae:.2f} deg (95% CI {a.ci[0]:.2f}-{a.ci[1]:.2f}) "
                 f"against {a.guess_mae:.2f} deg for the constant guess {a.guess:.1f} deg"
             )
+            if a.not_measured:
+                told += f" ({a.not_measured} of {a.n} test films not measured, each counted as 0 deg)"
             if not a.weak:
                 return f"{told}: reads the angle better than a constant guess"
             return f"WEAK MODEL: {told}: the interval's upper bound is not below the guess's error"
@@ -322,7 +328,8 @@ def _angle_gate(run: runs.Run, files: list[str], data: str | Path | None) -> Ang
         true = np.asarray([float(extra[f][name]) for f in files])
     except (KeyError, TypeError, ValueError):
         return None
-    pred = np.asarray([float(rows[f].get(name) or 0.0) for f in files])
+    read = [rows[f].get(name) for f in files]
+    pred = np.asarray([float(v or 0.0) for v in read])
     if not np.isfinite(true).all():
         return None
     mae = float(np.abs(pred - true).mean())
@@ -330,7 +337,10 @@ def _angle_gate(run: runs.Run, files: list[str], data: str | Path | None) -> Ang
         lambda t, p: float(np.abs(p - t).mean()), true, pred, n_boot=N_BOOT, seed=0, level=LEVEL
     )
     guess = float(np.median(true))
-    return AngleGate(name, len(files), mae, (float(lo), float(hi)), guess, float(np.abs(true - guess).mean()))
+    missing = sum(v is None or v == "" for v in read)
+    return AngleGate(
+        name, len(files), mae, (float(lo), float(hi)), guess, float(np.abs(true - guess).mean()), missing
+    )
 
 
 Predictions = tuple[list[str], np.ndarray, np.ndarray]
