@@ -37,11 +37,18 @@ CLASSIFIERS = {"ap": ("scoliosis",), "lateral": ("generalist", "kyphosis", "lord
 def train_or_reuse(model: str, data: Path, runs: Path, seed: int, hparams: dict[str, Any]) -> Path:
     """A finished run of ``model`` at ``seed`` with its defaults (reused when one matches)."""
     from spinescan.progress import Plain
-    from spinescan.training.config import TrainConfig
+    from spinescan.training.config import RunSettings, TrainConfig
     from spinescan.training.loop import train
     from spinescan.training.prepare import find_reusable_run
 
-    config = TrainConfig(model=model, data=data, runs_dir=runs, seed=seed, hparams=hparams, progress=Plain())
+    config = TrainConfig(
+        model=model,
+        data=data,
+        runs_dir=runs,
+        settings=RunSettings(seed=seed),
+        hparams=hparams,
+        progress=Plain(),
+    )
     found = find_reusable_run(config)
     if found is not None:
         print(f"{model} seed {seed}: reusing {found}", flush=True)
