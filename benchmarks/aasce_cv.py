@@ -133,7 +133,7 @@ def run_one(
     """Train (or, for ``phantoms``, only read with) one configuration; its record without figures."""
     from spinescan.data.splits import Split
     from spinescan.progress import Plain
-    from spinescan.training.config import TrainConfig, parse_image_size
+    from spinescan.training.config import RunSettings, TrainConfig, parse_image_size
     from spinescan.training.loop import train
 
     if key["recipe"] == "phantoms":
@@ -149,9 +149,10 @@ def run_one(
     hp = {"epochs": epochs_for(len(tr), batch, steps), **overrides}
     # a run id per configuration: two folds started in the same second must not share a directory
     run_id = f"{key['tag'] or 'cv'}-f{key['fold']}-n{key['size']}-{key['recipe']}-s{seed}"
+    size = parse_image_size(args.image_size) if args.image_size else None
     config = TrainConfig(
-        model=MODEL, data=data, runs_dir=args.runs, seed=seed, hparams=hp, split=split, progress=Plain(),
-        run_id=run_id, image_size=parse_image_size(args.image_size) if args.image_size else None,
+        model=MODEL, data=data, runs_dir=args.runs, hparams=hp, split=split, progress=Plain(), run_id=run_id,
+        settings=RunSettings(seed=seed, image_size=size),
         init_from=args.pretrain_run if key["recipe"] == "pretrain" else None,
     )
     t0 = time.perf_counter()

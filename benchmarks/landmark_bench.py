@@ -37,17 +37,25 @@ CLASSIFIERS = {"ap": ("scoliosis",), "lateral": ("generalist", "kyphosis", "lord
 def train_or_reuse(model: str, data: Path, runs: Path, seed: int, hparams: dict[str, Any]) -> Path:
     """A finished run of ``model`` at ``seed`` with its defaults (reused when one matches)."""
     from spinescan.progress import Plain
-    from spinescan.training.config import TrainConfig
+    from spinescan.training.config import RunSettings, TrainConfig, resolve_request
     from spinescan.training.loop import train
     from spinescan.training.prepare import find_reusable_run
 
-    config = TrainConfig(model=model, data=data, runs_dir=runs, seed=seed, hparams=hparams, progress=Plain())
-    found = find_reusable_run(config)
+    config = TrainConfig(
+        model=model,
+        data=data,
+        runs_dir=runs,
+        settings=RunSettings(seed=seed),
+        hparams=hparams,
+        progress=Plain(),
+    )
+    resolved = resolve_request(config)  # once, for both the reuse check and the training
+    found = find_reusable_run(config, resolved)
     if found is not None:
         print(f"{model} seed {seed}: reusing {found}", flush=True)
         return Path(found)
     t0 = time.perf_counter()
-    result = train(config)
+    result = train(config, resolved)
     print(f"{model} seed {seed}: trained in {time.perf_counter() - t0:.0f} s -> {result.run_dir}", flush=True)
     return result.run_dir
 

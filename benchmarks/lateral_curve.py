@@ -62,13 +62,21 @@ def phantoms(work: Path, per_class: int) -> Path:
 def one_run(model: str, data: Path, runs: Path, seed: int, hparams: dict[str, Any]) -> dict[str, Any]:
     """Train (or reuse) ``model`` at ``seed`` and summarise the run."""
     from spinescan.progress import Plain
-    from spinescan.training.config import TrainConfig
+    from spinescan.training.config import RunSettings, TrainConfig, resolve_request
     from spinescan.training.loop import train
     from spinescan.training.prepare import find_reusable_run as find_matching_run
 
-    config = TrainConfig(model=model, data=data, runs_dir=runs, seed=seed, hparams=hparams, progress=Plain())
-    found = find_matching_run(config)
-    run_dir = Path(found) if found is not None else train(config).run_dir
+    config = TrainConfig(
+        model=model,
+        data=data,
+        runs_dir=runs,
+        settings=RunSettings(seed=seed),
+        hparams=hparams,
+        progress=Plain(),
+    )
+    resolved = resolve_request(config)  # once, for both the reuse check and the training
+    found = find_matching_run(config, resolved)
+    run_dir = Path(found) if found is not None else train(config, resolved).run_dir
     metrics = json.loads((run_dir / "metrics.json").read_text())
     confusion = metrics["test"].get("confusion") or []
     n = sum(sum(row) for row in confusion) or metrics["test"]["n"]

@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from spinescan.atomic import atomic_write_json, atomic_write_text
     from spinescan.evaluation.bench import BenchConfig, run_benchmark
     from spinescan.progress import Plain
+    from spinescan.training.settings import RunSettings
 
     started = time.perf_counter()
     rows, probes = [], {}
@@ -169,16 +170,18 @@ def main(argv: list[str] | None = None) -> int:
                 data=args.data,
                 folds=args.folds,
                 seeds=args.seeds,
-                image_size=args.image_size,
+                settings=RunSettings(
+                    image_size=args.image_size,
+                    resize=resize,
+                    pretrain=pretrain,
+                    pretrain_per_class=args.pretrain_per_class,
+                    pretrain_epochs=args.pretrain_epochs,
+                    pretrain_borderline=args.pretrain_borderline,
+                ),
                 hparams={"epochs": args.epochs, "checkpoint": args.checkpoint},
                 by="framing",
                 out=args.out / name,
                 runs_dir=args.runs,
-                resize=resize,
-                pretrain=pretrain,
-                pretrain_per_class=args.pretrain_per_class,
-                pretrain_epochs=args.pretrain_epochs,
-                pretrain_borderline=args.pretrain_borderline,
                 verbose=2,
                 progress=Plain(),
             ),

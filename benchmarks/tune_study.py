@@ -52,7 +52,7 @@ def main() -> None:
 
     from spinescan.data.datasets import load_dataset
     from spinescan.data.splits import make_split
-    from spinescan.training.config import TrainConfig
+    from spinescan.training.config import RunSettings, TrainConfig
     from spinescan.training.loop import train
     from spinescan.training.runs import RunDir
     from spinescan.training.tune import Budget, TuneConfig, tune
@@ -66,7 +66,7 @@ def main() -> None:
             out=out / "search",
             max_epochs=args.max_epochs,
             budget=Budget.parse(args.budget),
-            seed=0,
+            settings=RunSettings(seed=0),
             progress=progress,
         )
     )
@@ -81,8 +81,8 @@ def main() -> None:
     for seed in args.seeds:
         for arm, hparams_file in arms.items():
             config = TrainConfig(
-                model="generalist", data=data, hparams_file=hparams_file, seed=seed, split=split,
-                hparams={"epochs": args.train_epochs},
+                model="generalist", data=data, hparams_file=hparams_file, split=split,
+                settings=RunSettings(seed=seed), hparams={"epochs": args.train_epochs},
                 runs_dir=out / "runs" / arm, progress=progress,
             )  # fmt: skip
             run = train(config)

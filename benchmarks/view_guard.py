@@ -290,10 +290,15 @@ def train_and_export(
     """``spinescan train view`` on ``data`` through the shared loop, exported to ``out``."""
     from spinescan.export.exporter import export_runs
     from spinescan.training.loop import TrainConfig, train
+    from spinescan.training.settings import RunSettings
 
     hparams = {"epochs": epochs} if epochs else {}
     config = TrainConfig(
-        model="view", data=data, runs_dir=runs, seed=seed, hparams=hparams, image_size=image_size
+        model="view",
+        data=data,
+        runs_dir=runs,
+        settings=RunSettings(seed=seed, image_size=image_size),
+        hparams=hparams,
     )
     result = train(config)
     export_runs([result.run_dir], out).raise_for_failures()

@@ -34,10 +34,17 @@ def cobb_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     and the landmark export tests read it (never write to it)."""
     pytest.importorskip("tensorflow")
     from spinescan.training.loop import TrainConfig, train
+    from spinescan.training.settings import RunSettings
 
     runs = tmp_path_factory.mktemp("cobb_runs")
     result = train(
-        TrainConfig(model="cobb", data=phantom_dir, runs_dir=runs, image_size=64, hparams={"epochs": 1})
+        TrainConfig(
+            model="cobb",
+            data=phantom_dir,
+            runs_dir=runs,
+            settings=RunSettings(image_size=64),
+            hparams={"epochs": 1},
+        )
     )
     return result.run_dir
 

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from spinescan.errors import SpineScanError
-from spinescan.training.config import TrainConfig, resolve_request
+from spinescan.training.config import RunSettings, TrainConfig, resolve_request
 from spinescan.training.runconfig import DatasetRecord, RunConfig, parse_run_config
 from spinescan.zoo.hparams import (
     BACKBONE_NAMES,
@@ -114,18 +114,20 @@ def test_resolve_request_checks_everything_without_tensorflow(tmp_path: Path) ->
     with pytest.raises(SpineScanError, match="dataset folder not found"):
         resolve_request(TrainConfig("generalist", data=tmp_path / "nope"))
     with pytest.raises(SpineScanError, match="unknown strategy"):
-        resolve_request(TrainConfig("generalist", data=tmp_path, strategy="ring"))
+        resolve_request(TrainConfig("generalist", data=tmp_path, settings=RunSettings(strategy="ring")))
     with pytest.raises(SpineScanError, match="unknown field"):
         resolve_request(TrainConfig("generalist", data=tmp_path, hparams={"epoch": 3}))
     with pytest.raises(SpineScanError, match="has no imagenet weights"):  # an option that does not apply
-        resolve_request(TrainConfig("generalist", data=tmp_path, weights="imagenet"))
-    resolved = resolve_request(TrainConfig("generalist", data=tmp_path, image_size=48, hparams={"width": 8}))
+        resolve_request(TrainConfig("generalist", data=tmp_path, settings=RunSettings(weights="imagenet")))
+    settings = RunSettings(image_size=48)
+    config = TrainConfig("generalist", data=tmp_path, settings=settings, hparams={"width": 8})
+    resolved = resolve_request(config)
     assert resolved.spec.input_size == (48, 48, 1) and resolved.hparams.width == 8
-    tall = resolve_request(TrainConfig("cobb", data=tmp_path, image_size=(512, 192)))
+    tall = resolve_request(TrainConfig("cobb", data=tmp_path, settings=RunSettings(image_size=(512, 192))))
     assert tall.spec.input_size == (512, 192, 1)
     assert tall.spec.preprocessing == get_spec("cobb").preprocessing  # same aspect, same crop
     with pytest.raises(SpineScanError, match="multiples of 32, got 500x192"):
-        resolve_request(TrainConfig("cobb", data=tmp_path, image_size=(500, 192)))
+        resolve_request(TrainConfig("cobb", data=tmp_path, settings=RunSettings(image_size=(500, 192))))
 
 
 @pytest.mark.parametrize(

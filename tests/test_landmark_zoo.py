@@ -314,11 +314,15 @@ def test_landmark_models_pretrain_from_a_run_and_the_classifier_bench_refuses_th
     """--pretrain works for landmark models (issue 21): the fine-tune starts from the run's weights
     and records where it started; the classifier benchmark still sends them to landmark_bench."""
     from spinescan.evaluation.jobs import resolve_specs
-    from spinescan.training.config import TrainConfig
+    from spinescan.training.config import RunSettings, TrainConfig
     from spinescan.training.pretrain import pretrain_and_finetune
 
     config = TrainConfig(
-        model="cobb", data=phantom_dir, runs_dir=tmp_path, image_size=64, hparams={"epochs": 1}, seed=1
+        model="cobb",
+        data=phantom_dir,
+        runs_dir=tmp_path,
+        settings=RunSettings(image_size=64, seed=1),
+        hparams={"epochs": 1},
     )
     result = pretrain_and_finetune(config, cobb_run)
     assert result.metrics["pretrain"]["run_dir"] == cobb_run.resolve().as_posix()
@@ -366,6 +370,7 @@ def test_a_stalled_start_is_restarted_from_a_new_initialisation(phantom_dir: Pat
     from spinescan.progress import Quiet
     from spinescan.training.loop import TrainConfig, attempt_seed, train
     from spinescan.training.runs import RunDir
+    from spinescan.training.settings import RunSettings
 
     messages: list[str] = []
 
@@ -376,7 +381,12 @@ def test_a_stalled_start_is_restarted_from_a_new_initialisation(phantom_dir: Pat
     hp = {"epochs": 2, "restart_below": 1.0, "restart_check_steps": 1, "max_restarts": 1}
     result = train(
         TrainConfig(
-            model="cobb", data=phantom_dir, runs_dir=tmp_path, image_size=64, hparams=hp, progress=Recorder()
+            model="cobb",
+            data=phantom_dir,
+            runs_dir=tmp_path,
+            settings=RunSettings(image_size=64),
+            hparams=hp,
+            progress=Recorder(),
         )
     )
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
@@ -408,11 +418,12 @@ def test_a_landmark_model_trains_under_a_mirrored_strategy(phantom_dir: Path, tm
     in a replica context and the run is complete."""
     pytest.importorskip("tensorflow")
     from spinescan.training.loop import TrainConfig, train
+    from spinescan.training.settings import RunSettings
 
     result = train(
         TrainConfig(
-            model="cobb", data=phantom_dir, runs_dir=tmp_path, image_size=64, hparams={"epochs": 1},
-            strategy="mirrored",
+            model="cobb", data=phantom_dir, runs_dir=tmp_path, hparams={"epochs": 1},
+            settings=RunSettings(image_size=64, strategy="mirrored"),
         )
     )  # fmt: skip
     config = json.loads((result.run_dir / "config.json").read_text())

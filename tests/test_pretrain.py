@@ -38,7 +38,7 @@ def few_films(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def two_stage(few_films: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Pretrain on 24 tiny phantoms, then fine-tune with zero epochs: the saved model is then
     exactly the initialised one, which is how we see where fine-tuning starts."""
-    from spinescan.training.config import TrainConfig
+    from spinescan.training.config import RunSettings, TrainConfig
     from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune
 
     tmp = tmp_path_factory.mktemp("pretrain")
@@ -46,9 +46,8 @@ def two_stage(few_films: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         model="scoliosis",
         data=few_films,
         hparams={"epochs": 0},
-        image_size=32,
+        settings=RunSettings(image_size=32, resize="spine_crop"),
         runs_dir=tmp / "runs",
-        resize="spine_crop",
     )
     phantoms = PhantomStage(per_class=12, epochs=1, phantoms_dir=tmp / "phantoms")
     first = pretrain_and_finetune(config, "phantoms", phantoms)

@@ -21,6 +21,7 @@ from spinescan.training import runs
 from spinescan.training.inference import load_run_model
 from spinescan.training.loop import TrainConfig, TrainingInterrupted, train
 from spinescan.training.runs import RunDir
+from spinescan.training.settings import RunSettings
 
 
 def _small_copy(src: Path, dst: Path, per_class: int) -> Path:
@@ -131,7 +132,7 @@ def test_ctrl_c_keeps_files_and_says_how_to_resume(
         data=data,
         runs_dir=tmp_path / "runs",
         hparams={"epochs": 5, "batch_size": 8, "patience": 100},
-        image_size=32,
+        settings=RunSettings(image_size=32),
         run_id="ctrlc",
     )
     original = callbacks_module.assemble_callbacks

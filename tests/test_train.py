@@ -22,6 +22,7 @@ from spinescan.training import inference, runs
 from spinescan.training.loop import TrainConfig, train
 from spinescan.training.prepare import find_reusable_run
 from spinescan.training.runs import RunDir
+from spinescan.training.settings import RunSettings
 from spinescan.zoo.backbones import BACKBONES, build_classifier, transfer_weights
 from spinescan.zoo.registry import get_spec
 
@@ -174,7 +175,7 @@ def test_bad_files_are_skipped_and_misnamed_ones_read_by_content(
         "generalist",
         data=data,
         hparams={"epochs": 0},
-        image_size=32,
+        settings=RunSettings(image_size=32),
         runs_dir=tmp_path / "runs",
         in_memory=False,  # also exercises the file-backed (memory-mapped) source
         progress=Plain(),
@@ -320,12 +321,18 @@ def test_finished_runs_are_found_for_reuse(trained, lateral_phantoms: Path) -> N
     run_dir, _, _ = trained
     runs_dir = run_dir.parent.parent
     hparams = {"epochs": int(EPOCHS), "batch_size": 16, "checkpoint": "best"}
-    same = TrainConfig("generalist", data=lateral_phantoms, runs_dir=runs_dir, image_size=64, hparams=hparams)
+    same = TrainConfig(
+        "generalist",
+        data=lateral_phantoms,
+        runs_dir=runs_dir,
+        settings=RunSettings(image_size=64),
+        hparams=hparams,
+    )
     assert find_reusable_run(same) == run_dir
     for other in (
-        {"seed": 1},
+        {"settings": RunSettings(image_size=64, seed=1)},
         {"hparams": {**hparams, "epochs": int(EPOCHS) + 1}},
-        {"image_size": 48},
+        {"settings": RunSettings(image_size=48)},
         {"hparams": {**hparams, "backbone": "mobilenetv3small"}},
         {"hparams": {**hparams, "checkpoint": "last"}},
         {"hparams": {**hparams, "checkpoint": None}},  # the default (last) is another training protocol

@@ -19,6 +19,7 @@ from spinescan.cli import build_cli
 from spinescan.errors import SpineScanError
 from spinescan.training import failures, inference, loop
 from spinescan.training.loop import TrainConfig, train
+from spinescan.training.settings import RunSettings
 
 
 def _small(src: Path, dst: Path, per_class: int = 6) -> Path:
@@ -42,7 +43,11 @@ def test_an_unwritable_runs_folder_is_refused_before_loading_data(
 
     monkeypatch.setattr(loop, "load_training_data", no_loading)
     config = TrainConfig(
-        "generalist", data=phantom_dir, hparams={"epochs": 0}, image_size=32, runs_dir=runs_dir
+        "generalist",
+        data=phantom_dir,
+        hparams={"epochs": 0},
+        settings=RunSettings(image_size=32),
+        runs_dir=runs_dir,
     )
     with pytest.raises(SpineScanError, match="cannot write there") as info:
         train(config)

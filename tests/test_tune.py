@@ -126,6 +126,7 @@ def test_tune_writes_trials_and_hparams_that_train_applies(phantom_dir: Path, tm
 @pytest.mark.slow
 def test_tune_folds_score_the_mean_over_folds(phantom_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("keras_tuner")
+    from spinescan.training.settings import RunSettings
     from spinescan.training.tune import Budget, TuneConfig, tune
 
     result = tune(
@@ -137,7 +138,7 @@ def test_tune_folds_score_the_mean_over_folds(phantom_dir: Path, tmp_path: Path)
             factor=2,
             folds=2,
             budget=Budget(trials=1),
-            image_size=32,
+            settings=RunSettings(image_size=32),
             hparams={"batch_size": 16},
         )
     )

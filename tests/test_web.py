@@ -150,9 +150,14 @@ def _write_run(phantom_dir: Path, runs_dir: Path, name: str, input_size: tuple[i
 def _train_landmarks(phantom_dir: Path, runs_dir: Path, name: str) -> Path:
     """A landmark model from a tiny training through the shared loop (as tests/test_landmark_zoo)."""
     from spinescan.training.loop import TrainConfig, train
+    from spinescan.training.settings import RunSettings
 
     config = TrainConfig(
-        model=name, data=phantom_dir, runs_dir=runs_dir, image_size=64, hparams=dict(LANDMARK_TRAINING)
+        model=name,
+        data=phantom_dir,
+        runs_dir=runs_dir,
+        settings=RunSettings(image_size=64),
+        hparams=dict(LANDMARK_TRAINING),
     )
     return train(config).run_dir
 

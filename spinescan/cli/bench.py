@@ -10,15 +10,14 @@ import click
 from spinescan.cli.options import (
     device_option,
     hparam_options,
-    image_size_option,
     json_option,
-    pretrain_options,
-    resize_option,
     runs_option,
+    settings_options,
     verbosity,
     verbosity_options,
 )
 from spinescan.cli.progress import ClickProgress
+from spinescan.training.settings import RunSettings
 
 
 @click.command("bench")
@@ -29,7 +28,7 @@ from spinescan.cli.progress import ClickProgress
     "--folds", type=click.IntRange(min=2), help="K-fold cross-validation (per seed) instead of one split."
 )
 @hparam_options(exclude=("backbone",))  # --backbone below compares several
-@image_size_option
+@settings_options("bench")
 @click.option("--out", type=click.Path(path_type=Path), help="Report folder (default: reports/<timestamp>/).")
 @runs_option("Runs folder; winners.json is written here.")
 @click.option("--backbone", "backbones", multiple=True, help="Backbone(s) to compare; repeat the option.")
@@ -51,8 +50,6 @@ from spinescan.cli.progress import ClickProgress
     show_default=True,
     help="Images per class if the default phantom set has to be generated.",
 )
-@resize_option
-@pretrain_options
 @json_option("Print leaderboard.json to stdout; progress and Keras' epoch lines go to stderr.")
 @verbosity_options(
     quiet_help="No progress output (no Keras epoch lines either): only the summary, warnings and errors.",
@@ -66,7 +63,7 @@ def bench_command(
     folds: int | None,
     hparams: dict,
     hparams_file: Path | None,
-    image_size: int | tuple[int, int] | None,
+    settings: RunSettings,
     out: Path | None,
     runs_dir: Path,
     backbones: tuple[str, ...],
@@ -75,11 +72,6 @@ def bench_command(
     no_probes: bool,
     n_boot: int,
     per_class: int,
-    resize: str | None,
-    pretrain: str | None,
-    pretrain_per_class: int | None,
-    pretrain_epochs: int | None,
-    pretrain_borderline: float | None,
     as_json: bool,
     quiet: bool,
     verbose: bool,
@@ -93,17 +85,11 @@ def bench_command(
     plugin default < --hparams FILE < explicit option.
     """
     from spinescan.evaluation.bench import BenchConfig, run_benchmark
-    from spinescan.training.config import TrainConfig, resolve_request
 
     level = verbosity(quiet, verbose)
     progress = ClickProgress(quiet=quiet)
-    for name in names:  # argument errors (unknown model, bad --hparams) before any work
-        resolve_request(
-            TrainConfig(
-                name, hparams=hparams, hparams_file=hparams_file, image_size=image_size, resize=resize
-            ),
-            check_data=False,
-        )
+    # Argument errors (unknown model, bad --hparams) come before any work: run_benchmark resolves
+    # each named model first (evaluation.jobs.check_requests), once for all its runs.
     config = BenchConfig(
         models=names,
         data=data,
@@ -111,7 +97,7 @@ def bench_command(
         folds=folds,
         hparams=hparams,
         hparams_file=hparams_file,
-        image_size=image_size,
+        settings=settings,
         out=out,
         runs_dir=runs_dir,
         reuse=not no_reuse,
@@ -121,11 +107,6 @@ def bench_command(
         probes=not no_probes,
         verbose=[0, 2 if as_json else 1, 2][level],
         per_class=per_class,
-        resize=resize,
-        pretrain=pretrain,
-        pretrain_per_class=pretrain_per_class,
-        pretrain_epochs=pretrain_epochs,
-        pretrain_borderline=pretrain_borderline,
         progress=progress,
     )
     leaderboard = run_benchmark(config, quiet_stdout=as_json)

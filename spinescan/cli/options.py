@@ -1,7 +1,10 @@
 """Options shared by several commands, declared once so their names, types and help agree.
 
 The hyper-parameter options are not written here at all: :func:`hparam_options` derives one
-option per :class:`spinescan.zoo.hparams.HParams` field from the field's own metadata.
+option per :class:`spinescan.zoo.hparams.HParams` field from the field's own metadata, and
+:func:`settings_options` one per :class:`spinescan.training.settings.RunSettings` field (input
+size, resize, seed, weights, strategy, pretraining) for train, bench and tune alike, less the
+settings :data:`SETTINGS_LEFT_OUT` names for a command.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import Any, TypeVar
 
 import click
 
-from spinescan.radiograph.preprocess import RESIZE_MODES
-from spinescan.training.config import DEFAULT_RUNS, parse_image_size
+from spinescan.training.config import DEFAULT_RUNS
+from spinescan.training.settings import RunSettings, parse_image_size, settings_fields
 from spinescan.zoo.hparams import hparam_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -38,7 +41,7 @@ class ImageSize(click.ParamType):
     """``PX`` (a square input) or ``HEIGHTxWIDTH`` (``512x192``: a tall landmark input)."""
 
     name = "PX|HxW"
-    minimum = 8
+    minimum = int(next(f for f in settings_fields() if f.name == "image_size").metadata["minimum"])
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, (int, tuple)):
@@ -50,23 +53,6 @@ class ImageSize(click.ParamType):
         if min(size if isinstance(size, tuple) else (size,)) < self.minimum:
             self.fail(f"{value!r}: every side must be at least {self.minimum} pixels", param, ctx)
         return size
-
-
-def image_size_option(f: F) -> F:
-    """``--image-size PX|HxW``: the input size, the plugin's when not given."""
-    return click.option(
-        "--image-size",
-        type=ImageSize(),
-        help="Input size: PX (square) or HEIGHTxWIDTH, e.g. 512x192 [plugin default].",
-    )(f)
-
-
-def resize_option(f: F) -> F:
-    return click.option(
-        "--resize",
-        type=click.Choice(RESIZE_MODES),
-        help="Resize mode, recorded in the run and the ONNX metadata [plugin default].",
-    )(f)
 
 
 def _param_type(f: Field) -> Any:
@@ -119,32 +105,69 @@ def hparam_options(exclude: Sequence[str] = ()) -> Callable[[F], F]:
     return decorate
 
 
-def pretrain_options(f: F) -> F:
-    """``--pretrain phantoms|RUN_DIR`` and the settings of its phantom stage (spinescan.training.pretrain)."""
-    options = [
-        click.option(
-            "--pretrain",
-            metavar="phantoms|RUN_DIR",
-            help="Pretrain on rendered phantoms of the model's view (rendered and trained once, then "
-            "reused), or start from RUN_DIR; then fine-tune on --data.",
-        ),
-        click.option(
-            "--pretrain-per-class",
-            type=click.IntRange(min=10),
-            help="Phantoms per class for --pretrain phantoms [1000].",
-        ),
-        click.option(
-            "--pretrain-epochs", type=click.IntRange(min=1), help="Epochs of the pretraining stage [10]."
-        ),
-        click.option(
-            "--pretrain-borderline",
-            type=click.FloatRange(0.0, 1.0),
-            help="Fraction of pretraining phantoms drawn near the class threshold [0].",
-        ),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+#: The run settings a command does not offer; every other RunSettings field is an option of all
+#: three. The one list of differences between train, bench and tune (issue 23 #3).
+SETTINGS_LEFT_OUT: dict[str, tuple[str, ...]] = {
+    "train": (),
+    # --seeds K runs seeds 0..K-1; every run is single-process and from the backbone's own init.
+    "bench": ("seed", "weights", "strategy"),
+    # Trials are scored in this process, from scratch, on the search's own data.
+    "tune": (
+        "weights",
+        "strategy",
+        "pretrain",
+        "pretrain_per_class",
+        "pretrain_epochs",
+        "pretrain_borderline",
+    ),
+}
+
+
+def _setting_option(f: Field, command: str) -> Callable[[F], F]:
+    meta, kind = f.metadata, type(f.default) if f.default is not None else None
+    flag = meta["option"] or "--" + f.name.replace("_", "-")
+    help_text = meta["helps"].get(command, meta["help"])
+    default = meta["cli_default"] if meta["cli_default"] is not None else f.default
+    low, high = meta["minimum"], meta["maximum"]
+    kw: dict[str, Any] = {"help": help_text, "default": default}
+    if meta["show_default"]:
+        kw["show_default"] = True
+    if meta["metavar"]:
+        kw["metavar"] = meta["metavar"]
+    if f.name == "image_size":
+        kw = {"type": ImageSize(), "help": help_text}  # its metavar is the type's name
+    elif meta["choices"]:
+        kw["type"] = click.Choice(meta["choices"])
+    elif low is None and high is None:
+        kw["type"] = kind or str
+    elif "float" in str(f.type):
+        kw["type"] = click.FloatRange(low, high)
+    else:
+        kw["type"] = click.IntRange(None if low is None else int(low), None if high is None else int(high))
+    return click.option(flag, f.name, **kw)
+
+
+def settings_options(command: str) -> Callable[[F], F]:
+    """One option per :class:`~spinescan.training.settings.RunSettings` field (from its metadata),
+    less ``SETTINGS_LEFT_OUT[command]``. The command receives them as one ``settings: RunSettings``
+    (a setting it leaves out keeps the field's default)."""
+    left_out = SETTINGS_LEFT_OUT[command]
+    chosen = [f for f in settings_fields() if f.name not in left_out]
+
+    def decorate(func: F) -> F:
+        names = [f.name for f in chosen]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {n: kwargs.pop(n) for n in names}
+            return func(*args, settings=RunSettings(**values), **kwargs)
+
+        out: Any = wrapper
+        for f in reversed(chosen):
+            out = _setting_option(f, command)(out)
+        return out
+
+    return decorate
 
 
 def _apply_device(ctx: click.Context, param: click.Parameter, value: str) -> str:

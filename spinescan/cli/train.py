@@ -1,7 +1,8 @@
 """``spinescan train NAME``: parse arguments, call :func:`spinescan.training.loop.train`, print a summary.
 
 Argument errors (unknown model, missing data folder, bad --hparams file) are found by
-:func:`spinescan.training.config.resolve_request` before TensorFlow is imported.
+:func:`spinescan.training.config.resolve_request` before TensorFlow is imported; its result is
+passed on to training, which does not resolve the request again.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ import click
 from spinescan.cli.options import (
     device_option,
     hparam_options,
-    image_size_option,
     json_option,
-    pretrain_options,
-    resize_option,
     runs_option,
+    settings_options,
     verbosity,
     verbosity_options,
 )
@@ -27,7 +26,9 @@ from spinescan.cli.progress import ClickProgress
 from spinescan.training.config import DEFAULT_DATA
 
 if TYPE_CHECKING:
+    from spinescan.training.config import Resolved, TrainConfig
     from spinescan.training.loop import TrainingInterrupted
+    from spinescan.training.settings import RunSettings
 
 
 def _fmt(value: float | None, spec: str = ".3f") -> str:
@@ -91,27 +92,10 @@ def resume_command(exc: TrainingInterrupted) -> str:
     help="Dataset folder (DIR/<class>/*, DIR/<view>/<class>/* or DIR/manifest.csv).",
 )
 @hparam_options()
-@image_size_option
-@click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed for the split, weights and augmentation."
-)
+@settings_options("train")
 @runs_option("Where run directories go (runs/<model>/<run-id>/).")
 @click.option("--resume", is_flag=True, help="Continue the latest interrupted run of NAME (or --run-id).")
 @click.option("--run-id", help="Name the run directory (default: a timestamp).")
-@click.option(
-    "--weights",
-    type=click.Choice(["none", "imagenet"]),
-    default="none",
-    show_default=True,
-    help="Initial weights for keras.applications backbones (imagenet needs the file cached offline).",
-)
-@click.option(
-    "--strategy",
-    type=click.Choice(["auto", "mirrored", "multiworker"]),
-    default="auto",
-    show_default=True,
-    help="tf.distribute strategy (multiworker reads TF_CONFIG).",
-)
 @click.option(
     "--file-backed",
     is_flag=True,
@@ -123,8 +107,6 @@ def resume_command(exc: TrainingInterrupted) -> str:
     help="A run directory whose weights initialise the model (layers matched by name).",
 )
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard logs into the run directory.")
-@resize_option
-@pretrain_options
 @json_option(
     "Print the result as one JSON document on stdout (run dir, model, last epoch, validation and "
     "test summaries from metrics.json); progress and Keras' epoch lines go to stderr."
@@ -139,21 +121,13 @@ def train_command(
     data: Path,
     hparams: dict[str, Any],
     hparams_file: Path | None,
-    image_size: int | tuple[int, int] | None,
-    seed: int,
+    settings: RunSettings,
     runs_dir: Path,
     resume: bool,
     run_id: str | None,
-    weights: str,
-    strategy: str,
     file_backed: bool,
     init_from: Path | None,
     tensorboard: bool,
-    resize: str | None,
-    pretrain: str | None,
-    pretrain_per_class: int | None,
-    pretrain_epochs: int | None,
-    pretrain_borderline: float | None,
     as_json: bool,
     quiet: bool,
     verbose: bool,
@@ -173,26 +147,22 @@ def train_command(
         data=data,
         hparams=hparams,
         hparams_file=hparams_file,
-        image_size=image_size,
-        seed=seed,
+        settings=settings,
         runs_dir=runs_dir,
         resume=resume,
         run_id=run_id,
-        weights=None if weights == "none" else weights,
         init_from=init_from,
-        strategy=strategy,
         in_memory=not file_backed,
         tensorboard=tensorboard,
-        resize=resize,
         verbose=[0, 2 if as_json else 1, 2][level],  # Keras: silent, a bar (lines off a tty), lines
         progress=progress,
     )
-    resolved = resolve_request(config)  # every argument error now, in well under a second
+    resolved = resolve_request(config)  # every argument error now, in well under a second: once per run
     if level > 1:
         for line in hparam_lines(resolved.hparams, hparams, hparams_file):
             progress.info(line)
     with stdout_to_stderr(as_json):  # Keras writes its epoch lines to stdout
-        result = _run(config, pretrain, (pretrain_per_class, pretrain_epochs, pretrain_borderline))
+        result = _run(config, resolved)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False))
         return
@@ -222,15 +192,17 @@ def hparam_lines(resolved: Any, given: dict[str, Any], hparams_file: Path | None
     return lines
 
 
-def _run(config: Any, pretrain: str | None, stage: tuple[Any, Any, Any]) -> Any:
+def _run(config: TrainConfig, resolved: Resolved) -> Any:
     from spinescan.training.loop import TrainingInterrupted, train
 
+    pretrain = config.settings.pretrain
     try:
         if pretrain:
             from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune
 
-            return pretrain_and_finetune(config, pretrain, PhantomStage.from_options(*stage))
-        return train(config)
+            stage = PhantomStage.from_settings(config.settings)
+            return pretrain_and_finetune(config, pretrain, stage, resolved)
+        return train(config, resolved)
     except TrainingInterrupted as exc:
         click.echo(f"Error: {exc} Resume with: {resume_command(exc)}", err=True)
         raise SystemExit(exc.exit_code) from None

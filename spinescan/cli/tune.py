@@ -11,14 +11,15 @@ import click
 from spinescan.cli.options import (
     device_option,
     hparam_options,
-    image_size_option,
     json_option,
     runs_option,
+    settings_options,
     verbosity,
     verbosity_options,
 )
 from spinescan.cli.progress import ClickProgress
 from spinescan.training.config import DEFAULT_DATA
+from spinescan.training.settings import RunSettings
 
 
 @click.command("tune")
@@ -42,8 +43,7 @@ from spinescan.training.config import DEFAULT_DATA
     "--budget", metavar="N|DURATION",
     help="Stop after N trials in all, or after a duration (90s, 20m, 1h) [Hyperband's full schedule].",
 )  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, folds and search.")
-@image_size_option
+@settings_options("tune")
 @runs_option("Runs folder; the search lives in RUNS/tune/NAME unless --out is given.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), help="Project folder of the search.")
 @click.option(
@@ -66,8 +66,7 @@ def tune_command(
     factor: int,
     folds: int | None,
     budget: str | None,
-    seed: int,
-    image_size: int | tuple[int, int] | None,
+    settings: RunSettings,
     runs_dir: Path,
     out: Path | None,
     restart: bool,
@@ -91,7 +90,7 @@ def tune_command(
     progress = ClickProgress(quiet=quiet)
     config = TuneConfig(
         model=name, data=data, out=out, runs_dir=runs_dir, max_epochs=max_epochs, factor=factor, folds=folds,
-        budget=Budget.parse(budget), seed=seed, image_size=image_size, hparams=hparams,
+        budget=Budget.parse(budget), settings=settings, hparams=hparams,
         hparams_file=hparams_file, overwrite=restart, verbose=level > 1, progress=progress,
     )  # fmt: skip
     with stdout_to_stderr(as_json):  # keras-tuner prints to stdout

@@ -24,6 +24,7 @@ from spinescan.evaluation.jobs import (
     DEFAULT_PER_CLASS,
     BenchConfig,
     Job,
+    check_requests,
     default_dataset,
     plan_jobs,
     resolve_specs,
@@ -61,10 +62,10 @@ def _protocol(config: BenchConfig, specs: Sequence[Any]) -> dict[str, Any]:
         "hparams": {k: v for k, v in config.hparams.items() if v is not None},
         "hparams_file": None if config.hparams_file is None else str(config.hparams_file),
         "epochs": config.hparams.get("epochs"),
-        "image_size": config.image_size,
+        "image_size": config.settings.image_size,
         "backbones": list(config.backbones),
-        "resize": config.resize,
-        "pretrain": config.pretrain,
+        "resize": config.settings.resize,
+        "pretrain": config.settings.pretrain,
         "target_accuracy": config.hparams.get("target_accuracy"),
         "n_boot": config.n_boot,
         "ci_level": 0.95,
@@ -101,6 +102,7 @@ def run_benchmark(config: BenchConfig, quiet_stdout: bool = False) -> dict[str, 
 
     progress = config.progress
     started = time.perf_counter()
+    resolutions = check_requests(config)  # argument errors before any work, each model resolved once
     data, dataset, is_default = _load(config)
     specs = resolve_specs(config.models, dataset, progress)
     jobs = plan_jobs(config, specs, dataset)
@@ -110,7 +112,7 @@ def run_benchmark(config: BenchConfig, quiet_stdout: bool = False) -> dict[str, 
         + f" = {len(jobs)} run(s) on {data}"
     )
     with stdout_to_stderr(quiet_stdout):
-        done = train_or_reuse(config, jobs, data)
+        done = train_or_reuse(config, jobs, data, resolutions)
     records = [load_record(run_dir, reused) for run_dir, reused in done]
     synthetic = is_default or read_provenance(data).synthetic
     views = sorted({r.view for r in records})

@@ -3,6 +3,9 @@
 A split is a property of ``(dataset, view, seed)`` (:mod:`spinescan.data.splits`), so a
 specialist's test images are exactly the generalist's test images of its two classes. A job whose
 equivalent finished run exists is not trained again (:func:`spinescan.training.prepare.find_reusable_run`).
+Every job's training request carries the benchmark's own :class:`~spinescan.training.settings.RunSettings`
+with only the seed replaced, and each model x backbone is resolved once (:func:`check_requests`),
+before any work, for all its seeds and folds.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from spinescan.errors import DataError, SpineScanError
 from spinescan.progress import QUIET, Progress
-from spinescan.training.config import DEFAULT_DATA, DEFAULT_RUNS, TrainConfig
+from spinescan.training.config import DEFAULT_DATA, DEFAULT_RUNS, Resolved, TrainConfig, resolve_request
+from spinescan.training.settings import RunSettings
 
 if TYPE_CHECKING:
     from spinescan.data.datasets import Dataset
@@ -28,7 +32,8 @@ DEFAULT_PER_CLASS = 300
 
 @dataclass
 class BenchConfig:
-    """What ``spinescan bench`` was asked to do; ``None`` means "the plugin's default"."""
+    """What ``spinescan bench`` was asked to do; ``None`` means "the plugin's default".
+    ``settings`` apply to every run (its seed is replaced by each job's: seeds 0..K-1)."""
 
     models: Sequence[str] = ()
     data: Path | None = None
@@ -36,7 +41,7 @@ class BenchConfig:
     folds: int | None = None
     hparams: Mapping[str, Any] = field(default_factory=dict)  # overrides for every run (None: not given)
     hparams_file: Path | None = None
-    image_size: int | tuple[int, int] | None = None
+    settings: RunSettings = field(default_factory=RunSettings)
     out: Path | None = None
     runs_dir: Path = DEFAULT_RUNS
     reuse: bool = True
@@ -47,11 +52,6 @@ class BenchConfig:
     verbose: int = 0  # Keras' per-epoch output of each training run
     progress: Progress = field(default=QUIET, compare=False, repr=False)
     per_class: int = DEFAULT_PER_CLASS  # size of the default phantom set when it must be generated
-    resize: str | None = None  # preprocessing resize override (letterbox | spine_crop)
-    pretrain: str | None = None  # "phantoms" or a run dir: fine-tune every run from it (pretrain.py)
-    pretrain_per_class: int | None = None  # phantoms per class for --pretrain phantoms
-    pretrain_epochs: int | None = None
-    pretrain_borderline: float | None = None  # fraction of near-threshold phantoms (pretrain.py default)
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -137,38 +137,67 @@ def plan_jobs(config: BenchConfig, specs: Sequence[ModelSpec], dataset: Dataset)
 
 
 def train_config(config: BenchConfig, job: Job, data: Path) -> TrainConfig:
-    """The training request of one job: the benchmark's overrides, the job's seed, split, backbone."""
+    """The training request of one job: the benchmark's overrides and settings, the job's seed,
+    split and backbone."""
     hparams = {**config.hparams, "backbone": job.backbone or config.hparams.get("backbone")}
     return TrainConfig(
         model=job.model,
         data=data,
         hparams=hparams,
         hparams_file=config.hparams_file,
-        image_size=config.image_size,
-        seed=job.seed,
+        settings=replace(config.settings, seed=job.seed),
         runs_dir=config.runs_dir,
         split=job.split,
         verbose=config.verbose,
         progress=config.progress if config.verbose else QUIET,  # bench --quiet: only its own lines
-        resize=config.resize,
     )
 
 
-def train_or_reuse(config: BenchConfig, jobs: Sequence[Job], data: Path) -> list[tuple[Path, bool]]:
-    """Run every job, reusing a finished equivalent run when one exists (``reuse``)."""
+#: One resolution per model x backbone (the seed, split and fold do not enter it).
+Resolutions = dict[tuple[str, "str | None"], Resolved]
+
+
+def check_requests(config: BenchConfig) -> Resolutions:
+    """The named models x backbones resolved before any work (unknown model, bad --hparams file, bad
+    input size: one line in well under a second), and kept: every seed and fold of a model then
+    trains on this resolution instead of resolving again."""
+    data = DEFAULT_DATA if config.data is None else config.data
+    resolutions: Resolutions = {}
+    for model in dict.fromkeys(config.models):
+        for backbone in list(config.backbones) or [None]:
+            tc = train_config(config, Job(model, backbone, 0, None, model), data)
+            resolutions[(model, backbone)] = resolve_request(tc, check_data=False)
+    return resolutions
+
+
+def _resolution(tc: TrainConfig, job: Job, resolutions: Resolutions) -> Resolved:
+    key = (job.model, job.backbone)
+    if key not in resolutions:  # models chosen from the dataset (no NAMES given)
+        resolutions[key] = resolve_request(tc, check_data=False)  # run_benchmark has loaded the data
+    return resolutions[key]
+
+
+def train_or_reuse(
+    config: BenchConfig, jobs: Sequence[Job], data: Path, resolutions: Resolutions | None = None
+) -> list[tuple[Path, bool]]:
+    """Run every job, reusing a finished equivalent run when one exists (``reuse``). ``resolutions``
+    (:func:`check_requests`) is filled in for models it lacks; no job is resolved twice."""
     from spinescan.training.loop import train
     from spinescan.training.prepare import find_reusable_run
 
+    resolutions = {} if resolutions is None else resolutions
     done = []
     echo = config.progress.info
+    pretrain = config.settings.pretrain
     pretrained: dict[str, Path] = {}  # model -> pretrain run dir, resolved once for all folds/seeds
     for i, job in enumerate(jobs, 1):
         tc = train_config(config, job, data)
-        if config.pretrain:
+        resolved = _resolution(tc, job, resolutions)
+        if pretrain:
             if job.model not in pretrained:
-                pretrained[job.model] = _pretrain_run(config, tc)
+                pretrained[job.model] = _pretrain_run(config, tc, resolved)
             tc = replace(tc, init_from=pretrained[job.model])
-        match = find_reusable_run(tc) if config.reuse else None
+        match = find_reusable_run(tc, resolved) if config.reuse else None
         if match is not None:
             echo(f"[{i}/{len(jobs)}] {job.label}: reusing {match}")
             done.append((Path(match), True))
@@ -180,24 +209,22 @@ def train_or_reuse(config: BenchConfig, jobs: Sequence[Job], data: Path) -> list
 
         keras.backend.clear_session()
         t0 = time.perf_counter()
-        if config.pretrain:
+        if pretrain:
             from spinescan.training.pretrain import finetune
 
-            result = finetune(tc, tc.init_from)
+            result = finetune(tc, tc.init_from, resolved)
         else:
-            result = train(tc)
+            result = train(tc, resolved)
         echo(f"[{i}/{len(jobs)}] {job.label}: done in {time.perf_counter() - t0:.0f} s -> {result.run_dir}")
         done.append((Path(result.run_dir), False))
     return done
 
 
-def _pretrain_run(config: BenchConfig, tc: TrainConfig) -> Path:
+def _pretrain_run(config: BenchConfig, tc: TrainConfig, resolved: Resolved) -> Path:
     from spinescan.training import pretrain
 
-    phantoms = pretrain.PhantomStage.from_options(
-        config.pretrain_per_class, config.pretrain_epochs, config.pretrain_borderline, reuse=config.reuse
-    )
-    return pretrain.resolve_pretrain(tc, config.pretrain, phantoms)
+    phantoms = pretrain.PhantomStage.from_settings(config.settings, reuse=config.reuse)
+    return pretrain.resolve_pretrain(tc, str(config.settings.pretrain), phantoms, resolved)
 
 
 def default_dataset(config: BenchConfig) -> Path:

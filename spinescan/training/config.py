@@ -1,10 +1,13 @@
 """What a training run is asked to do, and the checks that can fail before TensorFlow is imported.
 
-:class:`TrainConfig` is the request (which model, which data, where runs go, resume or not, and
-the hyper-parameter overrides). :func:`resolve_request` turns it into a :class:`Resolved` (the
-spec with any input-size/resize change, the resolved :class:`~spinescan.zoo.hparams.HParams`) and
+:class:`TrainConfig` is the request (which model, which data, where runs go, resume or not, the
+hyper-parameter overrides, and the :class:`~spinescan.training.settings.RunSettings` it shares with
+bench and tune). :func:`resolve_request` turns it into a :class:`Resolved` (the spec with any
+input-size/resize change, the resolved :class:`~spinescan.zoo.hparams.HParams`, the weights) and
 raises every argument error (unknown model, missing data folder, bad option value) without
-importing TensorFlow, so that ``spinescan train nosuchmodel`` answers at once.
+importing TensorFlow, so that ``spinescan train nosuchmodel`` answers at once. A run is resolved
+once: whoever resolved it passes the :class:`Resolved` on (``train(config, resolved)``,
+``find_reusable_run(config, resolved)``) rather than resolving it again.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from spinescan.errors import DataError, SpineScanError
 from spinescan.progress import QUIET, Progress
+from spinescan.training.settings import STRATEGIES, RunSettings, parse_image_size
 from spinescan.zoo.hparams import HParams, resolve_hparams
 
 if TYPE_CHECKING:
@@ -27,35 +31,29 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA = Path("dataset/phantoms")
 DEFAULT_RUNS = Path("runs")
-STRATEGIES = ("auto", "mirrored", "multiworker")
-
-
-def parse_image_size(text: str) -> int | tuple[int, int]:
-    """``"224"`` -> 224 (square), ``"512x192"`` -> (512, 192): the ``--image-size`` syntax, one parser
-    for the CLI and the benchmarks. ``ValueError`` for anything else (callers word the message)."""
-    h, sep, w = str(text).strip().lower().partition("x")
-    return (int(h), int(w)) if sep else int(h)
+__all__ = [
+    "DEFAULT_DATA", "DEFAULT_RUNS", "STRATEGIES", "Resolved", "RunSettings", "TrainConfig",
+    "check_data_folder", "cluster_workers", "parse_image_size", "resolve_request", "spec_for",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """One training request. ``hparams`` holds explicit overrides (``None`` values = not given);
-    everything else comes from the plugin's defaults and ``hparams_file`` (:func:`resolve_request`)."""
+    everything else comes from the plugin's defaults and ``hparams_file`` (:func:`resolve_request`).
+    ``settings`` (input size, resize, seed, weights, strategy, pretraining) is the object ``bench``
+    and ``tune`` pass on unchanged, with only the seed replaced per run."""
 
     model: str
     data: Path = DEFAULT_DATA
     hparams: Mapping[str, Any] = field(default_factory=dict)
     hparams_file: Path | None = None
-    seed: int = 0
+    settings: RunSettings = field(default_factory=RunSettings)
     runs_dir: Path = DEFAULT_RUNS
     resume: bool = False
     run_id: str | None = None
-    image_size: int | tuple[int, int] | None = None  # input size override: square PX or (H, W)
-    resize: str | None = None  # preprocessing resize override: letterbox | spine_crop
-    weights: str | None = None  # initial weights of keras.applications backbones: None | imagenet
     init_from: Path | None = None  # a run dir whose weights initialise the model (by layer name)
     split: Split | None = None  # override (k-fold benchmarks); otherwise computed from the data
-    strategy: str = "auto"
     in_memory: bool = True
     tensorboard: bool = False
     verbose: int = 0  # Keras' own per-epoch output (0 silent, 1 bar, 2 one line per epoch)
@@ -73,15 +71,14 @@ class Resolved:
 
 
 def spec_for(config: TrainConfig) -> ModelSpec:
-    """The registered spec with ``--image-size`` / ``--resize`` applied."""
-    from spinescan.radiograph.preprocess import RESIZE_MODES
+    """The registered spec with ``--image-size`` / ``--resize`` applied (``RunSettings`` has
+    already refused an unknown resize mode)."""
     from spinescan.zoo.registry import get_spec
 
-    spec = get_spec(config.model).with_image_size(config.image_size)
-    if config.resize and config.resize != spec.preprocessing.resize:
-        if config.resize not in RESIZE_MODES:
-            raise SpineScanError(f"unknown resize {config.resize!r}; choose one of {', '.join(RESIZE_MODES)}")
-        spec = spec.with_preprocessing(resize=config.resize)
+    settings = config.settings
+    spec = get_spec(config.model).with_image_size(settings.image_size)
+    if settings.resize and settings.resize != spec.preprocessing.resize:
+        spec = spec.with_preprocessing(resize=settings.resize)
     return spec
 
 
@@ -99,20 +96,22 @@ def check_data_folder(root: Path) -> None:
 
 
 def resolve_request(config: TrainConfig, check_data: bool = True) -> Resolved:
-    """Every setting with the plugin's defaults filled in, or a one-line error. No TensorFlow."""
-    from spinescan.zoo.backbones import get_backbone, normalize_weights  # Keras is lazy
+    """Every setting with the plugin's defaults filled in, or a one-line error. No TensorFlow.
 
+    Call it once per run and pass the result on: :func:`spinescan.training.loop.train`,
+    :func:`spinescan.training.prepare.find_reusable_run` and the pretraining stage take it."""
+    from spinescan.zoo.backbones import get_backbone  # Keras is lazy
+
+    settings = config.settings
     spec = spec_for(config)
     hparams = resolve_hparams(spec.train, config.hparams, config.hparams_file, spec.name)
-    weights = normalize_weights(config.weights)
+    weights = settings.weights  # normalised by RunSettings
     if weights is not None and not get_backbone(hparams.backbone).pretrained:
         raise SpineScanError(f"backbone {hparams.backbone!r} has no {weights} weights; use --weights none")
     from spinescan.training.tasks import task_for
 
     task_for(spec).check(spec, hparams, weights)
-    if config.strategy not in STRATEGIES:
-        raise SpineScanError(f"unknown strategy {config.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    if config.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
+    if settings.strategy == "multiworker" and not os.environ.get("TF_CONFIG"):
         raise SpineScanError(
             "--strategy multiworker needs TF_CONFIG (cluster and task) in the environment of every worker"
         )
@@ -120,9 +119,7 @@ def resolve_request(config: TrainConfig, check_data: bool = True) -> Resolved:
         raise SpineScanError("--tensorboard needs the 'tensorboard' package: pip install tensorboard")
     if check_data and not config.resume:
         check_data_folder(config.data)
-    return Resolved(
-        spec, hparams, Path(config.data).expanduser().resolve(), normalize_weights(config.weights)
-    )
+    return Resolved(spec, hparams, Path(config.data).expanduser().resolve(), weights)
 
 
 def cluster_workers() -> int:

@@ -35,7 +35,7 @@ import numpy as np
 from spinescan.errors import DataError, SpineScanError, require_tensorflow
 from spinescan.training import callbacks as cb
 from spinescan.training import inference
-from spinescan.training.config import TrainConfig, resolve_request
+from spinescan.training.config import Resolved, TrainConfig, resolve_request
 from spinescan.training.distribute import make_strategy, patch_keras_for_multiworker, worker_role
 from spinescan.training.failures import (
     RunNotSaved,
@@ -80,12 +80,15 @@ class TrainingData:
     skipped: list[tuple[str, str]]
 
 
-def train(config: TrainConfig) -> RunResult:
-    """Train ``config.model`` and leave a complete run directory; see the module docstring."""
-    resolved = resolve_request(config)  # argument errors, before TensorFlow
+def train(config: TrainConfig, resolved: Resolved | None = None) -> RunResult:
+    """Train ``config.model`` and leave a complete run directory; see the module docstring.
+
+    ``resolved``: ``resolve_request(config)`` when the caller has already made it (the CLI, the
+    benchmark, the pretraining stage), so a run is resolved once; otherwise it is made here."""
+    resolved = resolved or resolve_request(config)  # argument errors, before TensorFlow
     check_runs_writable(config.runs_dir)  # before TensorFlow and the data: not 10 s of loading first
     require_tensorflow("Training")  # fail early, naming the 'train' extra
-    strategy, strategy_name = make_strategy(config.strategy)
+    strategy, strategy_name = make_strategy(config.settings.strategy)
     chief, worker = worker_role(strategy)
     plan = prepare_run(config, resolved, chief)
     if plan.resuming and plan.rundir.is_finished():

@@ -43,7 +43,7 @@ class Plan:
 
     @property
     def seed(self) -> int:
-        return self.stored.seed if self.stored is not None else self.config.seed
+        return self.stored.seed if self.stored is not None else self.config.settings.seed
 
 
 def prepare_run(config: TrainConfig, resolved: Resolved, chief: bool) -> Plan:
@@ -71,7 +71,7 @@ def prepare_run(config: TrainConfig, resolved: Resolved, chief: bool) -> Plan:
             raise SpineScanError(f"cannot resume: {model_dir / config.run_id} is not a run directory")
         config.progress.info(f"No interrupted {spec.name} run under {model_dir}; starting a new run.")
         check_data_folder(config.data)
-    run_id = config.run_id or runs.new_run_id(Path(config.runs_dir), spec.name, config.seed)
+    run_id = config.run_id or runs.new_run_id(Path(config.runs_dir), spec.name, config.settings.seed)
     rundir = RunDir.of(config.runs_dir, spec.name, run_id)
     if chief and rundir.exists():
         raise SpineScanError(
@@ -88,8 +88,9 @@ def _note_ignored(config: TrainConfig, resolved: Resolved, stored: RunConfig) ->
         for k, v in config.hparams.items()
         if v is not None and getattr(wanted, k) != getattr(kept, k)
     ]
-    if config.image_size and list(resolved.spec.input_size) != list(stored.spec.get("input_size", [])):
-        ignored.append(f"image_size={config.image_size}")
+    size = config.settings.image_size
+    if size and list(resolved.spec.input_size) != list(stored.spec.get("input_size", [])):
+        ignored.append(f"image_size={size}")
     if ignored:
         config.progress.info(f"Resuming with the run's own settings; ignored: {', '.join(ignored)}")
 
@@ -118,21 +119,23 @@ def split_for_run(config: TrainConfig, hp: HParams, seed: int, view_samples: lis
     return split_view(view_samples, seed, hp.validation_fraction, hp.test_fraction)
 
 
-def identity_for(config: TrainConfig) -> RunIdentity:
-    """What a finished run must have been to stand in for training ``config`` now."""
-    resolved = resolve_request(config)
-    spec, hp = resolved.spec, resolved.hparams
+def identity_for(config: TrainConfig, resolved: Resolved | None = None) -> RunIdentity:
+    """What a finished run must have been to stand in for training ``config`` now. ``resolved``:
+    the run's own resolution, when the caller has it (it is then not resolved again)."""
+    resolved = resolved or resolve_request(config)
+    spec, hp, seed = resolved.spec, resolved.hparams, config.settings.seed
     _, view_samples = load_view_samples(resolved.data, spec)
-    split = split_for_run(config, hp, config.seed, view_samples)
+    split = split_for_run(config, hp, seed, view_samples)
     init_from = str(Path(config.init_from).resolve()) if config.init_from else None
     return make_identity(
-        spec.name, config.seed, resolved.weights, init_from, spec.input_size, spec.preprocessing.to_dict(),
+        spec.name, seed, resolved.weights, init_from, spec.input_size, spec.preprocessing.to_dict(),
         hp, dataset_fingerprint(view_samples), split_hash(split),
     )  # fmt: skip
 
 
-def find_reusable_run(config: TrainConfig) -> Path | None:
-    """A finished run equivalent to training ``config`` now (see :func:`runs.find_matching_run`)."""
+def find_reusable_run(config: TrainConfig, resolved: Resolved | None = None) -> Path | None:
+    """A finished run equivalent to training ``config`` now (see :func:`runs.find_matching_run`).
+    Pass the run's ``resolved`` request when training may follow, so it is resolved once."""
     if not runs.list_runs(config.runs_dir, config.model, finished=True):
         return None
-    return runs.find_matching_run(config.runs_dir, config.model, identity_for(config))
+    return runs.find_matching_run(config.runs_dir, config.model, identity_for(config, resolved))

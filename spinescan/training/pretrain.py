@@ -31,11 +31,12 @@ from spinescan.data.provenance import read_provenance
 from spinescan.errors import DataError, SpineScanError
 from spinescan.progress import QUIET, Progress
 from spinescan.training import runs
-from spinescan.training.config import TrainConfig, spec_for
+from spinescan.training.config import Resolved, TrainConfig, resolve_request, spec_for
 from spinescan.training.runs import RunDir
 
 if TYPE_CHECKING:
     from spinescan.training.loop import RunResult
+    from spinescan.training.settings import RunSettings
     from spinescan.zoo.spec import ModelSpec
 
 PHANTOMS = "phantoms"
@@ -61,6 +62,13 @@ class PhantomStage:
     borderline: float = DEFAULT_BORDERLINE
     phantoms_dir: Path | None = None  # None: dataset/pretrain-<view>-<size>-<per_class>[-b<borderline>]
     reuse: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: RunSettings, **kw: Any) -> PhantomStage:
+        """The stage a run's :class:`~spinescan.training.settings.RunSettings` ask for."""
+        return cls.from_options(
+            settings.pretrain_per_class, settings.pretrain_epochs, settings.pretrain_borderline, **kw
+        )
 
     @classmethod
     def from_options(
@@ -154,7 +162,8 @@ def _check_classes(spec: ModelSpec) -> None:
 def pretrain_config(
     config: TrainConfig, data: Path, epochs: int | None = None, seed: int = PRETRAIN_SEED
 ) -> TrainConfig:
-    """The first stage: the same model and preprocessing, on the phantoms, with its own split."""
+    """The first stage: the same model and preprocessing, on the phantoms, with its own split
+    (and no pretraining of its own)."""
     hparams = {
         **config.hparams,
         "epochs": DEFAULT_EPOCHS if epochs is None else epochs,
@@ -164,7 +173,7 @@ def pretrain_config(
         config,
         data=Path(data),
         hparams=hparams,
-        seed=seed,
+        settings=replace(config.settings, seed=seed, pretrain=None),
         split=None,
         init_from=None,
         resume=False,
@@ -172,12 +181,15 @@ def pretrain_config(
     )
 
 
-def pretrain_on_phantoms(config: TrainConfig, phantoms: PhantomStage = PhantomStage()) -> Path:
-    """Render (or reuse) the phantoms and train (or reuse) the pretrain run; returns its run dir."""
+def pretrain_on_phantoms(
+    config: TrainConfig, phantoms: PhantomStage = PhantomStage(), resolved: Resolved | None = None
+) -> Path:
+    """Render (or reuse) the phantoms and train (or reuse) the pretrain run; returns its run dir.
+    ``resolved``: the fine-tuning run's resolution, when the caller has it (its spec is used)."""
     from spinescan.training.loop import train
     from spinescan.training.prepare import find_reusable_run
 
-    spec = spec_for(config)
+    spec = resolved.spec if resolved is not None else spec_for(config)
     progress = config.progress
     _check_classes(spec)
     size = phantom_size(spec)
@@ -193,21 +205,25 @@ def pretrain_on_phantoms(config: TrainConfig, phantoms: PhantomStage = PhantomSt
         progress=progress,
     )
     stage = pretrain_config(config, data, phantoms.epochs)
-    match = find_reusable_run(stage) if phantoms.reuse else None
+    stage_resolved = resolve_request(stage)  # the stage is a run of its own: resolved once, here
+    match = find_reusable_run(stage, stage_resolved) if phantoms.reuse else None
     if match is not None:
         progress.info(f"Reusing the pretrain run {match}")
         return Path(match)
-    stage = replace(stage, run_id=runs.new_run_id(stage.runs_dir, spec.name, stage.seed, prefix="pretrain-"))
+    run_id = runs.new_run_id(stage.runs_dir, spec.name, stage.settings.seed, prefix="pretrain-")
     progress.info(f"Pretraining {spec.name} on the phantoms in {data}")
-    return Path(train(stage).run_dir)
+    return Path(train(replace(stage, run_id=run_id), stage_resolved).run_dir)
 
 
 def resolve_pretrain(
-    config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage()
+    config: TrainConfig,
+    pretrain: str | Path,
+    phantoms: PhantomStage = PhantomStage(),
+    resolved: Resolved | None = None,
 ) -> Path:
     """``"phantoms"`` -> a (possibly reused) phantom pretrain run; anything else -> that run dir."""
     if str(pretrain) == PHANTOMS:
-        return pretrain_on_phantoms(config, phantoms)
+        return pretrain_on_phantoms(config, phantoms, resolved)
     run_dir = RunDir(Path(pretrain))
     if not run_dir.is_finished() or not run_dir.model_file.is_file():
         raise SpineScanError(f"--pretrain {pretrain}: expected 'phantoms' or a finished run directory")
@@ -243,24 +259,30 @@ def record_pretrain(run_dir: Path, pretrain_dir: Path) -> dict[str, Any]:
     return entry
 
 
-def finetune(config: TrainConfig, pretrain_dir: Path) -> RunResult:
-    """Train ``config`` starting from ``pretrain_dir``'s weights and record where it started."""
+def finetune(config: TrainConfig, pretrain_dir: Path, resolved: Resolved | None = None) -> RunResult:
+    """Train ``config`` starting from ``pretrain_dir``'s weights and record where it started.
+    ``resolved``: the run's resolution, when the caller has it (``init_from`` does not change it)."""
     from spinescan.training.loop import train
 
-    result = train(replace(config, init_from=Path(pretrain_dir)))
+    result = train(replace(config, init_from=Path(pretrain_dir)), resolved)
     if result.metrics:  # the chief of a multi-worker run, or a single process
         result.metrics[PRETRAIN_KEY] = record_pretrain(result.run_dir, pretrain_dir)
     return result
 
 
 def pretrain_and_finetune(
-    config: TrainConfig, pretrain: str | Path, phantoms: PhantomStage = PhantomStage()
+    config: TrainConfig,
+    pretrain: str | Path,
+    phantoms: PhantomStage = PhantomStage(),
+    resolved: Resolved | None = None,
 ) -> RunResult:
-    """Both stages: pretrain (``"phantoms"``, reused when possible) or take a run dir, then fine-tune."""
+    """Both stages: pretrain (``"phantoms"``, reused when possible) or take a run dir, then fine-tune.
+    ``resolved``: the fine-tuning run's resolution (made here when not given), used by both stages."""
     t0 = time.perf_counter()
-    pretrain_dir = resolve_pretrain(config, pretrain, phantoms)
+    resolved = resolved or resolve_request(config)
+    pretrain_dir = resolve_pretrain(config, pretrain, phantoms, resolved)
     elapsed = time.perf_counter() - t0
     config.progress.info(
         f"Fine-tuning {config.model} on {config.data} from {pretrain_dir} (first stage: {elapsed:.0f} s)"
     )
-    return finetune(config, pretrain_dir)
+    return finetune(config, pretrain_dir, resolved)

@@ -37,7 +37,8 @@ import numpy as np
 from spinescan.atomic import atomic_write_json
 from spinescan.errors import SpineScanError
 from spinescan.progress import QUIET, Progress
-from spinescan.training.config import DEFAULT_DATA, DEFAULT_RUNS, TrainConfig, resolve_request
+from spinescan.training.config import DEFAULT_DATA, DEFAULT_RUNS, Resolved, TrainConfig, resolve_request
+from spinescan.training.settings import RunSettings
 from spinescan.training.trials import OBJECTIVE, TRIALS_JSON, read_timings, write_tables
 from spinescan.zoo.hparams import HPARAMS_SCHEMA, HParams
 from spinescan.zoo.search import Choice, SearchSpace, compact_search
@@ -90,7 +91,9 @@ class Budget:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """One tuning request. ``hparams``/``hparams_file`` fix the fields that are not searched."""
+    """One tuning request. ``hparams``/``hparams_file`` fix the fields that are not searched;
+    ``settings`` are the run settings every trial shares with ``spinescan train`` (input size,
+    resize, seed of the split, folds and search)."""
 
     model: str
     data: Path = DEFAULT_DATA
@@ -100,8 +103,7 @@ class TuneConfig:
     factor: int = 3
     folds: int | None = None
     budget: Budget = field(default_factory=Budget)
-    seed: int = 0
-    image_size: int | tuple[int, int] | None = None
+    settings: RunSettings = field(default_factory=RunSettings)
     hparams: dict[str, Any] = field(default_factory=dict)
     hparams_file: Path | None = None
     overwrite: bool = False
@@ -157,8 +159,8 @@ def search_space(spec: ModelSpec) -> SearchSpace:
     )
 
 
-def _check(config: TuneConfig) -> tuple[ModelSpec, HParams, SearchSpace]:
-    """Every argument error before TensorFlow."""
+def _check(config: TuneConfig) -> tuple[Resolved, SearchSpace]:
+    """Every argument error before TensorFlow; the request resolved once, for the whole search."""
     if config.max_epochs < 1:
         raise SpineScanError("--max-epochs must be >= 1")
     if config.factor < 2:
@@ -170,14 +172,13 @@ def _check(config: TuneConfig) -> tuple[ModelSpec, HParams, SearchSpace]:
     fixed = sorted(set(space.names) & {k for k, v in config.hparams.items() if v is not None})
     if fixed:
         config.progress.info(f"Not searching {', '.join(fixed)}: fixed by the command line.")
-    return resolved.spec, resolved.hparams, space
+    return resolved, space
 
 
 def _train_config(config: TuneConfig, **changes: Any) -> TrainConfig:
     return TrainConfig(
         model=config.model, data=config.data, hparams=dict(config.hparams), hparams_file=config.hparams_file,
-        seed=config.seed, runs_dir=config.runs_dir, image_size=config.image_size, progress=config.progress,
-        **changes,
+        settings=config.settings, runs_dir=config.runs_dir, progress=config.progress, **changes,
     )  # fmt: skip
 
 
@@ -202,11 +203,11 @@ def _folds(
         return np.asarray(sorted(index[r] for r in rels if r in index), dtype=np.int64)
 
     if not config.folds:
-        split = make_split(view_samples, config.seed, hp.validation_fraction, hp.test_fraction)
+        split = make_split(view_samples, config.settings.seed, hp.validation_fraction, hp.test_fraction)
         return [_Fold(idx(split.train), idx(split.val))]
     # The shared folds: over every image of the view (all classes, as the split is), minus test.
     trainval = [s for s in view_samples if s.rel not in test]
-    splits = kfold_splits(trainval, config.folds, config.seed, val_fraction=0.0)
+    splits = kfold_splits(trainval, config.folds, config.settings.seed, val_fraction=0.0)
     folds = [_Fold(idx(sp.train + sp.val), idx(sp.test)) for sp in splits]
     for i, fold in enumerate(folds):
         if not len(fold.train) or not len(fold.val):
@@ -223,7 +224,8 @@ def _load(config: TuneConfig, spec: ModelSpec, hp: HParams) -> tuple[np.ndarray,
 
     data = Path(config.data).expanduser().resolve()
     dataset, view_samples = load_view_samples(data, spec)
-    test = set(make_split(view_samples, config.seed, hp.validation_fraction, hp.test_fraction).test)
+    seed = config.settings.seed
+    test = set(make_split(view_samples, seed, hp.validation_fraction, hp.test_fraction).test)
     samples, _ = samples_for_spec(dataset, spec.view, spec.classes, skip_unreadable=True)
     samples = sorted((s for s in samples if s.rel not in test), key=lambda s: s.rel)
     folds = _folds(config, hp, view_samples, test, samples)
@@ -251,7 +253,8 @@ def _declare(hp: Any, space: SearchSpace, fixed: set[str]) -> None:
 
 def tune(config: TuneConfig) -> TuneResult:
     """Run (or continue) the Hyperband search and write the trials table and the best settings."""
-    spec, base, space = _check(config)  # argument errors, before TensorFlow
+    resolved, space = _check(config)  # argument errors, before TensorFlow
+    spec, base = resolved.spec, resolved.hparams
     from spinescan.errors import require_tensorflow
 
     require_tensorflow("Tuning")
@@ -268,11 +271,13 @@ def tune(config: TuneConfig) -> TuneResult:
     x, y, folds = _load(config, spec, base)
     fixed = {k for k, v in config.hparams.items() if v is not None}
     _announce(config, spec, space, fixed)
-    plan0 = Plan(_train_config(config), spec, base, RunDir(project), False, Path(config.data), None, None)
+    plan0 = Plan(
+        _train_config(config), spec, base, RunDir(project), False, resolved.data, resolved.weights, None
+    )
 
     def score(values: dict[str, Any], epochs: int) -> tuple[float, list[float]]:
         hparams = replace(_hparams_of(values, space, base), epochs=int(epochs))
-        return _score_folds(replace(plan0, hparams=hparams), x, y, folds, config.seed)
+        return _score_folds(replace(plan0, hparams=hparams), x, y, folds, config.settings.seed)
 
     deadline = time.monotonic() + config.budget.seconds if config.budget.seconds else None
     timings: dict[str, dict[str, Any]] = {}
@@ -302,7 +307,7 @@ def tune(config: TuneConfig) -> TuneResult:
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
         max_epochs=config.max_epochs,
         factor=config.factor,
-        seed=config.seed,
+        seed=config.settings.seed,
         directory=str(project.parent),
         project_name=project.name,
         overwrite=config.overwrite,
