@@ -305,26 +305,8 @@ def test_measure_reads_a_perfect_output_as_the_manifest(phantom_dir: Path) -> No
     )
 
 
-@pytest.fixture(scope="module")
-def few_ap_films(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """12 AP phantoms per class (with their manifest rows, landmarks included): enough for a
-    split with validation and test films, for the tests below that need *a* cobb training (a
-    restart, a strategy, a fine-tune start) rather than a trained model. Each epoch and the final
-    evaluation then read 24 films instead of the session's 80."""
-    import csv
-
-    from test_val import subset_dataset
-
-    with open(phantom_dir / "manifest.csv", newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["view"] == "ap"]
-    files = []
-    for label in ("healthy", "scoliosis"):
-        files += [r["file"] for r in rows if r["label"] == label][:12]
-    return subset_dataset(phantom_dir, files, tmp_path_factory.mktemp("few_ap_films"))
-
-
 def test_landmark_models_pretrain_from_a_run_and_the_classifier_bench_refuses_them(
-    cobb_run: Path, few_ap_films: Path, tmp_path: Path
+    cobb_run: Path, phantom_dir: Path, tmp_path: Path
 ) -> None:
     """--pretrain works for landmark models (issue 21): the fine-tune starts from the run's weights
     and records where it started; the classifier benchmark still sends them to landmark_bench."""
@@ -333,7 +315,7 @@ def test_landmark_models_pretrain_from_a_run_and_the_classifier_bench_refuses_th
     from spinescan.training.pretrain import pretrain_and_finetune
 
     config = TrainConfig(
-        model="cobb", data=few_ap_films, runs_dir=tmp_path, image_size=64, hparams={"epochs": 1}, seed=1
+        model="cobb", data=phantom_dir, runs_dir=tmp_path, image_size=64, hparams={"epochs": 1}, seed=1
     )
     result = pretrain_and_finetune(config, cobb_run)
     assert result.metrics["pretrain"]["run_dir"] == cobb_run.resolve().as_posix()
@@ -374,7 +356,7 @@ def test_stall_check_runs_once_after_its_steps_and_only_with_room_to_restart() -
     assert LANDMARK_TRAIN.restart_below > 0 and stall_check_epoch(LANDMARK_TRAIN, 87) == 5
 
 
-def test_a_stalled_start_is_restarted_from_a_new_initialisation(few_ap_films: Path, tmp_path: Path) -> None:
+def test_a_stalled_start_is_restarted_from_a_new_initialisation(phantom_dir: Path, tmp_path: Path) -> None:
     """A check nothing can pass (PCK below 1.0 after one step) with one restart allowed: the first
     attempt stops at the check, is recorded and forgotten, and the second runs the whole schedule."""
     pytest.importorskip("tensorflow")
@@ -391,7 +373,7 @@ def test_a_stalled_start_is_restarted_from_a_new_initialisation(few_ap_films: Pa
     hp = {"epochs": 2, "restart_below": 1.0, "restart_check_steps": 1, "max_restarts": 1}
     result = train(
         TrainConfig(
-            model="cobb", data=few_ap_films, runs_dir=tmp_path, image_size=64, hparams=hp, progress=Recorder()
+            model="cobb", data=phantom_dir, runs_dir=tmp_path, image_size=64, hparams=hp, progress=Recorder()
         )
     )
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
@@ -418,7 +400,7 @@ def test_resume_after_a_restart_keeps_the_restart_and_its_time() -> None:
     assert "restarts" not in restore_state(rows, HParams())
 
 
-def test_a_landmark_model_trains_under_a_mirrored_strategy(few_ap_films: Path, tmp_path: Path) -> None:
+def test_a_landmark_model_trains_under_a_mirrored_strategy(phantom_dir: Path, tmp_path: Path) -> None:
     """tf.distribute's MirroredStrategy (one CPU replica here): the landmark loss and metric run
     in a replica context and the run is complete."""
     pytest.importorskip("tensorflow")
@@ -426,7 +408,7 @@ def test_a_landmark_model_trains_under_a_mirrored_strategy(few_ap_films: Path, t
 
     result = train(
         TrainConfig(
-            model="cobb", data=few_ap_films, runs_dir=tmp_path, image_size=64, hparams={"epochs": 1},
+            model="cobb", data=phantom_dir, runs_dir=tmp_path, image_size=64, hparams={"epochs": 1},
             strategy="mirrored",
         )
     )  # fmt: skip
