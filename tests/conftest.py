@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny phantom dataset (generated once per session), one tiny trained cobb run
-and the real films."""
+"""Shared fixtures: a tiny phantom dataset (generated once per session), one tiny trained cobb run,
+one compact generalist run and the real films."""
 
 from __future__ import annotations
 
@@ -47,6 +47,48 @@ def cobb_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         )
     )
     return result.run_dir
+
+
+@pytest.fixture(scope="session")
+def cobb_int8_export(cobb_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    """``cobb_run`` exported once with int8 and every limit of the landmark int8 gate opened (int8
+    ships whatever the 1-epoch model does), with the figures the gate was called with. The
+    landmark export tests and the landmark zoo tests read it; each used to convert and quantize
+    the same run itself."""
+    pytest.importorskip("tf2onnx")
+    from spinescan.export import landmark_int8
+    from spinescan.export.exporter import export_runs
+
+    seen: list = []
+    real_gate = landmark_int8.landmark_gate
+
+    def spy(*args, **kwargs):
+        seen.append(args)
+        return real_gate(*args, **kwargs)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(landmark_int8, "landmark_gate", spy)
+    for limit, value in (("MIN_LABEL_AGREEMENT", 0.0), ("MIN_MEASURED_AGREEMENT", 0.0),
+                         ("MAX_MEAN_ANGLE_DIFF_DEG", 1e9), ("MAX_MEAN_SHIFT", 1e9)):  # fmt: skip
+        patch.setattr(landmark_int8, limit, value)
+    try:
+        out = tmp_path_factory.mktemp("lm_int8_shipped")
+        export_runs([cobb_run], out, quantize="int8").raise_for_failures()
+    finally:
+        patch.undo()
+    return out, seen
+
+
+@pytest.fixture(scope="session")
+def trained_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A compact generalist fitted one epoch and made to vary with its input
+    (``test_export._train_run``), written as a finished run once for the whole suite: the export
+    tests and the hardening tests read it (never write to it; a test that needs to change a run
+    copies it first). Both files used to fit the same seeded model each."""
+    pytest.importorskip("tensorflow")
+    from test_export import _train_run
+
+    return _train_run(phantom_dir, tmp_path_factory.mktemp("runs"))
 
 
 @pytest.fixture(scope="session")

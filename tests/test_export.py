@@ -129,11 +129,6 @@ def _train_run(phantom_dir: Path, runs_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train_run(phantom_dir, tmp_path_factory.mktemp("runs"))
-
-
-@pytest.fixture(scope="module")
 def exported(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The run exported once through the CLI, with int8."""
     from spinescan.cli import main

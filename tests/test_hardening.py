@@ -89,13 +89,6 @@ def run_limited(
 
 
 @pytest.fixture(scope="module")
-def trained_run(phantom_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from test_export import _train_run
-
-    return _train_run(phantom_dir, tmp_path_factory.mktemp("runs"))
-
-
-@pytest.fixture(scope="module")
 def first_export(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from spinescan.export.exporter import export_runs
 

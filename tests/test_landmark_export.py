@@ -114,30 +114,11 @@ def test_float_tail_is_everything_after_the_heatmap_logits() -> None:
 
 
 @pytest.fixture(scope="module")
-def shipped(cobb_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+def shipped(cobb_int8_export: tuple[Path, list]) -> tuple[Path, list]:
     """The run exported with int8 and every limit of the gate opened: int8 ships whatever the
-    1-epoch model does. Also returns the figures the gate was called with."""
-    pytest.importorskip("tf2onnx")
-    from spinescan.export.exporter import export_runs
-
-    seen: list = []
-    real_gate = landmark_int8.landmark_gate
-
-    def spy(*args, **kwargs):
-        seen.append(args)
-        return real_gate(*args, **kwargs)
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(landmark_int8, "landmark_gate", spy)
-    for limit, value in (("MIN_LABEL_AGREEMENT", 0.0), ("MIN_MEASURED_AGREEMENT", 0.0),
-                         ("MAX_MEAN_ANGLE_DIFF_DEG", 1e9), ("MAX_MEAN_SHIFT", 1e9)):  # fmt: skip
-        patch.setattr(landmark_int8, limit, value)
-    try:
-        out = tmp_path_factory.mktemp("lm_int8_shipped")
-        export_runs([cobb_run], out, quantize="int8").raise_for_failures()
-    finally:
-        patch.undo()
-    return out, seen
+    1-epoch model does. Also returns the figures the gate was called with (tests/conftest.py: the
+    same export serves tests/test_landmark_zoo.py)."""
+    return cobb_int8_export
 
 
 def test_shipped_int8_records_the_figures_its_gate_decided_on(shipped: tuple[Path, list]) -> None:

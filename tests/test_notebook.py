@@ -22,18 +22,21 @@ def test_notebook_is_stored_without_outputs() -> None:
 @pytest.mark.slow
 def test_walkthrough_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every cell runs with tiny settings: synth, bench of the four models with the study's answer,
-    a two-trial tune, export and predict_image (real films when present), figures inline."""
+    a one-trial tune, export and predict_image (real films when present), figures inline."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     settings = {
         "SPINESCAN_NB_WORK": str(tmp_path),
         "SPINESCAN_NB_PER_CLASS": "16",
         "SPINESCAN_NB_SYNTH_SIZE": "64",
-        "SPINESCAN_NB_EPOCHS": "2",
+        # One epoch and one tune trial: every cell still runs its command end to end (bench trains,
+        # evaluates, probes and answers; tune writes best_hparams.json; export converts all four)
+        # and the models are at chance either way. Measured: bench was 58% and tune 20% of the run.
+        "SPINESCAN_NB_EPOCHS": "1",
         "SPINESCAN_NB_IMAGE_SIZE": "32",
         "SPINESCAN_NB_TUNE_EPOCHS": "2",
-        "SPINESCAN_NB_TUNE_BUDGET": "2",
-        "SPINESCAN_NB_ALLOW_WEAK": "1",  # 2-epoch models are at chance: the gate would refuse them
+        "SPINESCAN_NB_TUNE_BUDGET": "1",
+        "SPINESCAN_NB_ALLOW_WEAK": "1",  # 1-epoch models are at chance: the gate would refuse them
     }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
