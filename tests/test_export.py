@@ -215,7 +215,8 @@ def test_allow_weak_marks_the_model_and_a_parity_sample_is_recorded(
 ) -> None:
     """Issue #22: a model exported with --allow-weak carries the gate's verdict in the manifest, the
     card, the file's metadata and every predictor result; each shipped file has a parity sample."""
-    from spinescan.edge.onnxmodel import check_parity_sample, manifest_files
+    from spinescan.edge.manifest import manifest_files
+    from spinescan.edge.parity_sample import check_parity_sample
     from spinescan.export.selection import assess
 
     entry = json.loads((exported / "manifest.json").read_text())["models"]["generalist"]

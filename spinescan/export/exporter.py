@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from spinescan import __version__
+from spinescan.edge.manifest import MANIFEST_NAME
+from spinescan.edge.model_metadata import WEAK_KEY
 from spinescan.edge.modeldoc import MANIFEST_KEY, METADATA_KEY, document_for
-from spinescan.edge.onnxmodel import MANIFEST_NAME, WEAK_KEY, record_parity_sample
+from spinescan.edge.parity_sample import record_parity_sample
 from spinescan.edge.predictor import OnnxModel, sha256_file
 from spinescan.errors import SpineScanError
 from spinescan.export import landmark_int8, onnx_convert, quantize  # module attributes: tests patch them
