@@ -440,7 +440,7 @@ def _fake_run(runs_dir: Path, model: str, run_id: str, finished: bool = True) ->
 
 
 def test_resolve_runs_winners_names_and_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from spinescan.export.exporter import resolve_runs
+    from spinescan.export.run_dirs import resolve_runs
 
     runs_dir = tmp_path / "runs"
     old = _fake_run(runs_dir, "generalist", "20250101-000000-s0")
