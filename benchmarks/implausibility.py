@@ -102,7 +102,8 @@ def expert_flags(real: Path, phantoms: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from spinescan.edge.onnxmodel import OnnxModel, model_paths
+    from spinescan.edge.model_files import model_paths
+    from spinescan.edge.onnxmodel import OnnxModel
     from spinescan.edge.predictor import classify_files
 
     parser = argparse.ArgumentParser(

@@ -34,6 +34,10 @@ class ImageReadError(SpineScanError):
     """One image could not be read; callers usually record it and carry on."""
 
 
+class ModelRefusedError(SpineScanError):
+    """An ONNX file that must not be used: unreadable, not ours, or not the file the manifest lists."""
+
+
 class MissingExtraError(SpineScanError):
     """An optional dependency group is not installed."""
 

@@ -210,7 +210,8 @@ def test_allow_weak_marks_the_model_and_a_parity_sample_is_recorded(
 ) -> None:
     """Issue #22: a model exported with --allow-weak carries the gate's verdict in the manifest, the
     card, the file's metadata and every predictor result; each shipped file has a parity sample."""
-    from spinescan.edge.onnxmodel import check_parity_sample, manifest_files
+    from spinescan.edge.manifest import manifest_files
+    from spinescan.edge.parity_sample import check_parity_sample
     from spinescan.export.selection import assess
 
     entry = json.loads((exported / "manifest.json").read_text())["models"]["generalist"]
@@ -371,6 +372,28 @@ def test_int8_gate_thresholds() -> None:
     assert not ok and "no labelled test images" in reason
 
 
+def test_int8_file_figures_are_shared_by_both_gates(tmp_path: Path) -> None:
+    """Sizes, batch-1 latency and the size ratio: one helper for the classifier and landmark gates
+    (latency ``None`` when there is nothing to time it on, as both gates recorded it before)."""
+    from test_predictor import toy_model
+
+    from spinescan.export.quantize import _session, file_figures, size_ratio
+
+    fp32, int8 = toy_model(tmp_path / "a.onnx"), toy_model(tmp_path / "b.onnx", classes=("x", "y"))
+    session = _session(fp32)
+    for sample in (None, np.zeros((0, 32, 24, 1), np.float32)):
+        figures = file_figures(fp32, int8, session, session, sample)
+        assert figures == {
+            "size_fp32": fp32.stat().st_size,
+            "size_int8": int8.stat().st_size,
+            "latency_ms_fp32": None,
+            "latency_ms_int8": None,
+        }
+    timed = file_figures(fp32, int8, session, session, np.zeros((3, 32, 24, 1), np.float32))
+    assert timed["latency_ms_fp32"] > 0 and timed["latency_ms_int8"] > 0
+    assert size_ratio(400, 100) == 4.0 and size_ratio(1, 0) is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["compact", "mobilenetv3small", "efficientnetb0", "resnet50_frozen"])
 def test_every_backbone_exports_with_parity(backbone: str) -> None:
@@ -434,7 +457,7 @@ def _fake_run(runs_dir: Path, model: str, run_id: str, finished: bool = True) ->
 
 
 def test_resolve_runs_winners_names_and_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from spinescan.export.exporter import resolve_runs
+    from spinescan.export.run_dirs import resolve_runs
 
     runs_dir = tmp_path / "runs"
     old = _fake_run(runs_dir, "generalist", "20250101-000000-s0")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_predictor import toy_model, write_manifest
 
-from spinescan.edge import onnxmodel, predictor
+from spinescan.edge import manifest, model_files, predictor
 from spinescan.edge.predictor import ModelRefusedError, OnnxModel, sha256_file
 
 SHA = "0" * 64
@@ -81,7 +81,7 @@ def test_unreadable_manifest_is_one_line(exported: Path, raw: bytes) -> None:
 
 
 def test_an_oversized_manifest_is_not_read_whole(exported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(onnxmodel, "MANIFEST_MAX_BYTES", 1000)
+    monkeypatch.setattr(manifest, "MANIFEST_MAX_BYTES", 1000)
     (exported / "manifest.json").write_text(json.dumps({"models": {}, "pad": "x" * 2000}))
     with pytest.raises(ModelRefusedError, match="larger than"):
         predictor.model_paths(exported)
@@ -131,8 +131,8 @@ def test_plain_names_rule() -> None:
     ok = ["a.onnx", "generalist.int8.onnx", "card.md", "predict.py", "..a.onnx"]
     bad = ["", ".", "..", "/a.onnx", "../a.onnx", "a/b.onnx", "a\\b.onnx", "a\0.onnx", " a.onnx"]
     bad += ["C:a.onnx", 5]
-    assert all(onnxmodel.is_plain_name(n) for n in ok)
-    assert not any(onnxmodel.is_plain_name(n) for n in bad)
+    assert all(manifest.is_plain_name(n) for n in ok)
+    assert not any(manifest.is_plain_name(n) for n in bad)
 
 
 # --- one call, one version ------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_current_switched_right_after_the_manifest_is_read(
     """Deterministic: ``current`` flips just after each manifest read. Before the fix the
     manifest came from one version and the models through ``current`` from the other."""
     out = _two_versions(tmp_path)
-    real = onnxmodel.read_manifest
+    real = manifest.read_manifest
     armed = [False]
 
     def read_then_flip(folder):
@@ -177,7 +177,8 @@ def test_current_switched_right_after_the_manifest_is_read(
             _flip(out)
         return doc
 
-    monkeypatch.setattr(onnxmodel, "read_manifest", read_then_flip)
+    # the call's own read (model_paths, resolve_model), not the model's check
+    monkeypatch.setattr(model_files, "read_manifest", read_then_flip)
     for _ in range(4):
         armed[0] = True
         paths = predictor.model_paths(out)
@@ -245,10 +246,10 @@ def test_any_manifest_document_is_valid_or_one_refusal(tmp_path: Path, entry: ob
     with_int8 = {"models": {"toy": {"file": "toy.onnx", "sha256": SHA, "int8": entry}}}
     for doc in ({"models": {"toy": entry}}, top, with_int8):
         try:
-            valid = onnxmodel.validate_manifest(doc, tmp_path / "manifest.json")
+            valid = manifest.validate_manifest(doc, tmp_path / "manifest.json")
         except ModelRefusedError as exc:
             assert "\n" not in str(exc)
             continue
         for item in valid["models"].values():  # what callers do with a valid one never fails
-            for name in onnxmodel.manifest_files(item):
-                assert onnxmodel.is_plain_name(name)
+            for name in manifest.manifest_files(item):
+                assert manifest.is_plain_name(name)

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from spinescan.edge.onnxmodel import (
-    BUNDLED_DIR,
-    OnnxModel,
-    check_parity_sample,
-    manifest_files,
-    read_manifest,
-    sha256_file,
-)
+from spinescan.edge.manifest import manifest_files, read_manifest, sha256_file
+from spinescan.edge.model_files import BUNDLED_DIR
+from spinescan.edge.onnxmodel import OnnxModel
+from spinescan.edge.parity_sample import check_parity_sample
 from spinescan.export.bundle import MAX_BUNDLE_BYTES
 
 MANIFEST = read_manifest(BUNDLED_DIR)

@@ -15,7 +15,8 @@ import pytest
 
 from spinescan.edge import predictor
 from spinescan.edge.guard import NOT_SPINE, is_guard, split_guard
-from spinescan.edge.onnxmodel import ModelInfo, OnnxModel
+from spinescan.edge.model_metadata import ModelInfo
+from spinescan.edge.onnxmodel import OnnxModel
 from spinescan.radiograph.preprocess import Preprocessing
 
 #: A film's grey level -> what the stand-in guard calls it.

@@ -15,13 +15,11 @@ import onnx
 import pytest
 from test_predictor import toy_model, write_manifest
 
-from spinescan.edge import onnxmodel, predictor
-from spinescan.edge.onnxmodel import (
-    OnnxModel,
-    check_parity_sample,
-    choose_models_dir,
-    record_parity_sample,
-)
+from spinescan.edge import model_files, predictor
+from spinescan.edge.manifest import sha256_file
+from spinescan.edge.model_files import choose_models_dir
+from spinescan.edge.onnxmodel import OnnxModel
+from spinescan.edge.parity_sample import check_parity_sample, record_parity_sample
 from spinescan.errors import SpineScanError
 
 WEAK_REASON = "WEAK MODEL: toy (a): test accuracy 0.333 (95% CI 0.200-0.467, n=30); chance 0.333"
@@ -49,7 +47,7 @@ def bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     toy_model(folder / "toy.onnx")
     write_manifest(folder, "toy.onnx")
-    monkeypatch.setattr(onnxmodel, "BUNDLED_DIR", folder)
+    monkeypatch.setattr(model_files, "BUNDLED_DIR", folder)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -166,7 +164,7 @@ def _export_folder(tmp_path: Path, weak: str | None = None) -> Path:
     entry = {
         "model": "toy",
         "file": "toy.onnx",
-        "sha256": onnxmodel.sha256_file(version / "toy.onnx"),
+        "sha256": sha256_file(version / "toy.onnx"),
         "card": "toy.md",
         "task": "classification",
         "metrics": {"test": {"n": 40, "accuracy": 0.95}, "test_ci": {"accuracy": [0.875, 1.0]}},

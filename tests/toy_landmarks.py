@@ -20,8 +20,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from spinescan.edge.manifest import sha256_file
 from spinescan.edge.modeldoc import MANIFEST_KEY, METADATA_KEY, ModelDocument, document_for
-from spinescan.edge.onnxmodel import sha256_file
 from spinescan.export.onnx_convert import set_metadata
 from spinescan.radiograph.angle_defs import ANGLES, AngleDefinition, register_angle
 from spinescan.radiograph.landmark_codec import POINT_NAMES

@@ -8,7 +8,9 @@ from typing import Any
 import click
 
 from spinescan.cli.options import json_option
-from spinescan.edge.onnxmodel import BUNDLED_DIR, ModelRefusedError, manifest_files, read_manifest
+from spinescan.edge.manifest import manifest_files, read_manifest
+from spinescan.edge.model_files import BUNDLED_DIR
+from spinescan.errors import ModelRefusedError
 from spinescan.zoo.registry import get_registry
 from spinescan.zoo.spec import VIEWS
 

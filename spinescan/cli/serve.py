@@ -38,8 +38,8 @@ from typing import Any
 
 import click
 
-from spinescan.edge.onnxmodel import MANIFEST_NAME, ModelRefusedError, manifest_files, read_manifest
-from spinescan.errors import SpineScanError
+from spinescan.edge.manifest import MANIFEST_NAME, manifest_files, read_manifest
+from spinescan.errors import ModelRefusedError, SpineScanError
 from spinescan.export.webpage import GENERATED_FILES, ORT_FILES, SOURCE_FILES, WEB_DIR
 
 CURRENT = "current"  # spinescan.export.publish.CURRENT (not imported: that module needs onnx)

@@ -25,7 +25,8 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from spinescan.edge.onnxmodel import ModelInfo, OnnxModel
+    from spinescan.edge.model_metadata import ModelInfo
+    from spinescan.edge.onnxmodel import OnnxModel
 
 #: A guard's view: it reads films of every view (``spinescan.zoo.spec.GUARD_VIEW``).
 GUARD_VIEW = "any"

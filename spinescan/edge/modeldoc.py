@@ -14,7 +14,7 @@ Why one document: before it, the exporter wrote the description twice (loose met
 the manifest), each reader read a different one, and the page hand-copied the thresholds; a
 drift between them went unnoticed. Exports written before the document (the bundled models
 among them) carry no :data:`METADATA_KEY`; their readers fall back to the loose keys
-(:func:`spinescan.edge.onnxmodel.parse_metadata`), and the page to the manifest's fields.
+(:func:`spinescan.edge.model_metadata.parse_metadata`), and the page to the manifest's fields.
 """
 
 from __future__ import annotations

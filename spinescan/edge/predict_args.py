@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from spinescan.edge.onnxmodel import DEFAULT_MODELS_DIR, DEVICES
+from spinescan.edge.model_files import DEFAULT_MODELS_DIR
+from spinescan.edge.onnxmodel import DEVICES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,8 @@
 
 Part of the light "predictor island" (numpy, OpenCV, onnxruntime): importing or running it never
 imports TensorFlow, so it runs on a clinic laptop or a Raspberry Pi. Models are loaded and checked
-by :mod:`spinescan.edge.onnxmodel`; images go through the same
+by :mod:`spinescan.edge.onnxmodel` (metadata: :mod:`~spinescan.edge.model_metadata`, manifest:
+:mod:`~spinescan.edge.manifest`, which files: :mod:`~spinescan.edge.model_files`); images go through the same
 :func:`spinescan.radiograph.preprocess.preprocess` and :func:`spinescan.radiograph.imageio.read_image` the
 trainer uses. This module runs films through them: one film (:func:`predict_image`), a stream of
 files with bounded memory (:func:`iter_results`), heatmap and landmark overlays, and the
@@ -34,32 +35,32 @@ from spinescan.edge.guard import (
     skipped_entry,
     split_guard,
 )
-from spinescan.edge.onnxmodel import (
-    CAM_NAME,
-    DEFAULT_MODELS_DIR,
-    EXPORT_HINT,
-    FORMAT_KEY,
-    FORMAT_VERSION,
+from spinescan.edge.manifest import (
     MANIFEST_NAME,
-    OUTPUT_NAME,
-    POINTS_OUTPUT,
-    ModelInfo,
-    ModelRefusedError,
-    OnnxModel,
-    choose_models_dir,
-    load_model,
     manifest_files,
-    model_paths,
-    parse_metadata,
-    providers_for,
     read_manifest,
-    resolve_model,
     sha256_file,
     verify_against_manifest,
 )
+from spinescan.edge.model_files import (
+    DEFAULT_MODELS_DIR,
+    EXPORT_HINT,
+    choose_models_dir,
+    model_paths,
+    resolve_model,
+)
+from spinescan.edge.model_metadata import FORMAT_KEY, FORMAT_VERSION, ModelInfo, parse_metadata
+from spinescan.edge.onnxmodel import (
+    CAM_NAME,
+    OUTPUT_NAME,
+    POINTS_OUTPUT,
+    OnnxModel,
+    load_model,
+    providers_for,
+)
 from spinescan.edge.predict_args import build_parser
 from spinescan.edge.results_table import add_top, format_table
-from spinescan.errors import ImageReadError, SpineScanError
+from spinescan.errors import ImageReadError, ModelRefusedError, SpineScanError
 from spinescan.radiograph.imageio import MIN_SIDE, find_images, read_image
 
 # Re-exported: callers (the exporter, tests, predict.py users) know them as predictor.X.

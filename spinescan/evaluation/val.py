@@ -32,7 +32,8 @@ import numpy as np
 
 from spinescan import metrics as m
 from spinescan.data.datasets import UNSPECIFIED_VIEW, Sample, load_dataset
-from spinescan.edge.onnxmodel import OnnxModel, model_paths
+from spinescan.edge.model_files import model_paths
+from spinescan.edge.onnxmodel import OnnxModel
 from spinescan.errors import DataError, ImageReadError, SpineScanError
 from spinescan.progress import QUIET, Progress
 from spinescan.radiograph.imageio import MIN_SIDE, read_image

@@ -28,7 +28,8 @@ from typing import Any
 
 from spinescan import __version__
 from spinescan.atomic import atomic_write_json
-from spinescan.edge.onnxmodel import BUNDLED_DIR, MANIFEST_NAME, manifest_files, read_manifest, sha256_file
+from spinescan.edge.manifest import MANIFEST_NAME, manifest_files, read_manifest, sha256_file
+from spinescan.edge.model_files import BUNDLED_DIR
 from spinescan.errors import SpineScanError
 
 #: The bundled set's budget (issue #22): the package must stay small enough to install anywhere.

@@ -9,7 +9,6 @@ landmarks in film pixels, each angle in degrees, and the label the angles imply.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from spinescan.export.quantize import batch1_latency_ms
+from spinescan.export.quantize import file_figures, size_ratio
 
 #: The derived label (healthy / scoliosis, or none with a reason) must agree with fp32 on 99% of
 #: the test films: the classifiers' argmax bar (quantize.MIN_AGREEMENT), since the label is the decision.
@@ -86,7 +85,7 @@ class LandmarkInt8Result:
             schema=self.SCHEMA,
             angles={k: v.to_dict() for k, v in self.angles.items()},
             float_nodes=list(self.float_nodes),
-            size_ratio=round(self.size_fp32 / self.size_int8, 2) if self.size_int8 else None,
+            size_ratio=size_ratio(self.size_fp32, self.size_int8),
         )
         return out
 
@@ -224,10 +223,7 @@ def evaluate_landmark_int8(
     label_agreement = float(np.mean(labels)) if n else None
     shift = float(np.mean(shifts)) if shifts else None
     shipped, reason = landmark_gate(n, label_agreement, shift, angles)
-    lat32 = lat8 = None
-    if first is not None:
-        lat32 = batch1_latency_ms(fp32.session, first[None])
-        lat8 = batch1_latency_ms(int8.session, first[None])
+    sample = None if first is None else first[None]  # timed on the first film's input
     return LandmarkInt8Result(
         n_test=n,
         label_agreement=label_agreement,
@@ -235,10 +231,7 @@ def evaluate_landmark_int8(
         landmark_shift_max=max(film_shifts) if film_shifts else None,
         visibility_agreement=float(np.mean(visible)) if visible else None,
         angles=angles,
-        size_fp32=os.path.getsize(fp32_path),
-        size_int8=os.path.getsize(int8_path),
-        latency_ms_fp32=lat32,
-        latency_ms_int8=lat8,
+        **file_figures(fp32_path, int8_path, fp32.session, int8.session, sample),
         shipped=shipped,
         reason=reason,
         calibration_images=calibration_images,

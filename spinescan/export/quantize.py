@@ -173,6 +173,26 @@ def batch1_latency_ms(session: Any, x: np.ndarray, repeats: int = 30, warmup: in
     return statistics.median(times)
 
 
+def file_figures(
+    fp32_path: Path, int8_path: Path, fp32_session: Any, int8_session: Any, sample: np.ndarray | None
+) -> dict[str, Any]:
+    """What both int8 gates (this module's and :mod:`spinescan.export.landmark_int8`) record about
+    the two files besides their own figures: sizes in bytes and the batch-1 latency on ``sample``'s
+    first image (``None`` when there was nothing to time it on)."""
+    timed = sample is not None and len(sample) > 0
+    return {
+        "size_fp32": os.path.getsize(fp32_path),
+        "size_int8": os.path.getsize(int8_path),
+        "latency_ms_fp32": batch1_latency_ms(fp32_session, sample) if timed else None,
+        "latency_ms_int8": batch1_latency_ms(int8_session, sample) if timed else None,
+    }
+
+
+def size_ratio(size_fp32: int, size_int8: int) -> float | None:
+    """How many times smaller the int8 file is (two decimals), as both gates' records say it."""
+    return round(size_fp32 / size_int8, 2) if size_int8 else None
+
+
 @dataclass
 class Int8Result:
     """How the int8 model compares with fp32 on the test split, and whether it ships."""
@@ -194,7 +214,7 @@ class Int8Result:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["kind"] = "classification"
-        out["size_ratio"] = round(self.size_fp32 / self.size_int8, 2) if self.size_int8 else None
+        out["size_ratio"] = size_ratio(self.size_fp32, self.size_int8)
         return out
 
 
@@ -236,7 +256,6 @@ def evaluate_int8(
     fp32, int8 = _session(fp32_path), _session(int8_path)
     n = len(x_test)
     agreement = acc32 = acc8 = drop = None
-    lat32 = lat8 = None
     if n:
         p32, p8 = run_session(fp32, x_test), run_session(int8, x_test)
         a32, a8 = p32.argmax(axis=1), p8.argmax(axis=1)
@@ -244,7 +263,6 @@ def evaluate_int8(
         agreement = float(np.mean(a32 == a8))
         acc32, acc8 = float(np.mean(a32 == y)), float(np.mean(a8 == y))
         drop = acc32 - acc8
-        lat32, lat8 = batch1_latency_ms(fp32, x_test), batch1_latency_ms(int8, x_test)
     shipped, reason = gate(agreement, drop, n)
     return Int8Result(
         n_test=n,
@@ -252,10 +270,7 @@ def evaluate_int8(
         accuracy_fp32=acc32,
         accuracy_int8=acc8,
         accuracy_drop=drop,
-        size_fp32=os.path.getsize(fp32_path),
-        size_int8=os.path.getsize(int8_path),
-        latency_ms_fp32=lat32,
-        latency_ms_int8=lat8,
+        **file_figures(fp32_path, int8_path, fp32, int8, x_test),
         shipped=shipped,
         reason=reason,
         calibration_images=calibration_images,

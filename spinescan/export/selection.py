@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from spinescan.errors import SpineScanError
+from spinescan.export.run_dirs import resolve_runs, winner_dir
 from spinescan.training import runs
 from spinescan.training.config import DEFAULT_RUNS
 from spinescan.training.runs import RunDir, winners_file
@@ -129,12 +130,8 @@ def select_runs(
     generalist`` then ``spinescan export --onnx`` exports the run just trained, even where an
     older bench left a winners.json; a bench run after training still exports its winner.
     """
-    from spinescan.export.exporter import _winner_dir  # the one reader of winners.json paths
-
     runs_dir = Path(runs_dir)
     if run is not None or names:
-        from spinescan.export.exporter import resolve_runs
-
         source = "run" if run is not None else "names"
         return Selection(tuple(resolve_runs(names, run, runs_dir)), source)
     models: set[str] = set()
@@ -149,7 +146,7 @@ def select_runs(
         winner = None
         if model in recorded:
             try:
-                winner = _winner_dir(runs_dir, model, recorded[model])
+                winner = winner_dir(runs_dir, model, recorded[model])
             except SpineScanError:
                 winner = None  # a winner deleted since: fall back to the newest run, said below
         if latest is None and winner is None:

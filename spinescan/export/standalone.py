@@ -17,7 +17,8 @@ from pathlib import Path
 from spinescan import __version__
 from spinescan.atomic import atomic_write_text
 
-#: Inlined in dependency order. Only light-island modules belong here.
+#: Inlined in dependency order. Only light-island modules belong here, and only those the
+#: predictor imports (``edge.parity_sample`` is the export's and the tests', not ``predict.py``'s).
 MODULES = (
     "errors",
     "radiograph.formats",
@@ -38,7 +39,10 @@ MODULES = (
     "radiograph.plausibility",
     "radiograph.measure",
     "edge.modeldoc",
+    "edge.model_metadata",
+    "edge.manifest",
     "edge.onnxmodel",
+    "edge.model_files",
     "edge.guard",
     "edge.explain",
     "edge.results_table",
