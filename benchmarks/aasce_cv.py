@@ -133,8 +133,9 @@ def run_one(
     """Train (or, for ``phantoms``, only read with) one configuration; its record without figures."""
     from spinescan.data.splits import Split
     from spinescan.progress import Plain
-    from spinescan.training.config import RunSettings, TrainConfig, parse_image_size
+    from spinescan.training.config import TrainConfig
     from spinescan.training.loop import train
+    from spinescan.training.settings import RunSettings, parse_image_size
 
     if key["recipe"] == "phantoms":
         pred = predict_with(args.pretrain_run, data, base.test)

@@ -34,12 +34,16 @@ LANDMARK_MODELS = {"ap": "cobb", "lateral": "sagittal"}
 CLASSIFIERS = {"ap": ("scoliosis",), "lateral": ("generalist", "kyphosis", "lordosis")}
 
 
-def train_or_reuse(model: str, data: Path, runs: Path, seed: int, hparams: dict[str, Any]) -> Path:
-    """A finished run of ``model`` at ``seed`` with its defaults (reused when one matches)."""
+def train_or_reuse(
+    model: str, data: Path, runs: Path, seed: int, hparams: dict[str, Any]
+) -> tuple[Path, bool]:
+    """A finished run of ``model`` at ``seed`` with its defaults, and whether it was reused (a
+    finished run that matches); ``lateral_curve.py`` trains its runs through this too."""
     from spinescan.progress import Plain
-    from spinescan.training.config import RunSettings, TrainConfig, resolve_request
+    from spinescan.training.config import TrainConfig, resolve_request
     from spinescan.training.loop import train
     from spinescan.training.prepare import find_reusable_run
+    from spinescan.training.settings import RunSettings
 
     config = TrainConfig(
         model=model,
@@ -53,11 +57,11 @@ def train_or_reuse(model: str, data: Path, runs: Path, seed: int, hparams: dict[
     found = find_reusable_run(config, resolved)
     if found is not None:
         print(f"{model} seed {seed}: reusing {found}", flush=True)
-        return Path(found)
+        return Path(found), True
     t0 = time.perf_counter()
     result = train(config, resolved)
     print(f"{model} seed {seed}: trained in {time.perf_counter() - t0:.0f} s -> {result.run_dir}", flush=True)
-    return result.run_dir
+    return result.run_dir, False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for view in args.views:
         name = LANDMARK_MODELS[view]
-        lm_runs = [train_or_reuse(name, args.data, args.runs, s, hp(name)) for s in args.seeds]
+        lm_runs = [train_or_reuse(name, args.data, args.runs, s, hp(name))[0] for s in args.seeds]
         if args.rescore:
             from spinescan.training.finish import rescore
 
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
         lm_preds = [L.read_landmark_predictions(r) for r in lm_runs]
         for clf in wanted:
-            cl_runs = [train_or_reuse(clf, args.data, args.runs, s, hp(clf)) for s in args.seeds]
+            cl_runs = [train_or_reuse(clf, args.data, args.runs, s, hp(clf))[0] for s in args.seeds]
             run0 = load_run(cl_runs[0])
             preds = [RunDir(r).read_predictions()["test"] for r in cl_runs]
             entry["comparisons"][clf] = L.compare_with_classifier(

@@ -61,22 +61,9 @@ def phantoms(work: Path, per_class: int) -> Path:
 
 def one_run(model: str, data: Path, runs: Path, seed: int, hparams: dict[str, Any]) -> dict[str, Any]:
     """Train (or reuse) ``model`` at ``seed`` and summarise the run."""
-    from spinescan.progress import Plain
-    from spinescan.training.config import RunSettings, TrainConfig, resolve_request
-    from spinescan.training.loop import train
-    from spinescan.training.prepare import find_reusable_run as find_matching_run
+    from landmark_bench import train_or_reuse
 
-    config = TrainConfig(
-        model=model,
-        data=data,
-        runs_dir=runs,
-        settings=RunSettings(seed=seed),
-        hparams=hparams,
-        progress=Plain(),
-    )
-    resolved = resolve_request(config)  # once, for both the reuse check and the training
-    found = find_matching_run(config, resolved)
-    run_dir = Path(found) if found is not None else train(config, resolved).run_dir
+    run_dir, reused = train_or_reuse(model, data, runs, seed, hparams)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     confusion = metrics["test"].get("confusion") or []
     n = sum(sum(row) for row in confusion) or metrics["test"]["n"]
@@ -98,7 +85,7 @@ def one_run(model: str, data: Path, runs: Path, seed: int, hparams: dict[str, An
         # training accuracy per epoch: a stalled start shows here (at chance with the loss at ln k)
         "train_curve": [round(float(h["accuracy"]), 3) for h in history],
         "lr_curve": [float(h["learning_rate"]) for h in history],
-        "reused": found is not None,
+        "reused": reused,
         "run_dir": str(run_dir),
     }
 

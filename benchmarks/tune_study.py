@@ -52,9 +52,10 @@ def main() -> None:
 
     from spinescan.data.datasets import load_dataset
     from spinescan.data.splits import make_split
-    from spinescan.training.config import RunSettings, TrainConfig
+    from spinescan.training.config import TrainConfig
     from spinescan.training.loop import train
     from spinescan.training.runs import RunDir
+    from spinescan.training.settings import RunSettings
     from spinescan.training.tune import Budget, TuneConfig, tune
     from spinescan.zoo.registry import get_spec
 

@@ -18,8 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from spinescan.errors import SpineScanError
-from spinescan.training.config import RunSettings, TrainConfig, resolve_request
+from spinescan.training.config import TrainConfig, resolve_request
 from spinescan.training.runconfig import DatasetRecord, RunConfig, parse_run_config
+from spinescan.training.settings import RunSettings
 from spinescan.zoo.hparams import (
     BACKBONE_NAMES,
     HPARAMS_SCHEMA,

@@ -311,8 +311,9 @@ def test_landmark_models_pretrain_from_a_run_and_the_classifier_bench_refuses_th
     """--pretrain works for landmark models (issue 21): the fine-tune starts from the run's weights
     and records where it started; the classifier benchmark still sends them to landmark_bench."""
     from spinescan.evaluation.jobs import resolve_specs
-    from spinescan.training.config import RunSettings, TrainConfig
+    from spinescan.training.config import TrainConfig
     from spinescan.training.pretrain import pretrain_and_finetune
+    from spinescan.training.settings import RunSettings
 
     config = TrainConfig(
         model="cobb",

@@ -38,8 +38,9 @@ def few_films(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def two_stage(few_films: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Pretrain on 24 tiny phantoms, then fine-tune with zero epochs: the saved model is then
     exactly the initialised one, which is how we see where fine-tuning starts."""
-    from spinescan.training.config import RunSettings, TrainConfig
+    from spinescan.training.config import TrainConfig
     from spinescan.training.pretrain import PhantomStage, pretrain_and_finetune
+    from spinescan.training.settings import RunSettings
 
     tmp = tmp_path_factory.mktemp("pretrain")
     config = TrainConfig(

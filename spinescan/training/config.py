@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from spinescan.errors import DataError, SpineScanError
 from spinescan.progress import QUIET, Progress
-from spinescan.training.settings import STRATEGIES, RunSettings, parse_image_size
+from spinescan.training.settings import RunSettings
 from spinescan.zoo.hparams import HParams, resolve_hparams
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 DEFAULT_DATA = Path("dataset/phantoms")
 DEFAULT_RUNS = Path("runs")
 __all__ = [
-    "DEFAULT_DATA", "DEFAULT_RUNS", "STRATEGIES", "Resolved", "RunSettings", "TrainConfig",
-    "check_data_folder", "cluster_workers", "parse_image_size", "resolve_request", "spec_for",
+    "DEFAULT_DATA", "DEFAULT_RUNS", "Resolved", "TrainConfig",
+    "check_data_folder", "cluster_workers", "resolve_request", "spec_for",
 ]  # fmt: skip
 
 

@@ -8,7 +8,8 @@ import types
 from typing import Any
 
 from spinescan.errors import SpineScanError, require_tensorflow
-from spinescan.training.config import STRATEGIES, cluster_workers
+from spinescan.training.config import cluster_workers
+from spinescan.training.settings import STRATEGIES
 
 
 def make_strategy(name: str) -> tuple[Any, str]:
